@@ -1,0 +1,349 @@
+//! The facts the rules read: one patient's regimen, fills, monitoring history and flags, the clinic's
+//! roster, and the refill request being decided. Plain values, built by the shell from the store, FHIR
+//! bundles, CSV or scenario files.
+
+use chrono::NaiveDate;
+
+/// Internal patient id: an integer so the daily pipeline can split patients into id ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PatientId(pub i64);
+
+/// A prescriber (physician or other clinician), by an opaque stable identifier such as an NPI.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PrescriberId(pub String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Sex {
+    Female,
+    Male,
+    Other,
+    Unknown,
+}
+
+/// Whether a fact is a 42 CFR Part 2 record (substance-use-disorder treatment from a Part 2 program).
+/// The rules see every fact; reasons that rest on a Part 2 fact are marked `restricted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Confidentiality {
+    #[default]
+    Normal,
+    Part2,
+}
+
+impl Confidentiality {
+    pub fn is_restricted(self) -> bool {
+        self == Confidentiality::Part2
+    }
+}
+
+/// ORT-derived risk tier, possibly raised by a physician.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RiskTier {
+    Low,
+    Moderate,
+    High,
+}
+
+/// The unit of a dose per administration, as normalised from the order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DoseUnit {
+    /// Milligrams of the opioid ingredient (the product strength is then ignored).
+    Milligram,
+    /// Micrograms of the opioid ingredient.
+    Microgram,
+    /// Millilitres of an oral solution (multiplied by the product's mg/mL strength).
+    Milliliter,
+    /// Countable dose-form units: tablets, capsules, patches, films, sprays.
+    DoseFormUnit,
+    /// A unit the engine cannot use (for example a bare `1` with no unit): MME is undetermined.
+    Unusable(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DoseQuantity {
+    pub value: f64,
+    pub unit: DoseUnit,
+}
+
+/// Why a medication was ordered: opioid products given for opioid use disorder are not counted in MME.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum OrderPurpose {
+    #[default]
+    Pain,
+    OpioidUseDisorder,
+}
+
+/// One active medication order (prescription), normalised from FHIR, CSV or the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MedicationOrder {
+    /// The source's id, e.g. `MedicationRequest/abc`, kept for display and tracing back.
+    pub id: String,
+    /// RxNorm concept id of the product, when coded.
+    pub rxcui: Option<String>,
+    /// The product's text (RxNorm-style name or free text).
+    pub text: Option<String>,
+    /// Maximum dose per administration (the high end of a range).
+    pub dose: Option<DoseQuantity>,
+    /// Maximum administrations per day (frequencyMax over the shortest period); `None` if no timing.
+    pub doses_per_day: Option<f64>,
+    /// Days of supply on the order (for transdermal systems the dose value is the patches worn at once).
+    pub days_supply: Option<u32>,
+    pub dispense_quantity: Option<f64>,
+    pub prescriber: Option<PrescriberId>,
+    pub purpose: OrderPurpose,
+    pub confidentiality: Confidentiality,
+}
+
+impl MedicationOrder {
+    /// The label screens and JSON use: the text, else `RxNorm <code>`, else the id.
+    pub fn label(&self) -> String {
+        match (&self.text, &self.rxcui) {
+            (Some(text), _) => text.clone(),
+            (None, Some(code)) => format!("RxNorm {code}"),
+            (None, None) => self.id.clone(),
+        }
+    }
+}
+
+/// A fill: when the supply was handed over (dispense date, else the prescription's fill date).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fill {
+    pub filled_on: NaiveDate,
+    pub days_supply: u32,
+    pub order_id: Option<String>,
+    pub quantity: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UdsKind {
+    Scheduled,
+    ForCause,
+}
+
+/// One analyte (or assay channel) in a urine drug test result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UdsAnalyteResult {
+    /// The assay that produced it: an immunoassay name (`opiates`, `oxycodone`, `fentanyl`, ...) or
+    /// `lcms` / `gcms` for confirmatory testing.
+    pub assay: String,
+    /// The analyte reported, lower case (`morphine`, `oxymorphone`, `6-acetylmorphine`, `cocaine`);
+    /// for a class immunoassay this may equal the assay name.
+    pub analyte: String,
+    pub detected: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UdsResult {
+    pub collected_on: NaiveDate,
+    pub kind: UdsKind,
+    /// Confirmatory (GC/LC-MS) rather than presumptive (immunoassay).
+    pub confirmatory: bool,
+    pub analytes: Vec<UdsAnalyteResult>,
+    /// Date a physician reviewed this result; a reviewed result no longer escalates.
+    pub physician_reviewed_on: Option<NaiveDate>,
+    pub confidentiality: Confidentiality,
+}
+
+/// Urine drug screening state: the date the scheduler drew, any for-cause order, the results.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UdsFacts {
+    /// The randomly drawn date of the next scheduled test (see `uds::draw_next_date`).
+    pub scheduled_due: Option<NaiveDate>,
+    /// A for-cause test ordered and not yet collected.
+    pub for_cause_due: Option<NaiveDate>,
+    pub results: Vec<UdsResult>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DrugClass {
+    Opioid,
+    Benzodiazepine,
+    OtherControlled,
+}
+
+/// A prescription seen in the state PDMP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PdmpFinding {
+    pub prescriber: PrescriberId,
+    pub drug_class: DrugClass,
+    pub filled_on: NaiveDate,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PdmpReview {
+    pub reviewed_on: NaiveDate,
+    pub findings: Vec<PdmpFinding>,
+}
+
+/// The signed patient agreement (treatment agreement or informed consent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgreementFacts {
+    pub signed_on: NaiveDate,
+    pub prescriber_of_record: PrescriberId,
+    pub text_version: String,
+    pub elements: Vec<String>,
+    /// Set when the agreement was voided explicitly (besides the implicit void on prescriber change).
+    pub voided_on: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ReviewKind {
+    /// The periodic physician benefit-risk review (CDC 2022 Rec 7).
+    BenefitRisk,
+    /// A physician acknowledged concurrent benzodiazepine use.
+    BenzodiazepineAcknowledged,
+    /// A physician acknowledged a controlled-substance prescriber outside the roster.
+    OutsidePrescriberAcknowledged(PrescriberId),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhysicianReview {
+    pub reviewed_on: NaiveDate,
+    pub physician: PrescriberId,
+    pub kind: ReviewKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NaloxoneEventKind {
+    Offered,
+    Declined,
+    Dispensed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NaloxoneEvent {
+    pub on: NaiveDate,
+    pub kind: NaloxoneEventKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClinicalFlagKind {
+    OverdoseHistory,
+    SubstanceUseDisorderHistory,
+    SleepDisorderedBreathing,
+    Cancer,
+    SickleCell,
+    Palliative,
+    EndOfLife,
+    /// A current overdose or sedation signal (ED visit, naloxone use, reported sedation).
+    OverdoseOrSedationSignal,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClinicalFlag {
+    pub kind: ClinicalFlagKind,
+    pub recorded_on: NaiveDate,
+    pub confidentiality: Confidentiality,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OtherMedicationClass {
+    Benzodiazepine,
+    /// Methadone or buprenorphine for opioid use disorder from another source (e.g. an OTP).
+    OudTreatment,
+}
+
+/// A non-opioid-analgesic medication that matters to the rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtherMedication {
+    pub class: OtherMedicationClass,
+    pub text: String,
+    pub started_on: Option<NaiveDate>,
+    pub active: bool,
+    pub confidentiality: Confidentiality,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaperState {
+    Active,
+    Paused,
+    Completed,
+}
+
+/// The taper step in force, as far as the refill rules need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaperInForce {
+    pub plan_id: i64,
+    pub state: TaperState,
+    pub started_on: NaiveDate,
+    /// The regimen of the step in force today.
+    pub step_regimen: Vec<MedicationOrder>,
+    pub step_started_on: NaiveDate,
+}
+
+/// The previous decision, for "MME crossed 50 or 90 since the last decision".
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriorDecision {
+    pub decided_on: NaiveDate,
+    pub total_daily_mme: Option<f64>,
+}
+
+/// Everything the refill policy reads about one patient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatientFacts {
+    pub patient_id: PatientId,
+    pub birth_date: Option<NaiveDate>,
+    pub sex: Sex,
+    pub risk_tier: RiskTier,
+    /// The prescriber of record now; an agreement signed with another one is void.
+    pub prescriber_of_record: Option<PrescriberId>,
+    /// Current active opioid orders (the regimen of record).
+    pub regimen: Vec<MedicationOrder>,
+    pub fills: Vec<Fill>,
+    pub uds: UdsFacts,
+    pub pdmp_reviews: Vec<PdmpReview>,
+    pub agreement: Option<AgreementFacts>,
+    pub physician_reviews: Vec<PhysicianReview>,
+    pub naloxone_events: Vec<NaloxoneEvent>,
+    pub flags: Vec<ClinicalFlag>,
+    pub other_medications: Vec<OtherMedication>,
+    pub taper: Option<TaperInForce>,
+    pub last_decision: Option<PriorDecision>,
+}
+
+impl PatientFacts {
+    /// A patient with nothing recorded yet: the starting point for builders and tests.
+    pub fn empty(patient_id: PatientId) -> PatientFacts {
+        PatientFacts {
+            patient_id,
+            birth_date: None,
+            sex: Sex::Unknown,
+            risk_tier: RiskTier::Moderate,
+            prescriber_of_record: None,
+            regimen: Vec::new(),
+            fills: Vec::new(),
+            uds: UdsFacts::default(),
+            pdmp_reviews: Vec::new(),
+            agreement: None,
+            physician_reviews: Vec::new(),
+            naloxone_events: Vec::new(),
+            flags: Vec::new(),
+            other_medications: Vec::new(),
+            taper: None,
+            last_decision: None,
+        }
+    }
+}
+
+/// Facts about the clinic that apply to every patient.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClinicFacts {
+    /// Physicians and prescribers on the clinic's roster: never "outside prescribers".
+    pub roster: Vec<PrescriberId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RequestKind {
+    #[default]
+    Routine,
+    /// Replacement of a supply reported lost or stolen.
+    LostOrStolenReplacement,
+}
+
+/// The refill being decided: what is asked for and on which clinic-local date.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefillRequest {
+    pub requested_on: NaiveDate,
+    /// The regimen asked for; usually equal to the regimen of record.
+    pub regimen: Vec<MedicationOrder>,
+    pub kind: RequestKind,
+}

@@ -1,0 +1,1 @@
+//! Screening instruments as pure functions: the Opioid Risk Tool (ORT) and the PEG scale.

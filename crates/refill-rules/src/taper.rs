@@ -1,0 +1,1 @@
+//! Taper plans: dispensable, monotone, rate-limited dose reduction schedules, with pauses and history.

@@ -1,0 +1,21 @@
+//! All SQL of Refill Clinic: SQLite and PostgreSQL pools, migrations, repositories, the job queue, the
+//! email outbox and the audit chain.
+//!
+//! Sits above `refill-rules` (rows convert into its domain types) and below jobs, web and the binary.
+//! Statements are runtime `sqlx::query`/`query_as` strings, so the crate builds without a database; the
+//! conformance suite in `tests/` runs every repository function on SQLite and on PostgreSQL.
+//!
+//! Invariants:
+//! - SQLite: one write connection per process and `BEGIN IMMEDIATE` for every write transaction, so
+//!   writers queue in the process instead of failing with `SQLITE_BUSY` on lock upgrades.
+//! - Every write that matters happens inside one transaction together with its audit event.
+
+mod error;
+mod store;
+
+pub use error::StoreError;
+pub use store::{Backend, Store, StoreSettings, Tx};
+
+/// Embedded migrations, one set per backend, with the same versions and names.
+pub static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+pub static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");

@@ -1,0 +1,12 @@
+//! `refill worker` (being built; see the issue that owns it).
+
+use std::process::ExitCode;
+
+use crate::context::Context;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub async fn run(_args: Args, _context: &Context) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("refill worker is not built yet")
+}

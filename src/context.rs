@@ -1,0 +1,88 @@
+//! What every subcommand may need, opened lazily: the configuration and the database.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use crate::config::Config;
+
+/// Global options shared by every subcommand.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// `--config DIR`; default `REFILL_CONFIG_DIR` or `./config`.
+    pub config_dir: Option<PathBuf>,
+    /// `--database URL`, overriding `[database] url`.
+    pub database_url: Option<String>,
+}
+
+/// `[database]` in config/base.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// `sqlite:refill.db` or `postgres://...`.
+    pub url: String,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    #[serde(default = "default_busy_timeout_ms")]
+    pub busy_timeout_ms: u64,
+}
+
+fn default_max_connections() -> u32 {
+    8
+}
+fn default_busy_timeout_ms() -> u64 {
+    10_000
+}
+
+impl Context {
+    pub fn config(&self) -> anyhow::Result<Config> {
+        Config::load(self.config_dir.as_deref())
+    }
+
+    /// Store settings from `[database]`, with `--database` taking precedence.
+    pub fn store_settings(&self, config: &Config) -> anyhow::Result<refill_store::StoreSettings> {
+        let section: DatabaseSection = config.section("database")?;
+        let url = self.database_url.clone().unwrap_or(section.url);
+        Ok(refill_store::StoreSettings {
+            url,
+            max_connections: section.max_connections,
+            busy_timeout: Duration::from_millis(section.busy_timeout_ms),
+        })
+    }
+
+    /// Open the database and apply pending migrations.
+    pub async fn open_store(&self, config: &Config) -> anyhow::Result<refill_store::Store> {
+        let settings = self.store_settings(config)?;
+        let store = refill_store::Store::connect(&settings)
+            .await
+            .with_context(|| format!("could not open the database {}", redact_url(&settings.url)))?;
+        store.migrate().await.context("could not migrate the database")?;
+        Ok(store)
+    }
+}
+
+/// A database URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &credentials[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact_url("sqlite:refill.db"), "sqlite:refill.db");
+    }
+}
