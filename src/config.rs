@@ -37,12 +37,16 @@ impl Config {
             let path = dir.join(&name);
             if !path.exists() {
                 if name == "base.toml" {
-                    bail!("configuration file {} not found (run from the project folder or set REFILL_CONFIG_DIR)", path.display());
+                    bail!(
+                        "configuration file {} not found (run from the project folder or set REFILL_CONFIG_DIR)",
+                        path.display()
+                    );
                 }
                 continue;
             }
             let text = std::fs::read_to_string(&path).with_context(|| format!("could not read {}", path.display()))?;
-            let layer: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+            let layer: toml::Table =
+                toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
             merge(&mut tree, layer);
             sources.push(path);
         }
@@ -63,7 +67,8 @@ impl Config {
     /// Deserialize the section `[name]` into `T`, naming the section and key on error.
     pub fn section<T: DeserializeOwned>(&self, name: &str) -> anyhow::Result<T> {
         let value = self.tree.get(name).cloned().unwrap_or(toml::Value::Table(toml::Table::new()));
-        T::deserialize(value).map_err(|e| anyhow::anyhow!("configuration section [{name}] ({}): {e}", self.describe_sources()))
+        T::deserialize(value)
+            .map_err(|e| anyhow::anyhow!("configuration section [{name}] ({}): {e}", self.describe_sources()))
     }
 
     /// Resolve a path from the configuration against the project folder (the parent of `config/`).

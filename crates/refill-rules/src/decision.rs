@@ -14,13 +14,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 5] = [
-        Outcome::Approve,
-        Outcome::ApproveWithTasks,
-        Outcome::Hold,
-        Outcome::Escalate,
-        Outcome::EscalateUrgent,
-    ];
+    pub const ALL: [Outcome; 5] =
+        [Outcome::Approve, Outcome::ApproveWithTasks, Outcome::Hold, Outcome::Escalate, Outcome::EscalateUrgent];
 
     /// The stable wire name (JSON, database, CLI).
     pub fn as_str(self) -> &'static str {
