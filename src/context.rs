@@ -29,6 +29,18 @@ pub struct DatabaseSection {
     pub busy_timeout_ms: u64,
 }
 
+/// `[audit]`: the chain key comes from the environment (`REFILL__AUDIT__KEY`), never from a file in
+/// production; `checkpoint_path` is where `refill audit checkpoint` writes, outside the database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    pub key: Option<String>,
+    pub checkpoint_path: Option<PathBuf>,
+}
+
+/// Used only outside production when no key is configured.
+pub const DEVELOPMENT_AUDIT_KEY: &str = "refill-clinic-development-audit-key-not-for-production";
+
 fn default_max_connections() -> u32 {
     8
 }
@@ -45,10 +57,22 @@ impl Context {
     pub fn store_settings(&self, config: &Config) -> anyhow::Result<refill_store::StoreSettings> {
         let section: DatabaseSection = config.section("database")?;
         let url = self.database_url.clone().unwrap_or(section.url);
+        let audit: AuditSection = config.section("audit")?;
+        let key = match audit.key {
+            Some(key) if key.len() >= 32 => key,
+            Some(_) => anyhow::bail!("[audit] key must be at least 32 characters"),
+            None if config.is_production() => {
+                anyhow::bail!("[audit] key is required in production (set REFILL__AUDIT__KEY)")
+            }
+            // Outside production a fixed development key keeps local databases verifiable; production
+            // refuses to start without a real one.
+            None => DEVELOPMENT_AUDIT_KEY.to_string(),
+        };
         Ok(refill_store::StoreSettings {
             url,
             max_connections: section.max_connections,
             busy_timeout: Duration::from_millis(section.busy_timeout_ms),
+            audit_key: refill_store::AuditKey::new(key.as_bytes()),
         })
     }
 

@@ -14,7 +14,7 @@ mod error;
 mod store;
 
 pub use error::StoreError;
-pub use store::{Backend, Store, StoreSettings, Tx};
+pub use store::{AuditKey, Backend, Pools, Store, StoreSettings, Tx};
 
 /// Embedded migrations, one set per backend, with the same versions and names.
 pub static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");

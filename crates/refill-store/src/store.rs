@@ -17,11 +17,34 @@ pub struct StoreSettings {
     pub max_connections: u32,
     /// How long a SQLite writer waits for the file lock held by another process.
     pub busy_timeout: Duration,
+    /// Key of the audit chain's HMAC. Comes from configuration (the environment in production) and is
+    /// never stored in the database.
+    pub audit_key: AuditKey,
+}
+
+/// The HMAC key of the audit chain. `Debug` never prints it.
+#[derive(Clone)]
+pub struct AuditKey(std::sync::Arc<[u8]>);
+
+impl AuditKey {
+    pub fn new(bytes: impl AsRef<[u8]>) -> AuditKey {
+        AuditKey(std::sync::Arc::from(bytes.as_ref()))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(***)")
+    }
 }
 
 impl StoreSettings {
-    pub fn new(url: impl Into<String>) -> Self {
-        StoreSettings { url: url.into(), max_connections: 8, busy_timeout: Duration::from_secs(10) }
+    pub fn new(url: impl Into<String>, audit_key: AuditKey) -> Self {
+        StoreSettings { url: url.into(), max_connections: 8, busy_timeout: Duration::from_secs(10), audit_key }
     }
 }
 
@@ -31,9 +54,17 @@ pub enum Backend {
     Postgres,
 }
 
-/// The database. Cheap to clone (pools are reference counted).
+/// The database. Cheap to clone (pools and key are reference counted).
 #[derive(Debug, Clone)]
-pub enum Store {
+pub struct Store {
+    pub pools: Pools,
+    /// Key of the audit chain's HMAC (never stored in the database).
+    pub audit_key: AuditKey,
+}
+
+/// The connection pools of the backend in use.
+#[derive(Debug, Clone)]
+pub enum Pools {
     Sqlite {
         /// Readers: any number of connections; WAL lets them run beside the writer.
         read: SqlitePool,
@@ -95,10 +126,10 @@ impl Store {
                 .max_connections(settings.max_connections.max(1))
                 .connect_with(options.read_only(true))
                 .await?;
-            Ok(Store::Sqlite { read, write })
+            Ok(Store { pools: Pools::Sqlite { read, write }, audit_key: settings.audit_key.clone() })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new().max_connections(settings.max_connections.max(2)).connect(url).await?;
-            Ok(Store::Postgres(pool))
+            Ok(Store { pools: Pools::Postgres(pool), audit_key: settings.audit_key.clone() })
         } else {
             Err(StoreError::InvalidUrl("expected a sqlite: or postgres:// url".into()))
         }
@@ -106,37 +137,37 @@ impl Store {
 
     /// Apply pending migrations of this backend.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite { write, .. } => crate::SQLITE_MIGRATOR.run(write).await?,
-            Store::Postgres(pool) => crate::POSTGRES_MIGRATOR.run(pool).await?,
+        match &self.pools {
+            Pools::Sqlite { write, .. } => crate::SQLITE_MIGRATOR.run(write).await?,
+            Pools::Postgres(pool) => crate::POSTGRES_MIGRATOR.run(pool).await?,
         }
         Ok(())
     }
 
     pub fn backend(&self) -> Backend {
-        match self {
-            Store::Sqlite { .. } => Backend::Sqlite,
-            Store::Postgres(_) => Backend::Postgres,
+        match &self.pools {
+            Pools::Sqlite { .. } => Backend::Sqlite,
+            Pools::Postgres(_) => Backend::Postgres,
         }
     }
 
     /// Begin a write transaction: `BEGIN IMMEDIATE` on the single SQLite writer, a plain transaction
     /// on PostgreSQL (row locks and unique keys serialise what must be serialised there).
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        match self {
-            Store::Sqlite { write, .. } => Ok(Tx::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?)),
-            Store::Postgres(pool) => Ok(Tx::Postgres(pool.begin().await?)),
+        match &self.pools {
+            Pools::Sqlite { write, .. } => Ok(Tx::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?)),
+            Pools::Postgres(pool) => Ok(Tx::Postgres(pool.begin().await?)),
         }
     }
 
     /// Close every pool (waits for connections to be returned).
     pub async fn close(&self) {
-        match self {
-            Store::Sqlite { read, write } => {
+        match &self.pools {
+            Pools::Sqlite { read, write } => {
                 write.close().await;
                 read.close().await;
             }
-            Store::Postgres(pool) => pool.close().await,
+            Pools::Postgres(pool) => pool.close().await,
         }
     }
 }
