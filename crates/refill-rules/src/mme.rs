@@ -3,8 +3,17 @@
 //! Contract (owned by the MME work; other modules call it): values are never rounded here, an
 //! undetermined product makes the total `None` (never 0), and excluded products (buprenorphine, OUD
 //! treatment) are listed as excluded, not counted as 0.
+//!
+//! Formulas (clinical-rules.md §1.1): patches = mcg/hr x patches worn x 2.4 (the change interval does
+//! not enter); a dose in mg/ug = dose x doses per day (product strength ignored); a dose in mL = mL x
+//! mg/mL x doses per day; countable units = units x strength x doses per day. Methadone under CDC 2016
+//! is tiered by the TOTAL daily methadone mg of the regimen, with half-open bounds.
 
-use crate::facts::MedicationOrder;
+use std::sync::OnceLock;
+
+use crate::drug::{DrugTable, EMBEDDED_FACTOR_CSV, Product, StrengthUnit, split_csv_line};
+use crate::error::RulesError;
+use crate::facts::{DoseUnit, MedicationOrder, OrderPurpose};
 
 /// Which conversion-factor table is used; recorded with every result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -73,8 +82,545 @@ pub struct MmeResult {
     pub undetermined: Vec<MmeUndetermined>,
 }
 
-/// Compute the daily MME of `orders` with `factor_set`.
+impl MmeResult {
+    /// True when some order is excluded because it treats opioid use disorder.
+    pub fn has_oud_treatment(&self) -> bool {
+        self.excluded.iter().any(|excluded| excluded.oud_treatment)
+    }
+}
+
+/// One factor cell of `opioid-factors.csv`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Factor {
+    /// No clinical factor defined: the product's MME is undetermined.
+    Undefined,
+    /// MME per mg/day (per mcg/hr for transdermal fentanyl).
+    Flat(f64),
+    /// CDC 2016 methadone: by total daily methadone mg, see `methadone_2016_factor`.
+    MethadoneTiers2016,
+}
+
+/// Which dose forms a factor row applies to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DoseFormPattern {
+    Any,
+    Exactly(String),
+    AnyExcept(String),
+}
+
+impl DoseFormPattern {
+    fn matches(&self, dose_form: &str) -> bool {
+        match self {
+            DoseFormPattern::Any => true,
+            DoseFormPattern::Exactly(form) => form.eq_ignore_ascii_case(dose_form),
+            DoseFormPattern::AnyExcept(form) => !form.eq_ignore_ascii_case(dose_form),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FactorRow {
+    pub ingredient: String,
+    pub dose_forms: DoseFormPattern,
+    pub cdc2022: Factor,
+    pub cdc2016: Factor,
+}
+
+/// The conversion-factor table (`data/opioid-factors.csv`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversionFactors {
+    rows: Vec<FactorRow>,
+}
+
+static EMBEDDED_FACTORS: OnceLock<ConversionFactors> = OnceLock::new();
+
+impl ConversionFactors {
+    /// The factor table shipped in the binary, parsed on first use.
+    pub fn embedded() -> &'static ConversionFactors {
+        EMBEDDED_FACTORS.get_or_init(|| {
+            ConversionFactors::parse(EMBEDDED_FACTOR_CSV)
+                .expect("embedded opioid-factors.csv parses (checked by tests)")
+        })
+    }
+
+    pub fn parse(csv: &str) -> Result<ConversionFactors, RulesError> {
+        const TABLE: &str = "opioid-factors.csv";
+        let mut lines = csv.lines().enumerate();
+        let header = lines.next().map(|(_, line)| split_csv_line(line)).unwrap_or_default();
+        let expected = ["ingredient", "dose_form_pattern", "factor_cdc2022", "factor_cdc2016"];
+        if header.len() < expected.len() || header.iter().zip(expected).any(|(have, want)| have != want) {
+            return Err(RulesError::Table {
+                table: TABLE,
+                line: 1,
+                message: format!("header must start with {expected:?}"),
+            });
+        }
+        let mut rows = Vec::new();
+        for (index, line) in lines {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let fields = split_csv_line(line);
+            let bad = |message: String| RulesError::Table { table: TABLE, line: index + 1, message };
+            if fields.len() < expected.len() {
+                return Err(bad(format!("expected at least {} fields", expected.len())));
+            }
+            let dose_forms = match fields[1].as_str() {
+                "any" => DoseFormPattern::Any,
+                pattern => match pattern.strip_prefix("any except ") {
+                    Some(form) => DoseFormPattern::AnyExcept(form.to_string()),
+                    None => DoseFormPattern::Exactly(pattern.to_string()),
+                },
+            };
+            let cell = |text: &str| -> Result<Factor, RulesError> {
+                match text.trim() {
+                    "" => Ok(Factor::Undefined),
+                    "tiered" => Ok(Factor::MethadoneTiers2016),
+                    number => match number.parse::<f64>() {
+                        Ok(value) if value.is_finite() && value > 0.0 => Ok(Factor::Flat(value)),
+                        _ => Err(bad(format!("factor '{number}' is not a positive number, empty or 'tiered'"))),
+                    },
+                }
+            };
+            rows.push(FactorRow {
+                ingredient: fields[0].to_ascii_lowercase(),
+                dose_forms,
+                cdc2022: cell(&fields[2])?,
+                cdc2016: cell(&fields[3])?,
+            });
+        }
+        Ok(ConversionFactors { rows })
+    }
+
+    pub fn rows(&self) -> &[FactorRow] {
+        &self.rows
+    }
+
+    /// The factor for an ingredient in a dose form; `None` when the ingredient has no row at all.
+    pub fn factor(&self, ingredient: &str, dose_form: &str, factor_set: FactorSet) -> Option<Factor> {
+        let row = self.rows.iter().find(|row| row.ingredient == ingredient && row.dose_forms.matches(dose_form))?;
+        Some(match factor_set {
+            FactorSet::Cdc2022 => row.cdc2022,
+            FactorSet::Cdc2016 => row.cdc2016,
+        })
+    }
+}
+
+/// CDC 2016 methadone factor by total daily methadone mg: half-open tiers >0-<=20: 4, >20-<=40: 8,
+/// >40-<=60: 10, >60: 12 (the CDC data-file footnote; the CQL's integer ranges leave gaps).
+pub fn methadone_2016_factor(total_daily_mg: f64) -> f64 {
+    if total_daily_mg <= 20.0 {
+        4.0
+    } else if total_daily_mg <= 40.0 {
+        8.0
+    } else if total_daily_mg <= 60.0 {
+        10.0
+    } else {
+        12.0
+    }
+}
+
+/// Compute the daily MME of `orders` with `factor_set`, using the embedded drug and factor tables.
 pub fn daily_mme(orders: &[MedicationOrder], factor_set: FactorSet) -> MmeResult {
-    let _ = orders;
-    unimplemented!("mme::daily_mme for {}", factor_set.as_str())
+    daily_mme_with(orders, factor_set, DrugTable::embedded(), ConversionFactors::embedded())
+}
+
+/// Per order, before the factor: either a daily dose of one ingredient or a reason it is not counted.
+enum Assessed {
+    Dose { ingredient: String, daily_dose: f64, unit: &'static str, factor: Factor },
+    Excluded { reason: String, oud_treatment: bool },
+    Undetermined(String),
+}
+
+/// `daily_mme` with explicit tables (tests and tools that load other tables).
+pub fn daily_mme_with(
+    orders: &[MedicationOrder],
+    factor_set: FactorSet,
+    drugs: &DrugTable,
+    factors: &ConversionFactors,
+) -> MmeResult {
+    let mut result = MmeResult {
+        factor_set,
+        total_daily_mme: Some(0.0),
+        items: Vec::new(),
+        excluded: Vec::new(),
+        undetermined: Vec::new(),
+    };
+    let mut counted: Vec<(&MedicationOrder, String, f64, &'static str, Factor)> = Vec::new();
+    for order in orders {
+        for assessed in assess(order, factor_set, drugs, factors) {
+            match assessed {
+                Assessed::Dose { ingredient, daily_dose, unit, factor } => {
+                    counted.push((order, ingredient, daily_dose, unit, factor));
+                }
+                Assessed::Excluded { reason, oud_treatment } => result.excluded.push(MmeExcluded {
+                    order_id: order.id.clone(),
+                    medication: order.label(),
+                    reason,
+                    oud_treatment,
+                }),
+                Assessed::Undetermined(reason) => result.undetermined.push(MmeUndetermined {
+                    order_id: order.id.clone(),
+                    medication: order.label(),
+                    reason,
+                }),
+            }
+        }
+    }
+    // The 2016 methadone tier depends on the total methadone of the whole regimen.
+    let total_methadone_mg: f64 = counted
+        .iter()
+        .filter(|(_, _, _, _, factor)| *factor == Factor::MethadoneTiers2016)
+        .map(|(_, _, daily_dose, _, _)| daily_dose)
+        .sum();
+    for (order, ingredient, daily_dose, unit, factor) in counted {
+        let factor = match factor {
+            Factor::Flat(value) => value,
+            Factor::MethadoneTiers2016 => methadone_2016_factor(total_methadone_mg),
+            Factor::Undefined => unreachable!("undefined factors are reported as undetermined in assess"),
+        };
+        result.items.push(MmeItem {
+            order_id: order.id.clone(),
+            medication: order.label(),
+            ingredient,
+            daily_dose,
+            unit,
+            factor,
+            mme: daily_dose * factor,
+        });
+    }
+    result.total_daily_mme = if !result.undetermined.is_empty() {
+        None
+    } else if result.items.is_empty() && !result.excluded.is_empty() {
+        // Excluded products only: the MME rules do not apply, and 0 would read as "no opioid".
+        None
+    } else {
+        Some(result.items.iter().map(|item| item.mme).sum())
+    };
+    result
+}
+
+fn assess(
+    order: &MedicationOrder,
+    factor_set: FactorSet,
+    drugs: &DrugTable,
+    factors: &ConversionFactors,
+) -> Vec<Assessed> {
+    if order.purpose == OrderPurpose::OpioidUseDisorder {
+        return vec![Assessed::Excluded {
+            reason: "treatment of opioid use disorder is not counted in MME".to_string(),
+            oud_treatment: true,
+        }];
+    }
+    let product = match drugs.identify(order) {
+        Ok(product) => product,
+        Err(unidentified) => return vec![Assessed::Undetermined(unidentified.describe())],
+    };
+    product
+        .distinct_ingredients()
+        .into_iter()
+        .map(|ingredient| assess_ingredient(order, &product, ingredient, factor_set, factors))
+        .collect()
+}
+
+fn assess_ingredient(
+    order: &MedicationOrder,
+    product: &Product,
+    ingredient: &str,
+    factor_set: FactorSet,
+    factors: &ConversionFactors,
+) -> Assessed {
+    if ingredient == "buprenorphine" {
+        return Assessed::Excluded {
+            reason: "buprenorphine is not counted in MME (partial agonist; CDC 2022 Table 1)".to_string(),
+            oud_treatment: false,
+        };
+    }
+    let factor = match factors.factor(ingredient, &product.dose_form, factor_set) {
+        None | Some(Factor::Undefined) => {
+            return Assessed::Undetermined(format!(
+                "no {} clinical conversion factor for {ingredient} ({})",
+                factor_set.as_str(),
+                product.dose_form
+            ));
+        }
+        Some(factor) => factor,
+    };
+    let Some((strength, strength_unit)) = product.strength_of(ingredient) else {
+        return Assessed::Undetermined(format!("no strength for {ingredient} in the product"));
+    };
+    let Some(dose) = &order.dose else {
+        return Assessed::Undetermined("the order has no dose".to_string());
+    };
+    if !(dose.value.is_finite() && dose.value > 0.0) {
+        return Assessed::Undetermined(format!("dose {} is not a positive number", dose.value));
+    }
+    let doses_per_day = match order.doses_per_day {
+        Some(value) if value.is_finite() && value > 0.0 => value,
+        Some(value) => return Assessed::Undetermined(format!("{value} doses per day is not a positive number")),
+        None => return Assessed::Undetermined("the order has no timing (doses per day)".to_string()),
+    };
+    if strength_unit == StrengthUnit::MgPerHr {
+        // Transdermal: mcg/hr x patches worn at once; the schedule does not enter (CDC 2.4 factor).
+        return match dose.unit {
+            DoseUnit::DoseFormUnit => Assessed::Dose {
+                ingredient: ingredient.to_string(),
+                daily_dose: strength * 1000.0 * dose.value,
+                unit: "mcg/hr",
+                factor,
+            },
+            _ => Assessed::Undetermined(format!("a patch dose must count patches, not {}", describe_unit(&dose.unit))),
+        };
+    }
+    let daily_mg = match &dose.unit {
+        DoseUnit::Milligram => dose.value * doses_per_day,
+        DoseUnit::Microgram => dose.value / 1000.0 * doses_per_day,
+        DoseUnit::Milliliter => match strength_unit {
+            StrengthUnit::MgPerMl => dose.value * strength * doses_per_day,
+            _ => {
+                return Assessed::Undetermined(format!(
+                    "dose in mL for a product whose strength is {} (not per mL)",
+                    strength_unit.as_str()
+                ));
+            }
+        },
+        DoseUnit::DoseFormUnit => match strength_unit {
+            StrengthUnit::Mg | StrengthUnit::MgPerActuation => dose.value * strength * doses_per_day,
+            _ => {
+                return Assessed::Undetermined(format!(
+                    "dose counted in units for a product whose strength is {}",
+                    strength_unit.as_str()
+                ));
+            }
+        },
+        DoseUnit::Unusable(unit) => {
+            return Assessed::Undetermined(format!("dose unit '{unit}' cannot be converted to an amount of drug"));
+        }
+    };
+    Assessed::Dose { ingredient: ingredient.to_string(), daily_dose: daily_mg, unit: "mg", factor }
+}
+
+fn describe_unit(unit: &DoseUnit) -> String {
+    match unit {
+        DoseUnit::Milligram => "mg".to_string(),
+        DoseUnit::Microgram => "ug".to_string(),
+        DoseUnit::Milliliter => "mL".to_string(),
+        DoseUnit::DoseFormUnit => "units".to_string(),
+        DoseUnit::Unusable(unit) => format!("'{unit}'"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{Confidentiality, DoseQuantity};
+
+    fn order(id: &str, rxcui: &str, dose: f64, unit: DoseUnit, per_day: f64) -> MedicationOrder {
+        MedicationOrder {
+            id: id.to_string(),
+            rxcui: Some(rxcui.to_string()),
+            text: None,
+            dose: Some(DoseQuantity { value: dose, unit }),
+            doses_per_day: Some(per_day),
+            days_supply: Some(30),
+            dispense_quantity: None,
+            prescriber: None,
+            purpose: OrderPurpose::Pain,
+            confidentiality: Confidentiality::Normal,
+        }
+    }
+
+    fn text_order(id: &str, text: &str, dose: f64, unit: DoseUnit, per_day: f64) -> MedicationOrder {
+        MedicationOrder { rxcui: None, text: Some(text.to_string()), ..order(id, "", dose, unit, per_day) }
+    }
+
+    fn total(orders: &[MedicationOrder], set: FactorSet) -> Option<f64> {
+        daily_mme(orders, set).total_daily_mme
+    }
+
+    fn close(actual: Option<f64>, expected: f64) {
+        let value = actual.unwrap_or_else(|| panic!("expected {expected}, got undetermined"));
+        assert!((value - expected).abs() < 0.01, "expected {expected}, got {value}");
+    }
+
+    const HYDROCODONE_5_APAP_325: &str = "857002";
+    const OXYCODONE_ER_10: &str = "1049502";
+    const FENTANYL_25: &str = "245134";
+    const FENTANYL_75: &str = "197696";
+
+    #[test]
+    fn embedded_factor_table_parses() {
+        let factors = ConversionFactors::embedded();
+        assert_eq!(factors.rows().len(), 21);
+        assert_eq!(factors.factor("fentanyl", "Transdermal System", FactorSet::Cdc2022), Some(Factor::Flat(2.4)));
+        assert_eq!(factors.factor("fentanyl", "Buccal Film", FactorSet::Cdc2022), Some(Factor::Undefined));
+        assert_eq!(factors.factor("methadone", "Oral Tablet", FactorSet::Cdc2016), Some(Factor::MethadoneTiers2016));
+        assert_eq!(factors.factor("hydromorphone", "Oral Tablet", FactorSet::Cdc2022), Some(Factor::Flat(5.0)));
+        assert_eq!(factors.factor("hydromorphone", "Oral Tablet", FactorSet::Cdc2016), Some(Factor::Flat(4.0)));
+    }
+
+    #[test]
+    fn cdc_worked_examples() {
+        assert_eq!(DrugTable::embedded().by_rxcui(HYDROCODONE_5_APAP_325).map(|p| p.ingredient()), Some("hydrocodone"));
+        for set in [FactorSet::Cdc2022, FactorSet::Cdc2016] {
+            close(total(&[order("a", HYDROCODONE_5_APAP_325, 1.0, DoseUnit::DoseFormUnit, 4.0)], set), 20.0);
+            close(total(&[order("b", OXYCODONE_ER_10, 1.0, DoseUnit::DoseFormUnit, 2.0)], set), 30.0);
+            // The change interval (every 72 h = 1/3 per day) does not enter the patch formula.
+            close(total(&[order("c", FENTANYL_25, 1.0, DoseUnit::DoseFormUnit, 1.0 / 3.0)], set), 60.0);
+            close(total(&[order("d", FENTANYL_75, 1.0, DoseUnit::DoseFormUnit, 1.0)], set), 180.0);
+        }
+        // Two patches worn at once.
+        close(total(&[order("e", FENTANYL_25, 2.0, DoseUnit::DoseFormUnit, 1.0 / 3.0)], FactorSet::Cdc2022), 120.0);
+    }
+
+    #[test]
+    fn combined_regimen_sums() {
+        let orders = [
+            order("a", HYDROCODONE_5_APAP_325, 1.0, DoseUnit::DoseFormUnit, 4.0),
+            order("b", OXYCODONE_ER_10, 1.0, DoseUnit::DoseFormUnit, 2.0),
+        ];
+        let result = daily_mme(&orders, FactorSet::Cdc2022);
+        close(result.total_daily_mme, 50.0);
+        assert_eq!(result.items.len(), 2);
+        assert_eq!(result.items[1].ingredient, "oxycodone");
+        assert_eq!(result.items[1].factor, 1.5);
+        assert_eq!(result.items[1].daily_dose, 20.0);
+    }
+
+    #[test]
+    fn methadone_tiers_under_2016_are_half_open_by_total_mg() {
+        let methadone =
+            |mg: f64| text_order("m", "methadone hydrochloride 10 MG Oral Tablet", mg, DoseUnit::Milligram, 1.0);
+        for (mg, expected) in [(20.0, 80.0), (20.5, 164.0), (21.0, 168.0), (40.0, 320.0), (60.0, 600.0), (61.0, 732.0)]
+        {
+            close(total(&[methadone(mg)], FactorSet::Cdc2016), expected);
+        }
+        // Tiers follow the regimen total, not each order: 15 + 10 mg = 25 mg -> factor 8.
+        let split = [methadone(15.0), methadone(10.0)];
+        let result = daily_mme(&split, FactorSet::Cdc2016);
+        close(result.total_daily_mme, 200.0);
+        assert!(result.items.iter().all(|item| item.factor == 8.0));
+        // CDC 2022: flat 4.7.
+        close(total(&[methadone(20.0)], FactorSet::Cdc2022), 94.0);
+        close(total(&[methadone(61.0)], FactorSet::Cdc2022), 286.7);
+    }
+
+    #[test]
+    fn hydromorphone_factor_differs_between_sets() {
+        let hm = text_order("h", "hydromorphone hydrochloride 2 MG Oral Tablet", 1.0, DoseUnit::DoseFormUnit, 4.0);
+        close(total(std::slice::from_ref(&hm), FactorSet::Cdc2022), 40.0);
+        close(total(&[hm], FactorSet::Cdc2016), 32.0);
+    }
+
+    #[test]
+    fn dose_units() {
+        // Dose in mg ignores strength (CQF test: 60 mg ER product, 10 mg q12h -> 30 MME... of morphine 20).
+        close(
+            total(
+                &[text_order(
+                    "a",
+                    "Oxycodone Hydrochloride 60 MG Extended Release Oral Tablet",
+                    10.0,
+                    DoseUnit::Milligram,
+                    2.0,
+                )],
+                FactorSet::Cdc2022,
+            ),
+            30.0,
+        );
+        close(
+            total(
+                &[text_order("b", "Oxycodone Hydrochloride 5 MG Oral Tablet", 5000.0, DoseUnit::Microgram, 2.0)],
+                FactorSet::Cdc2022,
+            ),
+            15.0,
+        );
+        // Oral solution: 5 mL of 1 mg/mL oxycodone 4 times a day = 20 mg = 30 MME.
+        close(
+            total(
+                &[text_order("c", "oxycodone hydrochloride 1 MG/ML Oral Solution", 5.0, DoseUnit::Milliliter, 4.0)],
+                FactorSet::Cdc2022,
+            ),
+            30.0,
+        );
+        let unusable =
+            daily_mme(&[order("d", OXYCODONE_ER_10, 1.0, DoseUnit::Unusable("1".into()), 2.0)], FactorSet::Cdc2022);
+        assert_eq!(unusable.total_daily_mme, None);
+        assert_eq!(unusable.undetermined.len(), 1);
+    }
+
+    #[test]
+    fn undetermined_products_make_the_total_none() {
+        let cases = [
+            order("buccal", "668363", 1.0, DoseUnit::DoseFormUnit, 1.0),
+            text_order("kadian", "Morphine Sulfate 10 MG [Kadian]", 1.0, DoseUnit::DoseFormUnit, 1.0),
+            MedicationOrder {
+                doses_per_day: None,
+                ..order("no-timing", OXYCODONE_ER_10, 1.0, DoseUnit::DoseFormUnit, 1.0)
+            },
+            MedicationOrder { dose: None, ..order("no-dose", OXYCODONE_ER_10, 1.0, DoseUnit::DoseFormUnit, 1.0) },
+            text_order("meperidine", "Meperidine Hydrochloride 50 MG Oral Tablet", 1.0, DoseUnit::DoseFormUnit, 4.0),
+        ];
+        for case in cases {
+            let with_other = [order("ok", OXYCODONE_ER_10, 1.0, DoseUnit::DoseFormUnit, 2.0), case.clone()];
+            let result = daily_mme(&with_other, FactorSet::Cdc2022);
+            assert_eq!(result.total_daily_mme, None, "{}", case.id);
+            assert_eq!(result.undetermined.len(), 1, "{}", case.id);
+            assert_eq!(result.items.len(), 1);
+        }
+        // Tramadol has a 2022 factor but no 2016 clinical one.
+        let tramadol = text_order("t", "tramadol hydrochloride 50 MG Oral Tablet", 1.0, DoseUnit::DoseFormUnit, 4.0);
+        close(total(std::slice::from_ref(&tramadol), FactorSet::Cdc2022), 40.0);
+        assert_eq!(total(&[tramadol], FactorSet::Cdc2016), None);
+    }
+
+    #[test]
+    fn exclusions() {
+        let bup_patch =
+            text_order("b", "168 HR buprenorphine 0.01 MG/HR Transdermal System", 1.0, DoseUnit::DoseFormUnit, 1.0);
+        let bup = order("b2", "1010603", 1.0, DoseUnit::DoseFormUnit, 1.0);
+        let only_bup = daily_mme(std::slice::from_ref(&bup), FactorSet::Cdc2022);
+        assert_eq!(only_bup.total_daily_mme, None);
+        assert_eq!(only_bup.excluded.len(), 1);
+        assert!(!only_bup.excluded[0].oud_treatment);
+        let patch_result = daily_mme(&[bup_patch], FactorSet::Cdc2022);
+        assert_eq!(patch_result.total_daily_mme, None);
+        assert_eq!(patch_result.excluded.len(), 1);
+        assert!(patch_result.items.is_empty() && patch_result.undetermined.is_empty());
+
+        let oud = MedicationOrder {
+            purpose: OrderPurpose::OpioidUseDisorder,
+            ..text_order("otp", "methadone hydrochloride 10 MG/ML Oral Solution", 8.0, DoseUnit::Milliliter, 1.0)
+        };
+        let with_pain = [oud, order("ok", OXYCODONE_ER_10, 1.0, DoseUnit::DoseFormUnit, 2.0)];
+        let result = daily_mme(&with_pain, FactorSet::Cdc2022);
+        close(result.total_daily_mme, 30.0);
+        assert!(result.has_oud_treatment());
+    }
+
+    #[test]
+    fn no_orders_is_zero() {
+        assert_eq!(total(&[], FactorSet::Cdc2022), Some(0.0));
+        let result = daily_mme(&[], FactorSet::Cdc2016);
+        assert_eq!(result.factor_set, FactorSet::Cdc2016);
+    }
+
+    #[test]
+    fn two_salt_product_counts_both_rows() {
+        // aspirin / oxycodone HCl 4.5 mg / oxycodone terephthalate 0.38 mg, 4 a day.
+        let result = daily_mme(&[order("p", "637540", 1.0, DoseUnit::DoseFormUnit, 4.0)], FactorSet::Cdc2022);
+        close(result.total_daily_mme, 4.88 * 4.0 * 1.5);
+        assert_eq!(result.items.len(), 1);
+    }
+
+    #[test]
+    fn thresholds_compare_unrounded() {
+        // 33.3 mg oxycodone/day = 49.95 MME stays below 50.
+        let result = daily_mme(
+            &[text_order("o", "Oxycodone Hydrochloride 5 MG Oral Tablet", 33.3, DoseUnit::Milligram, 1.0)],
+            FactorSet::Cdc2022,
+        );
+        let value = result.total_daily_mme.unwrap();
+        assert!(value < 50.0 && value > 49.9);
+    }
 }
