@@ -10,7 +10,9 @@
 //!   writers queue in the process instead of failing with `SQLITE_BUSY` on lock upgrades.
 //! - Every write that matters happens inside one transaction together with its audit event.
 
+pub mod accounts;
 mod error;
+pub mod screens;
 mod store;
 
 pub use error::StoreError;
