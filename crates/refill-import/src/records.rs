@@ -1,0 +1,234 @@
+//! What an import yields: clinic records keyed by the source's own ids (the natural keys that make a
+//! re-import change nothing), holding the rules' domain values.
+
+use chrono::NaiveDate;
+use refill_rules::{
+    AgreementFacts, Fill, MedicationOrder, PdmpReview, PrescriberId, RiskTier, Sex, TaperState, UdsResult,
+};
+
+use crate::error::Location;
+
+/// A physician or other prescriber on the clinic's roster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhysicianRecord {
+    /// Where the record came from (CSV line or FHIR resource), for problems found when storing it.
+    pub origin: Location,
+    /// Stable prescriber id (an NPI or the EHR's practitioner id); also the natural key.
+    pub prescriber_id: PrescriberId,
+    /// Name as screens show it, e.g. `Dr. Adaeze Okafor`.
+    pub display_name: String,
+    pub role: PrescriberRole,
+}
+
+/// The kind of prescriber (the store's `prescribers.role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PrescriberRole {
+    Physician,
+    NursePractitioner,
+    PhysicianAssistant,
+    Other,
+}
+
+impl PrescriberRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrescriberRole::Physician => "physician",
+            PrescriberRole::NursePractitioner => "nurse_practitioner",
+            PrescriberRole::PhysicianAssistant => "physician_assistant",
+            PrescriberRole::Other => "other",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<PrescriberRole> {
+        [
+            PrescriberRole::Physician,
+            PrescriberRole::NursePractitioner,
+            PrescriberRole::PhysicianAssistant,
+            PrescriberRole::Other,
+        ]
+        .into_iter()
+        .find(|role| role.as_str() == text)
+    }
+}
+
+/// How a patient prefers to be contacted (the store's `patients.contact_preference`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ContactPreference {
+    Email,
+    Phone,
+    Portal,
+    #[default]
+    None,
+}
+
+impl ContactPreference {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContactPreference::Email => "email",
+            ContactPreference::Phone => "phone",
+            ContactPreference::Portal => "portal",
+            ContactPreference::None => "none",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ContactPreference> {
+        [ContactPreference::Email, ContactPreference::Phone, ContactPreference::Portal, ContactPreference::None]
+            .into_iter()
+            .find(|preference| preference.as_str() == text)
+    }
+}
+
+/// A patient's identity and the facts that belong to the patient row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatientRecord {
+    pub origin: Location,
+    /// The source's patient id (FHIR `Patient.id` or the CSV `patient_id`); the natural key.
+    pub external_id: String,
+    pub mrn: Option<String>,
+    pub family_name: String,
+    pub given_name: String,
+    pub birth_date: NaiveDate,
+    pub sex: Sex,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    /// The patient agreed to receive email reminders.
+    pub email_consent: bool,
+    pub contact_preference: ContactPreference,
+    /// The record holds 42 CFR Part 2 information.
+    pub part2: bool,
+    pub prescriber_of_record: Option<PrescriberId>,
+    /// ORT-derived tier; `None` when the source does not carry one (the store keeps its value).
+    pub risk_tier: Option<RiskTier>,
+}
+
+/// Lifecycle of an order; only active orders make up the regimen of record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderStatus {
+    Active,
+    OnHold,
+    Stopped,
+    Completed,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Active => "active",
+            OrderStatus::OnHold => "on-hold",
+            OrderStatus::Stopped => "stopped",
+            OrderStatus::Completed => "completed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<OrderStatus> {
+        match text {
+            "active" => Some(OrderStatus::Active),
+            "on-hold" => Some(OrderStatus::OnHold),
+            "stopped" => Some(OrderStatus::Stopped),
+            "completed" => Some(OrderStatus::Completed),
+            _ => None,
+        }
+    }
+}
+
+/// A medication order; `order.id` is the source's order id (the natural key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderRecord {
+    pub origin: Location,
+    pub patient_external_id: String,
+    pub status: OrderStatus,
+    pub authored_on: NaiveDate,
+    pub order: MedicationOrder,
+}
+
+/// A dispense (fill) of an order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FillRecord {
+    pub origin: Location,
+    pub external_id: String,
+    pub patient_external_id: String,
+    pub fill: Fill,
+}
+
+/// One urine drug test with all its analytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UdsRecord {
+    pub origin: Location,
+    /// The specimen or accession id; the natural key.
+    pub external_id: String,
+    pub patient_external_id: String,
+    pub result: UdsResult,
+}
+
+/// One PDMP review with what it found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PdmpRecord {
+    pub origin: Location,
+    pub external_id: String,
+    pub patient_external_id: String,
+    pub review: PdmpReview,
+}
+
+/// A signed treatment agreement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgreementRecord {
+    pub origin: Location,
+    pub external_id: String,
+    pub patient_external_id: String,
+    pub agreement: AgreementFacts,
+}
+
+/// One step of a physician-authored taper plan: from `starts_on`, the patient takes `regimen`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaperStepRecord {
+    pub step_number: u32,
+    pub starts_on: NaiveDate,
+    pub regimen: Vec<MedicationOrder>,
+    /// Total daily MME of the step as the source computed it, if given.
+    pub daily_mme: Option<f64>,
+}
+
+/// A taper plan already in progress at the source, with its steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaperRecord {
+    pub origin: Location,
+    pub external_id: String,
+    pub patient_external_id: String,
+    pub state: TaperState,
+    pub started_on: NaiveDate,
+    pub physician: PrescriberId,
+    /// The physician's written rationale (required: only a physician decides a taper).
+    pub rationale: String,
+    pub steps: Vec<TaperStepRecord>,
+}
+
+/// The records of one file (CSV: one kind; FHIR: a bundle may carry several kinds).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClinicRecords {
+    pub physicians: Vec<PhysicianRecord>,
+    pub patients: Vec<PatientRecord>,
+    pub orders: Vec<OrderRecord>,
+    pub fills: Vec<FillRecord>,
+    pub uds: Vec<UdsRecord>,
+    pub pdmp: Vec<PdmpRecord>,
+    pub agreements: Vec<AgreementRecord>,
+    pub tapers: Vec<TaperRecord>,
+}
+
+impl ClinicRecords {
+    /// Number of records of every kind together.
+    pub fn len(&self) -> usize {
+        self.physicians.len()
+            + self.patients.len()
+            + self.orders.len()
+            + self.fills.len()
+            + self.uds.len()
+            + self.pdmp.len()
+            + self.agreements.len()
+            + self.tapers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
