@@ -1,7 +1,149 @@
 //! Urine drug screening: random but replayable scheduling by risk tier, and result interpretation
 //! through an expected-analyte and assay-coverage table kept as data.
+//!
+//! Scheduling: one scheduled test per period, the period set by the patient's tier (policy defaults
+//! for the physician to confirm: low 365 days, moderate 182, high 120, MME >= 90 or aberrant behaviour
+//! 91; clinical-rules.md §4). The date is drawn uniformly between the last test plus a minimum gap and
+//! the last test plus the period, never more than 365 days after the last test (CDC 2016 Rec 10 "at
+//! least annually"). No fixed interval exists anywhere, so the date cannot be predicted.
+//!
+//! Interpretation: a presumptive (immunoassay) result never changes therapy on its own. Missing,
+//! unexpected and illicit findings go to confirmation (GC/LC-MS) and physician review (CDC 2022 Rec 10).
 
-use crate::facts::UdsResult;
+mod schedule;
+mod table;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+pub use schedule::{DrawnDate, SPLITMIX64_V1, SplitMix64, UdsSeed, draw_next_date};
+pub use table::{CONFIRMATORY_ASSAYS, Coverage, ExpectedAnalyte, Relation, UdsTable};
+
+use crate::facts::{RiskTier, UdsFacts, UdsResult};
+
+/// `[uds]` in config/policy.toml.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UdsPolicy {
+    /// Period (days) for the low tier. Default 365 (CDC 2016 Rec 10: at least annually).
+    pub low_period_days: i64,
+    /// Default 182 (AMDG "up to 2/yr", unverified: physician confirms).
+    pub moderate_period_days: i64,
+    /// Default 120 (AMDG "up to 3-4/yr", unverified: physician confirms).
+    pub high_period_days: i64,
+    /// Period when daily MME is at or above `high_mme_threshold` or aberrant behaviour is recorded.
+    /// Default 91.
+    pub high_mme_or_aberrant_period_days: i64,
+    /// Default 90 MME/day.
+    pub high_mme_threshold: f64,
+    /// The earliest a scheduled test can fall after the last test. Default 30 days.
+    pub min_gap_days: i64,
+    /// Never more than this many days after the last test. Default 365 (the verified floor).
+    pub max_gap_days: i64,
+}
+
+impl UdsPolicy {
+    pub fn defaults() -> UdsPolicy {
+        UdsPolicy {
+            low_period_days: 365,
+            moderate_period_days: 182,
+            high_period_days: 120,
+            high_mme_or_aberrant_period_days: 91,
+            high_mme_threshold: 90.0,
+            min_gap_days: 30,
+            max_gap_days: 365,
+        }
+    }
+
+    pub fn period_days(&self, tier: UdsTier) -> i64 {
+        match tier {
+            UdsTier::Low => self.low_period_days,
+            UdsTier::Moderate => self.moderate_period_days,
+            UdsTier::High => self.high_period_days,
+            UdsTier::HighMmeOrAberrant => self.high_mme_or_aberrant_period_days,
+        }
+    }
+
+    /// Checks a policy a physician typed: the reasons it cannot be used, empty when it is fine.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(1..=365).contains(&self.max_gap_days) {
+            problems.push(format!("uds.max_gap_days must be 1..=365 (at least annually), not {}", self.max_gap_days));
+        }
+        for tier in UdsTier::ALL {
+            let days = self.period_days(tier);
+            if days < self.min_gap_days || days > self.max_gap_days {
+                problems.push(format!(
+                    "uds.{}_period_days must be between min_gap_days ({}) and max_gap_days ({}), not {days}",
+                    tier.as_str(),
+                    self.min_gap_days,
+                    self.max_gap_days
+                ));
+            }
+        }
+        if self.min_gap_days < 1 {
+            problems.push(format!("uds.min_gap_days must be at least 1, not {}", self.min_gap_days));
+        }
+        if self.high_mme_threshold.is_nan() || self.high_mme_threshold <= 0.0 {
+            problems.push(format!("uds.high_mme_threshold must be positive, not {}", self.high_mme_threshold));
+        }
+        problems
+    }
+}
+
+impl Default for UdsPolicy {
+    fn default() -> Self {
+        UdsPolicy::defaults()
+    }
+}
+
+/// The testing tier: the risk tier, raised by high MME or aberrant behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UdsTier {
+    Low,
+    Moderate,
+    High,
+    HighMmeOrAberrant,
+}
+
+impl UdsTier {
+    pub const ALL: [UdsTier; 4] = [UdsTier::Low, UdsTier::Moderate, UdsTier::High, UdsTier::HighMmeOrAberrant];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UdsTier::Low => "low",
+            UdsTier::Moderate => "moderate",
+            UdsTier::High => "high",
+            UdsTier::HighMmeOrAberrant => "high_mme_or_aberrant",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<UdsTier> {
+        UdsTier::ALL.into_iter().find(|tier| tier.as_str() == text)
+    }
+}
+
+/// The tier for a patient: an undetermined MME does not lower the tier, it just does not raise it.
+pub fn uds_tier(risk: RiskTier, daily_mme: Option<f64>, aberrant_behaviour: bool, policy: &UdsPolicy) -> UdsTier {
+    let high_mme = daily_mme.is_some_and(|mme| mme >= policy.high_mme_threshold);
+    if aberrant_behaviour || high_mme {
+        return UdsTier::HighMmeOrAberrant;
+    }
+    match risk {
+        RiskTier::Low => UdsTier::Low,
+        RiskTier::Moderate => UdsTier::Moderate,
+        RiskTier::High => UdsTier::High,
+    }
+}
+
+/// Whether the drawn scheduled date has passed with no test collected on or after it. The refill rule
+/// asks only this; it never applies a fixed interval of its own.
+pub fn scheduled_test_missed(uds: &UdsFacts, today: NaiveDate) -> bool {
+    match uds.scheduled_due {
+        Some(due) => due < today && !uds.results.iter().any(|r| r.collected_on >= due),
+        None => false,
+    }
+}
 
 /// What one analyte in a result means given what is prescribed and what the assay can see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -18,29 +160,211 @@ pub enum AnalyteFinding {
     Illicit,
 }
 
+impl AnalyteFinding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnalyteFinding::Expected => "expected",
+            AnalyteFinding::Missing => "missing",
+            AnalyteFinding::NotTested => "not_tested",
+            AnalyteFinding::Unexpected => "unexpected",
+            AnalyteFinding::Illicit => "illicit",
+        }
+    }
+
+    /// Missing, unexpected and illicit need confirmation and physician review.
+    pub fn needs_review(self) -> bool {
+        matches!(self, AnalyteFinding::Missing | AnalyteFinding::Unexpected | AnalyteFinding::Illicit)
+    }
+}
+
+/// Whether a finding is about a reported analyte or about a prescribed ingredient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FindingSubject {
+    /// A positive analyte (or class result) in the report.
+    ReportedAnalyte,
+    /// A prescribed ingredient: found, missing or not tested.
+    PrescribedIngredient,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnalyteInterpretation {
     /// The analyte or prescribed ingredient the finding is about.
     pub substance: String,
     pub finding: AnalyteFinding,
+    pub subject: FindingSubject,
+    /// The assay line(s) the finding rests on (empty for "not tested").
+    pub assays: Vec<String>,
+    /// Why, in words a physician can check against the table.
+    pub explanation: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UdsInterpretation {
     pub findings: Vec<AnalyteInterpretation>,
+    /// The result was confirmatory (GC/LC-MS); otherwise every flagged finding needs confirmation first.
+    pub confirmatory: bool,
+    /// Assays the table does not know: their negatives prove nothing.
+    pub unknown_assays: Vec<String>,
 }
 
 impl UdsInterpretation {
     /// Missing, unexpected and illicit findings go to confirmation and physician review.
     pub fn needs_review(&self) -> bool {
-        self.findings.iter().any(|f| {
-            matches!(f.finding, AnalyteFinding::Missing | AnalyteFinding::Unexpected | AnalyteFinding::Illicit)
-        })
+        self.findings.iter().any(|f| f.finding.needs_review())
+    }
+
+    /// Flagged findings on a presumptive result: order GC/LC-MS confirmation before anything else.
+    pub fn needs_confirmation(&self) -> bool {
+        self.needs_review() && !self.confirmatory
+    }
+
+    pub fn flagged(&self) -> impl Iterator<Item = &AnalyteInterpretation> {
+        self.findings.iter().filter(|f| f.finding.needs_review())
     }
 }
 
-/// Interpret one result against the prescribed opioid ingredients (lower-case generic names).
-pub fn interpret(result: &UdsResult, prescribed_ingredients: &[&str]) -> UdsInterpretation {
-    let _ = (result, prescribed_ingredients);
-    unimplemented!("uds::interpret")
+/// Common spellings laboratories use, mapped to the names in the table.
+fn canonical_analyte(name: &str) -> String {
+    let lower = name.trim().to_lowercase();
+    match lower.as_str() {
+        "6-am" | "6-mam" | "6am" | "6-monoacetylmorphine" => "6-acetylmorphine".to_string(),
+        "o-dsmt" | "odt" | "o-desmethyl tramadol" => "o-desmethyltramadol".to_string(),
+        "pcp" => "phencyclidine".to_string(),
+        "bzo" | "benzoylecgonine (cocaine metabolite)" => "benzoylecgonine".to_string(),
+        "2-ethylidene-1,5-dimethyl-3,3-diphenylpyrrolidine" => "eddp".to_string(),
+        "opiate" => "opiates".to_string(),
+        _ => lower,
+    }
 }
+
+/// Interpret one result against the prescribed opioid ingredients (lower-case generic names), with the
+/// embedded table.
+pub fn interpret(result: &UdsResult, prescribed_ingredients: &[&str]) -> UdsInterpretation {
+    interpret_with(UdsTable::embedded(), result, prescribed_ingredients)
+}
+
+/// A result line as the table sees it: which analytes a positive could be, which a negative rules out.
+struct Line {
+    assay: String,
+    analyte: String,
+    detected: bool,
+    /// A positive may be any of these.
+    could_be: Vec<String>,
+    /// A negative rules these out.
+    rules_out: Vec<String>,
+}
+
+fn read_line(table: &UdsTable, assay: &str, analyte: &str, detected: bool) -> Line {
+    let assay = canonical_analyte(assay);
+    let analyte = canonical_analyte(analyte);
+    let (could_be, rules_out) = if UdsTable::is_confirmatory(&assay) {
+        (vec![analyte.clone()], vec![analyte.clone()])
+    } else if let Some(covered) = table.coverage.get(&assay) {
+        let class_result = analyte == assay;
+        if let (false, Some(level)) = (class_result, covered.get(&analyte)) {
+            // A named analyte on an immunoassay channel that covers it.
+            let rules_out = if *level == Coverage::Reliable { vec![analyte.clone()] } else { Vec::new() };
+            (vec![analyte.clone()], rules_out)
+        } else {
+            // A class result (`opiates` positive, or a channel reported under the assay's own name such
+            // as `oxycodone`): any analyte the assay covers.
+            let could_be = covered.keys().cloned().collect();
+            let rules_out =
+                covered.iter().filter(|(_, level)| **level == Coverage::Reliable).map(|(a, _)| a.clone()).collect();
+            (could_be, rules_out)
+        }
+    } else {
+        // Unknown assay: trust the analyte name for a positive; a negative proves nothing.
+        (vec![analyte.clone()], Vec::new())
+    };
+    Line { assay, analyte, detected, could_be, rules_out }
+}
+
+/// `interpret` with an explicit table (tests, or a clinic-specific table).
+pub fn interpret_with(table: &UdsTable, result: &UdsResult, prescribed_ingredients: &[&str]) -> UdsInterpretation {
+    let prescribed: Vec<String> = prescribed_ingredients.iter().map(|p| p.trim().to_lowercase()).collect();
+    let explained: Vec<(String, &ExpectedAnalyte)> = prescribed
+        .iter()
+        .flat_map(|ingredient| table.analytes_of(ingredient).into_iter().map(move |a| (ingredient.clone(), a)))
+        .collect();
+    let lines: Vec<Line> = result.analytes.iter().map(|a| read_line(table, &a.assay, &a.analyte, a.detected)).collect();
+    let mut unknown_assays: Vec<String> =
+        lines.iter().filter(|line| !table.knows_assay(&line.assay)).map(|line| line.assay.clone()).collect();
+    unknown_assays.sort();
+    unknown_assays.dedup();
+
+    let mut findings = Vec::new();
+    for line in lines.iter().filter(|line| line.detected) {
+        let explaining: Vec<&(String, &ExpectedAnalyte)> =
+            explained.iter().filter(|(_, expected)| line.could_be.contains(&expected.analyte)).collect();
+        let (finding, explanation) = if let Some((ingredient, expected)) = explaining.first() {
+            (AnalyteFinding::Expected, format!("explained by prescribed {ingredient} ({})", expected.analyte))
+        } else if !line.could_be.is_empty() && line.could_be.iter().all(|a| table.illicit.contains(a)) {
+            (AnalyteFinding::Illicit, "illicit whatever is prescribed".to_string())
+        } else {
+            (AnalyteFinding::Unexpected, "not prescribed and not a metabolite of anything prescribed".to_string())
+        };
+        findings.push(AnalyteInterpretation {
+            substance: line.analyte.clone(),
+            finding,
+            subject: FindingSubject::ReportedAnalyte,
+            assays: vec![line.assay.clone()],
+            explanation,
+        });
+    }
+
+    for ingredient in &prescribed {
+        let analytes = table.analytes_of(ingredient);
+        let found: Vec<&Line> = lines
+            .iter()
+            .filter(|line| {
+                line.detected
+                    && analytes
+                        .iter()
+                        .any(|a| a.relation != Relation::MinorMetabolite && line.could_be.contains(&a.analyte))
+            })
+            .collect();
+        // Only the parent and main metabolites count either way: a minor metabolite alone (hydromorphone
+        // for morphine) does not show the prescribed drug is taken, and its absence means nothing.
+        let looked_for: Vec<&Line> = lines
+            .iter()
+            .filter(|line| {
+                !line.detected
+                    && analytes
+                        .iter()
+                        .any(|a| a.relation != Relation::MinorMetabolite && line.rules_out.contains(&a.analyte))
+            })
+            .collect();
+        let (finding, assays, explanation) = if !found.is_empty() {
+            (
+                AnalyteFinding::Expected,
+                found.iter().map(|l| l.assay.clone()).collect(),
+                format!("found as {}", found.iter().map(|l| l.analyte.as_str()).collect::<Vec<_>>().join(", ")),
+            )
+        } else if analytes.is_empty() {
+            (AnalyteFinding::NotTested, Vec::new(), "no expected analytes in the table for this ingredient".to_string())
+        } else if !looked_for.is_empty() {
+            (
+                AnalyteFinding::Missing,
+                looked_for.iter().map(|l| l.assay.clone()).collect(),
+                "prescribed, detectable by the assay, and absent".to_string(),
+            )
+        } else {
+            (AnalyteFinding::NotTested, Vec::new(), "no assay in this result can see it".to_string())
+        };
+        let mut assays = assays;
+        assays.dedup();
+        findings.push(AnalyteInterpretation {
+            substance: ingredient.clone(),
+            finding,
+            subject: FindingSubject::PrescribedIngredient,
+            assays,
+            explanation,
+        });
+    }
+
+    UdsInterpretation { findings, confirmatory: result.confirmatory, unknown_assays }
+}
+
+#[cfg(test)]
+mod tests;

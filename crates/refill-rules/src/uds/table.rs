@@ -1,0 +1,203 @@
+//! The analyte and assay-coverage table, kept as data in `data/uds-*.csv` with a source for every row
+//! and embedded at build time: which analytes each opioid leaves in urine, which analytes each assay can
+//! see, and which analytes are illicit whatever is prescribed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use crate::error::RulesError;
+
+const EXPECTED_CSV: &str = include_str!("../../data/uds-expected-analytes.csv");
+const COVERAGE_CSV: &str = include_str!("../../data/uds-assay-coverage.csv");
+const ILLICIT_CSV: &str = include_str!("../../data/uds-illicit.csv");
+
+/// How an analyte relates to the ingredient taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Relation {
+    Parent,
+    Metabolite,
+    /// Present in small amounts only: explains a positive, but its absence proves nothing.
+    MinorMetabolite,
+}
+
+/// How well an assay sees an analyte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Coverage {
+    /// A negative result is meaningful.
+    Reliable,
+    /// A positive counts; a negative proves nothing (kit and concentration dependent).
+    Variable,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpectedAnalyte {
+    pub analyte: String,
+    pub relation: Relation,
+    pub source: String,
+}
+
+/// The parsed table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UdsTable {
+    /// Ingredient -> analytes expected when it is taken.
+    pub expected: BTreeMap<String, Vec<ExpectedAnalyte>>,
+    /// Assay -> analyte -> coverage.
+    pub coverage: BTreeMap<String, BTreeMap<String, Coverage>>,
+    pub illicit: BTreeSet<String>,
+}
+
+/// Confirmatory methods see every analyte they report by name.
+pub const CONFIRMATORY_ASSAYS: [&str; 4] = ["lcms", "gcms", "lc-ms/ms", "gc-ms"];
+
+impl UdsTable {
+    /// The table shipped in `data/`, parsed once. Its rows are checked by the crate's tests, so a parse
+    /// failure here is a build defect.
+    pub fn embedded() -> &'static UdsTable {
+        static TABLE: OnceLock<UdsTable> = OnceLock::new();
+        TABLE.get_or_init(|| UdsTable::parse(EXPECTED_CSV, COVERAGE_CSV, ILLICIT_CSV).expect("embedded UDS table"))
+    }
+
+    /// Parse the three CSV texts (lines starting with `#` are comments; the first other line is the header).
+    pub fn parse(expected_csv: &str, coverage_csv: &str, illicit_csv: &str) -> Result<UdsTable, RulesError> {
+        let mut expected: BTreeMap<String, Vec<ExpectedAnalyte>> = BTreeMap::new();
+        for (line, fields) in rows("uds-expected-analytes.csv", expected_csv, 4)? {
+            let relation = match fields[2].as_str() {
+                "parent" => Relation::Parent,
+                "metabolite" => Relation::Metabolite,
+                "minor_metabolite" => Relation::MinorMetabolite,
+                other => {
+                    return Err(RulesError::Table {
+                        table: "uds-expected-analytes.csv",
+                        line,
+                        message: format!("relation must be parent, metabolite or minor_metabolite, not {other:?}"),
+                    });
+                }
+            };
+            expected.entry(fields[0].clone()).or_default().push(ExpectedAnalyte {
+                analyte: fields[1].clone(),
+                relation,
+                source: fields[3].clone(),
+            });
+        }
+        let mut coverage: BTreeMap<String, BTreeMap<String, Coverage>> = BTreeMap::new();
+        for (line, fields) in rows("uds-assay-coverage.csv", coverage_csv, 4)? {
+            let level = match fields[2].as_str() {
+                "reliable" => Coverage::Reliable,
+                "variable" => Coverage::Variable,
+                other => {
+                    return Err(RulesError::Table {
+                        table: "uds-assay-coverage.csv",
+                        line,
+                        message: format!("coverage must be reliable or variable, not {other:?}"),
+                    });
+                }
+            };
+            coverage.entry(fields[0].clone()).or_default().insert(fields[1].clone(), level);
+        }
+        let illicit =
+            rows("uds-illicit.csv", illicit_csv, 2)?.into_iter().map(|(_, fields)| fields[0].clone()).collect();
+        Ok(UdsTable { expected, coverage, illicit })
+    }
+
+    /// Every analyte the ingredient may leave (parent and metabolites, minor ones included).
+    pub fn analytes_of(&self, ingredient: &str) -> Vec<&ExpectedAnalyte> {
+        self.expected.get(ingredient).map(|rows| rows.iter().collect()).unwrap_or_default()
+    }
+
+    pub fn is_confirmatory(assay: &str) -> bool {
+        CONFIRMATORY_ASSAYS.contains(&assay)
+    }
+
+    /// How `assay` sees `analyte`, or `None` when it cannot see it.
+    pub fn coverage_of(&self, assay: &str, analyte: &str) -> Option<Coverage> {
+        if UdsTable::is_confirmatory(assay) {
+            return Some(Coverage::Reliable);
+        }
+        self.coverage.get(assay).and_then(|analytes| analytes.get(analyte)).copied()
+    }
+
+    pub fn knows_assay(&self, assay: &str) -> bool {
+        UdsTable::is_confirmatory(assay) || self.coverage.contains_key(assay)
+    }
+}
+
+/// The data rows of one CSV text with their 1-based line numbers, each with exactly `columns` fields.
+fn rows(table: &'static str, text: &str, columns: usize) -> Result<Vec<(usize, Vec<String>)>, RulesError> {
+    let mut out = Vec::new();
+    let mut header_seen = false;
+    for (index, raw) in text.lines().enumerate() {
+        let line = index + 1;
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<String> = trimmed.splitn(columns, ',').map(|f| f.trim().to_lowercase()).collect();
+        if fields.len() != columns || fields.iter().take(columns - 1).any(String::is_empty) {
+            return Err(RulesError::Table {
+                table,
+                line,
+                message: format!("expected {columns} comma-separated fields"),
+            });
+        }
+        if !header_seen {
+            header_seen = true;
+            continue;
+        }
+        out.push((line, fields));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_table_parses_and_every_row_has_a_source() {
+        let table = UdsTable::parse(EXPECTED_CSV, COVERAGE_CSV, ILLICIT_CSV).unwrap();
+        for ingredient in [
+            "codeine",
+            "hydrocodone",
+            "oxycodone",
+            "morphine",
+            "hydromorphone",
+            "oxymorphone",
+            "methadone",
+            "fentanyl",
+            "buprenorphine",
+            "tramadol",
+            "tapentadol",
+        ] {
+            let analytes = table.analytes_of(ingredient);
+            assert!(analytes.iter().any(|a| a.relation == Relation::Parent), "{ingredient} has no parent row");
+            assert!(analytes.iter().all(|a| !a.source.is_empty()), "{ingredient} has a row without a source");
+        }
+        assert!(table.illicit.contains("6-acetylmorphine"));
+        assert!(table.illicit.contains("cocaine"));
+    }
+
+    #[test]
+    fn the_opiates_immunoassay_does_not_see_synthetic_opioids() {
+        let table = UdsTable::embedded();
+        for unseen in ["oxycodone", "fentanyl", "methadone", "tramadol", "tapentadol", "buprenorphine"] {
+            assert_eq!(table.coverage_of("opiates", unseen), None, "{unseen}");
+        }
+        assert_eq!(table.coverage_of("opiates", "morphine"), Some(Coverage::Reliable));
+        assert_eq!(table.coverage_of("lcms", "anything"), Some(Coverage::Reliable));
+    }
+
+    #[test]
+    fn malformed_rows_name_the_table_and_line() {
+        let error =
+            UdsTable::parse("ingredient,analyte,relation,source\ncodeine,morphine,child,x\n", "a,b,c,d\n", "a,b\n")
+                .unwrap_err();
+        assert_eq!(
+            error,
+            RulesError::Table {
+                table: "uds-expected-analytes.csv",
+                line: 2,
+                message: "relation must be parent, metabolite or minor_metabolite, not \"child\"".to_string()
+            }
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! Tests of UDS scheduling (frequency over simulated patient-years, replay) and interpretation
+//! (metabolites and assay coverage for each opioid).
+
+use chrono::{Duration, NaiveDate};
+
+use super::*;
+use crate::facts::{Confidentiality, PatientId, UdsAnalyteResult, UdsKind, UdsResult};
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+fn result(confirmatory: bool, lines: &[(&str, &str, bool)]) -> UdsResult {
+    UdsResult {
+        collected_on: date(2026, 2, 1),
+        kind: UdsKind::Scheduled,
+        confirmatory,
+        analytes: lines
+            .iter()
+            .map(|(assay, analyte, detected)| UdsAnalyteResult {
+                assay: assay.to_string(),
+                analyte: analyte.to_string(),
+                detected: *detected,
+            })
+            .collect(),
+        physician_reviewed_on: None,
+        confidentiality: Confidentiality::Normal,
+    }
+}
+
+fn finding(interpretation: &UdsInterpretation, substance: &str, subject: FindingSubject) -> AnalyteFinding {
+    interpretation
+        .findings
+        .iter()
+        .find(|f| f.substance == substance && f.subject == subject)
+        .unwrap_or_else(|| panic!("no finding for {substance}: {interpretation:#?}"))
+        .finding
+}
+
+use FindingSubject::{PrescribedIngredient as Rx, ReportedAnalyte as Seen};
+
+#[test]
+fn each_opioid_with_its_metabolites_is_expected_on_lcms() {
+    let table = UdsTable::embedded();
+    for (ingredient, rows) in &table.expected {
+        let lines: Vec<(&str, &str, bool)> = rows.iter().map(|a| ("lcms", a.analyte.as_str(), true)).collect();
+        let interpretation = interpret(&result(true, &lines), &[ingredient]);
+        assert!(!interpretation.needs_review(), "{ingredient}: {interpretation:#?}");
+        assert_eq!(finding(&interpretation, ingredient, Rx), AnalyteFinding::Expected);
+    }
+}
+
+#[test]
+fn metabolites_explain_a_positive_only_in_the_right_direction() {
+    // (prescribed, analyte seen on LC-MS, expected finding for that analyte)
+    let cases = [
+        ("codeine", "morphine", AnalyteFinding::Expected),
+        ("morphine", "codeine", AnalyteFinding::Unexpected),
+        ("hydrocodone", "hydromorphone", AnalyteFinding::Expected),
+        ("hydromorphone", "hydrocodone", AnalyteFinding::Unexpected),
+        ("oxycodone", "oxymorphone", AnalyteFinding::Expected),
+        ("oxymorphone", "oxycodone", AnalyteFinding::Unexpected),
+        ("morphine", "hydromorphone", AnalyteFinding::Expected),
+        ("methadone", "eddp", AnalyteFinding::Expected),
+        ("fentanyl", "norfentanyl", AnalyteFinding::Expected),
+        ("buprenorphine", "norbuprenorphine", AnalyteFinding::Expected),
+        ("tramadol", "o-desmethyltramadol", AnalyteFinding::Expected),
+        ("tapentadol", "tramadol", AnalyteFinding::Unexpected),
+        ("oxycodone", "fentanyl", AnalyteFinding::Unexpected),
+        ("oxycodone", "6-acetylmorphine", AnalyteFinding::Illicit),
+        ("morphine", "6-acetylmorphine", AnalyteFinding::Illicit),
+        ("hydrocodone", "cocaine", AnalyteFinding::Illicit),
+        ("hydrocodone", "benzoylecgonine", AnalyteFinding::Illicit),
+    ];
+    for (prescribed, seen, expected) in cases {
+        let interpretation = interpret(&result(true, &[("lcms", seen, true)]), &[prescribed]);
+        assert_eq!(finding(&interpretation, seen, Seen), expected, "{prescribed} with {seen}");
+    }
+}
+
+#[test]
+fn a_minor_metabolite_alone_does_not_show_the_drug_is_taken() {
+    let interpretation =
+        interpret(&result(true, &[("lcms", "morphine", false), ("lcms", "hydromorphone", true)]), &["morphine"]);
+    assert_eq!(finding(&interpretation, "hydromorphone", Seen), AnalyteFinding::Expected);
+    assert_eq!(finding(&interpretation, "morphine", Rx), AnalyteFinding::Missing);
+}
+
+#[test]
+fn the_opiates_immunoassay_cannot_show_a_synthetic_opioid_missing() {
+    for ingredient in ["oxycodone", "oxymorphone", "fentanyl", "methadone", "tramadol", "tapentadol", "buprenorphine"] {
+        let interpretation = interpret(&result(false, &[("opiates", "opiates", false)]), &[ingredient]);
+        assert_eq!(finding(&interpretation, ingredient, Rx), AnalyteFinding::NotTested, "{ingredient}");
+        assert!(!interpretation.needs_review(), "{ingredient}");
+    }
+}
+
+#[test]
+fn a_negative_opiates_immunoassay_shows_morphine_and_codeine_missing_but_not_semisynthetics() {
+    for (ingredient, expected) in [
+        ("morphine", AnalyteFinding::Missing),
+        ("codeine", AnalyteFinding::Missing),
+        ("hydrocodone", AnalyteFinding::NotTested),
+        ("hydromorphone", AnalyteFinding::NotTested),
+    ] {
+        let interpretation = interpret(&result(false, &[("opiates", "opiates", false)]), &[ingredient]);
+        assert_eq!(finding(&interpretation, ingredient, Rx), expected, "{ingredient}");
+    }
+}
+
+#[test]
+fn each_dedicated_immunoassay_sees_its_own_opioid() {
+    for (assay, ingredient) in [
+        ("oxycodone", "oxycodone"),
+        ("oxycodone", "oxymorphone"),
+        ("fentanyl", "fentanyl"),
+        ("methadone", "methadone"),
+        ("eddp", "methadone"),
+        ("buprenorphine", "buprenorphine"),
+        ("tramadol", "tramadol"),
+        ("tapentadol", "tapentadol"),
+    ] {
+        let present = interpret(&result(false, &[(assay, assay, true)]), &[ingredient]);
+        assert_eq!(finding(&present, ingredient, Rx), AnalyteFinding::Expected, "{assay} {ingredient}");
+        let absent = interpret(&result(false, &[(assay, assay, false)]), &[ingredient]);
+        assert_eq!(finding(&absent, ingredient, Rx), AnalyteFinding::Missing, "{assay} {ingredient}");
+        assert!(absent.needs_confirmation());
+    }
+}
+
+#[test]
+fn a_positive_opiates_class_result_is_expected_only_with_an_opiate_prescribed() {
+    let on_hydrocodone = interpret(&result(false, &[("opiates", "opiates", true)]), &["hydrocodone"]);
+    assert_eq!(finding(&on_hydrocodone, "opiates", Seen), AnalyteFinding::Expected);
+    let on_oxycodone = interpret(&result(false, &[("opiates", "opiates", true)]), &["oxycodone"]);
+    // Could be heroin, morphine or codeine: unexpected (not "illicit" on a class result), to confirmation.
+    assert_eq!(finding(&on_oxycodone, "opiates", Seen), AnalyteFinding::Unexpected);
+    assert!(on_oxycodone.needs_confirmation());
+}
+
+#[test]
+fn illicit_and_unknown_assays() {
+    let interpretation =
+        interpret(&result(false, &[("cocaine", "cocaine", true), ("thc", "thc", true), ("kit9", "x", false)]), &[]);
+    assert_eq!(finding(&interpretation, "cocaine", Seen), AnalyteFinding::Illicit);
+    assert_eq!(finding(&interpretation, "thc", Seen), AnalyteFinding::Unexpected);
+    assert_eq!(interpretation.unknown_assays, vec!["kit9".to_string(), "thc".to_string()]);
+    let six_am = interpret(&result(false, &[("6-acetylmorphine", "6-MAM", true)]), &["morphine"]);
+    assert_eq!(finding(&six_am, "6-acetylmorphine", Seen), AnalyteFinding::Illicit);
+}
+
+#[test]
+fn confirmed_results_do_not_ask_for_confirmation_again() {
+    let interpretation = interpret(&result(true, &[("lcms", "fentanyl", true)]), &["oxycodone"]);
+    assert!(interpretation.needs_review());
+    assert!(!interpretation.needs_confirmation());
+}
+
+/// Draws for `patients` over `years` each: the gaps between tests, and how many tests fell inside the years.
+fn simulate(tier: UdsTier, patients: i64, years: i64, seed: u64) -> (Vec<i64>, usize) {
+    let policy = UdsPolicy::defaults();
+    let uds_seed = UdsSeed::splitmix64(seed);
+    let mut gaps = Vec::new();
+    let mut tests_inside = 0;
+    for patient in 0..patients {
+        let start = date(2026, 1, 1) + Duration::days(patient % 365);
+        let end = start + Duration::days(365 * years);
+        let mut last = start;
+        let mut period = 0;
+        while last < end {
+            let drawn = draw_next_date(last, tier, &uds_seed, PatientId(patient), period, &policy).unwrap();
+            gaps.push((drawn.date - last).num_days());
+            if drawn.date <= end {
+                tests_inside += 1;
+            }
+            last = drawn.date;
+            period += 1;
+        }
+    }
+    (gaps, tests_inside)
+}
+
+#[test]
+fn over_ten_thousand_patient_years_the_dates_follow_each_tiers_window() {
+    let policy = UdsPolicy::defaults();
+    for tier in UdsTier::ALL {
+        let period = policy.period_days(tier);
+        // 1,000 patients over 10 years = 10,000 patient-years per tier.
+        let (gaps, tests_inside) = simulate(tier, 1000, 10, 0x5EED);
+        let (low, high) = (policy.min_gap_days, period);
+        assert!(gaps.iter().all(|g| (low..=high).contains(g)), "{tier:?}: a gap left the window");
+        assert!(gaps.iter().all(|g| *g <= 365), "{tier:?}: a gap exceeded 365 days");
+        // Uniform over the window: the mean gap is the midpoint, so the yearly frequency is known.
+        let mean = gaps.iter().sum::<i64>() as f64 / gaps.len() as f64;
+        let midpoint = (low + high) as f64 / 2.0;
+        assert!((mean - midpoint).abs() / midpoint < 0.02, "{tier:?}: mean gap {mean}, expected {midpoint}");
+        let tests_per_year = tests_inside as f64 / 10_000.0;
+        let expected_per_year = 365.0 / midpoint;
+        assert!(
+            (tests_per_year - expected_per_year).abs() / expected_per_year < 0.03,
+            "{tier:?}: {tests_per_year} tests per patient-year, expected {expected_per_year}"
+        );
+        assert!(tests_per_year >= 365.0 / period as f64, "{tier:?}: fewer than one test per period");
+        // No day of the window is favoured: ten equal bands each hold about a tenth of the draws.
+        let width = (high - low + 1) as f64;
+        let band_of = |gap: i64| (((gap - low) as f64 / width) * 10.0) as usize;
+        let mut bands = [0usize; 10];
+        let mut days_in_band = [0usize; 10];
+        for gap in &gaps {
+            bands[band_of(*gap)] += 1;
+        }
+        for day in low..=high {
+            days_in_band[band_of(day)] += 1;
+        }
+        for (band, count) in bands.iter().enumerate() {
+            let expected_band = gaps.len() as f64 * days_in_band[band] as f64 / width;
+            assert!(
+                (*count as f64 - expected_band).abs() / expected_band < 0.08,
+                "{tier:?}: band {band} holds {count}, expected about {expected_band}"
+            );
+        }
+    }
+}
+
+#[test]
+fn dates_replay_from_the_stored_seed() {
+    let (first, _) = simulate(UdsTier::High, 50, 3, 42);
+    let (again, _) = simulate(UdsTier::High, 50, 3, 42);
+    let (other, _) = simulate(UdsTier::High, 50, 3, 43);
+    assert_eq!(first, again);
+    assert_ne!(first, other);
+}
+
+#[test]
+fn a_for_cause_test_restarts_the_window() {
+    let policy = UdsPolicy::defaults();
+    let seed = UdsSeed::splitmix64(42);
+    let scheduled = draw_next_date(date(2026, 1, 10), UdsTier::High, &seed, PatientId(7), 3, &policy).unwrap();
+    let for_cause_on = date(2026, 2, 20);
+    let redrawn = draw_next_date(for_cause_on, UdsTier::High, &seed, PatientId(7), 4, &policy).unwrap();
+    assert!(redrawn.date >= for_cause_on + Duration::days(30));
+    assert!(redrawn.date <= for_cause_on + Duration::days(120));
+    assert!(scheduled.window_end <= date(2026, 1, 10) + Duration::days(120));
+}
+
+#[test]
+fn tiers_rise_with_mme_or_aberrant_behaviour() {
+    let policy = UdsPolicy::defaults();
+    assert_eq!(uds_tier(RiskTier::Low, Some(89.9), false, &policy), UdsTier::Low);
+    assert_eq!(uds_tier(RiskTier::Low, Some(90.0), false, &policy), UdsTier::HighMmeOrAberrant);
+    assert_eq!(uds_tier(RiskTier::Moderate, None, true, &policy), UdsTier::HighMmeOrAberrant);
+    assert_eq!(uds_tier(RiskTier::High, None, false, &policy), UdsTier::High);
+}
+
+#[test]
+fn a_missed_scheduled_date_is_reported_without_any_fixed_interval() {
+    let mut facts = UdsFacts { scheduled_due: Some(date(2026, 3, 1)), ..UdsFacts::default() };
+    assert!(!scheduled_test_missed(&facts, date(2026, 3, 1)));
+    assert!(scheduled_test_missed(&facts, date(2026, 3, 2)));
+    facts.results.push(result(false, &[("opiates", "opiates", false)]));
+    facts.results[0].collected_on = date(2026, 3, 1);
+    assert!(!scheduled_test_missed(&facts, date(2026, 3, 2)));
+}
+
+#[test]
+fn the_default_policy_is_consistent_and_bad_numbers_are_named() {
+    assert!(UdsPolicy::defaults().problems().is_empty());
+    let bad = UdsPolicy { low_period_days: 400, ..UdsPolicy::defaults() };
+    assert!(bad.problems().iter().any(|p| p.contains("low_period_days")));
+}
