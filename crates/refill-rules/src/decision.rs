@@ -253,3 +253,340 @@ impl Decision {
         Decision { outcome, reasons, tasks, eligible_on, total_daily_mme, policy_version: policy_version.into() }
     }
 }
+
+// ---------------------------------------------------------------------------------------------------
+// The stable JSON form of a decision. The store persists decisions in this form and the web API
+// returns it, so it is a stored contract: names come from the `as_str` tables above, never from Rust
+// identifiers, and reading is lenient (unknown fields are ignored, optional fields may be absent) so a
+// decision written by a newer version still reads.
+//
+// {"outcome": "HOLD",
+//  "reasons": [{"code": "early_request", "outcome": "HOLD",
+//               "evidence": {"last_fill_on": "2026-11-05", "days_elapsed": 25, ...},
+//               "task": null, "restricted": false}],
+//  "tasks": ["review_pdmp"], "policy_version": "sha256:...", "total_daily_mme": 45.0,
+//  "eligible_on": "2026-12-01"}
+//
+// Evidence values map to JSON as: date -> "YYYY-MM-DD" string, number -> JSON float, integer -> JSON
+// integer, text -> string, flag -> bool, missing -> null. Reading maps a string that is an ISO date
+// back to a date.
+
+mod wire {
+    use std::collections::BTreeSet;
+    use std::fmt;
+    use std::sync::{Mutex, OnceLock};
+
+    use chrono::NaiveDate;
+    use serde::de::{self, Deserializer, MapAccess, Visitor};
+    use serde::ser::{SerializeMap, SerializeStruct, Serializer};
+    use serde::{Deserialize, Serialize};
+
+    use super::{Decision, Evidence, EvidenceValue, Outcome, Reason, ReasonCode, Task};
+
+    macro_rules! string_enum_serde {
+        ($type:ty, $what:literal) => {
+            impl Serialize for $type {
+                fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                    serializer.serialize_str(self.as_str())
+                }
+            }
+
+            impl<'de> Deserialize<'de> for $type {
+                fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                    let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                    <$type>::parse(&text).ok_or_else(|| {
+                        let known: Vec<&str> = <$type>::ALL.iter().map(|v| v.as_str()).collect();
+                        de::Error::custom(format!("unknown {} {:?}, expected one of {}", $what, text, known.join(", ")))
+                    })
+                }
+            }
+        };
+    }
+
+    string_enum_serde!(Outcome, "outcome");
+    string_enum_serde!(ReasonCode, "reason code");
+    string_enum_serde!(Task, "task");
+
+    impl Serialize for EvidenceValue {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            match self {
+                EvidenceValue::Date(date) => serializer.collect_str(&date.format("%Y-%m-%d")),
+                EvidenceValue::Number(value) if value.is_finite() => serializer.serialize_f64(*value),
+                EvidenceValue::Number(_) | EvidenceValue::Missing => serializer.serialize_none(),
+                EvidenceValue::Integer(value) => serializer.serialize_i64(*value),
+                EvidenceValue::Text(text) => serializer.serialize_str(text),
+                EvidenceValue::Flag(flag) => serializer.serialize_bool(*flag),
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for EvidenceValue {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct ValueVisitor;
+            impl<'de> Visitor<'de> for ValueVisitor {
+                type Value = EvidenceValue;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("an evidence value: date string, number, string, bool or null")
+                }
+                fn visit_bool<E: de::Error>(self, v: bool) -> Result<EvidenceValue, E> {
+                    Ok(EvidenceValue::Flag(v))
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<EvidenceValue, E> {
+                    Ok(EvidenceValue::Integer(v))
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<EvidenceValue, E> {
+                    Ok(i64::try_from(v).map(EvidenceValue::Integer).unwrap_or(EvidenceValue::Number(v as f64)))
+                }
+                fn visit_f64<E: de::Error>(self, v: f64) -> Result<EvidenceValue, E> {
+                    Ok(EvidenceValue::Number(v))
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<EvidenceValue, E> {
+                    Ok(parse_iso_date(v).map(EvidenceValue::Date).unwrap_or_else(|| EvidenceValue::Text(v.to_string())))
+                }
+                fn visit_unit<E: de::Error>(self) -> Result<EvidenceValue, E> {
+                    Ok(EvidenceValue::Missing)
+                }
+                fn visit_none<E: de::Error>(self) -> Result<EvidenceValue, E> {
+                    Ok(EvidenceValue::Missing)
+                }
+                fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<EvidenceValue, D::Error> {
+                    EvidenceValue::deserialize(d)
+                }
+            }
+            deserializer.deserialize_any(ValueVisitor)
+        }
+    }
+
+    /// Only the exact `YYYY-MM-DD` shape reads back as a date, so free text is not mistaken for one.
+    fn parse_iso_date(text: &str) -> Option<NaiveDate> {
+        let bytes = text.as_bytes();
+        let shaped = bytes.len() == 10
+            && bytes[4] == b'-'
+            && bytes[7] == b'-'
+            && bytes.iter().enumerate().all(|(i, b)| i == 4 || i == 7 || b.is_ascii_digit());
+        if shaped { NaiveDate::parse_from_str(text, "%Y-%m-%d").ok() } else { None }
+    }
+
+    /// Evidence names are `&'static str` in memory. Names read back from storage are interned: each
+    /// distinct name is allocated once per process (the set of names is small and fixed by the code
+    /// that wrote them), so reading many stored decisions does not grow memory.
+    fn intern(name: &str) -> &'static str {
+        static NAMES: OnceLock<Mutex<BTreeSet<&'static str>>> = OnceLock::new();
+        let names = NAMES.get_or_init(|| Mutex::new(BTreeSet::new()));
+        let mut names = names.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(existing) = names.get(name) {
+            return existing;
+        }
+        let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        names.insert(leaked);
+        leaked
+    }
+
+    /// Serializes `[Evidence]` as one JSON object keyed by evidence name, in the order recorded.
+    struct EvidenceMap<'a>(&'a [Evidence]);
+
+    impl Serialize for EvidenceMap<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut map = serializer.serialize_map(Some(self.0.len()))?;
+            for evidence in self.0 {
+                map.serialize_entry(evidence.name, &evidence.value)?;
+            }
+            map.end()
+        }
+    }
+
+    struct EvidenceList(Vec<Evidence>);
+
+    impl<'de> Deserialize<'de> for EvidenceList {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct MapVisitor;
+            impl<'de> Visitor<'de> for MapVisitor {
+                type Value = EvidenceList;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("an object of evidence values keyed by name")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<EvidenceList, A::Error> {
+                    let mut list = Vec::new();
+                    while let Some((name, value)) = access.next_entry::<std::borrow::Cow<'de, str>, EvidenceValue>()? {
+                        list.push(Evidence { name: intern(&name), value });
+                    }
+                    Ok(EvidenceList(list))
+                }
+            }
+            deserializer.deserialize_map(MapVisitor)
+        }
+    }
+
+    impl Serialize for Reason {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut s = serializer.serialize_struct("Reason", 5)?;
+            s.serialize_field("code", &self.code)?;
+            s.serialize_field("outcome", &self.outcome)?;
+            s.serialize_field("evidence", &EvidenceMap(&self.evidence))?;
+            s.serialize_field("task", &self.task)?;
+            s.serialize_field("restricted", &self.restricted)?;
+            s.end()
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct ReasonWire {
+        code: ReasonCode,
+        outcome: Outcome,
+        #[serde(default)]
+        evidence: Option<EvidenceList>,
+        #[serde(default)]
+        task: Option<Task>,
+        #[serde(default)]
+        restricted: bool,
+    }
+
+    impl<'de> Deserialize<'de> for Reason {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let wire = ReasonWire::deserialize(deserializer)?;
+            Ok(Reason {
+                code: wire.code,
+                outcome: wire.outcome,
+                evidence: wire.evidence.map(|e| e.0).unwrap_or_default(),
+                task: wire.task,
+                restricted: wire.restricted,
+            })
+        }
+    }
+
+    impl Serialize for Decision {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut s = serializer.serialize_struct("Decision", 6)?;
+            s.serialize_field("outcome", &self.outcome)?;
+            s.serialize_field("reasons", &self.reasons)?;
+            s.serialize_field("tasks", &self.tasks)?;
+            s.serialize_field("policy_version", &self.policy_version)?;
+            s.serialize_field("total_daily_mme", &self.total_daily_mme.filter(|v| v.is_finite()))?;
+            s.serialize_field("eligible_on", &self.eligible_on)?;
+            s.end()
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct DecisionWire {
+        outcome: Outcome,
+        #[serde(default)]
+        reasons: Vec<Reason>,
+        #[serde(default)]
+        tasks: Vec<Task>,
+        policy_version: String,
+        #[serde(default)]
+        total_daily_mme: Option<f64>,
+        #[serde(default)]
+        eligible_on: Option<NaiveDate>,
+    }
+
+    impl<'de> Deserialize<'de> for Decision {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let wire = DecisionWire::deserialize(deserializer)?;
+            Ok(Decision {
+                outcome: wire.outcome,
+                reasons: wire.reasons,
+                tasks: wire.tasks,
+                eligible_on: wire.eligible_on,
+                total_daily_mme: wire.total_daily_mme,
+                policy_version: wire.policy_version,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Decision {
+        let date = NaiveDate::from_ymd_opt(2026, 8, 1).unwrap();
+        Decision::from_reasons(
+            vec![
+                Reason {
+                    code: ReasonCode::PdmpReviewOverdue,
+                    outcome: Outcome::ApproveWithTasks,
+                    evidence: vec![
+                        Evidence::date("pdmp_last_reviewed", date),
+                        Evidence::integer("pdmp_age_days", 114),
+                        Evidence::integer("policy_max_days", 90),
+                    ],
+                    task: Some(Task::ReviewPdmp),
+                    restricted: false,
+                },
+                Reason {
+                    code: ReasonCode::EarlyRequest,
+                    outcome: Outcome::Hold,
+                    evidence: vec![
+                        Evidence::number("on_time_fraction", 0.85),
+                        Evidence::text("note", "free text"),
+                        Evidence::flag("flag", true),
+                        Evidence::missing("nothing"),
+                    ],
+                    task: None,
+                    restricted: true,
+                },
+            ],
+            Some(date),
+            Some(49.95),
+            "sha256:abc",
+        )
+    }
+
+    #[test]
+    fn json_form_is_the_documented_contract() {
+        let json = serde_json::to_value(sample()).unwrap();
+        let expected = serde_json::json!({
+            "outcome": "ESCALATE",
+            "reasons": [
+                {"code": "pdmp_review_overdue", "outcome": "APPROVE_WITH_TASKS",
+                 "evidence": {"pdmp_last_reviewed": "2026-08-01", "pdmp_age_days": 114, "policy_max_days": 90},
+                 "task": "review_pdmp", "restricted": false},
+                {"code": "early_request", "outcome": "HOLD",
+                 "evidence": {"on_time_fraction": 0.85, "note": "free text", "flag": true, "nothing": null},
+                 "task": null, "restricted": true}
+            ],
+            "tasks": ["review_pdmp"],
+            "policy_version": "sha256:abc",
+            "total_daily_mme": 49.95,
+            "eligible_on": "2026-08-01"
+        });
+        assert_eq!(json, expected);
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let decision = sample();
+        let text = serde_json::to_string(&decision).unwrap();
+        let back: Decision = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, decision);
+        // Evidence order is kept as recorded.
+        assert!(text.find("pdmp_last_reviewed").unwrap() < text.find("pdmp_age_days").unwrap());
+    }
+
+    #[test]
+    fn reading_is_lenient_but_rejects_unknown_codes() {
+        let minimal: Decision =
+            serde_json::from_str(r#"{"outcome": "APPROVE", "policy_version": "v1", "extra": 1}"#).unwrap();
+        assert_eq!(minimal.outcome, Outcome::Approve);
+        assert!(minimal.reasons.is_empty() && minimal.eligible_on.is_none() && minimal.total_daily_mme.is_none());
+        let error = serde_json::from_str::<Decision>(r#"{"outcome": "DISCONTINUE", "policy_version": "v1"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown outcome"), "{error}");
+    }
+
+    #[test]
+    fn wire_names_are_unique_and_parse_back() {
+        for outcome in Outcome::ALL {
+            assert_eq!(Outcome::parse(outcome.as_str()), Some(outcome));
+        }
+        for code in ReasonCode::ALL {
+            assert_eq!(ReasonCode::parse(code.as_str()), Some(code));
+        }
+        for task in Task::ALL {
+            assert_eq!(Task::parse(task.as_str()), Some(task));
+        }
+    }
+}

@@ -1,2 +1,151 @@
 //! The refill policy: evaluates every rule against a patient's facts and a request, giving one
 //! `Decision` with all reasons, tasks and the policy version.
+//!
+//! Every rule runs on every request (no short-circuit), so the decision lists all reasons, not just
+//! the first. The outcome is the most severe outcome any rule asks for (APPROVE when none fires); a
+//! reason that rests on a 42 CFR Part 2 fact is marked `restricted` and lifts the outcome to at least
+//! ESCALATE. The engine never emits discontinue or dismiss: `Outcome` has no such variant, and the
+//! worst a rule can ask for is ESCALATE_URGENT, i.e. a physician now.
+//!
+//! Day counting: clinic-local calendar days; "day N" means `requested_on - last fill = N`. An item
+//! (PDMP review, physician review, acknowledgement, naloxone offer) is current while its age in days is
+//! at most the policy limit. MME values are compared unrounded (49.95 is below 50).
+//!
+//! The rules are grouped by what they look at: `timing` (fill dates), `monitoring` (PDMP, UDS,
+//! agreement, reviews, benzodiazepines), `dose` (MME, naloxone, regimen changes) and `safety` (scope,
+//! overdose signals, lost supply, OUD treatment elsewhere).
+
+mod dose;
+mod monitoring;
+mod safety;
+mod timing;
+
+#[cfg(test)]
+mod tests;
+
+use chrono::NaiveDate;
+
+use crate::decision::{Decision, Evidence, Outcome, Reason, ReasonCode, Task};
+use crate::facts::{ClinicFacts, PatientFacts, PhysicianReview, PrescriberId, RefillRequest, ReviewKind};
+use crate::mme::{self, MmeResult};
+use crate::policy::Policy;
+
+/// Decide a refill request. Pure: the same facts, policy and version always give the same decision.
+pub fn evaluate(
+    facts: &PatientFacts,
+    clinic: &ClinicFacts,
+    request: &RefillRequest,
+    policy: &Policy,
+    policy_version: &str,
+) -> Decision {
+    let requested_mme = mme::daily_mme(&request.regimen, policy.factor_set());
+    evaluate_with_mme(facts, clinic, request, policy, &requested_mme, policy_version)
+}
+
+/// `evaluate` with the requested regimen's MME already computed (the rules never recompute it).
+pub(crate) fn evaluate_with_mme(
+    facts: &PatientFacts,
+    clinic: &ClinicFacts,
+    request: &RefillRequest,
+    policy: &Policy,
+    requested_mme: &MmeResult,
+    policy_version: &str,
+) -> Decision {
+    let mut ctx = RuleContext {
+        facts,
+        clinic,
+        request,
+        policy,
+        today: request.requested_on,
+        mme: requested_mme,
+        reasons: Vec::new(),
+        eligible_on: None,
+    };
+    timing::check(&mut ctx);
+    dose::check_naloxone(&mut ctx);
+    monitoring::check_pdmp_review(&mut ctx);
+    monitoring::check_pdmp_outside_prescribers(&mut ctx);
+    monitoring::check_uds_due(&mut ctx);
+    monitoring::check_uds_results(&mut ctx);
+    monitoring::check_agreement(&mut ctx);
+    monitoring::check_physician_review(&mut ctx);
+    dose::check_high_mme(&mut ctx);
+    dose::check_mme_changes(&mut ctx);
+    monitoring::check_benzodiazepines(&mut ctx);
+    dose::check_regimen_change(&mut ctx);
+    safety::check_lost_or_stolen(&mut ctx);
+    safety::check_oud_treatment_elsewhere(&mut ctx);
+    safety::check_scope(&mut ctx);
+    safety::check_overdose_signal(&mut ctx);
+    let eligible_on = ctx.eligible_on;
+    Decision::from_reasons(ctx.reasons, eligible_on, requested_mme.total_daily_mme, policy_version)
+}
+
+/// What every rule reads, and where it writes its reasons.
+pub(crate) struct RuleContext<'a> {
+    pub facts: &'a PatientFacts,
+    pub clinic: &'a ClinicFacts,
+    pub request: &'a RefillRequest,
+    pub policy: &'a Policy,
+    /// The request date: every age is counted to it.
+    pub today: NaiveDate,
+    /// MME of the requested regimen.
+    pub mme: &'a MmeResult,
+    pub reasons: Vec<Reason>,
+    /// Set by the timing rules when the request is held until a date.
+    pub eligible_on: Option<NaiveDate>,
+}
+
+impl<'a> RuleContext<'a> {
+    /// Record a fired rule with the outcome the policy configures for it.
+    pub fn fire(&mut self, code: ReasonCode, evidence: Vec<Evidence>, task: Option<Task>, restricted: bool) {
+        let outcome = self.outcome_for(code);
+        self.reasons.push(Reason { code, outcome, evidence, task, restricted });
+    }
+
+    pub fn outcome_for(&self, code: ReasonCode) -> Outcome {
+        self.policy.refill.outcomes.for_code(code)
+    }
+
+    /// Age in days of a date, counted to the request date (negative for a date after it).
+    pub fn age_days(&self, date: NaiveDate) -> i64 {
+        (self.today - date).num_days()
+    }
+
+    /// The latest physician review of a kind on or before the request date.
+    pub fn latest_review(&self, matches: impl Fn(&ReviewKind) -> bool) -> Option<&'a PhysicianReview> {
+        self.facts
+            .physician_reviews
+            .iter()
+            .filter(|review| review.reviewed_on <= self.today && matches(&review.kind))
+            .max_by_key(|review| review.reviewed_on)
+    }
+
+    /// Whether a prescriber belongs to the clinic: on the roster, the prescriber of record, or the one
+    /// named in the agreement. Roster physicians are never outside prescribers.
+    pub fn is_clinic_prescriber(&self, prescriber: &PrescriberId) -> bool {
+        self.clinic.roster.contains(prescriber)
+            || self.facts.prescriber_of_record.as_ref() == Some(prescriber)
+            || self.facts.agreement.as_ref().is_some_and(|a| &a.prescriber_of_record == prescriber)
+    }
+}
+
+/// Evidence for "the latest X was on DATE, AGE days before the request" (or missing).
+pub(crate) fn dated_evidence(
+    evidence: &mut Vec<Evidence>,
+    date_name: &'static str,
+    age_name: &'static str,
+    date: Option<NaiveDate>,
+    today: NaiveDate,
+) {
+    match date {
+        Some(date) => {
+            evidence.push(Evidence::date(date_name, date));
+            evidence.push(Evidence::integer(age_name, (today - date).num_days()));
+        }
+        None => {
+            evidence.push(Evidence::missing(date_name));
+            evidence.push(Evidence::missing(age_name));
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Monitoring rules: PDMP review and outside prescribers (CDC 2022 Rec 9), urine drug testing due and
+//! unexpected results (Rec 10), the patient agreement (Rec 2; WA L&I yearly renewal), the physician
+//! benefit-risk review (Rec 7) and concurrent benzodiazepines (Rec 11).
+
+use super::{RuleContext, dated_evidence};
+use crate::agreement::{self, AgreementState};
+use crate::decision::{Evidence, ReasonCode, Task};
+use crate::drug::DrugTable;
+use crate::facts::{DrugClass, OtherMedicationClass, ReviewKind, UdsKind};
+use crate::uds;
+
+/// PDMP last reviewed more than `pdmp_review_max_age_days` ago (or never): approve with the review
+/// as a task that must be done before the prescription is released.
+pub(super) fn check_pdmp_review(ctx: &mut RuleContext) {
+    let today = ctx.today;
+    let last = ctx.facts.pdmp_reviews.iter().map(|r| r.reviewed_on).filter(|on| *on <= today).max();
+    let max_age = ctx.policy.refill.pdmp_review_max_age_days;
+    if last.is_some_and(|on| ctx.age_days(on) <= max_age) {
+        return;
+    }
+    let mut evidence = Vec::with_capacity(3);
+    dated_evidence(&mut evidence, "pdmp_last_reviewed", "pdmp_age_days", last, today);
+    evidence.push(Evidence::integer("policy_max_days", max_age));
+    ctx.fire(ReasonCode::PdmpReviewOverdue, evidence, Some(Task::ReviewPdmp), false);
+}
+
+/// The PDMP shows an opioid from a prescriber outside the clinic, or another controlled substance from
+/// an outside prescriber no physician acknowledged within the review interval. One reason per
+/// prescriber and drug class, from findings filled within the lookback.
+pub(super) fn check_pdmp_outside_prescribers(ctx: &mut RuleContext) {
+    let today = ctx.today;
+    let lookback = ctx.policy.refill.pdmp_finding_lookback_days;
+    let ack_max_age = ctx.policy.refill.acknowledgement_max_age_days;
+    let reviews = &ctx.facts.pdmp_reviews;
+    for (review_index, review) in reviews.iter().enumerate() {
+        if review.reviewed_on > today {
+            continue;
+        }
+        for (finding_index, finding) in review.findings.iter().enumerate() {
+            let age = ctx.age_days(finding.filled_on);
+            if !(0..=lookback).contains(&age) || ctx.is_clinic_prescriber(&finding.prescriber) {
+                continue;
+            }
+            // Report each (prescriber, class) once: at its latest fill, from the first review showing it.
+            let reported_elsewhere = reviews.iter().enumerate().any(|(ri, r)| {
+                r.reviewed_on <= today
+                    && r.findings.iter().enumerate().any(|(fi, f)| {
+                        f.prescriber == finding.prescriber
+                            && f.drug_class == finding.drug_class
+                            && (0..=lookback).contains(&ctx.age_days(f.filled_on))
+                            && (f.filled_on > finding.filled_on
+                                || (f.filled_on == finding.filled_on && (ri, fi) < (review_index, finding_index)))
+                    })
+            });
+            if reported_elsewhere {
+                continue;
+            }
+            let acknowledgement = ctx.latest_review(
+                |kind| matches!(kind, ReviewKind::OutsidePrescriberAcknowledged(p) if p == &finding.prescriber),
+            );
+            let acknowledged = acknowledgement.is_some_and(|ack| ctx.age_days(ack.reviewed_on) <= ack_max_age);
+            // Opioids from outside the clinic always go to a physician; other controlled substances only
+            // until a physician acknowledges the prescriber.
+            if finding.drug_class != DrugClass::Opioid && acknowledged {
+                continue;
+            }
+            let class = match finding.drug_class {
+                DrugClass::Opioid => "opioid",
+                DrugClass::Benzodiazepine => "benzodiazepine",
+                DrugClass::OtherControlled => "other_controlled",
+            };
+            let mut evidence = vec![
+                Evidence::text("prescriber", finding.prescriber.0.clone()),
+                Evidence::text("drug_class", class),
+                Evidence::date("filled_on", finding.filled_on),
+                Evidence::date("pdmp_reviewed_on", review.reviewed_on),
+            ];
+            dated_evidence(
+                &mut evidence,
+                "acknowledged_on",
+                "acknowledgement_age_days",
+                acknowledgement.map(|a| a.reviewed_on),
+                today,
+            );
+            evidence.push(Evidence::integer("policy_max_days", ack_max_age));
+            ctx.fire(ReasonCode::PdmpOutsidePrescriber, evidence, None, false);
+        }
+    }
+}
+
+/// A scheduled (randomly drawn) or for-cause UDS whose date has passed without a test. The drawn date
+/// decides, never a fixed interval (see `uds::scheduled_test_missed`).
+pub(super) fn check_uds_due(ctx: &mut RuleContext) {
+    let today = ctx.today;
+    let uds_facts = &ctx.facts.uds;
+    let tested_since = |due| uds_facts.results.iter().any(|r| r.collected_on >= due && r.collected_on <= today);
+    let mut due_items = [None, None];
+    if let Some(due) = uds_facts.scheduled_due
+        && uds::scheduled_test_missed(uds_facts, today)
+    {
+        due_items[0] = Some(("scheduled", due));
+    }
+    if let Some(due) = uds_facts.for_cause_due
+        && due < today
+        && !tested_since(due)
+    {
+        due_items[1] = Some(("for_cause", due));
+    }
+    for (kind, due) in due_items.into_iter().flatten() {
+        let evidence = vec![
+            Evidence::text("uds_kind", kind),
+            Evidence::date("uds_due_on", due),
+            Evidence::integer("days_past_due", ctx.age_days(due)),
+        ];
+        ctx.fire(ReasonCode::UdsOverdue, evidence, Some(Task::CollectUds), false);
+    }
+}
+
+/// Every result not yet reviewed by a physician whose interpretation finds a missing, unexpected or
+/// illicit analyte escalates; a presumptive one also asks for a confirmatory test (CDC 2022 Rec 10:
+/// confirm, discuss, never dismiss).
+pub(super) fn check_uds_results(ctx: &mut RuleContext) {
+    let today = ctx.today;
+    let pending =
+        || ctx.facts.uds.results.iter().filter(move |r| r.physician_reviewed_on.is_none() && r.collected_on <= today);
+    if pending().next().is_none() {
+        return;
+    }
+    let prescribed = prescribed_ingredients(ctx);
+    let prescribed: Vec<&str> = prescribed.iter().map(String::as_str).collect();
+    let mut fired = Vec::new();
+    for result in pending() {
+        let interpretation = uds::interpret(result, &prescribed);
+        if !interpretation.needs_review() {
+            continue;
+        }
+        let findings: Vec<String> =
+            interpretation.flagged().map(|f| format!("{}: {}", f.substance, f.finding.as_str())).collect();
+        let evidence = vec![
+            Evidence::date("collected_on", result.collected_on),
+            Evidence::text(
+                "uds_kind",
+                match result.kind {
+                    UdsKind::Scheduled => "scheduled",
+                    UdsKind::ForCause => "for_cause",
+                },
+            ),
+            Evidence::flag("confirmatory", result.confirmatory),
+            Evidence::text("findings", findings.join("; ")),
+        ];
+        let task = (!result.confirmatory).then_some(Task::ConfirmatoryTest);
+        fired.push((evidence, task, result.confidentiality.is_restricted()));
+    }
+    for (evidence, task, restricted) in fired {
+        ctx.fire(ReasonCode::UdsUnexpectedResult, evidence, task, restricted);
+    }
+}
+
+/// What the patient is known to take, as lower-case ingredient names for UDS interpretation: the opioid
+/// regimen of record and the requested one (through the drug table), OUD treatment from elsewhere and
+/// other active medications (their first word, e.g. `alprazolam`).
+fn prescribed_ingredients(ctx: &RuleContext) -> Vec<String> {
+    let table = DrugTable::embedded();
+    let mut names: Vec<String> = Vec::new();
+    let mut add = |name: &str| {
+        if !name.is_empty() && !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    };
+    for order in ctx.facts.regimen.iter().chain(&ctx.request.regimen) {
+        if let Some(ingredient) = table.ingredient_of(order) {
+            add(ingredient);
+        }
+    }
+    for item in &ctx.mme.items {
+        add(&item.ingredient);
+    }
+    for medication in ctx.facts.other_medications.iter().filter(|m| m.active) {
+        let lower = medication.text.to_lowercase();
+        for known in ["methadone", "buprenorphine"] {
+            if lower.contains(known) {
+                add(known);
+            }
+        }
+        if medication.class == OtherMedicationClass::Benzodiazepine
+            && let Some(first) = lower.split_whitespace().next()
+        {
+            add(first);
+        }
+    }
+    names
+}
+
+/// Missing, expired or void agreement: approve with a renewal task (a clinic may configure HOLD).
+pub(super) fn check_agreement(ctx: &mut RuleContext) {
+    let today = ctx.today;
+    let policy = &ctx.policy.agreement;
+    let agreement = ctx.facts.agreement.as_ref();
+    let state = agreement::agreement_state(agreement, ctx.facts.prescriber_of_record.as_ref(), today, policy);
+    let code = match &state {
+        AgreementState::Missing => ReasonCode::AgreementMissing,
+        AgreementState::Expired { .. } => ReasonCode::AgreementExpired,
+        AgreementState::Void { .. } => ReasonCode::AgreementVoid,
+        _ => return,
+    };
+    let mut evidence = vec![Evidence::text("agreement_state", state.as_str())];
+    dated_evidence(&mut evidence, "agreement_signed_on", "agreement_age_days", agreement.map(|a| a.signed_on), today);
+    evidence.push(Evidence::integer("policy_valid_days", policy.valid_days));
+    if let AgreementState::Void { reason } = &state {
+        evidence.push(Evidence::text("void_reason", reason.clone()));
+    }
+    ctx.fire(code, evidence, Some(Task::RenewAgreement), false);
+}
+
+/// Physician benefit-risk review more than `physician_review_max_age_days` ago (or never).
+pub(super) fn check_physician_review(ctx: &mut RuleContext) {
+    let today = ctx.today;
+    let max_age = ctx.policy.refill.physician_review_max_age_days;
+    let last = ctx.latest_review(|kind| *kind == ReviewKind::BenefitRisk).map(|r| r.reviewed_on);
+    if last.is_some_and(|on| ctx.age_days(on) <= max_age) {
+        return;
+    }
+    let mut evidence = Vec::with_capacity(3);
+    dated_evidence(&mut evidence, "review_last_on", "review_age_days", last, today);
+    evidence.push(Evidence::integer("policy_max_days", max_age));
+    ctx.fire(ReasonCode::PhysicianReviewOverdue, evidence, Some(Task::ScheduleReview), false);
+}
+
+/// An active benzodiazepine without a physician acknowledgement within the review interval.
+pub(super) fn check_benzodiazepines(ctx: &mut RuleContext) {
+    let today = ctx.today;
+    let max_age = ctx.policy.refill.acknowledgement_max_age_days;
+    let mut benzodiazepines = ctx
+        .facts
+        .other_medications
+        .iter()
+        .filter(|m| {
+            m.active && m.class == OtherMedicationClass::Benzodiazepine && m.started_on.is_none_or(|on| on <= today)
+        })
+        .peekable();
+    if benzodiazepines.peek().is_none() {
+        return;
+    }
+    let acknowledged = ctx.latest_review(|kind| *kind == ReviewKind::BenzodiazepineAcknowledged).map(|r| r.reviewed_on);
+    if acknowledged.is_some_and(|on| ctx.age_days(on) <= max_age) {
+        return;
+    }
+    let restricted = benzodiazepines.clone().any(|m| m.confidentiality.is_restricted());
+    let medications: Vec<&str> = benzodiazepines.map(|m| m.text.as_str()).collect();
+    let mut evidence = vec![Evidence::text("medication", medications.join("; "))];
+    dated_evidence(&mut evidence, "acknowledged_on", "acknowledgement_age_days", acknowledged, today);
+    evidence.push(Evidence::integer("policy_max_days", max_age));
+    ctx.fire(ReasonCode::BenzodiazepineUnacknowledged, evidence, None, restricted);
+}

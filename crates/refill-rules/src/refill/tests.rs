@@ -1,0 +1,321 @@
+//! Unit tests of the refill rules, one boundary at a time, from a patient for whom nothing fires.
+
+use chrono::NaiveDate;
+
+use super::*;
+use crate::decision::EvidenceValue;
+use crate::facts::*;
+
+fn date(text: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
+}
+
+fn prescriber(id: &str) -> PrescriberId {
+    PrescriberId(id.to_string())
+}
+
+/// Oxycodone 5 mg tablet, `tablets` per dose, `per_day` doses: 7.5 x tablets x per_day MME.
+fn oxycodone(tablets: f64, per_day: f64) -> MedicationOrder {
+    MedicationOrder {
+        id: "MedicationRequest/oxy".to_string(),
+        rxcui: Some("1049621".to_string()),
+        text: Some("oxycodone hydrochloride 5 MG Oral Tablet".to_string()),
+        dose: Some(DoseQuantity { value: tablets, unit: DoseUnit::DoseFormUnit }),
+        doses_per_day: Some(per_day),
+        days_supply: Some(30),
+        dispense_quantity: Some(tablets * per_day * 30.0),
+        prescriber: Some(prescriber("dr-a")),
+        purpose: OrderPurpose::Pain,
+        confidentiality: Confidentiality::Normal,
+    }
+}
+
+/// Morphine given as `mg` per dose, twice a day: MME = 2 x mg (factor 1).
+fn morphine_mg(mg_per_dose: f64) -> MedicationOrder {
+    MedicationOrder {
+        id: "MedicationRequest/mor".to_string(),
+        rxcui: Some("892582".to_string()),
+        text: Some("morphine sulfate 15 MG Oral Tablet".to_string()),
+        dose: Some(DoseQuantity { value: mg_per_dose, unit: DoseUnit::Milligram }),
+        doses_per_day: Some(2.0),
+        days_supply: Some(30),
+        dispense_quantity: None,
+        prescriber: Some(prescriber("dr-a")),
+        purpose: OrderPurpose::Pain,
+        confidentiality: Confidentiality::Normal,
+    }
+}
+
+struct Case {
+    facts: PatientFacts,
+    clinic: ClinicFacts,
+    request: RefillRequest,
+    policy: Policy,
+}
+
+/// Day 26 of a 30-day fill, everything current: APPROVE with no reasons.
+fn quiet_case() -> Case {
+    let mut facts = PatientFacts::empty(PatientId(7));
+    facts.birth_date = Some(date("1970-03-01"));
+    facts.prescriber_of_record = Some(prescriber("dr-a"));
+    facts.regimen = vec![oxycodone(1.0, 4.0)];
+    facts.fills = vec![Fill { filled_on: date("2026-01-01"), days_supply: 30, order_id: None, quantity: Some(120.0) }];
+    facts.pdmp_reviews = vec![PdmpReview { reviewed_on: date("2026-01-20"), findings: vec![] }];
+    facts.agreement = Some(AgreementFacts {
+        signed_on: date("2025-06-01"),
+        prescriber_of_record: prescriber("dr-a"),
+        text_version: "2025-01".to_string(),
+        elements: vec![],
+        voided_on: None,
+    });
+    facts.physician_reviews = vec![PhysicianReview {
+        reviewed_on: date("2026-01-10"),
+        physician: prescriber("dr-a"),
+        kind: ReviewKind::BenefitRisk,
+    }];
+    facts.uds.scheduled_due = Some(date("2026-05-01"));
+    let request =
+        RefillRequest { requested_on: date("2026-01-27"), regimen: facts.regimen.clone(), kind: RequestKind::Routine };
+    Case {
+        facts,
+        clinic: ClinicFacts { roster: vec![prescriber("dr-a"), prescriber("dr-b")] },
+        request,
+        policy: Policy::defaults(),
+    }
+}
+
+impl Case {
+    fn decide(&self) -> Decision {
+        evaluate(&self.facts, &self.clinic, &self.request, &self.policy, "test-policy")
+    }
+
+    fn on(mut self, day: &str) -> Case {
+        self.request.requested_on = date(day);
+        self
+    }
+
+    fn with_regimen(mut self, regimen: Vec<MedicationOrder>) -> Case {
+        self.facts.regimen = regimen.clone();
+        self.request.regimen = regimen;
+        self
+    }
+}
+
+fn codes(decision: &Decision) -> Vec<&'static str> {
+    decision.reasons.iter().map(|r| r.code.as_str()).collect()
+}
+
+fn evidence<'a>(decision: &'a Decision, code: ReasonCode, name: &str) -> &'a EvidenceValue {
+    let reason = decision.reasons.iter().find(|r| r.code == code).expect("reason fired");
+    &reason.evidence.iter().find(|e| e.name == name).expect("evidence present").value
+}
+
+#[test]
+fn a_quiet_patient_is_approved_with_no_reasons() {
+    let decision = quiet_case().decide();
+    assert_eq!(codes(&decision), Vec::<&str>::new());
+    assert_eq!(decision.outcome, Outcome::Approve);
+    assert_eq!(decision.policy_version, "test-policy");
+    assert!((decision.total_daily_mme.unwrap() - 30.0).abs() < 1e-9);
+}
+
+#[test]
+fn day_26_of_30_is_on_time_and_day_25_is_held_until_day_26() {
+    assert_eq!(quiet_case().on("2026-01-27").decide().outcome, Outcome::Approve);
+    let held = quiet_case().on("2026-01-26").decide();
+    assert_eq!(codes(&held), ["early_request"]);
+    assert_eq!(held.outcome, Outcome::Hold);
+    assert_eq!(held.eligible_on, Some(date("2026-01-27")));
+    assert_eq!(timing::on_time_day(20, 0.85), 17);
+    assert_eq!(timing::on_time_day(30, 0.85), 26);
+    assert_eq!(timing::on_time_day(28, 0.85), 24);
+}
+
+#[test]
+fn early_fills_do_not_accumulate() {
+    // Fills on day 0 and day 26 of each cycle: by the third request 60 days were supplied in 52 days.
+    let mut case = quiet_case().on("2026-02-22");
+    case.facts.fills.push(Fill { filled_on: date("2026-01-27"), days_supply: 30, order_id: None, quantity: None });
+    let decision = case.decide();
+    assert_eq!(codes(&decision), ["early_fill_accumulation"]);
+    assert_eq!(decision.outcome, Outcome::Hold);
+    // 2026-01-01 + (60 - 7) days.
+    assert_eq!(decision.eligible_on, Some(date("2026-02-23")));
+    // Same-day fills of two products count once.
+    let mut two_products = quiet_case();
+    two_products.facts.fills.push(Fill {
+        filled_on: date("2026-01-01"),
+        days_supply: 30,
+        order_id: None,
+        quantity: None,
+    });
+    assert_eq!(codes(&two_products.decide()), Vec::<&str>::new());
+}
+
+#[test]
+fn a_hold_that_cannot_clear_before_the_supply_runs_out_escalates() {
+    // A 10-day fill on Jan 20 after a stockpile: accumulation clears after the 10-day supply runs out.
+    let mut case = quiet_case().on("2026-01-29");
+    case.facts.fills = vec![
+        Fill { filled_on: date("2026-01-01"), days_supply: 30, order_id: None, quantity: None },
+        Fill { filled_on: date("2026-01-20"), days_supply: 10, order_id: None, quantity: None },
+    ];
+    let decision = case.decide();
+    assert_eq!(codes(&decision), ["early_fill_accumulation", "early_request_supply_runs_out"]);
+    assert_eq!(decision.outcome, Outcome::Escalate);
+    assert_eq!(decision.eligible_on, Some(date("2026-02-03")));
+}
+
+#[test]
+fn no_fill_history_goes_to_a_physician() {
+    let mut case = quiet_case();
+    case.facts.fills.clear();
+    assert_eq!(codes(&case.decide()), ["no_fill_history"]);
+}
+
+#[test]
+fn pdmp_is_current_at_90_days_and_overdue_at_91() {
+    let mut case = quiet_case();
+    case.facts.pdmp_reviews[0].reviewed_on = date("2025-10-29"); // 90 days before 2026-01-27
+    assert_eq!(codes(&case.decide()), Vec::<&str>::new());
+    case.facts.pdmp_reviews[0].reviewed_on = date("2025-10-28");
+    let decision = case.decide();
+    assert_eq!(codes(&decision), ["pdmp_review_overdue"]);
+    assert_eq!(decision.outcome, Outcome::ApproveWithTasks);
+    assert_eq!(decision.tasks, [Task::ReviewPdmp]);
+    assert_eq!(evidence(&decision, ReasonCode::PdmpReviewOverdue, "pdmp_age_days"), &EvidenceValue::Integer(91));
+    assert_eq!(evidence(&decision, ReasonCode::PdmpReviewOverdue, "policy_max_days"), &EvidenceValue::Integer(90));
+}
+
+#[test]
+fn outside_prescribers_escalate_but_roster_physicians_do_not() {
+    let mut case = quiet_case();
+    case.facts.pdmp_reviews[0].findings = vec![PdmpFinding {
+        prescriber: prescriber("dr-b"),
+        drug_class: DrugClass::Opioid,
+        filled_on: date("2026-01-05"),
+    }];
+    assert_eq!(codes(&case.decide()), Vec::<&str>::new());
+    case.facts.pdmp_reviews[0].findings.push(PdmpFinding {
+        prescriber: prescriber("dentist"),
+        drug_class: DrugClass::Opioid,
+        filled_on: date("2026-01-05"),
+    });
+    assert_eq!(codes(&case.decide()), ["pdmp_outside_prescriber"]);
+    // A non-opioid controlled substance escalates until a physician acknowledges the prescriber.
+    case.facts.pdmp_reviews[0].findings[1].drug_class = DrugClass::OtherControlled;
+    assert_eq!(case.decide().outcome, Outcome::Escalate);
+    case.facts.physician_reviews.push(PhysicianReview {
+        reviewed_on: date("2026-01-21"),
+        physician: prescriber("dr-a"),
+        kind: ReviewKind::OutsidePrescriberAcknowledged(prescriber("dentist")),
+    });
+    assert_eq!(case.decide().outcome, Outcome::Approve);
+}
+
+#[test]
+fn high_mme_boundaries_compare_unrounded_values() {
+    let high = |mg: f64| quiet_case().with_regimen(vec![morphine_mg(mg)]).decide();
+    // 49.9 and 49.95 MME: no naloxone trigger; 50: naloxone offer due.
+    assert_eq!(codes(&high(24.95)), Vec::<&str>::new());
+    assert_eq!(codes(&high(24.975)), Vec::<&str>::new());
+    assert_eq!(codes(&high(25.0)), ["naloxone_offer_due"]);
+    // 89.9 vs 90 (naloxone still due in both).
+    assert_eq!(codes(&high(44.95)), ["naloxone_offer_due"]);
+    let ninety = high(45.0);
+    assert_eq!(codes(&ninety), ["naloxone_offer_due", "high_mme_reviewed"]);
+    assert_eq!(ninety.outcome, Outcome::ApproveWithTasks);
+}
+
+#[test]
+fn restricted_reasons_raise_the_outcome_to_escalate() {
+    let mut case = quiet_case();
+    case.facts.flags.push(ClinicalFlag {
+        kind: ClinicalFlagKind::SubstanceUseDisorderHistory,
+        recorded_on: date("2025-01-01"),
+        confidentiality: Confidentiality::Part2,
+    });
+    let decision = case.decide();
+    assert_eq!(codes(&decision), ["naloxone_offer_due"]);
+    assert!(decision.reasons[0].restricted);
+    assert_eq!(decision.outcome, Outcome::Escalate);
+}
+
+#[test]
+fn overdose_signal_is_urgent_until_a_physician_reviews_after_it() {
+    let mut case = quiet_case();
+    case.facts.flags.push(ClinicalFlag {
+        kind: ClinicalFlagKind::OverdoseOrSedationSignal,
+        recorded_on: date("2026-01-15"),
+        confidentiality: Confidentiality::Normal,
+    });
+    case.facts.naloxone_events.push(NaloxoneEvent { on: date("2026-01-16"), kind: NaloxoneEventKind::Dispensed });
+    let decision = case.decide();
+    assert_eq!(codes(&decision), ["overdose_or_sedation_signal"]);
+    assert_eq!(decision.outcome, Outcome::EscalateUrgent);
+    case.facts.physician_reviews.push(PhysicianReview {
+        reviewed_on: date("2026-01-20"),
+        physician: prescriber("dr-a"),
+        kind: ReviewKind::BenefitRisk,
+    });
+    assert_eq!(case.decide().outcome, Outcome::Approve);
+}
+
+#[test]
+fn regimen_changes_and_taper_steps() {
+    let mut case = quiet_case();
+    case.request.regimen = vec![oxycodone(2.0, 4.0)];
+    let decision = case.decide();
+    // 60 MME requested: the naloxone trigger fires on the requested regimen too.
+    assert_eq!(codes(&decision), ["naloxone_offer_due", "regimen_changed"]);
+    assert_eq!(evidence(&decision, ReasonCode::RegimenChanged, "change"), &EvidenceValue::Text("increase".into()));
+    // The same regimen under a new prescription id is not a change.
+    let mut renewed = quiet_case();
+    renewed.request.regimen[0].id = "MedicationRequest/new".to_string();
+    renewed.request.regimen[0].days_supply = Some(28);
+    assert_eq!(codes(&renewed.decide()), Vec::<&str>::new());
+    // During a taper the step in force is the reference: asking for the pre-taper dose is a change.
+    let mut taper = quiet_case();
+    taper.facts.taper = Some(TaperInForce {
+        plan_id: 1,
+        state: TaperState::Active,
+        started_on: date("2026-01-01"),
+        step_regimen: vec![oxycodone(1.0, 3.0)],
+        step_started_on: date("2026-01-01"),
+    });
+    taper.facts.naloxone_events.push(NaloxoneEvent { on: date("2026-01-01"), kind: NaloxoneEventKind::Offered });
+    assert_eq!(codes(&taper.decide()), ["regimen_changed"]);
+    taper.request.regimen = vec![oxycodone(1.0, 3.0)];
+    assert_eq!(codes(&taper.decide()), Vec::<&str>::new());
+}
+
+#[test]
+fn safety_floors_route_to_a_physician() {
+    let mut case = quiet_case();
+    case.request.kind = RequestKind::LostOrStolenReplacement;
+    case.facts.birth_date = Some(date("2008-01-28")); // 17 on 2026-01-27
+    case.facts.other_medications.push(OtherMedication {
+        class: OtherMedicationClass::OudTreatment,
+        text: "methadone (opioid treatment program)".to_string(),
+        started_on: None,
+        active: true,
+        confidentiality: Confidentiality::Part2,
+    });
+    case.facts.naloxone_events.push(NaloxoneEvent { on: date("2026-01-01"), kind: NaloxoneEventKind::Declined });
+    let decision = case.decide();
+    assert_eq!(codes(&decision), ["lost_or_stolen_replacement", "oud_medication_from_other_source", "outside_scope"]);
+    assert_eq!(decision.outcome, Outcome::Escalate);
+    assert!(decision.reasons[1].restricted);
+}
+
+#[test]
+fn no_outcome_or_reason_stops_therapy() {
+    for outcome in Outcome::ALL {
+        let text = outcome.as_str().to_lowercase();
+        assert!(!text.contains("discontinu") && !text.contains("dismiss") && !text.contains("stop"));
+    }
+    for code in ReasonCode::ALL {
+        let text = code.as_str();
+        assert!(!text.contains("discontinu") && !text.contains("dismiss"), "{text}");
+    }
+}
