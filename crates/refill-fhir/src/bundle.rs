@@ -1,0 +1,372 @@
+//! Bundles and CDS Hooks requests -> one `FhirPatientRecord` per patient, resources grouped by their
+//! subject / patient reference. Every problem of every resource is collected before failing.
+
+use std::collections::{BTreeMap, HashMap};
+
+use refill_rules::{AgreementFacts, Confidentiality, Fill, PdmpReview, PhysicianReview};
+use refill_rules::{
+    MedicationOrder, NaloxoneEvent, NaloxoneEventKind, OrderPurpose, OtherMedication, OtherMedicationClass,
+    UdsAnalyteResult, UdsKind, UdsResult,
+};
+use serde_json::Value;
+
+use crate::condition::{MappedCondition, map_condition};
+use crate::dispense::{MappedDispense, map_dispense};
+use crate::error::FhirError;
+use crate::medication::{MappedMedicationRequest, MedicationClass, MedicationLookup, map_medication_request};
+use crate::monitoring::{Monitoring, UdsLineResult, map_observation, map_procedure};
+use crate::patient::{Demographics, parse_patient};
+use crate::read::reference_text;
+use crate::{agreement, read};
+
+/// Everything a bundle says about one patient, mapped to domain types.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FhirPatientRecord {
+    /// The Patient resource id (`abc`); the reference is `Patient/abc`.
+    pub fhir_id: String,
+    /// `None` when the bundle only references the patient without the Patient resource.
+    pub demographics: Option<Demographics>,
+    /// Every MedicationRequest of the patient, any status or class, in bundle order.
+    pub medication_requests: Vec<MappedMedicationRequest>,
+    pub fills: Vec<Fill>,
+    pub uds_results: Vec<UdsResult>,
+    pub pdmp_reviews: Vec<PdmpReview>,
+    pub physician_reviews: Vec<PhysicianReview>,
+    pub agreements: Vec<AgreementFacts>,
+    /// Active benzodiazepine orders and active orders for opioid use disorder.
+    pub other_medications: Vec<OtherMedication>,
+    pub naloxone_events: Vec<NaloxoneEvent>,
+    pub conditions: Vec<MappedCondition>,
+}
+
+impl FhirPatientRecord {
+    fn new(fhir_id: String) -> Self {
+        FhirPatientRecord {
+            fhir_id,
+            demographics: None,
+            medication_requests: Vec::new(),
+            fills: Vec::new(),
+            uds_results: Vec::new(),
+            pdmp_reviews: Vec::new(),
+            physician_reviews: Vec::new(),
+            agreements: Vec::new(),
+            other_medications: Vec::new(),
+            naloxone_events: Vec::new(),
+            conditions: Vec::new(),
+        }
+    }
+
+    /// `Patient/<id>`.
+    pub fn reference(&self) -> String {
+        format!("Patient/{}", self.fhir_id)
+    }
+
+    /// Active opioid orders of any purpose: what `mme::daily_mme` is given (it reports opioid use
+    /// disorder treatment and buprenorphine as excluded).
+    pub fn active_opioid_orders(&self) -> Vec<MedicationOrder> {
+        self.medication_requests
+            .iter()
+            .filter(|request| request.active && request.class == MedicationClass::Opioid)
+            .map(|request| request.order.clone())
+            .collect()
+    }
+
+    /// The pain regimen of record: active opioid orders not given for opioid use disorder.
+    pub fn regimen(&self) -> Vec<MedicationOrder> {
+        self.active_opioid_orders().into_iter().filter(|order| order.purpose == OrderPurpose::Pain).collect()
+    }
+
+    /// Clinical flags, undated conditions dated `as_of`.
+    pub fn clinical_flags(&self, as_of: chrono::NaiveDate) -> Vec<refill_rules::ClinicalFlag> {
+        self.conditions.iter().flat_map(|condition| condition.flags(as_of)).collect()
+    }
+}
+
+/// Map a FHIR R4 Bundle (or a single resource) into per-patient records.
+pub fn parse_bundle(value: &Value) -> Result<Vec<FhirPatientRecord>, Vec<FhirError>> {
+    let mut collected = Vec::new();
+    let mut problems = Vec::new();
+    collect(value, "Bundle", false, &mut collected, &mut problems);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    group(&collected, None)
+}
+
+/// Map a CDS Hooks request: `context.draftOrders` (draft orders count as current: they are being
+/// signed), `context.selections`' bundle, and every `prefetch` value; resources without a usable
+/// patient reference belong to `context.patientId`.
+pub fn parse_cds_hooks_request(value: &Value) -> Result<Vec<FhirPatientRecord>, Vec<FhirError>> {
+    let mut collected = Vec::new();
+    let mut problems = Vec::new();
+    let context = value.get("context");
+    let patient = context
+        .and_then(|c| c.get("patientId"))
+        .and_then(Value::as_str)
+        .map(|id| if id.starts_with("Patient/") { id.to_string() } else { format!("Patient/{id}") });
+    if patient.is_none() {
+        problems.push(FhirError::invalid("CDS Hooks request", "context.patientId", "missing"));
+    }
+    if let Some(drafts) = context.and_then(|c| c.get("draftOrders")) {
+        collect(drafts, "context.draftOrders", true, &mut collected, &mut problems);
+    }
+    if let Some(prefetch) = value.get("prefetch").and_then(Value::as_object) {
+        for (key, item) in prefetch {
+            if !item.is_null() {
+                collect(item, &format!("prefetch.{key}"), false, &mut collected, &mut problems);
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    group(&collected, patient.as_deref())
+}
+
+/// One resource with where it came from.
+struct Collected<'a> {
+    resource: &'a Value,
+    full_url: Option<&'a str>,
+    location: String,
+    draft_counts: bool,
+}
+
+fn collect<'a>(
+    value: &'a Value,
+    location: &str,
+    draft_counts: bool,
+    out: &mut Vec<Collected<'a>>,
+    problems: &mut Vec<FhirError>,
+) {
+    match value.get("resourceType").and_then(Value::as_str) {
+        Some("Bundle") => {
+            let entries = match value.get("entry") {
+                None | Some(Value::Null) => return,
+                Some(Value::Array(entries)) => entries,
+                Some(other) => {
+                    problems.push(FhirError::invalid(
+                        location,
+                        "entry",
+                        format!("expected an array, found {}", read::kind(other)),
+                    ));
+                    return;
+                }
+            };
+            for (index, entry) in entries.iter().enumerate() {
+                let entry_location = format!("{location}.entry[{index}]");
+                match entry.get("resource") {
+                    Some(resource @ Value::Object(_)) => {
+                        if resource.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
+                            collect(resource, &entry_location, draft_counts, out, problems);
+                        } else {
+                            out.push(Collected {
+                                resource,
+                                full_url: entry.get("fullUrl").and_then(Value::as_str),
+                                location: entry_location,
+                                draft_counts,
+                            });
+                        }
+                    }
+                    // Entries without a resource (e.g. a transaction's DELETE) carry no facts.
+                    None | Some(Value::Null) => {}
+                    Some(other) => problems.push(FhirError::invalid(
+                        entry_location,
+                        "resource",
+                        format!("expected an object, found {}", read::kind(other)),
+                    )),
+                }
+            }
+        }
+        Some(_) => {
+            out.push(Collected { resource: value, full_url: None, location: location.to_string(), draft_counts })
+        }
+        None => problems.push(FhirError::invalid(location, "resourceType", "missing: not a FHIR resource")),
+    }
+}
+
+/// Which field holds the patient reference, by resource type.
+fn patient_field(resource_type: &str) -> Option<&'static str> {
+    match resource_type {
+        "MedicationRequest"
+        | "MedicationDispense"
+        | "Observation"
+        | "Procedure"
+        | "Condition"
+        | "DocumentReference"
+        | "MedicationStatement" => Some("subject"),
+        "Consent" => Some("patient"),
+        _ => None,
+    }
+}
+
+fn group(collected: &[Collected<'_>], default_patient: Option<&str>) -> Result<Vec<FhirPatientRecord>, Vec<FhirError>> {
+    let mut problems = Vec::new();
+    let mut records: Vec<FhirPatientRecord> = Vec::new();
+    let mut index_of: HashMap<String, usize> = HashMap::new();
+    let mut full_urls: HashMap<&str, String> = HashMap::new();
+    let mut lookup = MedicationLookup::new();
+
+    // Patients and Medications first, so references resolve whatever the entry order.
+    for item in collected {
+        match item.resource.get("resourceType").and_then(Value::as_str) {
+            Some("Patient") => match parse_patient(item.resource, &item.location) {
+                Ok((id, demographics)) => {
+                    let reference = format!("Patient/{id}");
+                    if let Some(url) = item.full_url {
+                        full_urls.insert(url, reference.clone());
+                    }
+                    let at = *index_of.entry(reference).or_insert_with(|| {
+                        records.push(FhirPatientRecord::new(id));
+                        records.len() - 1
+                    });
+                    records[at].demographics = Some(demographics);
+                }
+                Err(mut found) => problems.append(&mut found),
+            },
+            Some("Medication") => lookup.add(item.full_url, item.resource),
+            _ => {}
+        }
+    }
+
+    let mut uds_lines: BTreeMap<usize, Vec<UdsLineResult>> = BTreeMap::new();
+    for item in collected {
+        let resource_type = item.resource.get("resourceType").and_then(Value::as_str).unwrap_or("");
+        let Some(field) = patient_field(resource_type) else { continue };
+        let label = read::Reader::new(item.resource, &item.location).label;
+        let reference = reference_text(item.resource.get(field));
+        let patient = match resolve_patient(reference.as_deref(), &full_urls, default_patient) {
+            Some(patient) => patient,
+            None => {
+                let message = match &reference {
+                    Some(reference) => format!("'{reference}' does not name a Patient"),
+                    None => "missing: the resource must name its patient".to_string(),
+                };
+                problems.push(FhirError::invalid(label, format!("{field}.reference"), message));
+                continue;
+            }
+        };
+        let at = *index_of.entry(patient.clone()).or_insert_with(|| {
+            records.push(FhirPatientRecord::new(patient.trim_start_matches("Patient/").to_string()));
+            records.len() - 1
+        });
+        let record = &mut records[at];
+        let outcome: Result<(), Vec<FhirError>> = match resource_type {
+            "MedicationRequest" => map_medication_request(item.resource, &item.location, &lookup, item.draft_counts)
+                .map(|request| {
+                    add_other_medication(record, &request);
+                    record.medication_requests.push(request);
+                }),
+            "MedicationDispense" => {
+                map_dispense(item.resource, &item.location, &lookup).map(|dispense| match dispense {
+                    MappedDispense::Fill(fill) => record.fills.push(fill),
+                    MappedDispense::Naloxone(event) => record.naloxone_events.push(event),
+                    MappedDispense::Ignored => {}
+                })
+            }
+            "Observation" | "Procedure" => {
+                let mapped = if resource_type == "Observation" {
+                    map_observation(item.resource, &item.location)
+                } else {
+                    map_procedure(item.resource, &item.location)
+                };
+                mapped.map(|monitoring| match monitoring {
+                    Monitoring::Uds(line) => uds_lines.entry(at).or_default().push(line),
+                    Monitoring::Pdmp(review) => record.pdmp_reviews.push(review),
+                    Monitoring::Review(review) => record.physician_reviews.push(review),
+                    Monitoring::Ignored => {}
+                })
+            }
+            "Condition" => map_condition(item.resource, &item.location).map(|condition| {
+                if let Some(condition) = condition {
+                    record.conditions.push(condition);
+                }
+            }),
+            "Consent" => {
+                agreement::map_consent(item.resource, &item.location).map(|found| record.agreements.extend(found))
+            }
+            "DocumentReference" => agreement::map_document_reference(item.resource, &item.location)
+                .map(|found| record.agreements.extend(found)),
+            _ => Ok(()),
+        };
+        if let Err(mut found) = outcome {
+            problems.append(&mut found);
+        }
+    }
+    for (at, lines) in uds_lines {
+        records[at].uds_results = group_uds(lines);
+    }
+    if problems.is_empty() { Ok(records) } else { Err(problems) }
+}
+
+/// `Patient/x`, a bundle `fullUrl` of a Patient, or an absolute URL ending in `Patient/x`; else the
+/// CDS Hooks context patient if there is one.
+fn resolve_patient(
+    reference: Option<&str>,
+    full_urls: &HashMap<&str, String>,
+    default_patient: Option<&str>,
+) -> Option<String> {
+    if let Some(reference) = reference {
+        if let Some(patient) = full_urls.get(reference) {
+            return Some(patient.clone());
+        }
+        if let Some(at) = reference.find("Patient/") {
+            let tail = &reference[at + "Patient/".len()..];
+            let id = tail.split('/').next().unwrap_or("");
+            if !id.is_empty() && (at == 0 || reference[..at].ends_with('/')) {
+                return Some(format!("Patient/{id}"));
+            }
+        }
+    }
+    default_patient.map(str::to_string)
+}
+
+fn add_other_medication(record: &mut FhirPatientRecord, request: &MappedMedicationRequest) {
+    let class = match request.class {
+        MedicationClass::Benzodiazepine => OtherMedicationClass::Benzodiazepine,
+        MedicationClass::Opioid if request.order.purpose == OrderPurpose::OpioidUseDisorder => {
+            OtherMedicationClass::OudTreatment
+        }
+        MedicationClass::Naloxone => {
+            // A naloxone prescription on file is an offer that was taken up.
+            if let Some(on) = request.authored_on {
+                record.naloxone_events.push(NaloxoneEvent { on, kind: NaloxoneEventKind::Offered });
+            }
+            return;
+        }
+        _ => return,
+    };
+    if !request.active {
+        return;
+    }
+    record.other_medications.push(OtherMedication {
+        class,
+        text: request.order.label(),
+        started_on: request.authored_on,
+        active: true,
+        confidentiality: request.order.confidentiality,
+    });
+}
+
+/// Lines collected the same day by the same kind of method form one result.
+fn group_uds(lines: Vec<UdsLineResult>) -> Vec<UdsResult> {
+    let mut grouped: BTreeMap<(chrono::NaiveDate, bool), UdsResult> = BTreeMap::new();
+    for line in lines {
+        let result = grouped.entry((line.collected_on, line.line.confirmatory)).or_insert_with(|| UdsResult {
+            collected_on: line.collected_on,
+            kind: UdsKind::Scheduled,
+            confirmatory: line.line.confirmatory,
+            analytes: Vec::new(),
+            physician_reviewed_on: None,
+            confidentiality: Confidentiality::Normal,
+        });
+        if line.confidentiality == Confidentiality::Part2 {
+            result.confidentiality = Confidentiality::Part2;
+        }
+        result.analytes.push(UdsAnalyteResult {
+            assay: line.line.assay,
+            analyte: line.line.analyte,
+            detected: line.detected,
+        });
+    }
+    grouped.into_values().collect()
+}

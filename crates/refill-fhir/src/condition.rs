@@ -1,0 +1,79 @@
+//! Condition -> clinical flags (cds-hooks.md §4.7): cancer, sickle cell, palliative or end-of-life
+//! care, overdose and substance-use-disorder history, sleep-disordered breathing.
+//!
+//! Exclusions (cancer, sickle cell, palliative, end of life) need an active condition; history flags
+//! (overdose, SUD) count whatever the clinical status, because a resolved overdose is still history.
+//! Refuted and entered-in-error conditions never count.
+
+use chrono::NaiveDate;
+use refill_rules::{ClinicalFlag, ClinicalFlagKind, Confidentiality};
+use serde_json::Value;
+
+use crate::codes::condition_flags;
+use crate::error::FhirError;
+use crate::read::{Reader, codings, is_part2};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappedCondition {
+    pub id: String,
+    pub kinds: Vec<ClinicalFlagKind>,
+    /// onset[x], else recordedDate; `None` when the source gives neither.
+    pub recorded_on: Option<NaiveDate>,
+    pub confidentiality: Confidentiality,
+}
+
+impl MappedCondition {
+    /// Flags dated `recorded_on`, or `as_of` (the import date) when the source has no date.
+    pub fn flags(&self, as_of: NaiveDate) -> Vec<ClinicalFlag> {
+        self.kinds
+            .iter()
+            .map(|kind| ClinicalFlag {
+                kind: *kind,
+                recorded_on: self.recorded_on.unwrap_or(as_of),
+                confidentiality: self.confidentiality,
+            })
+            .collect()
+    }
+}
+
+pub(crate) fn map_condition(value: &Value, fallback: &str) -> Result<Option<MappedCondition>, Vec<FhirError>> {
+    let mut kinds = condition_flags(value.get("code"));
+    if kinds.is_empty() {
+        return Ok(None);
+    }
+    let mut reader = Reader::new(value, fallback);
+    let verification = codings(value.get("verificationStatus")).first().map(|(_, code, _)| code.to_string());
+    if matches!(verification.as_deref(), Some("refuted" | "entered-in-error")) {
+        return Ok(None);
+    }
+    let clinical = codings(value.get("clinicalStatus")).first().map(|(_, code, _)| code.to_string());
+    let active = matches!(clinical.as_deref(), None | Some("active" | "recurrence" | "relapse"));
+    if !active {
+        kinds.retain(|kind| {
+            matches!(kind, ClinicalFlagKind::OverdoseHistory | ClinicalFlagKind::SubstanceUseDisorderHistory)
+        });
+        if kinds.is_empty() {
+            return Ok(None);
+        }
+    }
+    let recorded_on = if value.get("onsetDateTime").is_some() {
+        reader.date_at(value, "", "onsetDateTime")
+    } else if value.get("onsetPeriod").and_then(|p| p.get("start")).is_some() {
+        let period = value.get("onsetPeriod").expect("checked");
+        reader.date_at(period, "onsetPeriod", "start")
+    } else if value.get("recordedDate").is_some() {
+        reader.date_at(value, "", "recordedDate")
+    } else {
+        None
+    };
+    let problems = reader.problems;
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Some(MappedCondition {
+        id: reader.label,
+        kinds,
+        recorded_on,
+        confidentiality: if is_part2(value) { Confidentiality::Part2 } else { Confidentiality::Normal },
+    }))
+}
