@@ -12,6 +12,7 @@
 
 pub mod accounts;
 mod error;
+pub mod import;
 pub mod screens;
 mod store;
 
