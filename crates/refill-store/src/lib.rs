@@ -12,6 +12,8 @@
 
 pub mod accounts;
 mod error;
+pub mod jobs;
+pub mod schedule;
 pub mod import;
 pub mod screens;
 mod store;
