@@ -10,6 +10,9 @@ pub enum StoreError {
     /// A unique key already exists.
     #[error("duplicate: {0}")]
     Duplicate(String),
+    /// The caller asked for something the store refuses (missing rationale, empty plan, ...).
+    #[error("invalid request: {0}")]
+    Invalid(String),
     #[error("invalid database url: {0}")]
     InvalidUrl(String),
     #[error("stored data is malformed: {0}")]

@@ -18,7 +18,14 @@ pub mod import;
 pub mod screens;
 mod store;
 
+pub use audit::{AuditCheckpoint, AuditEvent, AuditProblem, AuditVerification, StoredAuditEvent};
+pub use decisions::{DecisionRecord, NewDecision, RecordedDecision};
 pub use error::StoreError;
+pub use exceptions::{ExceptionRecord, ExceptionResolution, ExceptionStatus, ExceptionUrgency, Resolution};
+pub use facts::{NewTaperPlan, NewTaperStep, StaffFact, UdsOrder};
+pub use model::{Actor, DecisionId, ExceptionId, QueueItemId, RefillRequestId, TaperPlanId};
+pub use patients::{ContactPreference, PatientDetails, PatientRecord, Prescriber, Upserted};
+pub use queue::{QueueCounts, QueueItem, QueueQuery, QueueStatus};
 pub use store::{AuditKey, Backend, Pools, Store, StoreSettings, Tx};
 
 /// Embedded migrations, one set per backend, with the same versions and names.

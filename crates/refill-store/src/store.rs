@@ -8,6 +8,41 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::StoreError;
 
+/// Run `$body` with `$conn` bound to the `&mut` connection of a `Tx`, whichever the backend. The body
+/// is compiled once per backend, so the same statement text and binds serve both.
+macro_rules! with_tx {
+    ($tx:expr, $conn:ident => $body:expr) => {
+        match $tx {
+            $crate::Tx::Sqlite(inner) => {
+                let $conn: &mut sqlx::SqliteConnection = &mut *inner;
+                $body
+            }
+            $crate::Tx::Postgres(inner) => {
+                let $conn: &mut sqlx::PgConnection = &mut *inner;
+                $body
+            }
+        }
+    };
+}
+
+/// Run `$body` with `$pool` bound to a pool for reading (the SQLite read pool, or the PostgreSQL pool).
+macro_rules! with_read_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pools {
+            $crate::Pools::Sqlite { read, .. } => {
+                let $pool = read;
+                $body
+            }
+            $crate::Pools::Postgres(pool) => {
+                let $pool = pool;
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) use {with_read_pool, with_tx};
+
 /// Connection settings, assembled by the binary from configuration.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {

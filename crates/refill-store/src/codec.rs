@@ -1,0 +1,323 @@
+//! Stored forms of domain values: the stable text names of enums and the JSON shapes of nested facts
+//! (medication orders, UDS analytes, PDMP findings, decision reasons).
+//!
+//! These names and shapes are a stored contract like the migrations: rows written by one release are
+//! read by the next, so a name never changes once shipped. The rules crate stays serde-free; the
+//! conversions live here.
+
+use chrono::NaiveDate;
+use refill_rules::decision::{Decision, EvidenceValue};
+use refill_rules::{
+    ClinicalFlagKind, Confidentiality, DoseQuantity, DoseUnit, DrugClass, MedicationOrder, NaloxoneEventKind,
+    OrderPurpose, OtherMedicationClass, PdmpFinding, PrescriberId, RequestKind, RiskTier, Sex, TaperState,
+    UdsAnalyteResult, UdsKind,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::StoreError;
+
+/// Build the `Corrupt` error for a stored value this release cannot read.
+pub(crate) fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("unknown {what} {value:?}"))
+}
+
+macro_rules! text_enum {
+    ($what:literal, $ty:ty, $to:ident, $from:ident, { $($variant:path => $name:literal),+ $(,)? }) => {
+        pub fn $to(value: $ty) -> &'static str {
+            match value { $($variant => $name),+ }
+        }
+        pub fn $from(text: &str) -> Result<$ty, StoreError> {
+            match text { $($name => Ok($variant),)+ other => Err(corrupt($what, other)) }
+        }
+    };
+}
+
+text_enum!("sex", Sex, sex_name, parse_sex, {
+    Sex::Female => "female", Sex::Male => "male", Sex::Other => "other", Sex::Unknown => "unknown",
+});
+text_enum!("risk tier", RiskTier, risk_tier_name, parse_risk_tier, {
+    RiskTier::Low => "low", RiskTier::Moderate => "moderate", RiskTier::High => "high",
+});
+text_enum!("confidentiality", Confidentiality, confidentiality_name, parse_confidentiality, {
+    Confidentiality::Normal => "normal", Confidentiality::Part2 => "part2",
+});
+text_enum!("order purpose", OrderPurpose, purpose_name, parse_purpose, {
+    OrderPurpose::Pain => "pain", OrderPurpose::OpioidUseDisorder => "opioid_use_disorder",
+});
+text_enum!("uds kind", UdsKind, uds_kind_name, parse_uds_kind, {
+    UdsKind::Scheduled => "scheduled", UdsKind::ForCause => "for_cause",
+});
+text_enum!("drug class", DrugClass, drug_class_name, parse_drug_class, {
+    DrugClass::Opioid => "opioid", DrugClass::Benzodiazepine => "benzodiazepine",
+    DrugClass::OtherControlled => "other_controlled",
+});
+text_enum!("naloxone event kind", NaloxoneEventKind, naloxone_kind_name, parse_naloxone_kind, {
+    NaloxoneEventKind::Offered => "offered", NaloxoneEventKind::Declined => "declined",
+    NaloxoneEventKind::Dispensed => "dispensed",
+});
+text_enum!("clinical flag", ClinicalFlagKind, flag_kind_name, parse_flag_kind, {
+    ClinicalFlagKind::OverdoseHistory => "overdose_history",
+    ClinicalFlagKind::SubstanceUseDisorderHistory => "substance_use_disorder_history",
+    ClinicalFlagKind::SleepDisorderedBreathing => "sleep_disordered_breathing",
+    ClinicalFlagKind::Cancer => "cancer",
+    ClinicalFlagKind::SickleCell => "sickle_cell",
+    ClinicalFlagKind::Palliative => "palliative",
+    ClinicalFlagKind::EndOfLife => "end_of_life",
+    ClinicalFlagKind::OverdoseOrSedationSignal => "overdose_or_sedation_signal",
+});
+text_enum!("other medication class", OtherMedicationClass, other_medication_class_name, parse_other_medication_class, {
+    OtherMedicationClass::Benzodiazepine => "benzodiazepine", OtherMedicationClass::OudTreatment => "oud_treatment",
+});
+text_enum!("request kind", RequestKind, request_kind_name, parse_request_kind, {
+    RequestKind::Routine => "routine", RequestKind::LostOrStolenReplacement => "lost_or_stolen_replacement",
+});
+
+/// Taper plan states as stored. `Cancelled` exists only in the store: a cancelled plan is no longer in
+/// force, so it never reaches the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoredTaperState {
+    Active,
+    Paused,
+    Completed,
+    Cancelled,
+}
+
+text_enum!("taper state", StoredTaperState, taper_state_name, parse_taper_state, {
+    StoredTaperState::Active => "active", StoredTaperState::Paused => "paused",
+    StoredTaperState::Completed => "completed", StoredTaperState::Cancelled => "cancelled",
+});
+
+impl StoredTaperState {
+    /// The rules' view of the state; `None` for a cancelled plan (not in force).
+    pub fn in_force(self) -> Option<TaperState> {
+        match self {
+            StoredTaperState::Active => Some(TaperState::Active),
+            StoredTaperState::Paused => Some(TaperState::Paused),
+            StoredTaperState::Completed => Some(TaperState::Completed),
+            StoredTaperState::Cancelled => None,
+        }
+    }
+}
+
+/// The dose unit as two columns: the unit name and, for an unusable unit, what the source said.
+pub fn dose_unit_columns(unit: &DoseUnit) -> (&'static str, Option<String>) {
+    match unit {
+        DoseUnit::Milligram => ("mg", None),
+        DoseUnit::Microgram => ("mcg", None),
+        DoseUnit::Milliliter => ("ml", None),
+        DoseUnit::DoseFormUnit => ("unit", None),
+        DoseUnit::Unusable(text) => ("unusable", Some(text.clone())),
+    }
+}
+
+pub fn parse_dose_unit(name: &str, text: Option<String>) -> Result<DoseUnit, StoreError> {
+    match name {
+        "mg" => Ok(DoseUnit::Milligram),
+        "mcg" => Ok(DoseUnit::Microgram),
+        "ml" => Ok(DoseUnit::Milliliter),
+        "unit" => Ok(DoseUnit::DoseFormUnit),
+        "unusable" => Ok(DoseUnit::Unusable(text.unwrap_or_default())),
+        other => Err(corrupt("dose unit", other)),
+    }
+}
+
+/// A medication order inside a JSON column (taper steps, refill requests).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredOrder {
+    pub id: String,
+    pub rxcui: Option<String>,
+    pub text: Option<String>,
+    pub dose_value: Option<f64>,
+    pub dose_unit: Option<String>,
+    pub dose_unit_text: Option<String>,
+    pub doses_per_day: Option<f64>,
+    pub days_supply: Option<u32>,
+    pub dispense_quantity: Option<f64>,
+    pub prescriber: Option<String>,
+    pub purpose: String,
+    pub confidentiality: String,
+}
+
+impl StoredOrder {
+    pub fn from_order(order: &MedicationOrder) -> StoredOrder {
+        let (dose_unit, dose_unit_text) = match &order.dose {
+            Some(dose) => {
+                let (name, text) = dose_unit_columns(&dose.unit);
+                (Some(name.to_string()), text)
+            }
+            None => (None, None),
+        };
+        StoredOrder {
+            id: order.id.clone(),
+            rxcui: order.rxcui.clone(),
+            text: order.text.clone(),
+            dose_value: order.dose.as_ref().map(|d| d.value),
+            dose_unit,
+            dose_unit_text,
+            doses_per_day: order.doses_per_day,
+            days_supply: order.days_supply,
+            dispense_quantity: order.dispense_quantity,
+            prescriber: order.prescriber.as_ref().map(|p| p.0.clone()),
+            purpose: purpose_name(order.purpose).to_string(),
+            confidentiality: confidentiality_name(order.confidentiality).to_string(),
+        }
+    }
+
+    pub fn into_order(self) -> Result<MedicationOrder, StoreError> {
+        let dose = match (self.dose_value, self.dose_unit) {
+            (Some(value), Some(unit)) => Some(DoseQuantity { value, unit: parse_dose_unit(&unit, self.dose_unit_text)? }),
+            _ => None,
+        };
+        Ok(MedicationOrder {
+            id: self.id,
+            rxcui: self.rxcui,
+            text: self.text,
+            dose,
+            doses_per_day: self.doses_per_day,
+            days_supply: self.days_supply,
+            dispense_quantity: self.dispense_quantity,
+            prescriber: self.prescriber.map(PrescriberId),
+            purpose: parse_purpose(&self.purpose)?,
+            confidentiality: parse_confidentiality(&self.confidentiality)?,
+        })
+    }
+}
+
+pub fn orders_to_json(orders: &[MedicationOrder]) -> Value {
+    serde_json::to_value(orders.iter().map(StoredOrder::from_order).collect::<Vec<_>>())
+        .expect("stored orders always serialise")
+}
+
+pub fn orders_from_json(value: Value) -> Result<Vec<MedicationOrder>, StoreError> {
+    let stored: Vec<StoredOrder> =
+        serde_json::from_value(value).map_err(|e| StoreError::Corrupt(format!("medication orders json: {e}")))?;
+    stored.into_iter().map(StoredOrder::into_order).collect()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredAnalyte {
+    assay: String,
+    analyte: String,
+    detected: bool,
+}
+
+pub fn analytes_to_json(analytes: &[UdsAnalyteResult]) -> Value {
+    let stored: Vec<StoredAnalyte> = analytes
+        .iter()
+        .map(|a| StoredAnalyte { assay: a.assay.clone(), analyte: a.analyte.clone(), detected: a.detected })
+        .collect();
+    serde_json::to_value(stored).expect("analytes always serialise")
+}
+
+pub fn analytes_from_json(value: Value) -> Result<Vec<UdsAnalyteResult>, StoreError> {
+    let stored: Vec<StoredAnalyte> =
+        serde_json::from_value(value).map_err(|e| StoreError::Corrupt(format!("uds analytes json: {e}")))?;
+    Ok(stored
+        .into_iter()
+        .map(|a| UdsAnalyteResult { assay: a.assay, analyte: a.analyte, detected: a.detected })
+        .collect())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredFinding {
+    prescriber: String,
+    drug_class: String,
+    filled_on: NaiveDate,
+}
+
+pub fn findings_to_json(findings: &[PdmpFinding]) -> Value {
+    let stored: Vec<StoredFinding> = findings
+        .iter()
+        .map(|f| StoredFinding {
+            prescriber: f.prescriber.0.clone(),
+            drug_class: drug_class_name(f.drug_class).to_string(),
+            filled_on: f.filled_on,
+        })
+        .collect();
+    serde_json::to_value(stored).expect("pdmp findings always serialise")
+}
+
+pub fn findings_from_json(value: Value) -> Result<Vec<PdmpFinding>, StoreError> {
+    let stored: Vec<StoredFinding> =
+        serde_json::from_value(value).map_err(|e| StoreError::Corrupt(format!("pdmp findings json: {e}")))?;
+    stored
+        .into_iter()
+        .map(|f| {
+            Ok(PdmpFinding {
+                prescriber: PrescriberId(f.prescriber),
+                drug_class: parse_drug_class(&f.drug_class)?,
+                filled_on: f.filled_on,
+            })
+        })
+        .collect()
+}
+
+/// The reasons of a decision as stored: code, outcome, task, restricted flag and named evidence.
+///
+/// This is the store's stable form; it carries exactly what `refill_rules::decision::Reason` holds.
+pub fn reasons_to_json(decision: &Decision) -> Value {
+    Value::Array(
+        decision
+            .reasons
+            .iter()
+            .map(|reason| {
+                let evidence: Vec<Value> = reason
+                    .evidence
+                    .iter()
+                    .map(|e| {
+                        let value = match &e.value {
+                            EvidenceValue::Date(d) => json!({ "date": d }),
+                            EvidenceValue::Number(n) => json!({ "number": n }),
+                            EvidenceValue::Integer(i) => json!({ "integer": i }),
+                            EvidenceValue::Text(t) => json!({ "text": t }),
+                            EvidenceValue::Flag(f) => json!({ "flag": f }),
+                            EvidenceValue::Missing => json!({ "missing": true }),
+                        };
+                        json!({ "name": e.name, "value": value })
+                    })
+                    .collect();
+                json!({
+                    "code": reason.code.as_str(),
+                    "outcome": reason.outcome.as_str(),
+                    "task": reason.task.map(|t| t.as_str()),
+                    "restricted": reason.restricted,
+                    "evidence": evidence,
+                })
+            })
+            .collect(),
+    )
+}
+
+pub fn tasks_to_json(decision: &Decision) -> Value {
+    Value::Array(decision.tasks.iter().map(|t| Value::String(t.as_str().to_string())).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orders_round_trip_through_json() {
+        let order = MedicationOrder {
+            id: "MedicationRequest/1".into(),
+            rxcui: Some("1049621".into()),
+            text: Some("oxycodone 5 MG Oral Tablet".into()),
+            dose: Some(DoseQuantity { value: 2.0, unit: DoseUnit::Unusable("puff".into()) }),
+            doses_per_day: Some(4.0),
+            days_supply: Some(30),
+            dispense_quantity: Some(240.0),
+            prescriber: Some(PrescriberId("1234567890".into())),
+            purpose: OrderPurpose::OpioidUseDisorder,
+            confidentiality: Confidentiality::Part2,
+        };
+        let back = orders_from_json(orders_to_json(std::slice::from_ref(&order))).unwrap();
+        assert_eq!(back, vec![order]);
+    }
+
+    #[test]
+    fn unknown_names_are_corrupt_not_defaults() {
+        assert!(matches!(parse_risk_tier("extreme"), Err(StoreError::Corrupt(_))));
+        assert_eq!(parse_flag_kind("sickle_cell").unwrap(), ClinicalFlagKind::SickleCell);
+    }
+}
