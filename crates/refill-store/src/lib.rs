@@ -11,10 +11,19 @@
 //! - Every write that matters happens inside one transaction together with its audit event.
 
 pub mod accounts;
+pub mod audit;
+pub mod codec;
+pub mod decisions;
 mod error;
-pub mod jobs;
-pub mod schedule;
+pub mod exceptions;
+pub mod facts;
 pub mod import;
+pub mod jobs;
+mod model;
+pub mod outbox;
+pub mod patients;
+pub mod queue;
+pub mod schedule;
 pub mod screens;
 mod store;
 
