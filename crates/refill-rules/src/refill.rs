@@ -121,12 +121,11 @@ impl<'a> RuleContext<'a> {
             .max_by_key(|review| review.reviewed_on)
     }
 
-    /// Whether a prescriber belongs to the clinic: on the roster, the prescriber of record, or the one
-    /// named in the agreement. Roster physicians are never outside prescribers.
+    /// Whether a prescriber belongs to the clinic: on the roster or the current prescriber of record.
+    /// Roster physicians are never outside prescribers; a former prescriber named only in an old
+    /// agreement is.
     pub fn is_clinic_prescriber(&self, prescriber: &PrescriberId) -> bool {
-        self.clinic.roster.contains(prescriber)
-            || self.facts.prescriber_of_record.as_ref() == Some(prescriber)
-            || self.facts.agreement.as_ref().is_some_and(|a| &a.prescriber_of_record == prescriber)
+        self.clinic.roster.contains(prescriber) || self.facts.prescriber_of_record.as_ref() == Some(prescriber)
     }
 }
 
