@@ -240,11 +240,11 @@ pub fn classify(code: &MedicationCode) -> MedicationClass {
 /// for opioid use disorder only; pain products are the patch and the buccal film).
 fn purpose_of(value: &Value, code: &MedicationCode) -> OrderPurpose {
     let reasons = value.get("reasonCode").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
-    if reasons.iter().any(|reason| codes::is_oud_concept(reason)) {
+    if reasons.iter().any(codes::is_oud_concept) {
         return OrderPurpose::OpioidUseDisorder;
     }
     let categories = value.get("category").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
-    if categories.iter().any(|category| codes::is_oud_concept(category)) {
+    if categories.iter().any(codes::is_oud_concept) {
         return OrderPurpose::OpioidUseDisorder;
     }
     if let Ok(product) = DrugTable::embedded().identify_parts(code.rxcui.as_deref(), code.text.as_deref())

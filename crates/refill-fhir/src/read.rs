@@ -40,7 +40,7 @@ impl Reader {
     }
 
     /// A number at `key`; a present non-number is a problem.
-    pub fn number_at<'v>(&mut self, value: &'v Value, base: &str, key: &str) -> Option<f64> {
+    pub fn number_at(&mut self, value: &Value, base: &str, key: &str) -> Option<f64> {
         match value.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::Number(number)) => number.as_f64(),
@@ -77,7 +77,7 @@ impl Reader {
 
     /// A FHIR date or dateTime at `key`, reduced to its calendar date as written (the shell converts
     /// instants to clinic-local dates where that matters).
-    pub fn date_at<'v>(&mut self, value: &'v Value, base: &str, key: &str) -> Option<NaiveDate> {
+    pub fn date_at(&mut self, value: &Value, base: &str, key: &str) -> Option<NaiveDate> {
         let text = self.string_at(value, base, key)?;
         match parse_fhir_date(text) {
             Some(date) => Some(date),

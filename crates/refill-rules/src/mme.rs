@@ -393,6 +393,11 @@ fn assess_ingredient(
                 ));
             }
         },
+        DoseUnit::Unusable(unit) if unit.trim().is_empty() => {
+            return Assessed::Undetermined(
+                "the dose has no unit, so it cannot be converted to an amount of drug".to_string(),
+            );
+        }
         DoseUnit::Unusable(unit) => {
             return Assessed::Undetermined(format!("dose unit '{unit}' cannot be converted to an amount of drug"));
         }
