@@ -1,12 +1,281 @@
-//! `refill import` (being built; see the issue that owns it).
+//! `refill import FILE...`: FHIR R4 Bundles (`*.json`) and the documented CSV format
+//! (docs/import-csv.md) into the database, one transaction per file.
+//!
+//! Files are applied in dependency order (physicians, patients, FHIR bundles, then the rest), so one
+//! command can load a whole clinic. A file with any problem is rejected whole and every problem is
+//! listed by file, line or resource, and field; the other files still import, and the command exits
+//! non-zero. Re-importing the same files changes nothing.
 
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use refill_import::{ClinicRecords, CsvKind, ImportError, Location, Problem};
+use refill_store::import::{
+    ImportAgreement, ImportBatch, ImportFill, ImportKind, ImportOrder, ImportOutcome, ImportPatient, ImportPdmp,
+    ImportPrescriber, ImportRejection, ImportReport, ImportTaper, ImportTaperStep, ImportUds,
+};
+use refill_store::{Actor, Store};
+use sha2::{Digest, Sha256};
 
 use crate::context::Context;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// FHIR R4 Bundles (*.json) or CSV files named by record type (physicians.csv, patients.csv,
+    /// orders.csv, fills.csv, uds.csv, pdmp.csv, agreements.csv, tapers.csv; see docs/import-csv.md).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Check the files and list their problems without writing anything.
+    #[arg(long)]
+    pub check: bool,
+}
 
-pub async fn run(_args: Args, _context: &Context) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("refill import is not built yet")
+pub async fn run(args: Args, context: &Context) -> anyhow::Result<ExitCode> {
+    let config = context.config()?;
+    let store = if args.check { None } else { Some(context.open_store(&config).await?) };
+    let mut files = args.files.clone();
+    files.sort_by_key(|path| import_rank(path));
+    let mut rejected = 0usize;
+    for path in &files {
+        let name = display_name(path);
+        let bytes = std::fs::read(path).with_context(|| format!("could not read {}", path.display()))?;
+        let outcome = match &store {
+            Some(store) => import_file(store, &name, &bytes, &Actor::new("import", "system"), true).await?,
+            None => parse_file(&name, &bytes).map(|records| {
+                println!("{name}: {} records, no problems", records.len());
+                ImportReport::default()
+            }),
+        };
+        match outcome {
+            Ok(report) if store.is_some() => println!("{}", summary_line(&name, &report)),
+            Ok(_) => {}
+            Err(error) => {
+                rejected += 1;
+                eprintln!("{error}");
+            }
+        }
+    }
+    if let Some(store) = store {
+        store.close().await;
+    }
+    if rejected > 0 {
+        eprintln!("{rejected} of {} file(s) rejected; nothing from them was written", files.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Physicians, then patients, then bundles (which may carry both patients and their facts), then the
+/// files that refer to patients.
+fn import_rank(path: &Path) -> u8 {
+    let name = display_name(path);
+    match CsvKind::from_file_name(&name) {
+        Some(CsvKind::Physicians) => 0,
+        Some(CsvKind::Patients) => 1,
+        Some(_) => 3,
+        None => 2,
+    }
+}
+
+fn display_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+fn is_json(name: &str) -> bool {
+    name.to_ascii_lowercase().ends_with(".json")
+}
+
+/// Parse one file by its name: `*.json` as a FHIR Bundle, anything else as the CSV format.
+pub fn parse_file(name: &str, bytes: &[u8]) -> Result<ClinicRecords, ImportError> {
+    if is_json(name) { refill_import::parse_fhir_bundle(name, bytes) } else { refill_import::parse_csv(name, bytes) }
+}
+
+/// One line per imported file, for people.
+pub fn summary_line(name: &str, report: &ImportReport) -> String {
+    let kinds: Vec<String> = report
+        .counts
+        .iter()
+        .map(|(kind, counts)| format!("{} {}/{}", kind.as_str(), counts.written, counts.written + counts.unchanged))
+        .collect();
+    let audit = report.audit_seq.map_or_else(|| "no change".to_string(), |seq| format!("audit event {seq}"));
+    format!("{name}: {} written, {} unchanged [{}] ({audit})", report.written(), report.unchanged(), kinds.join(", "))
+}
+
+/// Parse and import one file in one transaction. `Ok(Err(..))` is a rejected file (nothing written);
+/// `Err` is a database failure. Shows a progress bar on stderr for large files when `progress` is set
+/// and stderr is a terminal.
+pub async fn import_file(
+    store: &Store,
+    name: &str,
+    bytes: &[u8],
+    actor: &Actor,
+    progress: bool,
+) -> anyhow::Result<Result<ImportReport, ImportError>> {
+    let records = match parse_file(name, bytes) {
+        Ok(records) => records,
+        Err(error) => return Ok(Err(error)),
+    };
+    let batch = batch_from_records(name, bytes, &records);
+    let bar = progress_bar(progress, name, records.len() as u64);
+    let tick = |done: u64| {
+        if let Some(bar) = &bar {
+            bar.set_position(done);
+        }
+    };
+    let outcome = store
+        .import_batch_with_progress(&batch, actor, &tick)
+        .await
+        .with_context(|| format!("could not import {name}"))?;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    Ok(match outcome {
+        ImportOutcome::Committed(report) => Ok(report),
+        ImportOutcome::Rejected(rejections) => Err(rejection_error(name, &records, &rejections)),
+    })
+}
+
+/// Large imports only (a bar that flashes for a small file is noise), and only on a terminal.
+fn progress_bar(wanted: bool, name: &str, total: u64) -> Option<ProgressBar> {
+    if !wanted || total < 5_000 || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(total);
+    let style = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} records ({eta})")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(name.to_string());
+    Some(bar)
+}
+
+/// Name where each rejected record came from (CSV line or FHIR resource).
+fn rejection_error(name: &str, records: &ClinicRecords, rejections: &[ImportRejection]) -> ImportError {
+    let problems = rejections
+        .iter()
+        .map(|rejection| {
+            let origin = match rejection.kind {
+                ImportKind::Prescribers => records.physicians.get(rejection.index).map(|r| &r.origin),
+                ImportKind::Patients => records.patients.get(rejection.index).map(|r| &r.origin),
+                ImportKind::Orders => records.orders.get(rejection.index).map(|r| &r.origin),
+                ImportKind::Fills => records.fills.get(rejection.index).map(|r| &r.origin),
+                ImportKind::Uds => records.uds.get(rejection.index).map(|r| &r.origin),
+                ImportKind::Pdmp => records.pdmp.get(rejection.index).map(|r| &r.origin),
+                ImportKind::Agreements => records.agreements.get(rejection.index).map(|r| &r.origin),
+                ImportKind::Tapers => records.tapers.get(rejection.index).map(|r| &r.origin),
+            };
+            Problem {
+                file: name.to_string(),
+                location: origin.cloned().unwrap_or(Location::File),
+                field: rejection.field.to_string(),
+                message: rejection.message.clone(),
+            }
+        })
+        .collect();
+    ImportError { file: name.to_string(), problems }
+}
+
+/// The store's input for one file's records.
+pub fn batch_from_records(name: &str, bytes: &[u8], records: &ClinicRecords) -> ImportBatch {
+    ImportBatch {
+        source_name: name.to_string(),
+        source_sha256: hex::encode(Sha256::digest(bytes)),
+        prescribers: records
+            .physicians
+            .iter()
+            .map(|r| ImportPrescriber {
+                id: r.prescriber_id.0.clone(),
+                display_name: r.display_name.clone(),
+                role: r.role.as_str(),
+            })
+            .collect(),
+        patients: records
+            .patients
+            .iter()
+            .map(|r| ImportPatient {
+                external_id: r.external_id.clone(),
+                mrn: r.mrn.clone(),
+                given_name: r.given_name.clone(),
+                family_name: r.family_name.clone(),
+                birth_date: Some(r.birth_date),
+                sex: r.sex,
+                risk_tier: r.risk_tier,
+                prescriber_of_record: r.prescriber_of_record.as_ref().map(|p| p.0.clone()),
+                email: r.email.clone(),
+                phone: r.phone.clone(),
+                email_consent: r.email_consent,
+                contact_preference: r.contact_preference.as_str(),
+                part2: r.part2,
+            })
+            .collect(),
+        orders: records
+            .orders
+            .iter()
+            .map(|r| ImportOrder {
+                patient_key: r.patient_external_id.clone(),
+                active: r.status == refill_import::OrderStatus::Active,
+                order: r.order.clone(),
+            })
+            .collect(),
+        fills: records
+            .fills
+            .iter()
+            .map(|r| ImportFill {
+                patient_key: r.patient_external_id.clone(),
+                source_id: r.external_id.clone(),
+                fill: r.fill.clone(),
+            })
+            .collect(),
+        uds: records
+            .uds
+            .iter()
+            .map(|r| ImportUds {
+                patient_key: r.patient_external_id.clone(),
+                source_id: r.external_id.clone(),
+                result: r.result.clone(),
+            })
+            .collect(),
+        pdmp: records
+            .pdmp
+            .iter()
+            .map(|r| ImportPdmp {
+                patient_key: r.patient_external_id.clone(),
+                source_id: r.external_id.clone(),
+                review: r.review.clone(),
+            })
+            .collect(),
+        agreements: records
+            .agreements
+            .iter()
+            .map(|r| ImportAgreement {
+                patient_key: r.patient_external_id.clone(),
+                source_id: r.external_id.clone(),
+                agreement: r.agreement.clone(),
+            })
+            .collect(),
+        tapers: records
+            .tapers
+            .iter()
+            .map(|r| ImportTaper {
+                patient_key: r.patient_external_id.clone(),
+                source_id: r.external_id.clone(),
+                state: r.state,
+                started_on: r.started_on,
+                physician: r.physician.0.clone(),
+                rationale: r.rationale.clone(),
+                steps: r
+                    .steps
+                    .iter()
+                    .map(|s| ImportTaperStep {
+                        step_number: s.step_number,
+                        starts_on: s.starts_on,
+                        regimen: s.regimen.clone(),
+                        total_daily_mme: s.daily_mme,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
 }

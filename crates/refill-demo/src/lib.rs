@@ -1,1 +1,641 @@
 //! The synthetic demo clinic: a realistic population generated from a seed (pure, no I/O).
+//!
+//! A refill clinic's shape: hydrocodone and oxycodone (immediate and extended release), morphine ER,
+//! fentanyl patches, methadone, tramadol and a few patients on buprenorphine for pain; most patients
+//! between 20 and 90 MME with a tail at 90 or more and a few above 200; some tapers in progress; ORT
+//! tiers spread low / moderate / high; fills spread over the month so every day has a queue; some
+//! overdue screening, PDMP reviews and agreements, and some unexpected drug-test results.
+//!
+//! The clinic is written out in the documented CSV import format ([`DemoClinic::csv_files`]), so the
+//! demo exercises the same import path a real clinic uses. Names are drawn from lists of name parts;
+//! emails use the reserved `example.org` domain. The same seed and date always give the same clinic.
+
+mod names;
+pub mod products;
+mod rng;
+
+use chrono::{Datelike, Duration, NaiveDate};
+use refill_rules::{
+    AgreementFacts, Confidentiality, DoseQuantity, DoseUnit, DrugClass, Fill, MedicationOrder, OrderPurpose,
+    PdmpFinding, PdmpReview, PrescriberId, RiskTier, Sex, UdsAnalyteResult, UdsKind, UdsResult,
+};
+
+use crate::products::{Dosing, Family, dosings};
+pub use crate::rng::DemoRng;
+
+/// What to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DemoSettings {
+    pub patients: usize,
+    pub seed: u64,
+    /// The clinic date the population is built around (fills, due dates, overdue items).
+    pub today: NaiveDate,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoPhysician {
+    pub id: String,
+    pub display_name: String,
+}
+
+/// A physician-authored taper in progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoTaper {
+    pub id: String,
+    pub started_on: NaiveDate,
+    pub physician: String,
+    pub rationale: String,
+    pub steps: Vec<DemoTaperStep>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoTaperStep {
+    pub number: u32,
+    pub starts_on: NaiveDate,
+    pub regimen: Vec<MedicationOrder>,
+    pub daily_mme: f64,
+}
+
+/// One synthetic patient with identity, regimen and monitoring history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoPatient {
+    pub external_id: String,
+    pub mrn: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub birth_date: NaiveDate,
+    pub sex: Sex,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub email_consent: bool,
+    pub contact_preference: &'static str,
+    pub prescriber_id: String,
+    pub risk_tier: RiskTier,
+    /// The active regimen (for a patient on a taper: the step in force).
+    pub orders: Vec<MedicationOrder>,
+    /// Daily MME of `orders` by the CDC 2022 factors; `None` for buprenorphine-only regimens.
+    pub daily_mme: Option<f64>,
+    pub fills: Vec<(String, Fill)>,
+    pub uds: Vec<(String, UdsResult)>,
+    pub pdmp: Vec<(String, PdmpReview)>,
+    pub agreement: Option<(String, AgreementFacts)>,
+    pub taper: Option<DemoTaper>,
+    /// Built with an unexpected drug-test result not yet reviewed.
+    pub unexpected_uds: bool,
+    /// Built with an overdue drug test, PDMP review or agreement.
+    pub overdue_uds: bool,
+    pub overdue_pdmp: bool,
+    pub overdue_agreement: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoClinic {
+    pub today: NaiveDate,
+    pub physicians: Vec<DemoPhysician>,
+    pub patients: Vec<DemoPatient>,
+}
+
+/// Generate the clinic.
+pub fn generate(settings: &DemoSettings) -> DemoClinic {
+    let root = DemoRng::new(settings.seed);
+    let physician_count = (settings.patients / 60).clamp(4, 12);
+    let mut roster_rng = root.fork(u64::MAX);
+    let physicians: Vec<DemoPhysician> = (0..physician_count)
+        .map(|i| {
+            let given = names::PHYSICIAN_GIVEN[i % names::PHYSICIAN_GIVEN.len()];
+            let family = roster_rng.pick(names::FAMILY);
+            DemoPhysician {
+                id: format!("19{:08}", roster_rng.range(0, 99_999_999)),
+                display_name: format!("Dr. {given} {family}"),
+            }
+        })
+        .collect();
+    let patients = (0..settings.patients)
+        .map(|index| {
+            let mut rng = root.fork(index as u64);
+            generate_patient(&mut rng, index, settings.today, &physicians)
+        })
+        .collect();
+    DemoClinic { today: settings.today, physicians, patients }
+}
+
+/// Draw the intended daily MME: most between 20 and 90, 10-15% at 90 or more, a few above 200.
+fn draw_target_mme(rng: &mut DemoRng) -> f64 {
+    match rng.weighted(&[0.06, 0.81, 0.105, 0.025]) {
+        0 => rng.uniform(10.0, 20.0),
+        1 => rng.uniform(20.0, 88.0),
+        2 => rng.uniform(95.0, 190.0),
+        _ => rng.uniform(210.0, 300.0),
+    }
+}
+
+fn draw_family(rng: &mut DemoRng, target: f64) -> Family {
+    use Family::*;
+    let table: &[(Family, f64)] = if target < 30.0 {
+        &[(HydrocodoneIr, 0.35), (Tramadol, 0.25), (OxycodoneIr, 0.2), (TramadolEr, 0.12), (FentanylPatch, 0.08)]
+    } else if target < 60.0 {
+        &[
+            (HydrocodoneIr, 0.27),
+            (OxycodoneIr, 0.25),
+            (OxycodoneEr, 0.14),
+            (MorphineEr, 0.12),
+            (FentanylPatch, 0.08),
+            (Methadone, 0.06),
+            (TramadolEr, 0.08),
+        ]
+    } else if target < 90.0 {
+        &[
+            (HydrocodoneIr, 0.2),
+            (OxycodoneIr, 0.25),
+            (OxycodoneEr, 0.2),
+            (MorphineEr, 0.15),
+            (FentanylPatch, 0.12),
+            (Methadone, 0.08),
+        ]
+    } else {
+        &[(OxycodoneEr, 0.3), (MorphineEr, 0.25), (FentanylPatch, 0.2), (Methadone, 0.1), (OxycodoneIr, 0.15)]
+    };
+    let weights: Vec<f64> = table.iter().map(|(_, w)| *w).collect();
+    table[rng.weighted(&weights)].0
+}
+
+/// A dosing of `family` near `target` MME: one of those within 15%, else the nearest.
+fn dosing_near(rng: &mut DemoRng, family: Family, target: f64) -> Dosing {
+    let all = dosings(family);
+    let close: Vec<Dosing> =
+        all.iter().copied().filter(|d| d.daily_mme().is_some_and(|m| (m - target).abs() <= 0.15 * target)).collect();
+    if !close.is_empty() {
+        return *rng.pick(&close);
+    }
+    let distance = |d: &Dosing| d.daily_mme().map_or(f64::MAX, |m| (m - target).abs());
+    all.into_iter().min_by(|a, b| distance(a).total_cmp(&distance(b))).expect("every family has dosings")
+}
+
+fn order_from(dosing: &Dosing, id: String, days_supply: u32, prescriber: &str) -> MedicationOrder {
+    let product = dosing.product;
+    let units_per_day = dosing.units_per_dose * dosing.doses_per_day;
+    MedicationOrder {
+        id,
+        rxcui: Some(product.rxcui.to_string()),
+        text: Some(product.name.to_string()),
+        dose: Some(DoseQuantity { value: dosing.units_per_dose, unit: DoseUnit::DoseFormUnit }),
+        doses_per_day: Some(dosing.doses_per_day),
+        days_supply: Some(days_supply),
+        dispense_quantity: Some((units_per_day * f64::from(days_supply)).ceil()),
+        prescriber: Some(PrescriberId(prescriber.to_string())),
+        purpose: OrderPurpose::Pain,
+        confidentiality: Confidentiality::Normal,
+    }
+}
+
+fn regimen_mme(dosings: &[Dosing]) -> Option<f64> {
+    dosings.iter().map(Dosing::daily_mme).sum()
+}
+
+/// The immunoassay that shows a prescribed ingredient, as labs name them.
+fn assay_for(ingredient: &str) -> &'static str {
+    match ingredient {
+        "hydrocodone" | "morphine" => "opiates",
+        "oxycodone" => "oxycodone",
+        "fentanyl" => "fentanyl",
+        "methadone" => "methadone",
+        "tramadol" => "tramadol",
+        _ => "buprenorphine",
+    }
+}
+
+fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physicians: &[DemoPhysician]) -> DemoPatient {
+    let number = index + 1;
+    let external_id = format!("P{number:06}");
+    let sex = if rng.chance(0.56) { Sex::Female } else { Sex::Male };
+    let given_name = rng.pick(if sex == Sex::Female { names::GIVEN_FEMALE } else { names::GIVEN_MALE }).to_string();
+    let family_name = rng.pick(names::FAMILY).to_string();
+    let age_days = rng.range(28 * 365, 86 * 365);
+    let birth_date = today - Duration::days(age_days);
+    let prescriber = rng.pick(physicians).id.clone();
+    let risk_tier = [RiskTier::Low, RiskTier::Moderate, RiskTier::High][rng.weighted(&[0.45, 0.35, 0.20])];
+    let has_email = rng.chance(0.8);
+    let email =
+        has_email.then(|| format!("{}.{}{number}@example.org", given_name.to_lowercase(), family_name.to_lowercase()));
+    let phone = Some(format!("+1-555-01{:02}", rng.range(0, 99)));
+    let email_consent = has_email && rng.chance(0.85);
+    let contact_preference = if email_consent { "email" } else { "phone" };
+
+    // Regimen: a buprenorphine-for-pain few, otherwise a target MME and a family that reaches it.
+    let on_buprenorphine = rng.chance(0.03);
+    let mut dosings_now: Vec<Dosing> = if on_buprenorphine {
+        let family = if rng.chance(0.5) { Family::BuprenorphinePatch } else { Family::BuprenorphineBuccal };
+        vec![*rng.pick(&dosings(family))]
+    } else {
+        let target = draw_target_mme(rng);
+        let family = draw_family(rng, target);
+        let long_acting =
+            matches!(family, Family::OxycodoneEr | Family::MorphineEr | Family::FentanylPatch | Family::Methadone);
+        if target >= 90.0 && long_acting && rng.chance(0.35) {
+            // Long-acting base with immediate-release breakthrough doses.
+            let base = dosing_near(rng, family, target * 0.75);
+            let rest = (target - base.daily_mme().unwrap_or(0.0)).max(10.0);
+            vec![base, dosing_near(rng, Family::OxycodoneIr, rest)]
+        } else {
+            vec![dosing_near(rng, family, target)]
+        }
+    };
+    let days_supply: u32 = if rng.chance(0.7) { 28 } else { 30 };
+
+    // Taper in progress (5-10%): steps of about 10% of the starting dose every four weeks; the active
+    // orders are the step in force.
+    let mut taper = None;
+    let start_mme = regimen_mme(&dosings_now);
+    if !on_buprenorphine && start_mme.is_some_and(|m| m >= 30.0) && rng.chance(0.075) {
+        let start = start_mme.unwrap_or_default();
+        let started_on = today - Duration::days(rng.range(10, 110));
+        let family = dosings_now[0].product.family;
+        let physician = prescriber.clone();
+        let mut steps = Vec::new();
+        for step in 0..6u32 {
+            let starts_on = started_on + Duration::days(i64::from(step) * 28);
+            let target = start * (1.0 - 0.1 * f64::from(step));
+            let dosing = if step == 0 { dosings_now[0] } else { dosing_near(rng, family, target) };
+            let step_dosings = if step == 0 { dosings_now.clone() } else { vec![dosing] };
+            let regimen: Vec<MedicationOrder> = step_dosings
+                .iter()
+                .enumerate()
+                .map(|(k, d)| {
+                    order_from(d, format!("TP-{number}/step-{}/{}", step + 1, k + 1), days_supply, &physician)
+                })
+                .collect();
+            steps.push((
+                starts_on,
+                step_dosings,
+                DemoTaperStep {
+                    number: step + 1,
+                    starts_on,
+                    regimen,
+                    daily_mme: regimen_mme(&[dosing]).unwrap_or_default(),
+                },
+            ));
+        }
+        // Step MME is of the whole step regimen.
+        for (_, step_dosings, step) in &mut steps {
+            step.daily_mme = regimen_mme(step_dosings).unwrap_or_default();
+        }
+        if let Some((_, in_force, _)) = steps.iter().rev().find(|(starts_on, _, _)| *starts_on <= today) {
+            dosings_now = in_force.clone();
+        }
+        taper = Some(DemoTaper {
+            id: format!("TP-{number}"),
+            started_on,
+            physician,
+            rationale: "Shared decision with the patient: function goals met at a lower dose; \
+                        slow taper of about 10% a month, pausing if withdrawal or pain worsens."
+                .to_string(),
+            steps: steps.into_iter().map(|(_, _, step)| step).collect(),
+        });
+    }
+    let orders: Vec<MedicationOrder> = dosings_now
+        .iter()
+        .enumerate()
+        .map(|(k, d)| order_from(d, format!("RX-{number}-{}", k + 1), days_supply, &prescriber))
+        .collect();
+    let daily_mme = regimen_mme(&dosings_now);
+
+    // Fills: the last one anywhere in the current cycle, so due dates spread over the month.
+    let last_fill = today - Duration::days(rng.range(0, i64::from(days_supply) - 1));
+    let early_filler = rng.chance(0.04);
+    let mut fills = Vec::new();
+    let mut filled_on = last_fill;
+    for cycle in 0..6 {
+        for order in &orders {
+            fills.push((
+                format!("F-{number}-{}-{}", cycle + 1, order.id.rsplit('-').next().unwrap_or("1")),
+                Fill { filled_on, days_supply, order_id: Some(order.id.clone()), quantity: order.dispense_quantity },
+            ));
+        }
+        let gap = if early_filler {
+            i64::from(days_supply) - rng.range(4, 7)
+        } else {
+            i64::from(days_supply) + rng.range(0, 2)
+        };
+        filled_on -= Duration::days(gap);
+    }
+    fills.reverse();
+
+    // Urine drug tests: interval by tier; some overdue, some unexpected and unreviewed.
+    let interval = match risk_tier {
+        RiskTier::Low => 365,
+        RiskTier::Moderate => 180,
+        RiskTier::High => 90,
+    };
+    let overdue_uds = rng.chance(0.1);
+    let last_uds = if overdue_uds {
+        today - Duration::days(interval + rng.range(5, 120))
+    } else {
+        today - Duration::days(rng.range(3, interval - 5))
+    };
+    let unexpected_uds = rng.chance(0.06);
+    let prescribed: Vec<&str> = dosings_now.iter().map(|d| d.product.ingredient).collect();
+    let expected_panel = |unexpected: Option<u8>| -> Vec<UdsAnalyteResult> {
+        let mut analytes: Vec<UdsAnalyteResult> = prescribed
+            .iter()
+            .map(|ingredient| UdsAnalyteResult {
+                assay: assay_for(ingredient).to_string(),
+                analyte: (*ingredient).to_string(),
+                detected: unexpected != Some(0),
+            })
+            .collect();
+        analytes.push(UdsAnalyteResult {
+            assay: "cocaine".into(),
+            analyte: "benzoylecgonine".into(),
+            detected: unexpected == Some(1),
+        });
+        analytes.push(UdsAnalyteResult {
+            assay: "benzodiazepines".into(),
+            analyte: "benzodiazepines".into(),
+            detected: unexpected == Some(2),
+        });
+        analytes.push(UdsAnalyteResult {
+            assay: "amphetamines".into(),
+            analyte: "amphetamine".into(),
+            detected: false,
+        });
+        analytes
+    };
+    let mut uds = Vec::new();
+    let earlier = last_uds - Duration::days(interval);
+    uds.push((
+        format!("UDS-{number}-1"),
+        UdsResult {
+            collected_on: earlier,
+            kind: UdsKind::Scheduled,
+            confirmatory: false,
+            analytes: expected_panel(None),
+            physician_reviewed_on: Some(earlier + Duration::days(3)),
+            confidentiality: Confidentiality::Normal,
+        },
+    ));
+    let unexpected_kind = unexpected_uds.then(|| rng.range(0, 2) as u8);
+    uds.push((
+        format!("UDS-{number}-2"),
+        UdsResult {
+            collected_on: last_uds,
+            kind: UdsKind::Scheduled,
+            confirmatory: false,
+            analytes: expected_panel(unexpected_kind),
+            physician_reviewed_on: (!unexpected_uds && last_uds + Duration::days(3) <= today)
+                .then(|| last_uds + Duration::days(3)),
+            confidentiality: Confidentiality::Normal,
+        },
+    ));
+
+    // PDMP reviews: about every three months; some overdue; a few with an outside benzodiazepine.
+    let overdue_pdmp = rng.chance(0.08);
+    let last_pdmp = if overdue_pdmp {
+        today - Duration::days(rng.range(100, 200))
+    } else {
+        today - Duration::days(rng.range(0, 85))
+    };
+    let outside = rng.chance(0.04).then(|| PdmpFinding {
+        prescriber: PrescriberId(format!("18{:08}", rng.range(0, 99_999_999))),
+        drug_class: DrugClass::Benzodiazepine,
+        filled_on: last_pdmp - Duration::days(rng.range(3, 25)),
+    });
+    let pdmp = vec![
+        (format!("PDMP-{number}-1"), PdmpReview { reviewed_on: last_pdmp - Duration::days(91), findings: Vec::new() }),
+        (format!("PDMP-{number}-2"), PdmpReview { reviewed_on: last_pdmp, findings: outside.into_iter().collect() }),
+    ];
+
+    // Agreement: signed within the year; some expired, a few never signed.
+    let roll = rng.unit();
+    let overdue_agreement = roll < 0.09;
+    let agreement = if roll < 0.03 {
+        None
+    } else {
+        let signed_on = if overdue_agreement {
+            today - Duration::days(rng.range(370, 520))
+        } else {
+            today - Duration::days(rng.range(14, 340))
+        };
+        Some((
+            format!("AGR-{number}"),
+            AgreementFacts {
+                signed_on,
+                prescriber_of_record: PrescriberId(prescriber.clone()),
+                text_version: format!("{}-01", signed_on.year()),
+                elements: vec![
+                    "single-prescriber".into(),
+                    "single-pharmacy".into(),
+                    "uds-consent".into(),
+                    "pdmp-consent".into(),
+                    "naloxone-education".into(),
+                ],
+                voided_on: None,
+            },
+        ))
+    };
+
+    DemoPatient {
+        external_id,
+        mrn: format!("MRN-{:07}", 1_000_000 + number),
+        given_name,
+        family_name,
+        birth_date,
+        sex,
+        email,
+        phone,
+        email_consent,
+        contact_preference,
+        prescriber_id: prescriber,
+        risk_tier,
+        orders,
+        daily_mme,
+        fills,
+        uds,
+        pdmp,
+        agreement,
+        taper,
+        unexpected_uds,
+        overdue_uds,
+        overdue_pdmp,
+        overdue_agreement: overdue_agreement || roll < 0.03,
+    }
+}
+
+/// Quote a CSV field when it needs it.
+fn field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
+}
+
+fn opt<T: ToString>(value: &Option<T>) -> String {
+    value.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+fn tier_name(tier: RiskTier) -> &'static str {
+    match tier {
+        RiskTier::Low => "low",
+        RiskTier::Moderate => "moderate",
+        RiskTier::High => "high",
+    }
+}
+
+fn sex_name(sex: Sex) -> &'static str {
+    match sex {
+        Sex::Female => "female",
+        Sex::Male => "male",
+        Sex::Other => "other",
+        Sex::Unknown => "unknown",
+    }
+}
+
+/// The product columns shared by orders.csv and tapers.csv.
+fn product_columns(order: &MedicationOrder) -> [String; 5] {
+    let dose = order.dose.as_ref();
+    let unit = match dose.map(|d| &d.unit) {
+        Some(DoseUnit::Milligram) => "mg",
+        Some(DoseUnit::Microgram) => "mcg",
+        Some(DoseUnit::Milliliter) => "mL",
+        Some(_) => "unit",
+        None => "",
+    };
+    [
+        opt(&order.rxcui),
+        field(order.text.as_deref().unwrap_or("")),
+        opt(&dose.map(|d| d.value)),
+        unit.to_string(),
+        opt(&order.doses_per_day),
+    ]
+}
+
+impl DemoClinic {
+    /// The clinic in the documented CSV import format: (file name, contents), in import order.
+    pub fn csv_files(&self) -> Vec<(String, String)> {
+        let mut physicians = String::from("prescriber_id,display_name,role\n");
+        for physician in &self.physicians {
+            physicians.push_str(&format!("{},{},physician\n", physician.id, field(&physician.display_name)));
+        }
+        let mut patients = String::from(
+            "patient_id,mrn,family_name,given_name,birth_date,sex,email,phone,email_consent,contact_preference,\
+             prescriber_id,risk_tier,part2\n",
+        );
+        let mut orders = String::from(
+            "order_id,patient_id,status,authored_on,rxcui,medication_text,dose_value,dose_unit,doses_per_day,\
+             days_supply,dispense_quantity,prescriber_id,purpose,part2\n",
+        );
+        let mut fills = String::from("fill_id,patient_id,order_id,filled_on,days_supply,quantity\n");
+        let mut uds = String::from(
+            "specimen_id,patient_id,collected_on,kind,confirmatory,assay,analyte,result,reviewed_on,part2\n",
+        );
+        let mut pdmp = String::from(
+            "review_id,patient_id,reviewed_on,finding_prescriber_id,finding_drug_class,finding_filled_on\n",
+        );
+        let mut agreements =
+            String::from("agreement_id,patient_id,signed_on,prescriber_id,text_version,elements,voided_on\n");
+        let mut tapers = String::from(
+            "taper_id,patient_id,state,started_on,physician_id,rationale,step_number,step_starts_on,rxcui,\
+             medication_text,dose_value,dose_unit,doses_per_day,step_daily_mme\n",
+        );
+        for p in &self.patients {
+            let id = &p.external_id;
+            patients.push_str(&format!(
+                "{id},{},{},{},{},{},{},{},{},{},{},{},false\n",
+                p.mrn,
+                field(&p.family_name),
+                field(&p.given_name),
+                p.birth_date,
+                sex_name(p.sex),
+                opt(&p.email),
+                opt(&p.phone),
+                p.email_consent,
+                p.contact_preference,
+                p.prescriber_id,
+                tier_name(p.risk_tier),
+            ));
+            for order in &p.orders {
+                let authored_on = p.fills.iter().map(|(_, f)| f.filled_on).min().unwrap_or(self.today);
+                let [rxcui, text, dose, unit, per_day] = product_columns(order);
+                orders.push_str(&format!(
+                    "{},{id},active,{authored_on},{rxcui},{text},{dose},{unit},{per_day},{},{},{},pain,false\n",
+                    order.id,
+                    opt(&order.days_supply),
+                    opt(&order.dispense_quantity),
+                    opt(&order.prescriber.as_ref().map(|p| p.0.clone())),
+                ));
+            }
+            for (fill_id, fill) in &p.fills {
+                fills.push_str(&format!(
+                    "{fill_id},{id},{},{},{},{}\n",
+                    opt(&fill.order_id),
+                    fill.filled_on,
+                    fill.days_supply,
+                    opt(&fill.quantity)
+                ));
+            }
+            for (specimen, result) in &p.uds {
+                let kind = if result.kind == UdsKind::Scheduled { "scheduled" } else { "for_cause" };
+                for analyte in &result.analytes {
+                    uds.push_str(&format!(
+                        "{specimen},{id},{},{kind},{},{},{},{},{},false\n",
+                        result.collected_on,
+                        result.confirmatory,
+                        analyte.assay,
+                        analyte.analyte,
+                        if analyte.detected { "positive" } else { "negative" },
+                        opt(&result.physician_reviewed_on),
+                    ));
+                }
+            }
+            for (review_id, review) in &p.pdmp {
+                if review.findings.is_empty() {
+                    pdmp.push_str(&format!("{review_id},{id},{},,,\n", review.reviewed_on));
+                }
+                for finding in &review.findings {
+                    let class = match finding.drug_class {
+                        DrugClass::Opioid => "opioid",
+                        DrugClass::Benzodiazepine => "benzodiazepine",
+                        DrugClass::OtherControlled => "other_controlled",
+                    };
+                    pdmp.push_str(&format!(
+                        "{review_id},{id},{},{},{class},{}\n",
+                        review.reviewed_on, finding.prescriber.0, finding.filled_on
+                    ));
+                }
+            }
+            if let Some((agreement_id, agreement)) = &p.agreement {
+                agreements.push_str(&format!(
+                    "{agreement_id},{id},{},{},{},{},{}\n",
+                    agreement.signed_on,
+                    agreement.prescriber_of_record.0,
+                    agreement.text_version,
+                    field(&agreement.elements.join(";")),
+                    opt(&agreement.voided_on),
+                ));
+            }
+            if let Some(taper) = &p.taper {
+                for step in &taper.steps {
+                    for order in &step.regimen {
+                        let [rxcui, text, dose, unit, per_day] = product_columns(order);
+                        tapers.push_str(&format!(
+                            "{},{id},active,{},{},{},{},{},{rxcui},{text},{dose},{unit},{per_day},{}\n",
+                            taper.id,
+                            taper.started_on,
+                            taper.physician,
+                            field(&taper.rationale),
+                            step.number,
+                            step.starts_on,
+                            step.daily_mme,
+                        ));
+                    }
+                }
+            }
+        }
+        vec![
+            ("physicians.csv".to_string(), physicians),
+            ("patients.csv".to_string(), patients),
+            ("orders.csv".to_string(), orders),
+            ("fills.csv".to_string(), fills),
+            ("uds.csv".to_string(), uds),
+            ("pdmp.csv".to_string(), pdmp),
+            ("agreements.csv".to_string(), agreements),
+            ("tapers.csv".to_string(), tapers),
+        ]
+    }
+}

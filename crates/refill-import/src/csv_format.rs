@@ -693,7 +693,7 @@ impl Builder {
                 origin: row.origin(),
                 patient_external_id: patient,
                 status,
-                authored_on,
+                authored_on: Some(authored_on),
                 order: MedicationOrder {
                     id,
                     rxcui,

@@ -9,8 +9,10 @@
 
 mod csv_format;
 mod error;
+mod fhir;
 pub mod records;
 
 pub use csv_format::{Column, CsvKind, parse_csv};
 pub use error::{ImportError, Location, Problem};
+pub use fhir::parse_fhir_bundle;
 pub use records::*;

@@ -137,7 +137,8 @@ pub struct OrderRecord {
     pub origin: Location,
     pub patient_external_id: String,
     pub status: OrderStatus,
-    pub authored_on: NaiveDate,
+    /// When the order was written, if the source says.
+    pub authored_on: Option<NaiveDate>,
     pub order: MedicationOrder,
 }
 

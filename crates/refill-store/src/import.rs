@@ -330,14 +330,25 @@ fn taper_state_name(state: TaperState) -> &'static str {
     }
 }
 
+/// How often (in records) the progress callback is called.
+pub const PROGRESS_EVERY: u64 = 1024;
+
 /// Counts and changed patients while one batch is written.
 #[derive(Default)]
 struct Tally {
     counts: Vec<(ImportKind, ImportCounts)>,
     patients_changed: BTreeSet<i64>,
+    done: u64,
 }
 
 impl Tally {
+    fn tick(&mut self, progress: &(dyn Fn(u64) + Sync)) {
+        self.done += 1;
+        if self.done % PROGRESS_EVERY == 0 {
+            progress(self.done);
+        }
+    }
+
     fn record(&mut self, kind: ImportKind, changed_patient: Option<i64>) {
         if self.counts.last().is_none_or(|(k, _)| *k != kind) {
             self.counts.push((kind, ImportCounts::default()));
@@ -375,8 +386,19 @@ impl Store {
     /// another stored patient.
     #[tracing::instrument(skip_all, fields(records = batch.patients.len() + batch.orders.len() + batch.fills.len()))]
     pub async fn import_batch(&self, batch: &ImportBatch, actor: &Actor) -> Result<ImportOutcome, StoreError> {
+        self.import_batch_with_progress(batch, actor, &|_| {}).await
+    }
+
+    /// [`Store::import_batch`], calling `progress` with the number of records done so far every
+    /// [`PROGRESS_EVERY`] records (for a progress bar).
+    pub async fn import_batch_with_progress(
+        &self,
+        batch: &ImportBatch,
+        actor: &Actor,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<ImportOutcome, StoreError> {
         let mut tx = self.begin().await?;
-        match write_batch(&mut tx, batch, actor).await {
+        match write_batch(&mut tx, batch, actor, progress).await {
             Ok(Ok(tally)) if tally.patients_changed.is_empty() && tally.counts.iter().all(|(_, c)| c.written == 0) => {
                 tx.rollback().await?;
                 Ok(ImportOutcome::Committed(ImportReport {
@@ -422,6 +444,7 @@ async fn write_batch(
     tx: &mut Tx,
     batch: &ImportBatch,
     actor: &Actor,
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Result<Tally, Vec<ImportRejection>>, StoreError> {
     let at = now();
     let mut tally = Tally::default();
@@ -436,6 +459,7 @@ async fn write_batch(
                 .await?
         });
         tally.record_prescriber(written.is_some());
+        tally.tick(progress);
     }
     for patient in &batch.patients {
         let written: Option<i64> = with_tx!(tx, conn => {
@@ -459,6 +483,7 @@ async fn write_batch(
                 .await?
         });
         tally.record(ImportKind::Patients, written);
+        tally.tick(progress);
     }
 
     let has_children = !(batch.orders.is_empty()
@@ -531,6 +556,7 @@ async fn write_batch(
                 .await?
         });
         tally.record(ImportKind::Orders, written);
+        tally.tick(progress);
     }
     for (record, patient_id) in batch.fills.iter().zip(fills.into_iter().flatten()) {
         let fill = &record.fill;
@@ -547,6 +573,7 @@ async fn write_batch(
                 .await?
         });
         tally.record(ImportKind::Fills, written);
+        tally.tick(progress);
     }
     for (record, patient_id) in batch.uds.iter().zip(uds.into_iter().flatten()) {
         let result = &record.result;
@@ -566,6 +593,7 @@ async fn write_batch(
                 .await?
         });
         tally.record(ImportKind::Uds, written);
+        tally.tick(progress);
     }
     for (record, patient_id) in batch.pdmp.iter().zip(pdmp.into_iter().flatten()) {
         let findings = sqlx::types::Json(codec::findings_to_json(&record.review.findings));
@@ -581,6 +609,7 @@ async fn write_batch(
                 .await?
         });
         tally.record(ImportKind::Pdmp, written);
+        tally.tick(progress);
     }
     for (record, patient_id) in batch.agreements.iter().zip(agreements.into_iter().flatten()) {
         let agreement = &record.agreement;
@@ -599,10 +628,12 @@ async fn write_batch(
                 .await?
         });
         tally.record(ImportKind::Agreements, written);
+        tally.tick(progress);
     }
     for (record, patient_id) in batch.tapers.iter().zip(tapers.into_iter().flatten()) {
         let written = write_taper(tx, record, patient_id, at).await?;
         tally.record(ImportKind::Tapers, written.then_some(patient_id));
+        tally.tick(progress);
     }
     Ok(Ok(tally))
 }

@@ -1,0 +1,145 @@
+//! FHIR R4 Bundles into the same [`ClinicRecords`] as CSV, through `refill-fhir`'s mapping.
+//!
+//! FHIR dispenses, observations and consents are mapped by `refill-fhir` without their resource ids,
+//! so their natural keys here are built from what identifies them clinically: a fill by its order and
+//! date, a drug test by its collection date and method, a PDMP review by its date, an agreement by its
+//! signature date and prescriber. Importing the same bundle again yields the same keys and changes
+//! nothing; a corrected quantity on the same fill updates it in place.
+
+use refill_fhir::{FhirError, FhirPatientRecord, MedicationClass};
+use refill_rules::UdsKind;
+
+use crate::error::{ImportError, Location, Problem};
+use crate::records::{
+    AgreementRecord, ClinicRecords, ContactPreference, FillRecord, OrderRecord, OrderStatus, PatientRecord, PdmpRecord,
+    UdsRecord,
+};
+
+/// Parse a FHIR R4 Bundle (JSON bytes) into clinic records; every problem names the resource and field.
+pub fn parse_fhir_bundle(file_name: &str, bytes: &[u8]) -> Result<ClinicRecords, ImportError> {
+    let problem = |location: Location, field: &str, message: String| Problem {
+        file: file_name.to_string(),
+        location,
+        field: field.to_string(),
+        message,
+    };
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|error| ImportError {
+        file: file_name.to_string(),
+        problems: vec![problem(Location::Line(error.line() as u64), "", format!("not valid JSON: {error}"))],
+    })?;
+    let patients = refill_fhir::parse_bundle(&value).map_err(|errors| ImportError {
+        file: file_name.to_string(),
+        problems: errors.iter().map(|e| fhir_problem(file_name, e)).collect(),
+    })?;
+    let mut records = ClinicRecords::default();
+    let mut problems = Vec::new();
+    for patient in &patients {
+        add_patient(patient, &mut records, &mut |location, field, message| {
+            problems.push(problem(location, field, message))
+        });
+    }
+    if problems.is_empty() { Ok(records) } else { Err(ImportError { file: file_name.to_string(), problems }) }
+}
+
+fn fhir_problem(file_name: &str, error: &FhirError) -> Problem {
+    let message = match error {
+        FhirError::Invalid { message, .. } => message.clone(),
+        FhirError::WrongResourceType { expected, found, .. } => format!("expected {expected}, found {found}"),
+    };
+    Problem {
+        file: file_name.to_string(),
+        location: Location::Resource(error.resource().to_string()),
+        field: error.field().to_string(),
+        message,
+    }
+}
+
+fn add_patient(
+    patient: &FhirPatientRecord,
+    records: &mut ClinicRecords,
+    problem: &mut impl FnMut(Location, &str, String),
+) {
+    let key = patient.fhir_id.clone();
+    let resource = Location::Resource(patient.reference());
+    if let Some(demographics) = &patient.demographics {
+        let given = demographics.given.clone();
+        let family = demographics.family.clone();
+        if given.is_none() {
+            problem(resource.clone(), "name.given", "a patient needs a given name".into());
+        }
+        if family.is_none() {
+            problem(resource.clone(), "name.family", "a patient needs a family name".into());
+        }
+        if demographics.birth_date.is_none() {
+            problem(resource.clone(), "birthDate", "a patient needs a birth date (adults-only scope)".into());
+        }
+        if let (Some(given_name), Some(family_name), Some(birth_date)) = (given, family, demographics.birth_date) {
+            records.patients.push(PatientRecord {
+                origin: resource.clone(),
+                external_id: key.clone(),
+                mrn: demographics.mrn.clone(),
+                family_name,
+                given_name,
+                birth_date,
+                sex: demographics.sex,
+                email: demographics.email.clone(),
+                phone: demographics.phone.clone(),
+                email_consent: false,
+                contact_preference: ContactPreference::None,
+                part2: false,
+                prescriber_of_record: None,
+                risk_tier: None,
+            });
+        }
+    }
+    for request in patient.medication_requests.iter().filter(|r| r.class == MedicationClass::Opioid) {
+        let status = match request.status.as_str() {
+            _ if request.active => OrderStatus::Active,
+            "on-hold" => OrderStatus::OnHold,
+            "completed" => OrderStatus::Completed,
+            _ => OrderStatus::Stopped,
+        };
+        records.orders.push(OrderRecord {
+            origin: Location::Resource(request.id.clone()),
+            patient_external_id: key.clone(),
+            status,
+            authored_on: request.authored_on,
+            order: request.order.clone(),
+        });
+    }
+    for fill in &patient.fills {
+        let order = fill.order_id.as_deref().unwrap_or("-");
+        records.fills.push(FillRecord {
+            origin: resource.clone(),
+            external_id: format!("fhir-fill:{order}:{}", fill.filled_on),
+            patient_external_id: key.clone(),
+            fill: fill.clone(),
+        });
+    }
+    for result in &patient.uds_results {
+        let method = if result.confirmatory { "confirmatory" } else { "screen" };
+        let kind = if result.kind == UdsKind::ForCause { "for-cause" } else { "scheduled" };
+        records.uds.push(UdsRecord {
+            origin: resource.clone(),
+            external_id: format!("fhir-uds:{}:{method}:{kind}", result.collected_on),
+            patient_external_id: key.clone(),
+            result: result.clone(),
+        });
+    }
+    for review in &patient.pdmp_reviews {
+        records.pdmp.push(PdmpRecord {
+            origin: resource.clone(),
+            external_id: format!("fhir-pdmp:{}", review.reviewed_on),
+            patient_external_id: key.clone(),
+            review: review.clone(),
+        });
+    }
+    for agreement in &patient.agreements {
+        records.agreements.push(AgreementRecord {
+            origin: resource.clone(),
+            external_id: format!("fhir-agreement:{}:{}", agreement.signed_on, agreement.prescriber_of_record.0),
+            patient_external_id: key.clone(),
+            agreement: agreement.clone(),
+        });
+    }
+}
