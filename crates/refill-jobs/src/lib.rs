@@ -8,6 +8,7 @@
 //! - [`worker`]: the loop, behind the [`worker::Queue`] seam; [`runner::StoreQueue`] is the real queue.
 //! - [`handlers`], [`pipeline`]: what the jobs do.
 
+pub mod delivery;
 mod error;
 pub mod handlers;
 pub mod payload;

@@ -68,12 +68,13 @@ impl Composer {
         &self.settings
     }
 
-    /// A patient notice to one address. The idempotency key uses the date the notice is about, so the
-    /// daily run re-enqueueing the same reminder tomorrow finds the existing row.
+    /// A patient notice to one address. The idempotency key is `{kind}:{patient}:{clinic_date}`, the
+    /// clinic-local date of the run that decided to send it.
     pub fn patient_notice(
         &self,
         notice: &PatientNotice,
         to: &str,
+        clinic_date: NaiveDate,
         now: DateTime<Utc>,
     ) -> Result<OutgoingEmail, NotifyError> {
         let details = PatientContactDetails {
@@ -83,7 +84,7 @@ impl Composer {
         };
         let rendered = render_patient(notice, details)?;
         let kind = notice.kind.message_kind();
-        let key = idempotency_key(kind, &notice.patient_ref, notice.about.date());
+        let key = idempotency_key(kind, &notice.patient_ref, clinic_date);
         let mut email = self.build(kind, key, &rendered, &[to.to_string()], now, "patient address")?;
         email.patient_ref = Some(notice.patient_ref.clone());
         email.about_date = Some(notice.about.date());

@@ -110,9 +110,9 @@ fn envelope(from: &str, to: &[String]) -> Result<Envelope, String> {
 }
 
 /// Map lettre's error to what we know about the message. A reply code decides when there is one.
-/// Without one: if the failure happened before a TCP connection existed (refused, unreachable) or
-/// during TLS setup, nothing was handed over, so it is plainly transient; any other network failure
-/// or timeout may have hit the window after the final dot, so it is ambiguous.
+/// Without one: if the failure happened while connecting (refused, unreachable, greeting, TLS
+/// handshake, STARTTLS missing), nothing was handed over, so it is plainly transient; any other
+/// network failure or timeout may have hit the window after the final dot, so it is ambiguous.
 fn classify(error: &lettre::transport::smtp::Error) -> SendOutcome {
     let reason = error.to_string();
     if error.is_permanent() {
@@ -121,10 +121,17 @@ fn classify(error: &lettre::transport::smtp::Error) -> SendOutcome {
     if error.is_transient() {
         return SendOutcome::Transient { reason };
     }
-    if error.is_tls() || never_connected(error) {
+    if error.is_tls() || error.is_client() || is_connect_phase(error) || never_connected(error) {
         return SendOutcome::Transient { reason };
     }
     SendOutcome::Ambiguous { reason }
+}
+
+/// lettre 0.11 raises its `Connection` kind only while opening a connection (TCP connect, greeting,
+/// TLS handshake), before any envelope command; it exposes no predicate for it, only the Display
+/// prefix. Client errors (STARTTLS not offered, authentication mismatch) also come before MAIL FROM.
+fn is_connect_phase(error: &lettre::transport::smtp::Error) -> bool {
+    error.to_string().starts_with("Connection error")
 }
 
 fn never_connected(error: &(dyn std::error::Error + 'static)) -> bool {

@@ -174,7 +174,8 @@ impl OverdueItem {
 pub struct Overdue {
     pub patient_ref: String,
     pub item: OverdueItem,
-    pub due_on: NaiveDate,
+    /// When it fell due, if known (the rules may only say that it is overdue).
+    pub due_on: Option<NaiveDate>,
 }
 
 /// The staff morning digest. Carries references, not names: the details are behind sign-in.

@@ -20,6 +20,7 @@ pub mod facts;
 pub mod import;
 pub mod jobs;
 mod model;
+pub mod outbox;
 pub mod patients;
 pub mod queue;
 pub mod schedule;
