@@ -514,6 +514,8 @@ struct Builder {
     records: ClinicRecords,
     /// Key -> first line, for duplicate detection in one-row-per-record kinds.
     seen: HashMap<String, u64>,
+    /// MRN -> first line: two patients with one MRN would clash on the store's unique MRN.
+    seen_mrn: HashMap<String, u64>,
     uds_groups:
         Vec<(String, Group<(String, NaiveDate, UdsKind, bool, Option<NaiveDate>, Confidentiality), UdsAnalyteResult>)>,
     pdmp_groups: Vec<(String, Group<(String, NaiveDate), PdmpFinding>)>,
@@ -527,6 +529,7 @@ impl Builder {
             kind,
             records: ClinicRecords::default(),
             seen: HashMap::new(),
+            seen_mrn: HashMap::new(),
             uds_groups: Vec::new(),
             pdmp_groups: Vec::new(),
             taper_groups: Vec::new(),
@@ -604,6 +607,13 @@ impl Builder {
         else {
             return;
         };
+        if let Some(mrn) = &mrn {
+            if let Some(first) = self.seen_mrn.get(mrn) {
+                row.problem("mrn", format!("duplicate MRN {mrn:?} (first on line {first})"));
+                return;
+            }
+            self.seen_mrn.insert(mrn.clone(), row.line);
+        }
         if self.unique_key(row, "patient_id", &id) {
             self.records.patients.push(PatientRecord {
                 origin: row.origin(),
