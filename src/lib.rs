@@ -6,3 +6,5 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod context;
+pub mod policy_file;
+pub mod scenario;
