@@ -1,12 +1,159 @@
-//! `refill serve` (being built; see the issue that owns it).
+//! `refill serve`: the web screens and JSON API. Plain HTTP on 127.0.0.1 by default; for a network,
+//! put it behind a TLS-terminating reverse proxy (see `[web]` in config/base.toml and the README) and keep
+//! `secure_cookies = true` so the session cookie is `__Host-` prefixed and `Secure`.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use crate::config::Config;
 use crate::context::Context;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// TCP port.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Address to bind (default loopback only).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: String,
+    /// Certificate (PEM) for serving HTTPS directly. Not built in this release: terminate TLS in a
+    /// reverse proxy instead; the flag is refused with that advice rather than silently ignored.
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Option<std::path::PathBuf>,
+}
 
-pub async fn run(_args: Args, _context: &Context) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("refill serve is not built yet")
+/// `[web]` in the configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSection {
+    /// Mark session cookies `Secure` (`__Host-` prefix). `false` only for plain-HTTP loopback use.
+    pub secure_cookies: Option<bool>,
+    #[serde(default = "default_idle")]
+    pub idle_timeout_minutes: u64,
+    #[serde(default = "default_absolute")]
+    pub absolute_timeout_hours: u64,
+    #[serde(default = "default_break_glass")]
+    pub break_glass_minutes: u64,
+    #[serde(default = "default_wall")]
+    pub wall_session_days: u64,
+    #[serde(default = "default_login_account")]
+    pub login_failures_per_account_per_minute: i64,
+    #[serde(default = "default_login_ip")]
+    pub login_failures_per_ip_per_minute: i64,
+    #[serde(default = "default_poll")]
+    pub live_poll_ms: u64,
+}
+
+fn default_idle() -> u64 {
+    15
+}
+fn default_absolute() -> u64 {
+    12
+}
+fn default_break_glass() -> u64 {
+    60
+}
+fn default_wall() -> u64 {
+    90
+}
+fn default_login_account() -> i64 {
+    5
+}
+fn default_login_ip() -> i64 {
+    30
+}
+fn default_poll() -> u64 {
+    1000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct ClinicSection {
+    name: String,
+    time_zone: String,
+}
+
+/// Web settings from the configuration. `loopback` decides the default of `secure_cookies`: a browser
+/// on plain HTTP drops `Secure` cookies, so loopback without TLS needs them off; anything else keeps
+/// them on.
+pub fn web_settings(config: &Config, loopback: bool) -> anyhow::Result<refill_web::WebSettings> {
+    let web: WebSection = config.section("web")?;
+    let clinic: ClinicSection = config.section("clinic")?;
+    let time_zone: chrono_tz::Tz =
+        clinic.time_zone.parse().map_err(|e| anyhow::anyhow!("[clinic] time_zone {:?}: {e}", clinic.time_zone))?;
+    let secure_cookies = web.secure_cookies.unwrap_or(!loopback);
+    if config.is_production() && !secure_cookies {
+        anyhow::bail!("[web] secure_cookies must be true in production");
+    }
+    Ok(refill_web::WebSettings {
+        clinic_name: clinic.name,
+        time_zone,
+        secure_cookies,
+        idle_timeout: Duration::from_secs(web.idle_timeout_minutes * 60),
+        absolute_timeout: Duration::from_secs(web.absolute_timeout_hours * 3600),
+        wall_session_lifetime: Duration::from_secs(web.wall_session_days * 24 * 3600),
+        break_glass_duration: Duration::from_secs(web.break_glass_minutes * 60),
+        login_failures_per_account_per_minute: web.login_failures_per_account_per_minute,
+        login_failures_per_ip_per_minute: web.login_failures_per_ip_per_minute,
+        live_poll_interval: Duration::from_millis(web.live_poll_ms.max(100)),
+        queue_page_size: 100,
+    })
+}
+
+/// Build the web state for an open store (used by `serve` and `demo`).
+pub fn app_state(config: &Config, store: refill_store::Store, loopback: bool) -> anyhow::Result<refill_web::AppState> {
+    let settings = web_settings(config, loopback)?;
+    let policy = crate::policy_file::load_policy(config)?;
+    Ok(refill_web::AppState::new(store, settings, policy.policy, policy.version))
+}
+
+/// Serve `state` on `bind:port` until ctrl-c or SIGTERM.
+pub async fn serve_until_signal(state: refill_web::AppState, bind: &str, port: u16) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind((bind, port))
+        .await
+        .with_context(|| format!("could not listen on {bind}:{port}"))?;
+    let address = listener.local_addr()?;
+    println!("Refill Clinic is serving on http://{address}/ (ctrl-c to stop)");
+    refill_web::serve(listener, state, shutdown_signal()).await.context("the web server failed")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+pub async fn run(args: Args, context: &Context) -> anyhow::Result<ExitCode> {
+    if args.tls_cert.is_some() || args.tls_key.is_some() {
+        anyhow::bail!(
+            "--tls-cert/--tls-key: serving TLS directly is not built in this release; run `refill serve` on \
+             127.0.0.1 behind a TLS-terminating reverse proxy (nginx, Caddy) and keep [web] secure_cookies = true"
+        );
+    }
+    let config = context.config()?;
+    let store = context.open_store(&config).await?;
+    let loopback = args.bind.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(args.bind == "localhost");
+    let state = app_state(&config, store, loopback)?;
+    serve_until_signal(state, &args.bind, args.port).await?;
+    Ok(ExitCode::SUCCESS)
 }

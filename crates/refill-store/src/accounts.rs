@@ -135,26 +135,30 @@ pub async fn create_user(store: &Store, new: &NewUser, now_ms: i64) -> Result<Us
 
 pub async fn find_user_by_username(store: &Store, username: &str) -> Result<Option<User>, StoreError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
-    let row: Option<UserRow> =
-        with_read_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(username).fetch_optional(pool).await?);
+    let row: Option<UserRow> = with_read_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(username).fetch_optional(pool).await?);
     row.map(User::try_from).transpose()
 }
 
 pub async fn get_user(store: &Store, user_id: i64) -> Result<User, StoreError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-    let row: Option<UserRow> =
-        with_read_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(user_id).fetch_optional(pool).await?);
+    let row: Option<UserRow> = with_read_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(user_id).fetch_optional(pool).await?);
     row.map(User::try_from).transpose()?.ok_or_else(|| StoreError::NotFound(format!("user {user_id}")))
 }
 
 pub async fn list_users(store: &Store) -> Result<Vec<User>, StoreError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY username");
-    let rows: Vec<UserRow> = with_read_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?);
+    let rows: Vec<UserRow> =
+        with_read_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?);
     rows.into_iter().map(User::try_from).collect()
 }
 
 /// Replace a user's password hash and end every session of that user (ASVS 7.4.3), in one transaction.
-pub async fn set_password_hash(store: &Store, user_id: i64, password_hash: &str, now_ms: i64) -> Result<(), StoreError> {
+pub async fn set_password_hash(
+    store: &Store,
+    user_id: i64,
+    password_hash: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
     let mut tx = store.begin().await?;
     let changed = with_tx!(&mut tx, conn => sqlx::query(
         "UPDATE users SET password_hash = $1, password_changed_at_ms = $2 WHERE id = $3")
@@ -327,16 +331,18 @@ pub async fn load_session(store: &Store, token_sha256: &str) -> Result<Option<Se
         other => return Err(StoreError::Corrupt(format!("web_sessions.kind is {other:?}"))),
     };
     let user = match (row.id, row.username, row.display_name, row.role, row.password_hash) {
-        (Some(id), Some(username), Some(display_name), Some(role), Some(password_hash)) => Some(User::try_from(UserRow {
-            id,
-            username,
-            display_name,
-            role,
-            password_hash,
-            totp_secret: row.totp_secret,
-            password_changed_at_ms: row.password_changed_at_ms.unwrap_or_default(),
-            disabled_at_ms: row.disabled_at_ms,
-        })?),
+        (Some(id), Some(username), Some(display_name), Some(role), Some(password_hash)) => {
+            Some(User::try_from(UserRow {
+                id,
+                username,
+                display_name,
+                role,
+                password_hash,
+                totp_secret: row.totp_secret,
+                password_changed_at_ms: row.password_changed_at_ms.unwrap_or_default(),
+                disabled_at_ms: row.disabled_at_ms,
+            })?)
+        }
         _ => None,
     };
     Ok(Some(SessionRecord {
@@ -584,7 +590,11 @@ pub async fn active_break_glass(
 }
 
 /// Grants made in `[from_ms, to_ms)`, for the physician digest and the daily audit review.
-pub async fn break_glass_grants_between(store: &Store, from_ms: i64, to_ms: i64) -> Result<Vec<BreakGlassGrant>, StoreError> {
+pub async fn break_glass_grants_between(
+    store: &Store,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<BreakGlassGrant>, StoreError> {
     let grants = with_read_pool!(store, pool => sqlx::query_as(
         "SELECT id, user_id, patient_id, reason, granted_at_ms, expires_at_ms FROM break_glass_grants \
          WHERE granted_at_ms >= $1 AND granted_at_ms < $2 ORDER BY granted_at_ms")
@@ -627,8 +637,7 @@ pub async fn record_screen_change(
 
 /// The newest change number (0 before any change).
 pub async fn latest_screen_change(store: &Store) -> Result<i64, StoreError> {
-    let seq: Option<i64> =
-        with_read_pool!(store, pool => sqlx::query_scalar("SELECT MAX(seq) FROM screen_changes").fetch_one(pool).await?);
+    let seq: Option<i64> = with_read_pool!(store, pool => sqlx::query_scalar("SELECT MAX(seq) FROM screen_changes").fetch_one(pool).await?);
     Ok(seq.unwrap_or(0))
 }
 

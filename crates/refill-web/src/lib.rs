@@ -1,2 +1,206 @@
 //! The web screens and JSON API (axum + askama): the staff queue, physician exception review, patient
 //! pages, dashboard and sign-in. It writes rows and enqueues jobs; it never sends email.
+//!
+//! `app(state)` builds the router; `serve(listener, state, shutdown)` runs it. Every route is listed
+//! once in `access::ROUTES` with the roles that may use it, and one middleware enforces that table, so
+//! a route cannot be added without deciding who may call it (the router test walks the table with every
+//! role). Sessions, CSRF tokens, sign-in attempts and break-glass grants live in the store
+//! (`refill_store::accounts`).
+
+pub mod access;
+mod api;
+pub mod auth;
+mod chart;
+mod error;
+pub mod live;
+pub mod pages;
+mod security;
+mod wording;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use chrono::{DateTime, NaiveDate, Utc};
+use refill_store::Store;
+
+pub use error::WebError;
+
+/// How the screens behave; assembled by the binary from `[web]` configuration.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    /// The clinic's display name (page titles).
+    pub clinic_name: String,
+    /// Clinical dates are calendar dates in this zone.
+    pub time_zone: chrono_tz::Tz,
+    /// Mark cookies `Secure` and use the `__Host-` prefix. Off only for plain-HTTP loopback development.
+    pub secure_cookies: bool,
+    /// Sign a person out after this long without activity (HIPAA automatic logoff).
+    pub idle_timeout: Duration,
+    /// End a person's session this long after sign-in, active or not.
+    pub absolute_timeout: Duration,
+    /// How long a wall display's session lasts once enrolled (exempt from the idle sign-out).
+    pub wall_session_lifetime: Duration,
+    /// How long a break-the-glass grant to one patient's Part 2 records lasts.
+    pub break_glass_duration: Duration,
+    /// Failed sign-ins allowed per minute for one username from one address, and from one address.
+    pub login_failures_per_account_per_minute: i64,
+    pub login_failures_per_ip_per_minute: i64,
+    /// How often each server polls the store's change counter for changes made by other processes.
+    pub live_poll_interval: Duration,
+    /// Rows on one queue page.
+    pub queue_page_size: i64,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        WebSettings {
+            clinic_name: "Refill Clinic".into(),
+            time_zone: chrono_tz::America::New_York,
+            secure_cookies: true,
+            idle_timeout: Duration::from_secs(15 * 60),
+            absolute_timeout: Duration::from_secs(12 * 3600),
+            wall_session_lifetime: Duration::from_secs(90 * 24 * 3600),
+            break_glass_duration: Duration::from_secs(60 * 60),
+            login_failures_per_account_per_minute: 5,
+            login_failures_per_ip_per_minute: 30,
+            live_poll_interval: Duration::from_millis(1000),
+            queue_page_size: 100,
+        }
+    }
+}
+
+/// Where "now" comes from: the system clock in production, a settable one in tests (idle sign-out,
+/// break-glass expiry).
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
+
+impl Clock {
+    pub fn system() -> Clock {
+        Clock(Arc::new(Utc::now))
+    }
+
+    pub fn from_fn(now: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(now))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.0)()
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.now().timestamp_millis()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: Store,
+    pub settings: Arc<WebSettings>,
+    pub policy: Arc<refill_rules::policy::Policy>,
+    /// The policy version recorded with every decision.
+    pub policy_version: String,
+    pub clock: Clock,
+    pub live: live::LiveFeed,
+}
+
+impl AppState {
+    pub fn new(
+        store: Store,
+        settings: WebSettings,
+        policy: refill_rules::policy::Policy,
+        policy_version: String,
+    ) -> AppState {
+        AppState {
+            store,
+            settings: Arc::new(settings),
+            policy: Arc::new(policy),
+            policy_version,
+            clock: Clock::system(),
+            live: live::LiveFeed::new(),
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Clock) -> AppState {
+        self.clock = clock;
+        self
+    }
+
+    /// Today's clinic-local date.
+    pub fn today(&self) -> NaiveDate {
+        self.clock.now().with_timezone(&self.settings.time_zone).date_naive()
+    }
+}
+
+/// The whole router: pages, JSON API, live updates and static assets, behind the access table, CSRF
+/// checks, sessions and security headers.
+pub fn app(state: AppState) -> Router {
+    use pages::{admin, dashboard, exceptions, login, patient, queue};
+    let routes = Router::new()
+        .route("/", get(pages::home))
+        .route("/healthz", get(pages::healthz))
+        .route("/static/app.css", get(pages::stylesheet))
+        .route("/static/app.js", get(pages::script))
+        .route("/login", get(login::form).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/wall/enter", get(login::enter_wall))
+        .route("/queue", get(queue::page))
+        .route("/queue/{patient_id}/panel", get(queue::panel))
+        .route("/queue/{patient_id}/action", post(queue::action))
+        .route("/queue/close", post(queue::close_panel))
+        .route("/exceptions", get(exceptions::list))
+        .route("/exceptions/{exception_id}", get(exceptions::detail))
+        .route("/exceptions/{exception_id}/decide", post(exceptions::decide))
+        .route("/patients/{patient_id}", get(patient::page))
+        .route("/patients/{patient_id}/break-glass", post(patient::break_glass))
+        .route("/dashboard", get(dashboard::page))
+        .route("/admin", get(admin::page))
+        .route("/admin/users", post(admin::create_user))
+        .route("/admin/wall-codes", post(admin::issue_wall_code))
+        .route("/admin/wall-sessions/{handle}/revoke", post(admin::revoke_wall_session))
+        .route("/events", get(live::events))
+        .route("/api/session", get(api::session))
+        .route("/api/queue", get(api::queue))
+        .route("/api/queue/{patient_id}", get(api::queue_item))
+        .route("/api/queue/{patient_id}/action", post(api::queue_action))
+        .route("/api/exceptions", get(api::exceptions))
+        .route("/api/exceptions/{exception_id}", get(api::exception))
+        .route("/api/exceptions/{exception_id}/decide", post(api::decide))
+        .route("/api/patients/{patient_id}", get(api::patient))
+        .route("/api/patients/{patient_id}/break-glass", post(api::break_glass))
+        .route("/api/dashboard", get(api::dashboard))
+        .route("/api/changes", get(api::changes));
+    routes
+        .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), access::enforce))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::load_principal))
+        .layer(axum::middleware::from_fn(security::headers))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(256 * 1024))
+        .with_state(state)
+}
+
+/// Serve until `shutdown` resolves. Starts the poller that turns changes made by other processes into
+/// live updates.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let poller = tokio::spawn(live::poll_changes(state.clone()));
+    let router = app(state);
+    let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await;
+    poller.abort();
+    result
+}

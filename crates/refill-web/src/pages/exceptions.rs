@@ -1,0 +1,283 @@
+//! Physician exception review: the list (urgent first, then by supply run-out, with age and who raised
+//! it), the detail with the evidence the rules used, and the signed decision with a required rationale.
+//! Stopping therapy outright asks for a safety attestation and shows the risks beside the button.
+
+use askama::Template;
+use axum::Extension;
+use axum::extract::{Form, Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use refill_rules::{PatientId, PhysicianReview, PrescriberId, ReviewKind};
+use refill_store::screens::{self, ExceptionRow};
+use refill_store::{ExceptionId, ExceptionResolution, Resolution, StaffFact, StoreError};
+use serde::Deserialize;
+
+use super::patient::{PatientView, load_patient_view};
+use super::queue::{Adjust, actor_name, actor_names, name_actors, note_change, rerun_rules};
+use super::{Chrome, actor, audit_view, days_until, may_see_part2, render};
+use crate::auth::Principal;
+use crate::{AppState, WebError, wording};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExceptionView {
+    pub id: i64,
+    pub patient_id: i64,
+    pub version: i64,
+    pub name: String,
+    pub mrn: String,
+    pub urgent: bool,
+    pub age_days: i64,
+    pub raised_by: String,
+    pub run_out_on: String,
+    pub days_left: String,
+    pub mme: String,
+    pub status_word: &'static str,
+    pub status_class: &'static str,
+    pub reasons: Vec<wording::ReasonLine>,
+    pub policy_version: String,
+    pub resolved: Option<String>,
+}
+
+pub fn exception_view(
+    row: &ExceptionRow,
+    today: chrono::NaiveDate,
+    names: &std::collections::HashMap<String, String>,
+    may_see_part2: bool,
+) -> ExceptionView {
+    let (status_word, status_class) = wording::status(Some(&row.outcome));
+    ExceptionView {
+        id: row.exception_id,
+        patient_id: row.patient_id,
+        version: row.version,
+        name: format!("{}, {}", row.family_name, row.given_name),
+        mrn: row.mrn.clone().unwrap_or_else(|| "—".into()),
+        urgent: row.urgency == "urgent",
+        age_days: (today - row.clinic_date).num_days().max(0),
+        raised_by: actor_name(names, &row.raised_by),
+        run_out_on: row.run_out_on.map(|d| d.to_string()).unwrap_or_else(|| "unknown".into()),
+        days_left: wording::days_left(days_until(today, row.run_out_on)),
+        mme: row.total_daily_mme.map(|m| format!("{m:.0}")).unwrap_or_else(|| "—".into()),
+        status_word,
+        status_class,
+        reasons: wording::reasons(Some(&row.reasons), may_see_part2),
+        policy_version: row.policy_version.clone(),
+        resolved: row.resolution.as_ref().map(|r| {
+            format!(
+                "{} by {} at {}",
+                r,
+                row.signed_by.as_deref().map(|s| actor_name(names, s)).unwrap_or_default(),
+                row.signed_at.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default()
+            )
+        }),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "web/exceptions.html")]
+struct ListPage {
+    chrome: Chrome,
+    items: Vec<ExceptionView>,
+}
+
+pub async fn load_list(state: &AppState) -> Result<Vec<ExceptionView>, WebError> {
+    let today = state.today();
+    let rows = screens::open_exceptions(&state.store, today, 500).await?;
+    let names = actor_names(state).await?;
+    Ok(rows.iter().map(|r| exception_view(r, today, &names, false)).collect())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, WebError> {
+    let items = load_list(&state).await?;
+    audit_view(
+        &state,
+        &principal,
+        "exceptions.view",
+        "exceptions",
+        None,
+        None,
+        serde_json::json!({ "status": "open", "rows": items.len() }),
+    )
+    .await?;
+    render(&ListPage { chrome: Chrome::new(&state, &principal, "/exceptions"), items })
+}
+
+/// The decisions a physician can sign, with the store's resolution each records.
+pub const DECISIONS: &[(&str, &str)] = &[
+    ("approve_refill", "Approve this refill"),
+    ("approve_bridge", "Approve a bridge supply"),
+    ("adjust_regimen", "Adjust the regimen"),
+    ("taper_start", "Start a taper"),
+    ("taper_slow", "Slow the taper"),
+    ("taper_pause", "Pause the taper"),
+    ("taper_revise", "Revise the taper"),
+    ("confirmatory_test", "Order confirmatory testing"),
+    ("refer_oud", "Refer for OUD assessment or buprenorphine"),
+    ("schedule_visit", "Schedule a visit"),
+    ("stop_therapy", "Stop opioid therapy"),
+];
+
+fn resolution_for(decision: &str) -> Option<Resolution> {
+    Some(match decision {
+        "approve_refill" => Resolution::Continue,
+        "approve_bridge" | "adjust_regimen" => Resolution::ContinueWithChanges,
+        "taper_start" | "taper_slow" | "taper_pause" | "taper_revise" => Resolution::Taper,
+        "confirmatory_test" | "schedule_visit" => Resolution::Hold,
+        "refer_oud" => Resolution::Refer,
+        "stop_therapy" => Resolution::StopTherapy,
+        _ => return None,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "web/exception_detail.html")]
+struct DetailPage {
+    chrome: Chrome,
+    item: ExceptionView,
+    patient: PatientView,
+    decisions: Vec<(&'static str, &'static str)>,
+    problem: Option<String>,
+}
+
+pub async fn detail(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(exception_id): Path<i64>,
+) -> Result<Response, WebError> {
+    detail_page(&state, &principal, exception_id, None).await
+}
+
+async fn detail_page(
+    state: &AppState,
+    principal: &Principal,
+    exception_id: i64,
+    problem: Option<String>,
+) -> Result<Response, WebError> {
+    let today = state.today();
+    let row = screens::exception(&state.store, today, exception_id).await?;
+    let part2 = may_see_part2(state, principal, row.patient_id).await?;
+    let names = actor_names(state).await?;
+    let item = exception_view(&row, today, &names, part2);
+    let patient = load_patient_view(state, row.patient_id, part2).await?;
+    audit_view(
+        state,
+        principal,
+        "exception.view",
+        "exception",
+        Some(exception_id.to_string()),
+        Some(row.patient_id),
+        serde_json::json!({}),
+    )
+    .await?;
+    let mut response = render(&DetailPage {
+        chrome: Chrome::new(state, principal, "/exceptions"),
+        item,
+        patient,
+        decisions: DECISIONS.to_vec(),
+        problem: problem.clone(),
+    })?;
+    if problem.is_some() {
+        *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize, Clone)]
+pub struct DecideForm {
+    pub decision: String,
+    pub version: i64,
+    #[serde(default)]
+    pub rationale: String,
+    #[serde(default)]
+    pub safety_attestation: Option<String>,
+    #[serde(default)]
+    pub csrf: Option<String>,
+}
+
+pub async fn decide(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(exception_id): Path<i64>,
+    Form(form): Form<DecideForm>,
+) -> Result<Response, WebError> {
+    match sign(&state, &principal, exception_id, &form).await {
+        Ok(_) => Ok(Redirect::to("/exceptions").into_response()),
+        Err(error @ (WebError::BadRequest(_) | WebError::Conflict(_))) => {
+            detail_page(&state, &principal, exception_id, Some(error.public_message())).await
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Sign a decision: the exception is resolved (signed, hashed, audited), the physician's review is
+/// recorded as a fact so the next refill sees it, and the rules run again for today's queue row.
+pub async fn sign(
+    state: &AppState,
+    principal: &Principal,
+    exception_id: i64,
+    form: &DecideForm,
+) -> Result<String, WebError> {
+    let user = principal.person()?;
+    let resolution = resolution_for(&form.decision)
+        .ok_or_else(|| WebError::BadRequest(format!("unknown decision {:?}", form.decision)))?;
+    let rationale = form.rationale.trim();
+    if rationale.is_empty() {
+        return Err(WebError::BadRequest("A written rationale is required.".into()));
+    }
+    let attestation = form.safety_attestation.as_deref().map(str::trim).filter(|a| !a.is_empty()).map(str::to_string);
+    if resolution == Resolution::StopTherapy && attestation.is_none() {
+        return Err(WebError::BadRequest("Stopping therapy outright requires the safety attestation.".into()));
+    }
+    let label = DECISIONS.iter().find(|(key, _)| *key == form.decision).map(|(_, label)| *label).unwrap_or("");
+    let names = actor_names(state).await?;
+    let actor = actor(principal);
+    let today = state.today();
+    let row = screens::exception(&state.store, today, exception_id).await?;
+    let resolved = state
+        .store
+        .resolve_exception(
+            ExceptionId(exception_id),
+            form.version,
+            &ExceptionResolution {
+                resolution,
+                rationale: format!("{label}: {rationale}"),
+                safety_attestation: attestation,
+            },
+            &actor,
+        )
+        .await
+        .map_err(|error| match error {
+            StoreError::Conflict(message) => WebError::Conflict(name_actors(&names, &message)),
+            StoreError::Invalid(message) => WebError::BadRequest(message),
+            other => WebError::Store(other),
+        })?;
+    // Feed the decision back into the rules: a physician benefit-risk review dated today.
+    if matches!(resolution, Resolution::Continue | Resolution::ContinueWithChanges | Resolution::Taper) {
+        let header = screens::patient_header(&state.store, row.patient_id).await?;
+        let review = PhysicianReview {
+            reviewed_on: today,
+            physician: PrescriberId(actor.id.clone()),
+            kind: ReviewKind::BenefitRisk,
+        };
+        state
+            .store
+            .record_fact(
+                PatientId(row.patient_id),
+                header.version,
+                &StaffFact::PhysicianReview { review, note: Some(rationale.to_string()) },
+                &actor,
+                Some(rationale),
+            )
+            .await?;
+    }
+    if screens::queue_row(&state.store, today, row.patient_id).await?.is_some() {
+        let adjust = match resolution {
+            Resolution::Continue | Resolution::ContinueWithChanges | Resolution::Taper => Adjust::PhysicianApproved,
+            _ => Adjust::PhysicianHold,
+        };
+        rerun_rules(state, &actor, row.patient_id, row.run_out_on, adjust).await?;
+    }
+    note_change(state, row.patient_id, "exception.resolved", &user.display_name).await?;
+    Ok(format!("{label} signed by {} (version {})", user.display_name, resolved.version))
+}

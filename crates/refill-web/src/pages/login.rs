@@ -1,0 +1,204 @@
+//! Sign-in and sign-out, and wall-display enrolment.
+//!
+//! The sign-in form carries a double-submit token (a random value in a short-lived cookie and in the
+//! form) because there is no session yet to hold one. Failed attempts are counted in the store per
+//! username and address and per address; past the budget the answer is 429 whatever the password, and
+//! the real user from another address is unaffected. A successful sign-in ends any earlier session on
+//! this browser and starts a new one with a new token (no session fixation).
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use axum::Extension;
+use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use refill_store::accounts;
+use refill_store::accounts::Role;
+use serde::Deserialize;
+
+use crate::access::token_matches;
+use crate::auth::{self, Principal, random_token, sha256_hex};
+use crate::{AppState, WebError};
+
+const LOGIN_CSRF_COOKIE: &str = "refill_login_csrf";
+
+#[derive(Template)]
+#[template(path = "web/login.html")]
+struct LoginPage {
+    clinic_name: String,
+    csrf: String,
+    message: Option<String>,
+    username: String,
+}
+
+fn login_cookie(secure: bool, token: &str) -> String {
+    let secure_attr = if secure { "; Secure" } else { "" };
+    format!("{LOGIN_CSRF_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600{secure_attr}")
+}
+
+fn login_page(state: &AppState, status: StatusCode, message: Option<String>, username: String) -> Response {
+    let csrf = random_token();
+    let page = LoginPage { clinic_name: state.settings.clinic_name.clone(), csrf: csrf.clone(), message, username };
+    match page.render() {
+        Ok(html) => {
+            let mut response = (status, axum::response::Html(html)).into_response();
+            if let Ok(value) = HeaderValue::from_str(&login_cookie(state.settings.secure_cookies, &csrf)) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            response
+        }
+        Err(error) => WebError::from(error).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+pub async fn form(State(state): State<AppState>, Query(query): Query<LoginQuery>) -> Response {
+    let message = match query.reason.as_deref() {
+        Some("idle") => Some("You were signed out after a period without activity.".to_string()),
+        Some("signed_out") => Some("You are signed out.".to_string()),
+        _ => None,
+    };
+    login_page(&state, StatusCode::OK, message, String::new())
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    csrf: String,
+}
+
+/// The client address used for rate limiting: the peer address (forwarded headers are not trusted;
+/// behind a proxy every request comes from the proxy, which then needs its own limits).
+fn client_ip(connect: Option<&ConnectInfo<SocketAddr>>) -> String {
+    connect.map(|c| c.0.ip().to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    match sign_in(&state, &principal, connect.as_ref().map(|c| &c.0), &headers, form).await {
+        Ok(response) => response,
+        Err((status, message, username)) => login_page(&state, status, Some(message), username),
+    }
+}
+
+type SignInFailure = (StatusCode, String, String);
+
+async fn sign_in(
+    state: &AppState,
+    principal: &Principal,
+    connect: Option<&ConnectInfo<SocketAddr>>,
+    headers: &HeaderMap,
+    form: LoginForm,
+) -> Result<Response, SignInFailure> {
+    let username = form.username.trim().to_lowercase();
+    let cookie_token = auth::cookie(headers, LOGIN_CSRF_COOKIE).unwrap_or("");
+    if !token_matches(cookie_token, &form.csrf) {
+        return Err((StatusCode::FORBIDDEN, "The sign-in form expired; please try again.".into(), username));
+    }
+    let store_failed = |_| (StatusCode::SERVICE_UNAVAILABLE, "The database is unavailable.".to_string(), String::new());
+    let ip = client_ip(connect);
+    let now_ms = state.clock.now_ms();
+    let failures =
+        accounts::recent_login_failures(&state.store, &username, &ip, now_ms - 60_000).await.map_err(store_failed)?;
+    if failures.account_and_ip >= state.settings.login_failures_per_account_per_minute
+        || failures.ip >= state.settings.login_failures_per_ip_per_minute
+    {
+        tracing::warn!("sign-in rate limit reached");
+        return Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts. Wait a minute and try again.".into(),
+            username,
+        ));
+    }
+    let user = accounts::find_user_by_username(&state.store, &username).await.map_err(store_failed)?;
+    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+    let verified = auth::verify_password(form.password, stored_hash)
+        .await
+        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed.".to_string(), username.clone()))?;
+    let user = match user {
+        Some(user) if verified && !user.is_disabled() => user,
+        _ => {
+            accounts::record_login_attempt(&state.store, &username, &ip, now_ms, false).await.map_err(store_failed)?;
+            return Err((StatusCode::UNAUTHORIZED, "Wrong username or password.".into(), username));
+        }
+    };
+    accounts::record_login_attempt(&state.store, &username, &ip, now_ms, true).await.map_err(store_failed)?;
+    // A new session, a new token: whatever this browser held before ends here.
+    if let Some(session) = principal.session() {
+        accounts::end_session(&state.store, &session.token_sha256, now_ms, "replaced at sign-in")
+            .await
+            .map_err(store_failed)?;
+    }
+    let token = random_token();
+    let absolute_ms = i64::try_from(state.settings.absolute_timeout.as_millis()).unwrap_or(i64::MAX / 2);
+    accounts::create_person_session(
+        &state.store,
+        &sha256_hex(&token),
+        user.id,
+        &random_token(),
+        now_ms,
+        now_ms + absolute_ms,
+    )
+    .await
+    .map_err(store_failed)?;
+    let target = if user.role == Role::Admin { "/admin" } else { "/queue" };
+    let mut response = Redirect::to(target).into_response();
+    if let Ok(value) = HeaderValue::from_str(&auth::session_cookie(state.settings.secure_cookies, Some(&token))) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, WebError> {
+    if let Some(session) = principal.session() {
+        accounts::end_session(&state.store, &session.token_sha256, state.clock.now_ms(), "signed out").await?;
+    }
+    let mut response = Redirect::to("/login?reason=signed_out").into_response();
+    if let Ok(value) = HeaderValue::from_str(&auth::session_cookie(state.settings.secure_cookies, None)) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub struct WallQuery {
+    code: String,
+}
+
+/// `GET /wall/enter?code=...`: a monitor redeems the one-time code an admin issued and gets a wall
+/// session (read-only, exempt from the idle sign-out, revocable by an admin).
+pub async fn enter_wall(State(state): State<AppState>, Query(query): Query<WallQuery>) -> Result<Response, WebError> {
+    let now_ms = state.clock.now_ms();
+    let token = random_token();
+    let lifetime_ms = i64::try_from(state.settings.wall_session_lifetime.as_millis()).unwrap_or(i64::MAX / 2);
+    accounts::redeem_wall_code(
+        &state.store,
+        &sha256_hex(&query.code),
+        &sha256_hex(&token),
+        &random_token(),
+        now_ms,
+        now_ms + lifetime_ms,
+    )
+    .await
+    .map_err(|_| WebError::NotFound("wall display code (unknown, used or expired)".into()))?;
+    let mut response = Redirect::to("/queue?display=wall").into_response();
+    if let Ok(value) = HeaderValue::from_str(&auth::session_cookie(state.settings.secure_cookies, Some(&token))) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}

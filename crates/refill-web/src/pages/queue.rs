@@ -1,0 +1,615 @@
+//! The staff queue (`/queue`): today's rows with the tallies as filters, the side panel with the facts
+//! and the actions that apply, and the actions themselves. Every action claims the row under its
+//! optimistic version (the loser of two staff acting at once is told who won), records the fact, runs
+//! the rules again and records the new decision, so the row updates in place on every screen.
+
+use askama::Template;
+use axum::Extension;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use chrono::NaiveDate;
+use refill_rules::{
+    AgreementFacts, DrugClass, NaloxoneEvent, NaloxoneEventKind, Outcome, PatientId, PdmpFinding, PdmpReview,
+    PrescriberId, RefillRequest, RequestKind, UdsAnalyteResult, UdsKind, UdsResult,
+};
+use refill_store::accounts::{self, Role};
+use refill_store::screens::{self, QueueFilter, QueueRow, RegimenLine};
+use refill_store::{NewDecision, QueueItemId, StaffFact, StoreError};
+use serde::Deserialize;
+
+use super::{Chrome, actor, audit_view, days_until, render};
+use crate::auth::Principal;
+use crate::{AppState, WebError, wording};
+
+/// A queue row as the screen prints it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RowView {
+    pub patient_id: i64,
+    pub queue_id: i64,
+    pub version: i64,
+    pub name: String,
+    pub initials: String,
+    pub mrn: String,
+    pub short_mrn: String,
+    pub run_out_on: String,
+    pub days_left: String,
+    pub runs_out_soon: bool,
+    pub status_word: &'static str,
+    pub status_class: &'static str,
+    pub outcome: Option<String>,
+    pub reasons: Vec<wording::ReasonLine>,
+    pub due: Vec<&'static str>,
+    pub regimen: String,
+    pub mme: String,
+    pub working: String,
+    pub done: bool,
+}
+
+/// Names for actor ids (`user:17` -> "Dana Whitfield"), loaded once per page.
+pub async fn actor_names(state: &AppState) -> Result<std::collections::HashMap<String, String>, WebError> {
+    let users = accounts::list_users(&state.store).await?;
+    Ok(users.into_iter().map(|u| (crate::auth::actor_id(u.id), u.display_name)).collect())
+}
+
+pub fn actor_name(names: &std::collections::HashMap<String, String>, actor: &str) -> String {
+    names.get(actor).cloned().unwrap_or_else(|| if actor == "system" { "the daily run".into() } else { actor.into() })
+}
+
+/// Replace actor ids in a store message with names.
+pub fn name_actors(names: &std::collections::HashMap<String, String>, message: &str) -> String {
+    let mut text = message.to_string();
+    for (id, name) in names {
+        text = text.replace(id.as_str(), name);
+    }
+    text
+}
+
+pub fn regimen_text(lines: &[&RegimenLine], may_see_part2: bool) -> String {
+    let parts: Vec<String> = lines
+        .iter()
+        .map(|line| {
+            if line.confidentiality == "part2" && !may_see_part2 {
+                wording::RESTRICTED.to_string()
+            } else {
+                let name =
+                    line.text.clone().or_else(|| line.rxcui.clone().map(|c| format!("RxNorm {c}"))).unwrap_or_default();
+                match (line.dose_value, line.dose_unit.as_deref(), line.doses_per_day) {
+                    (Some(dose), Some(unit), Some(per_day)) => format!("{name} — {dose} {unit} × {per_day}/day"),
+                    _ => name,
+                }
+            }
+        })
+        .collect();
+    if parts.is_empty() { "no active order".into() } else { parts.join("; ") }
+}
+
+pub fn row_view(
+    row: &QueueRow,
+    today: NaiveDate,
+    regimen: &[RegimenLine],
+    names: &std::collections::HashMap<String, String>,
+    presence: &[accounts::RowPresence],
+) -> RowView {
+    let (status_word, status_class) = wording::status(row.outcome.as_deref());
+    let days = days_until(today, row.run_out_on);
+    let lines: Vec<&RegimenLine> = regimen.iter().filter(|l| l.patient_id == row.patient_id).collect();
+    let mut working: Vec<String> =
+        presence.iter().filter(|p| p.patient_id == row.patient_id).map(|p| p.display_name.clone()).collect();
+    if row.status == "in_progress"
+        && let Some(owner) = row.assigned_to.as_deref()
+    {
+        let name = actor_name(names, owner);
+        if !working.contains(&name) {
+            working.push(name);
+        }
+    }
+    RowView {
+        patient_id: row.patient_id,
+        queue_id: row.queue_id,
+        version: row.version,
+        name: format!("{}, {}", row.family_name, row.given_name),
+        initials: wording::initials(&row.given_name, &row.family_name),
+        mrn: row.mrn.clone().unwrap_or_else(|| "—".into()),
+        short_mrn: wording::short_mrn(row.mrn.as_deref()),
+        run_out_on: row.run_out_on.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_else(|| "unknown".into()),
+        days_left: wording::days_left(days),
+        runs_out_soon: days.is_some_and(|d| d <= 1),
+        status_word,
+        status_class,
+        outcome: row.outcome.clone(),
+        // The queue never shows Part 2 facts: restricted reasons are masked for everyone here.
+        reasons: wording::reasons(row.reasons.as_deref(), false),
+        due: wording::due(row.tasks.as_deref()),
+        regimen: regimen_text(&lines, false),
+        mme: row.total_daily_mme.map(|m| format!("{m:.0}")).unwrap_or_else(|| "—".into()),
+        working: working.join(", "),
+        done: row.status == "done",
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct QueueParams {
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub page: Option<i64>,
+    #[serde(default)]
+    pub display: Option<String>,
+    /// `rows`: only the table body and tallies (live refresh).
+    #[serde(default)]
+    pub partial: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "web/queue.html")]
+struct QueuePage {
+    chrome: Chrome,
+    today: String,
+    tallies: Vec<(String, &'static str, i64, bool)>,
+    rows: Vec<RowView>,
+    filter: String,
+    page: i64,
+    has_next: bool,
+}
+
+#[derive(Template)]
+#[template(path = "web/queue_rows.html")]
+struct QueueRows {
+    tallies: Vec<(String, &'static str, i64, bool)>,
+    rows: Vec<RowView>,
+}
+
+#[derive(Template)]
+#[template(path = "web/wall.html")]
+struct WallPage {
+    clinic_name: String,
+    today: String,
+    rows: Vec<RowView>,
+}
+
+pub fn tally_label(filter: QueueFilter) -> &'static str {
+    match filter {
+        QueueFilter::Open => "All open",
+        QueueFilter::Ready => "Ready to prepare",
+        QueueFilter::NeedsTask => "Needs a task",
+        QueueFilter::OnHold => "On hold",
+        QueueFilter::WithPhysician => "With a physician",
+        QueueFilter::RunningOut => "Runs out today or tomorrow",
+        QueueFilter::Done => "Done today",
+    }
+}
+
+/// Load one page of the queue as the screen shows it.
+pub async fn load_rows(
+    state: &AppState,
+    filter: QueueFilter,
+    page: i64,
+    limit: i64,
+) -> Result<(Vec<RowView>, screens::QueueTallies), WebError> {
+    let today = state.today();
+    let rows = screens::queue_page(&state.store, today, filter, limit, page * state.settings.queue_page_size).await?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.patient_id).collect();
+    let regimens = screens::regimens(&state.store, &ids).await?;
+    let names = actor_names(state).await?;
+    let presence = accounts::row_presence(&state.store, state.clock.now_ms() - 10 * 60_000).await?;
+    let tallies = screens::queue_tallies(&state.store, today).await?;
+    Ok((rows.iter().map(|r| row_view(r, today, &regimens, &names, &presence)).collect(), tallies))
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(params): Query<QueueParams>,
+) -> Result<Response, WebError> {
+    let filter = params.filter.as_deref().and_then(QueueFilter::parse).unwrap_or_default();
+    let page = params.page.unwrap_or(0).max(0);
+    let wall = params.display.as_deref() == Some("wall") || matches!(principal, Principal::Wall { .. });
+    let size = state.settings.queue_page_size;
+    let (mut rows, tallies) = load_rows(&state, filter, page, size + 1).await?;
+    let has_next = rows.len() as i64 > size;
+    rows.truncate(size as usize);
+    audit_view(
+        &state,
+        &principal,
+        "queue.view",
+        "daily_queue",
+        None,
+        None,
+        serde_json::json!({ "clinic_date": state.today(), "filter": filter.as_str(), "page": page, "wall": wall, "rows": rows.len() }),
+    )
+    .await?;
+    let today = state.today().format("%A %-d %B %Y").to_string();
+    if wall {
+        return render(&WallPage { clinic_name: state.settings.clinic_name.clone(), today, rows });
+    }
+    let tallies: Vec<(String, &'static str, i64, bool)> = QueueFilter::ALL
+        .into_iter()
+        .map(|f| (f.as_str().to_string(), tally_label(f), tallies.count(f), f == filter))
+        .collect();
+    if params.partial.as_deref() == Some("rows") {
+        return render(&QueueRows { tallies, rows });
+    }
+    render(&QueuePage {
+        chrome: Chrome::new(&state, &principal, "/queue"),
+        today,
+        tallies,
+        rows,
+        filter: filter.as_str().to_string(),
+        page,
+        has_next,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "web/queue_panel.html")]
+struct Panel {
+    row: RowView,
+    csrf: String,
+    message: Option<String>,
+    problem: Option<String>,
+    hold: bool,
+    physician: bool,
+    today: String,
+}
+
+async fn panel_response(
+    state: &AppState,
+    principal: &Principal,
+    patient_id: i64,
+    message: Option<String>,
+    problem: Option<String>,
+    status: StatusCode,
+) -> Result<Response, WebError> {
+    let today = state.today();
+    let row = screens::queue_row(&state.store, today, patient_id)
+        .await?
+        .ok_or_else(|| WebError::NotFound(format!("patient {patient_id} is not in today's queue")))?;
+    let regimens = screens::regimens(&state.store, &[patient_id]).await?;
+    let names = actor_names(state).await?;
+    let presence = accounts::row_presence(&state.store, state.clock.now_ms() - 10 * 60_000).await?;
+    let view = row_view(&row, today, &regimens, &names, &presence);
+    let hold = matches!(row.outcome.as_deref(), Some("HOLD" | "ESCALATE" | "ESCALATE_URGENT"));
+    let panel = Panel {
+        row: view,
+        csrf: principal.session().map(|s| s.csrf_token.clone()).unwrap_or_default(),
+        message,
+        problem,
+        hold,
+        physician: principal.role() == Some(Role::Physician),
+        today: today.to_string(),
+    };
+    Ok((status, Html(panel.render()?)).into_response())
+}
+
+/// `GET /queue/{patient_id}/panel`: the side panel (a view of the patient's record, audited).
+pub async fn panel(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(patient_id): Path<i64>,
+) -> Result<Response, WebError> {
+    let user = principal.person()?;
+    accounts::open_row(&state.store, patient_id, user.id, state.clock.now_ms()).await?;
+    publish_latest(&state).await;
+    audit_view(
+        &state,
+        &principal,
+        "queue.panel.view",
+        "patient",
+        Some(patient_id.to_string()),
+        Some(patient_id),
+        serde_json::json!({}),
+    )
+    .await?;
+    panel_response(&state, &principal, patient_id, None, None, StatusCode::OK).await
+}
+
+/// `POST /queue/close`: the person closed the side panel.
+pub async fn close_panel(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, WebError> {
+    let user = principal.person()?;
+    accounts::close_rows(&state.store, user.id, state.clock.now_ms()).await?;
+    publish_latest(&state).await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Send the newest changes of this process to its live listeners now (the poller would within a
+/// second; this makes the acting screen's neighbours update at once).
+pub async fn publish_latest(state: &AppState) {
+    if let Ok(changes) = accounts::screen_changes_after(&state.store, state.live.highest_sent(), 100).await {
+        for change in changes {
+            state.live.publish(change);
+        }
+    }
+}
+
+/// A staff action from the side panel (form fields; the JSON API takes the same shape).
+#[derive(Debug, Deserialize, Clone)]
+pub struct ActionForm {
+    /// `prepare`, `uds`, `pdmp`, `agreement`, `naloxone`, `contacted`, `physician`.
+    pub action: String,
+    /// The queue row version the screen showed.
+    pub version: i64,
+    #[serde(default)]
+    pub note: Option<String>,
+    /// UDS: analytes detected / not detected, comma separated.
+    #[serde(default)]
+    pub detected: Option<String>,
+    #[serde(default)]
+    pub not_detected: Option<String>,
+    /// PDMP: one finding per line, `prescriber id; opioid|benzodiazepine|other; YYYY-MM-DD`.
+    #[serde(default)]
+    pub findings: Option<String>,
+    /// Agreement: text version signed.
+    #[serde(default)]
+    pub text_version: Option<String>,
+    /// Naloxone: `offered`, `declined` or `dispensed`.
+    #[serde(default)]
+    pub naloxone: Option<String>,
+    #[serde(default)]
+    pub csrf: Option<String>,
+}
+
+/// What an action did, for the panel's message and the API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ActionResult {
+    pub message: String,
+    pub outcome: Option<String>,
+    pub version: i64,
+}
+
+pub async fn action(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(patient_id): Path<i64>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, WebError> {
+    match perform(&state, &principal, patient_id, &form).await {
+        Ok(result) => panel_response(&state, &principal, patient_id, Some(result.message), None, StatusCode::OK).await,
+        Err(error @ (WebError::Conflict(_) | WebError::BadRequest(_))) => {
+            let status = error.status();
+            panel_response(&state, &principal, patient_id, None, Some(error.public_message()), status).await
+        }
+        Err(error) => Err(error),
+    }
+}
+
+fn parse_findings(text: &str) -> Result<Vec<PdmpFinding>, WebError> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            let parts: Vec<&str> = line.split(';').map(str::trim).collect();
+            let [prescriber, class, date] = parts.as_slice() else {
+                return Err(WebError::BadRequest(format!(
+                    "findings line {}: expected `prescriber; class; YYYY-MM-DD`",
+                    i + 1
+                )));
+            };
+            let drug_class = match *class {
+                "opioid" => DrugClass::Opioid,
+                "benzodiazepine" => DrugClass::Benzodiazepine,
+                "other" => DrugClass::OtherControlled,
+                other => return Err(WebError::BadRequest(format!("findings line {}: unknown class {other:?}", i + 1))),
+            };
+            let filled_on = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| {
+                WebError::BadRequest(format!("findings line {}: date {date:?} is not YYYY-MM-DD", i + 1))
+            })?;
+            Ok(PdmpFinding { prescriber: PrescriberId((*prescriber).to_string()), drug_class, filled_on })
+        })
+        .collect()
+}
+
+fn analytes(text: Option<&str>, detected: bool) -> Vec<UdsAnalyteResult> {
+    text.unwrap_or("")
+        .split(',')
+        .map(|a| a.trim().to_lowercase())
+        .filter(|a| !a.is_empty())
+        .map(|analyte| UdsAnalyteResult { assay: analyte.clone(), analyte, detected })
+        .collect()
+}
+
+/// Do one staff action: claim the row, record the fact, run the rules again, record the decision.
+pub async fn perform(
+    state: &AppState,
+    principal: &Principal,
+    patient_id: i64,
+    form: &ActionForm,
+) -> Result<ActionResult, WebError> {
+    let user = principal.person()?;
+    let actor = actor(principal);
+    let today = state.today();
+    let names = actor_names(state).await?;
+    let conflict = |error: StoreError| match error {
+        StoreError::Conflict(message) => WebError::Conflict(name_actors(&names, &message)),
+        StoreError::Invalid(message) => WebError::BadRequest(message),
+        other => WebError::Store(other),
+    };
+    let row = screens::queue_row(&state.store, today, patient_id)
+        .await?
+        .ok_or_else(|| WebError::NotFound(format!("patient {patient_id} is not in today's queue")))?;
+    let item = QueueItemId(row.queue_id);
+    let note = form.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    let fact = match form.action.as_str() {
+        "prepare" => {
+            let outcome = row.outcome.as_deref().and_then(Outcome::parse);
+            let blocking = wording::due(row.tasks.as_deref()).contains(&"PDMP review");
+            return match outcome {
+                Some(Outcome::Approve) | Some(Outcome::ApproveWithTasks) if !blocking => {
+                    let done = state.store.complete_queue_item(item, form.version, &actor, Some(note.unwrap_or("refill prepared for signature"))).await.map_err(conflict)?;
+                    note_change(state, patient_id, "queue.prepared", &user.display_name).await?;
+                    Ok(ActionResult { message: "Refill prepared for signature.".into(), outcome: row.outcome.clone(), version: done.version })
+                }
+                Some(Outcome::ApproveWithTasks) => Err(WebError::BadRequest("The PDMP review must be recorded before the refill is prepared.".into())),
+                _ => Err(WebError::BadRequest("This refill is on hold or with a physician; staff cannot override it. Send it to a physician with a note.".into())),
+            };
+        }
+        "uds" => {
+            let mut found = analytes(form.detected.as_deref(), true);
+            found.extend(analytes(form.not_detected.as_deref(), false));
+            if found.is_empty() {
+                return Err(WebError::BadRequest("UDS: enter at least one analyte detected or not detected".into()));
+            }
+            Some(StaffFact::UdsResult {
+                result: UdsResult {
+                    collected_on: today,
+                    kind: UdsKind::Scheduled,
+                    confirmatory: false,
+                    analytes: found,
+                    physician_reviewed_on: None,
+                    confidentiality: Default::default(),
+                },
+            })
+        }
+        "pdmp" => Some(StaffFact::PdmpReview {
+            review: PdmpReview {
+                reviewed_on: today,
+                findings: parse_findings(form.findings.as_deref().unwrap_or(""))?,
+            },
+        }),
+        "agreement" => {
+            let header = screens::patient_header(&state.store, patient_id).await?;
+            let prescriber = header.prescriber_of_record.ok_or_else(|| {
+                WebError::BadRequest("the patient has no prescriber of record to sign the agreement with".into())
+            })?;
+            Some(StaffFact::Agreement {
+                agreement: AgreementFacts {
+                    signed_on: today,
+                    prescriber_of_record: PrescriberId(prescriber),
+                    text_version: form
+                        .text_version
+                        .clone()
+                        .filter(|v| !v.trim().is_empty())
+                        .unwrap_or_else(|| "current".into()),
+                    elements: Vec::new(),
+                    voided_on: None,
+                },
+            })
+        }
+        "naloxone" => {
+            let kind = match form.naloxone.as_deref() {
+                Some("offered") => NaloxoneEventKind::Offered,
+                Some("declined") => NaloxoneEventKind::Declined,
+                Some("dispensed") => NaloxoneEventKind::Dispensed,
+                _ => return Err(WebError::BadRequest("naloxone: choose offered, declined or dispensed".into())),
+            };
+            Some(StaffFact::NaloxoneEvent { event: NaloxoneEvent { on: today, kind } })
+        }
+        "contacted" | "physician" => None,
+        other => return Err(WebError::BadRequest(format!("unknown action {other:?}"))),
+    };
+    if form.action == "physician" && note.is_none() {
+        return Err(WebError::BadRequest("Sending to a physician needs a note saying why.".into()));
+    }
+    // Claim under the version the screen showed: two staff acting at once cannot both win.
+    let claimed = state.store.claim_queue_item(item, form.version, &actor).await.map_err(conflict)?;
+    let header = screens::patient_header(&state.store, patient_id).await?;
+    if let Some(fact) = &fact {
+        state.store.record_fact(PatientId(patient_id), header.version, fact, &actor, note).await.map_err(conflict)?;
+    } else {
+        let event = refill_store::AuditEvent::new(
+            &actor,
+            if form.action == "physician" { "queue.send_to_physician" } else { "patient.contacted" },
+            "queue_item",
+        )
+        .resource_id(row.queue_id.to_string())
+        .patient(PatientId(patient_id))
+        .reason(note.unwrap_or("patient contacted"));
+        let mut tx = state.store.begin().await?;
+        state.store.append_audit(&mut tx, &event).await?;
+        tx.commit().await?;
+    }
+    let outcome = rerun_rules(
+        state,
+        &actor,
+        patient_id,
+        row.run_out_on,
+        if form.action == "physician" { Adjust::SendToPhysician } else { Adjust::None },
+    )
+    .await?;
+    note_change(state, patient_id, &format!("queue.{}", form.action), &user.display_name).await?;
+    let message = match form.action.as_str() {
+        "uds" => "UDS result recorded",
+        "pdmp" => "PDMP review recorded",
+        "agreement" => "Agreement signature recorded",
+        "naloxone" => "Naloxone recorded",
+        "contacted" => "Contact recorded",
+        _ => "Sent to a physician",
+    };
+    let (word, _) = wording::status(Some(outcome.as_str()));
+    Ok(ActionResult {
+        message: format!("{message}; the rules now say: {word}."),
+        outcome: Some(outcome.as_str().to_string()),
+        version: claimed.version,
+    })
+}
+
+/// Who adjusts the rules' outcome after a re-run, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adjust {
+    /// The rules' outcome stands.
+    None,
+    /// Staff sent it to a physician: at least ESCALATE (escalating is always allowed).
+    SendToPhysician,
+    /// A physician signed an approval: an escalation is answered (tasks still apply).
+    PhysicianApproved,
+    /// A physician decided to hold (testing, visit, referral, stop): HOLD.
+    PhysicianHold,
+}
+
+/// Run the rules on the patient's facts as stored now and record the decision (which updates today's
+/// queue row and raises an exception when it escalates). Staff can only raise the outcome; only a
+/// physician's signed decision lowers an escalation.
+pub async fn rerun_rules(
+    state: &AppState,
+    actor: &refill_store::Actor,
+    patient_id: i64,
+    run_out_on: Option<NaiveDate>,
+    adjust: Adjust,
+) -> Result<Outcome, WebError> {
+    let today = state.today();
+    let facts = state.store.load_patient_facts(PatientId(patient_id), today).await?;
+    let clinic = state.store.clinic_facts().await?;
+    let request = RefillRequest { requested_on: today, regimen: facts.regimen.clone(), kind: RequestKind::Routine };
+    let mut decision = refill_rules::refill::evaluate(&facts, &clinic, &request, &state.policy, &state.policy_version);
+    match adjust {
+        Adjust::None => {}
+        Adjust::SendToPhysician => decision.outcome = decision.outcome.max(Outcome::Escalate),
+        Adjust::PhysicianApproved if decision.outcome >= Outcome::Hold => {
+            decision.outcome = if decision.tasks.is_empty() { Outcome::Approve } else { Outcome::ApproveWithTasks };
+        }
+        Adjust::PhysicianApproved => {}
+        Adjust::PhysicianHold => decision.outcome = Outcome::Hold,
+    }
+    let mut tx = state.store.begin().await?;
+    state
+        .store
+        .record_decision(
+            &mut tx,
+            &NewDecision {
+                patient_id: PatientId(patient_id),
+                clinic_date: today,
+                refill_request_id: None,
+                decision: &decision,
+                decided_by: actor,
+                run_out_on,
+                dedupe_key: None,
+            },
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(decision.outcome)
+}
+
+/// Record a screen change (after the write it describes committed) and push it to this process's
+/// listeners at once.
+pub async fn note_change(state: &AppState, patient_id: i64, kind: &str, actor_name: &str) -> Result<(), WebError> {
+    let mut tx = state.store.begin().await?;
+    accounts::record_screen_change(&mut tx, Some(patient_id), kind, Some(actor_name), state.clock.now_ms()).await?;
+    tx.commit().await?;
+    publish_latest(state).await;
+    Ok(())
+}
