@@ -29,7 +29,8 @@ pub async fn handle(context: &JobContext, payload: &JobPayload, scope: &mut JobS
         JobPayload::DailyPipeline { site, date } => pipeline::fan_out(context, scope, site, *date).await,
         JobPayload::DailyChunk { site, date, first_patient, last_patient } => {
             let daily = context.daily.as_ref().ok_or_else(|| not_configured("the daily evaluator"))?;
-            let follow_ups = daily.evaluate_range(scope.tx().await?, site, *date, *first_patient, *last_patient).await?;
+            let follow_ups =
+                daily.evaluate_range(scope.tx().await?, site, *date, *first_patient, *last_patient).await?;
             let tx = scope.tx().await?;
             for job in follow_ups {
                 store_jobs::enqueue(tx, &job.to_new_job()).await?;

@@ -91,7 +91,7 @@ impl JobPayload {
         }
     }
 
-    /// The business idempotency key (`{kind}:{subject}:{clinic date}`), when the job is once-only.
+    /// The business idempotency key (`{kind}:{subject}:{local date}`), when the job is once-only.
     pub fn idempotency_key(&self) -> Option<String> {
         match self {
             JobPayload::DailyPipeline { site, date } => Some(format!("daily_pipeline:{site}:{date}")),
@@ -100,8 +100,10 @@ impl JobPayload {
             }
             JobPayload::UdsDraw { patient, date } => Some(format!("uds_draw:{patient}:{date}")),
             JobPayload::TaperStep { plan, step, .. } => Some(format!("taper_step:{plan}:step:{step}")),
-            JobPayload::PatientReminder { patient, reminder, date, .. } => {
-                Some(format!("{}:{patient}:{date}", reminder.as_str()))
+            // Keyed by the date the reminder is about: the same reminder is sent once however many
+            // daily runs find its condition true.
+            JobPayload::PatientReminder { patient, reminder, about, .. } => {
+                Some(format!("{}:{patient}:{about}", reminder.as_str()))
             }
             JobPayload::StaffMorningDigest { site, date } => Some(format!("staff_morning_digest:{site}:{date}")),
             JobPayload::PhysicianExceptionDigest { site, date } => {
@@ -166,14 +168,14 @@ mod tests {
     #[test]
     fn stored_names_are_stable() {
         let date = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap();
-        let reminder =
-            JobPayload::PatientReminder { patient: 42, reminder: ReminderKind::VisitDue, about: date, date };
+        let about = NaiveDate::from_ymd_opt(2026, 11, 6).unwrap();
+        let reminder = JobPayload::PatientReminder { patient: 42, reminder: ReminderKind::VisitDue, about, date };
         let json = serde_json::to_string(&reminder).unwrap();
         assert_eq!(
             json,
-            r#"{"kind":"patient_reminder","patient":42,"reminder":"visit_due","about":"2026-11-02","date":"2026-11-02"}"#
+            r#"{"kind":"patient_reminder","patient":42,"reminder":"visit_due","about":"2026-11-06","date":"2026-11-02"}"#
         );
-        assert_eq!(reminder.idempotency_key().as_deref(), Some("visit_due:42:2026-11-02"));
+        assert_eq!(reminder.idempotency_key().as_deref(), Some("visit_due:42:2026-11-06"));
         let chunk = JobPayload::DailyChunk { site: "main".into(), date, first_patient: 1, last_patient: 500 };
         assert_eq!(
             serde_json::to_string(&chunk).unwrap(),

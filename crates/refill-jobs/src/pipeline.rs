@@ -3,11 +3,20 @@
 //! (patient, clinic date) because its key is `daily_chunk:{site}:{date}:{first}-{last}` and the
 //! evaluator's writes are keyed the same way.
 
-use chrono::NaiveDate;
-use refill_store::jobs as store_jobs;
+use std::sync::Arc;
 
-use crate::payload::JobPayload;
-use crate::runner::{JobContext, JobScope};
+use chrono::{Datelike, Duration, NaiveDate};
+use refill_rules::agreement::{AgreementState, agreement_state};
+use refill_rules::policy::Policy;
+use refill_rules::uds::{UdsSeed, draw_next_date, uds_tier};
+use refill_rules::{Decision, PatientFacts, PatientId, ReasonCode, RefillRequest, RequestKind, TaperState, UdsKind};
+use refill_store::decisions::NewDecision;
+use refill_store::facts::UdsOrder;
+use refill_store::jobs as store_jobs;
+use refill_store::{Store, Tx};
+
+use crate::payload::{JobPayload, ReminderKind};
+use crate::runner::{BoxFuture, DailyEvaluator, JobContext, JobScope};
 
 /// Split `[first, last]` into inclusive ranges of at most `size` ids.
 pub fn chunk_ranges(first: i64, last: i64, size: i64) -> Vec<(i64, i64)> {
@@ -26,7 +35,12 @@ pub fn chunk_ranges(first: i64, last: i64, size: i64) -> Vec<(i64, i64)> {
 }
 
 /// The `DailyPipeline` job: enqueue the chunk jobs for the site's clinic date in the job's transaction.
-pub async fn fan_out(context: &JobContext, scope: &mut JobScope<'_>, site: &str, date: NaiveDate) -> anyhow::Result<()> {
+pub async fn fan_out(
+    context: &JobContext,
+    scope: &mut JobScope<'_>,
+    site: &str,
+    date: NaiveDate,
+) -> anyhow::Result<()> {
     let daily = context.daily.as_ref().ok_or_else(|| anyhow::anyhow!("the daily evaluator is not configured"))?;
     let Some((first, last)) = daily.patient_id_bounds(scope.store).await? else {
         tracing::info!(%site, %date, "no active patients; nothing to evaluate");
@@ -44,9 +58,224 @@ pub async fn fan_out(context: &JobContext, scope: &mut JobScope<'_>, site: &str,
     Ok(())
 }
 
+/// What a synchronous run of the pipeline did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DailySummary {
+    pub chunks: u64,
+    pub patients_first: Option<i64>,
+    pub patients_last: Option<i64>,
+    /// Reminder jobs enqueued (duplicates of earlier runs not counted).
+    pub follow_ups: u64,
+}
+
+/// Run the whole daily pipeline for `site` and `date` in this process, chunk by chunk, each chunk in
+/// its own transaction (the same work the `DailyChunk` jobs do, without the queue). Idempotent: running
+/// it twice for the same date records nothing new. `refill jobs run-daily` and the demo use it.
+pub async fn run_daily(
+    store: &Store,
+    daily: &dyn DailyEvaluator,
+    site: &str,
+    date: NaiveDate,
+    chunk_size: i64,
+) -> anyhow::Result<DailySummary> {
+    let mut summary = DailySummary::default();
+    let Some((first, last)) = daily.patient_id_bounds(store).await? else { return Ok(summary) };
+    summary.patients_first = Some(first);
+    summary.patients_last = Some(last);
+    for (first_patient, last_patient) in chunk_ranges(first, last, chunk_size) {
+        let mut tx = store.begin().await?;
+        let follow_ups = daily.evaluate_range(&mut tx, site, date, first_patient, last_patient).await?;
+        for job in follow_ups {
+            if store_jobs::enqueue(&mut tx, &job.to_new_job()).await?.is_some() {
+                summary.follow_ups += 1;
+            }
+        }
+        tx.commit().await?;
+        summary.chunks += 1;
+    }
+    Ok(summary)
+}
+
+/// The real evaluator: facts from the store in bulk, the refill policy from `refill-rules`, decisions,
+/// queue rows and exceptions through the store's `record_decision` (deduplicated by
+/// `daily:{date}:{patient}`), UDS draws and taper steps, and patient reminders as follow-up jobs.
+pub struct StoreEvaluator {
+    pub store: Store,
+    pub policy: Arc<Policy>,
+    pub policy_version: String,
+    /// The clinic's UDS seed (secret; the algorithm is stored with each draw so it can be replayed).
+    pub uds_seed: UdsSeed,
+}
+
+impl StoreEvaluator {
+    /// Decide one patient for `date` and write everything that follows in `tx`; returns reminders.
+    async fn evaluate_patient(
+        &self,
+        tx: &mut Tx,
+        facts: &PatientFacts,
+        clinic: &refill_rules::ClinicFacts,
+        date: NaiveDate,
+    ) -> anyhow::Result<Vec<JobPayload>> {
+        let patient = facts.patient_id;
+        let request = RefillRequest { requested_on: date, regimen: facts.regimen.clone(), kind: RequestKind::Routine };
+        let decision = refill_rules::refill::evaluate(facts, clinic, &request, &self.policy, &self.policy_version);
+        let actor = refill_store::Actor::system();
+        let new = NewDecision {
+            patient_id: patient,
+            clinic_date: date,
+            refill_request_id: None,
+            decision: &decision,
+            decided_by: &actor,
+            run_out_on: supply_runs_out(facts),
+            dedupe_key: Some(format!("daily:{date}:{}", patient.0)),
+        };
+        self.store.record_decision(tx, &new).await?;
+        self.draw_uds_if_needed(tx, facts, date).await?;
+        self.apply_taper_step(tx, facts, date).await?;
+        Ok(reminders(facts, &decision, date, &self.policy))
+    }
+
+    /// A patient without a drawn scheduled test gets one, drawn from the last test (or from the
+    /// minimum gap before today when never tested). The draw is deterministic for (seed, patient,
+    /// period), and the store keeps one order per (kind, due date), so repeats change nothing.
+    async fn draw_uds_if_needed(&self, tx: &mut Tx, facts: &PatientFacts, date: NaiveDate) -> anyhow::Result<()> {
+        if facts.uds.scheduled_due.is_some() {
+            return Ok(());
+        }
+        let policy = &self.policy.uds;
+        let last_test = facts
+            .uds
+            .results
+            .iter()
+            .map(|r| r.collected_on)
+            .max()
+            .unwrap_or(date - Duration::days(policy.min_gap_days));
+        let mme = facts.last_decision.as_ref().and_then(|d| d.total_daily_mme);
+        let tier = uds_tier(facts.risk_tier, mme, false, policy);
+        let period_index = facts.uds.results.len() as u64;
+        let drawn = draw_next_date(last_test, tier, &self.uds_seed, facts.patient_id, period_index, policy)?;
+        let order = UdsOrder {
+            kind: UdsKind::Scheduled,
+            due_on: drawn.date,
+            drawn_on: date,
+            seed: Some(self.uds_seed.seed as i64),
+            algorithm: Some(drawn.algorithm.clone()),
+            period_start: Some(drawn.window_start),
+            period_end: Some(drawn.window_end),
+            created_by: "system".to_string(),
+        };
+        tx.insert_uds_order(facts.patient_id, &order).await?;
+        Ok(())
+    }
+
+    /// The taper step that starts today becomes the regimen of record.
+    async fn apply_taper_step(&self, tx: &mut Tx, facts: &PatientFacts, date: NaiveDate) -> anyhow::Result<()> {
+        if let Some(taper) = &facts.taper
+            && taper.state == TaperState::Active
+            && taper.step_started_on == date
+            && taper.step_regimen != facts.regimen
+        {
+            tx.replace_regimen(facts.patient_id, &taper.step_regimen).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The date the supply of the latest fill runs out (orders the queue by urgency).
+fn supply_runs_out(facts: &PatientFacts) -> Option<NaiveDate> {
+    facts.fills.iter().map(|fill| fill.filled_on + Duration::days(i64::from(fill.days_supply))).max()
+}
+
+/// The Friday after `date` (1 to 7 days ahead): overdue items are reminded at most once a week, with
+/// "please call us before Friday ..." as the one date in the message.
+fn next_friday(date: NaiveDate) -> NaiveDate {
+    let ahead = (4 + 7 - i64::from(date.weekday().num_days_from_monday())) % 7;
+    date + Duration::days(if ahead == 0 { 7 } else { ahead })
+}
+
+/// Patient reminders that follow from today's facts and decision. Each is keyed by the date it is
+/// about, so the same reminder is enqueued once however many days the condition holds.
+pub fn reminders(facts: &PatientFacts, decision: &Decision, date: NaiveDate, policy: &Policy) -> Vec<JobPayload> {
+    let patient = facts.patient_id.0;
+    let reminder = |reminder, about| JobPayload::PatientReminder { patient, reminder, about, date };
+    let mut out = Vec::new();
+    if let Some(eligible_on) = decision.eligible_on
+        && eligible_on > date
+    {
+        out.push(reminder(ReminderKind::RefillWindowOpening, eligible_on));
+    }
+    match agreement_state(facts.agreement.as_ref(), facts.prescriber_of_record.as_ref(), date, &policy.agreement) {
+        AgreementState::RenewalDueSoon { expires_on } | AgreementState::Due { expires_on } => {
+            out.push(reminder(ReminderKind::AgreementRenewal, expires_on));
+        }
+        _ => {}
+    }
+    if decision.reasons.iter().any(|r| r.code == ReasonCode::PhysicianReviewOverdue) {
+        out.push(reminder(ReminderKind::VisitDue, next_friday(date)));
+    }
+    out
+}
+
+impl DailyEvaluator for StoreEvaluator {
+    fn evaluate_range<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        _site: &'a str,
+        date: NaiveDate,
+        first: i64,
+        last: i64,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<JobPayload>>> {
+        Box::pin(async move {
+            let facts = self.store.load_facts_in_range(PatientId(first), PatientId(last), date).await?;
+            let clinic = self.store.clinic_facts().await?;
+            let mut follow_ups = Vec::new();
+            for patient in &facts {
+                follow_ups.extend(self.evaluate_patient(tx, patient, &clinic, date).await?);
+            }
+            tracing::debug!(first, last, patients = facts.len(), "chunk evaluated");
+            Ok(follow_ups)
+        })
+    }
+
+    fn patient_id_bounds<'a>(&'a self, store: &'a Store) -> BoxFuture<'a, anyhow::Result<Option<(i64, i64)>>> {
+        Box::pin(async move { Ok(store.patient_id_bounds().await?.map(|(first, last)| (first.0, last.0))) })
+    }
+
+    fn run_patient_job<'a>(&'a self, tx: &'a mut Tx, job: &'a JobPayload) -> BoxFuture<'a, anyhow::Result<bool>> {
+        Box::pin(async move {
+            match job {
+                JobPayload::UdsDraw { patient, date } => {
+                    let facts = self.store.load_patient_facts(PatientId(*patient), *date).await?;
+                    self.draw_uds_if_needed(tx, &facts, *date).await?;
+                    Ok(true)
+                }
+                JobPayload::TaperStep { plan, patient, effective_on, .. } => {
+                    let facts = self.store.load_patient_facts(PatientId(*patient), *effective_on).await?;
+                    // A step of a plan that was replaced or paused does nothing (the plan's revision
+                    // cancels its pending steps; this guards the race).
+                    if facts.taper.as_ref().is_some_and(|t| t.plan_id == *plan) {
+                        self.apply_taper_step(tx, &facts, *effective_on).await?;
+                    }
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::chunk_ranges;
+    use super::{chunk_ranges, next_friday};
+    use chrono::NaiveDate;
+
+    #[test]
+    fn visit_reminders_point_at_the_next_friday() {
+        let monday = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        assert_eq!(next_friday(monday), NaiveDate::from_ymd_opt(2026, 12, 4).unwrap());
+        let friday = NaiveDate::from_ymd_opt(2026, 12, 4).unwrap();
+        assert_eq!(next_friday(friday), NaiveDate::from_ymd_opt(2026, 12, 11).unwrap());
+    }
 
     #[test]
     fn ranges_cover_every_id_once() {

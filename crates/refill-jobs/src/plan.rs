@@ -107,7 +107,10 @@ impl Plan {
         let plan = Plan { schedule, zone, semantics };
         let probe = NaiveDateTime::default();
         if plan.next_after_local(probe).is_none() {
-            return Err(JobsError::Schedule { schedule: name.to_string(), message: format!("cron {cron:?} never fires") });
+            return Err(JobsError::Schedule {
+                schedule: name.to_string(),
+                message: format!("cron {cron:?} never fires"),
+            });
         }
         Ok(plan)
     }

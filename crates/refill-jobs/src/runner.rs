@@ -178,7 +178,13 @@ impl StoreQueue {
 }
 
 impl Queue for StoreQueue {
-    async fn claim(&self, queue: &str, worker: &str, lease: Duration, limit: i64) -> Result<Vec<ClaimedJob>, JobsError> {
+    async fn claim(
+        &self,
+        queue: &str,
+        worker: &str,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<ClaimedJob>, JobsError> {
         Ok(jobs::claim(&self.store, queue, worker, lease, limit).await?)
     }
 

@@ -71,9 +71,9 @@ fn parse_local(text: &str, name: &str) -> Result<NaiveDateTime, StoreError> {
 /// Upsert one configured schedule. `initial` is the cursor to store when the row is new, its spec
 /// changed, or it was disabled; otherwise the stored cursor stays.
 pub async fn sync_schedule(tx: &mut Tx, spec: &ScheduleSpec, initial: Cursor) -> Result<SyncOutcome, StoreError> {
-    let changed: Option<String> = match tx {
-        Tx::Sqlite(tx) => {
-            sqlx::query_scalar(
+    let changed: Option<String> =
+        match tx {
+            Tx::Sqlite(tx) => sqlx::query_scalar(
                 "INSERT INTO job_schedule (name, cron, time_zone, semantics, misfire, job_kind, job_args, fingerprint, \
                    enabled, next_local, next_fire_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11) \
@@ -97,10 +97,8 @@ pub async fn sync_schedule(tx: &mut Tx, spec: &ScheduleSpec, initial: Cursor) ->
             .bind(sqlite_millis(initial.fire_at))
             .bind(sqlite_millis(Utc::now()))
             .fetch_optional(&mut **tx)
-            .await?
-        }
-        Tx::Postgres(tx) => {
-            sqlx::query_scalar(
+            .await?,
+            Tx::Postgres(tx) => sqlx::query_scalar(
                 "INSERT INTO job_schedule (name, cron, time_zone, semantics, misfire, job_kind, job_args, fingerprint, \
                    enabled, next_local, next_fire_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true, $9, $10) \
@@ -122,9 +120,8 @@ pub async fn sync_schedule(tx: &mut Tx, spec: &ScheduleSpec, initial: Cursor) ->
             .bind(format_local(initial.local))
             .bind(initial.fire_at)
             .fetch_optional(&mut **tx)
-            .await?
-        }
-    };
+            .await?,
+        };
     Ok(if changed.is_some() { SyncOutcome::CursorReset } else { SyncOutcome::Unchanged })
 }
 
@@ -210,11 +207,8 @@ pub async fn lock_due_schedules(tx: &mut Tx, now: DateTime<Utc>, limit: i64) -> 
                 "SELECT {SCHEDULE_COLUMNS} FROM job_schedule WHERE enabled = 1 AND next_fire_at <= $1 \
                  ORDER BY next_fire_at LIMIT $2"
             );
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(sqlite_millis(now))
-                .bind(limit)
-                .fetch_all(&mut **tx)
-                .await?;
+            let rows =
+                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(sqlite_millis(now)).bind(limit).fetch_all(&mut **tx).await?;
             rows.iter().map(sqlite_schedule_row).collect()
         }
         Tx::Postgres(tx) => {

@@ -89,7 +89,9 @@ async fn a_worker_that_lost_its_lease_cannot_commit() {
         let error = jobs::complete(&mut tx, &a.lease).await.unwrap_err();
         assert!(matches!(error, StoreError::Conflict(_)), "{}: {error}", db.name);
         tx.rollback().await.unwrap();
-        assert!(jobs::heartbeat(store, std::slice::from_ref(&a.lease), Duration::from_secs(30)).await.unwrap().is_empty());
+        assert!(
+            jobs::heartbeat(store, std::slice::from_ref(&a.lease), Duration::from_secs(30)).await.unwrap().is_empty()
+        );
         assert_eq!(jobs::fail(store, &a.lease, "late", Duration::ZERO, false).await.unwrap(), FailOutcome::LeaseLost);
 
         let mut tx = store.begin().await.unwrap();
@@ -109,7 +111,8 @@ async fn heartbeats_keep_a_lease_alive() {
         let job = jobs::claim(store, "default", "a", Duration::from_millis(600), 1).await.unwrap().remove(0);
         for _ in 0..4 {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            let kept = jobs::heartbeat(store, std::slice::from_ref(&job.lease), Duration::from_millis(600)).await.unwrap();
+            let kept =
+                jobs::heartbeat(store, std::slice::from_ref(&job.lease), Duration::from_millis(600)).await.unwrap();
             assert_eq!(kept, vec![job.id], "{}", db.name);
         }
         assert!(jobs::rescue_expired(store, 100).await.unwrap().is_empty(), "{}: a live lease was rescued", db.name);
@@ -145,7 +148,10 @@ async fn failures_back_off_and_end_dead_for_staff() {
         tx.commit().await.unwrap();
         let again = jobs::claim(store, "default", "a", Duration::from_secs(30), 1).await.unwrap().remove(0);
         assert_eq!((again.id, again.attempt), (id2, 2));
-        assert_eq!(jobs::fail(store, &again.lease, "permanent", Duration::ZERO, true).await.unwrap(), FailOutcome::Dead);
+        assert_eq!(
+            jobs::fail(store, &again.lease, "permanent", Duration::ZERO, true).await.unwrap(),
+            FailOutcome::Dead
+        );
     }
 }
 
@@ -232,13 +238,22 @@ async fn schedule_cursors_survive_restarts_and_reset_on_change() {
         let later = Cursor { local: day(9), fire_at: Utc::now() + chrono::Duration::days(8) };
 
         let mut tx = store.begin().await.unwrap();
-        assert_eq!(schedule::sync_schedule(&mut tx, &spec("daily", "0 30 2 * * *"), past).await.unwrap(), SyncOutcome::CursorReset);
-        assert_eq!(schedule::sync_schedule(&mut tx, &spec("old", "0 0 1 * * *"), later).await.unwrap(), SyncOutcome::CursorReset);
+        assert_eq!(
+            schedule::sync_schedule(&mut tx, &spec("daily", "0 30 2 * * *"), past).await.unwrap(),
+            SyncOutcome::CursorReset
+        );
+        assert_eq!(
+            schedule::sync_schedule(&mut tx, &spec("old", "0 0 1 * * *"), later).await.unwrap(),
+            SyncOutcome::CursorReset
+        );
         tx.commit().await.unwrap();
 
         // A restart with the same spec keeps the stored cursor.
         let mut tx = store.begin().await.unwrap();
-        assert_eq!(schedule::sync_schedule(&mut tx, &spec("daily", "0 30 2 * * *"), later).await.unwrap(), SyncOutcome::Unchanged);
+        assert_eq!(
+            schedule::sync_schedule(&mut tx, &spec("daily", "0 30 2 * * *"), later).await.unwrap(),
+            SyncOutcome::Unchanged
+        );
         assert_eq!(schedule::disable_schedules_except(&mut tx, &["daily".to_string()]).await.unwrap(), 1);
         tx.commit().await.unwrap();
         let rows = schedule::list_schedules(store).await.unwrap();
@@ -267,7 +282,10 @@ async fn schedule_cursors_survive_restarts_and_reset_on_change() {
 
         // A changed spec resets the cursor.
         let mut tx = store.begin().await.unwrap();
-        assert_eq!(schedule::sync_schedule(&mut tx, &spec("daily", "0 0 3 * * *"), past).await.unwrap(), SyncOutcome::CursorReset);
+        assert_eq!(
+            schedule::sync_schedule(&mut tx, &spec("daily", "0 0 3 * * *"), past).await.unwrap(),
+            SyncOutcome::CursorReset
+        );
         tx.commit().await.unwrap();
         let rows = schedule::list_schedules(store).await.unwrap();
         let daily = rows.iter().find(|r| r.spec.name == "daily").unwrap();
