@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use refill_rules::PatientId;
-use refill_store::outbox::{
-    self, AttemptResult, EmailContact, Enqueued, NewOutboxEmail, OutboxAudience, OutboxState,
-};
+use refill_store::outbox::{self, AttemptResult, EmailContact, Enqueued, NewOutboxEmail, OutboxAudience, OutboxState};
 use refill_store::{Actor, ContactPreference, PatientDetails, Store};
 use uuid::Uuid;
 
@@ -156,7 +154,8 @@ async fn a_dead_senders_messages_are_rescued_as_ambiguous_and_its_late_outcome_i
         assert_eq!(next[0].message_id, message.message_id);
         assert_eq!(next[0].raw_message, message.raw_message);
         assert_eq!(next[0].ambiguous_sends, 1);
-        let ambiguous = AttemptResult::Retry { reason: "connection lost after data".into(), ambiguous: true, retry_at: at(3) };
+        let ambiguous =
+            AttemptResult::Retry { reason: "connection lost after data".into(), ambiguous: true, retry_at: at(3) };
         assert!(outbox::finish_attempt(store, &next[0], &ambiguous, at(2)).await.unwrap());
         let ids = outbox::message_ids(store).await.unwrap();
         assert_eq!(ids, vec![(message.message_id.clone(), OutboxState::Pending, 2)], "{}", db.name);
@@ -177,7 +176,8 @@ async fn passed_reminders_are_cancelled_old_failures_give_up_and_staff_are_alert
 
         // Both fail for a while.
         for claim in outbox::claim_due(store, at(0), Duration::from_secs(60), 10).await.unwrap() {
-            let retry = AttemptResult::Retry { reason: "connection refused".into(), ambiguous: false, retry_at: at(90) };
+            let retry =
+                AttemptResult::Retry { reason: "connection refused".into(), ambiguous: false, retry_at: at(90) };
             outbox::finish_attempt(store, &claim, &retry, at(0)).await.unwrap();
         }
         assert_eq!(outbox::cancel_passed(store, at(9)).await.unwrap(), 0);
