@@ -159,9 +159,15 @@ fn draw_family(rng: &mut DemoRng, target: f64) -> Family {
     table[rng.weighted(&weights)].0
 }
 
-/// A dosing of `family` near `target` MME: one of those within 15%, else the nearest.
+/// A dosing of `family` near `target` MME: one of those within 15%, else the nearest; a target under 90
+/// stays under 90 and one at 90 or more stays there, so the drawn spread survives the rounding to
+/// real tablet strengths.
 fn dosing_near(rng: &mut DemoRng, family: Family, target: f64) -> Dosing {
-    let all = dosings(family);
+    let same_side = |d: &Dosing| d.daily_mme().is_some_and(|m| (m >= 90.0) == (target >= 90.0));
+    let all: Vec<Dosing> = match dosings(family).into_iter().filter(same_side).collect::<Vec<_>>() {
+        filtered if !filtered.is_empty() => filtered,
+        _ => dosings(family),
+    };
     let close: Vec<Dosing> =
         all.iter().copied().filter(|d| d.daily_mme().is_some_and(|m| (m - target).abs() <= 0.15 * target)).collect();
     if !close.is_empty() {

@@ -508,6 +508,15 @@ struct Group<H, I> {
     items: Vec<I>,
 }
 
+/// Columns every row of one specimen shares: patient, collected, kind, confirmatory, reviewed, part 2.
+type UdsHead = (String, NaiveDate, UdsKind, bool, Option<NaiveDate>, Confidentiality);
+/// Columns every row of one PDMP review shares: patient, reviewed on.
+type PdmpHead = (String, NaiveDate);
+/// Columns every row of one taper plan shares: patient, state, started, physician, rationale.
+type TaperHead = (String, TaperState, NaiveDate, PrescriberId, String);
+/// Groups in order of first appearance, by key.
+type Groups<H, I> = Vec<(String, Group<H, I>)>;
+
 /// Accumulates the records of one file, checking keys are unique (or groups consistent).
 struct Builder {
     kind: CsvKind,
@@ -516,10 +525,9 @@ struct Builder {
     seen: HashMap<String, u64>,
     /// MRN -> first line: two patients with one MRN would clash on the store's unique MRN.
     seen_mrn: HashMap<String, u64>,
-    uds_groups:
-        Vec<(String, Group<(String, NaiveDate, UdsKind, bool, Option<NaiveDate>, Confidentiality), UdsAnalyteResult>)>,
-    pdmp_groups: Vec<(String, Group<(String, NaiveDate), PdmpFinding>)>,
-    taper_groups: Vec<(String, Group<(String, TaperState, NaiveDate, PrescriberId, String), TaperStepRecord>)>,
+    uds_groups: Groups<UdsHead, UdsAnalyteResult>,
+    pdmp_groups: Groups<PdmpHead, PdmpFinding>,
+    taper_groups: Groups<TaperHead, TaperStepRecord>,
     group_index: HashMap<String, usize>,
 }
 

@@ -57,10 +57,7 @@ fn every_problem_of_a_bad_file_is_listed_with_line_and_field() {
         (Location::Line(5), "patient_id"),
         (Location::Line(6), ""),
     ] {
-        assert!(
-            found.contains(&(expected.0.clone(), expected.1.to_string())),
-            "missing {expected:?} in\n{error}"
-        );
+        assert!(found.contains(&(expected.0.clone(), expected.1.to_string())), "missing {expected:?} in\n{error}");
     }
     let text = error.to_string();
     assert!(text.contains("patients.csv:3: birth_date: expected a date YYYY-MM-DD, found \"1961-13-01\""), "{text}");
@@ -69,8 +66,8 @@ fn every_problem_of_a_bad_file_is_listed_with_line_and_field() {
 
 #[test]
 fn header_problems_name_the_column() {
-    let error = parse_csv("orders.csv", b"order_id,patient_id,statuss,authored_on\nRX1,P1,active,2026-01-01\n")
-        .unwrap_err();
+    let error =
+        parse_csv("orders.csv", b"order_id,patient_id,statuss,authored_on\nRX1,P1,active,2026-01-01\n").unwrap_err();
     let found = problems(&error);
     assert!(found.contains(&(Location::Line(1), "statuss".to_string())), "{error}");
     assert!(found.contains(&(Location::Line(1), "status".to_string())), "{error}");
@@ -142,7 +139,9 @@ fn taper_steps_group_and_are_checked() {
     assert_eq!(taper.state, TaperState::Active);
     assert_eq!(taper.steps.len(), 2);
     assert_eq!(taper.steps[1].regimen.len(), 2);
-    let gap = format!("{header}T1,P1,active,2026-02-01,NPI1,Agreed,1,2026-02-01,1049502,,2,unit,2,60\nT1,P1,active,2026-02-01,NPI1,Agreed,3,2026-04-01,1049502,,1,unit,2,30\n");
+    let gap = format!(
+        "{header}T1,P1,active,2026-02-01,NPI1,Agreed,1,2026-02-01,1049502,,2,unit,2,60\nT1,P1,active,2026-02-01,NPI1,Agreed,3,2026-04-01,1049502,,1,unit,2,30\n"
+    );
     let error = parse_csv("tapers.csv", gap.as_bytes()).unwrap_err();
     assert_eq!(problems(&error), vec![(Location::Line(2), "step_number".to_string())]);
 }

@@ -344,7 +344,7 @@ struct Tally {
 impl Tally {
     fn tick(&mut self, progress: &(dyn Fn(u64) + Sync)) {
         self.done += 1;
-        if self.done % PROGRESS_EVERY == 0 {
+        if self.done.is_multiple_of(PROGRESS_EVERY) {
             progress(self.done);
         }
     }
