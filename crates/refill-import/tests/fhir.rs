@@ -1,0 +1,37 @@
+//! FHIR R4 Bundles into clinic records: natural keys that repeat on re-parse, problems by resource.
+
+use refill_import::{Location, OrderStatus, parse_fhir_bundle};
+
+const BUNDLE: &str = include_str!("../../../tests/data/import/clinic-bundle.json");
+
+#[test]
+fn a_bundle_maps_to_clinic_records_with_stable_keys() {
+    let records = parse_fhir_bundle("clinic-bundle.json", BUNDLE.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(records.patients.len(), 1);
+    assert_eq!(records.patients[0].external_id, "demo-ana");
+    assert_eq!(records.patients[0].mrn.as_deref(), Some("MRN-FHIR-1"));
+    assert_eq!(records.orders.len(), 1);
+    assert_eq!(records.orders[0].status, OrderStatus::Active);
+    assert_eq!(records.orders[0].origin, Location::Resource("MedicationRequest/rx-ana-1".into()));
+    assert_eq!((records.fills.len(), records.uds.len(), records.pdmp.len(), records.agreements.len()), (1, 1, 1, 1));
+    let again = parse_fhir_bundle("clinic-bundle.json", BUNDLE.as_bytes()).unwrap();
+    assert_eq!(records, again, "parsing is deterministic, so the natural keys repeat");
+}
+
+#[test]
+fn problems_name_the_resource_and_field() {
+    let broken = BUNDLE.replace("\"birthDate\": \"1962-05-14\"", "\"birthDate\": \"1962-13-14\"");
+    assert_ne!(broken, BUNDLE);
+    let error = parse_fhir_bundle("clinic-bundle.json", broken.as_bytes()).unwrap_err();
+    assert!(
+        error
+            .problems
+            .iter()
+            .any(|p| p.location == Location::Resource("Patient/demo-ana".into()) && p.field.contains("birthDate")),
+        "{error}"
+    );
+    assert!(error.to_string().starts_with("clinic-bundle.json rejected"), "{error}");
+
+    let not_json = parse_fhir_bundle("x.json", b"{\n  \"resourceType\": \"Bundle\",\n  oops\n}").unwrap_err();
+    assert_eq!(not_json.problems[0].location, Location::Line(3));
+}
