@@ -1,0 +1,358 @@
+//! Router tests with `tower::ServiceExt::oneshot` on a real SQLite file: every route with every role,
+//! CSRF, security headers, sign-in with rate limiting, idle sign-out, wall sessions, break-glass.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::{DateTime, Utc};
+use refill_store::accounts::{self, Role};
+use refill_store::{AuditKey, Store, StoreSettings};
+use refill_web::access::{Access, ROUTES, allows};
+use refill_web::auth::{Principal, random_token, sha256_hex};
+use refill_web::{AppState, Clock, WebSettings, app};
+use tower::ServiceExt;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    state: AppState,
+    now_ms: Arc<AtomicI64>,
+}
+
+impl Harness {
+    async fn new() -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite:{}", dir.path().join("web.db").display());
+        let store = Store::connect(&StoreSettings::new(url, AuditKey::new(b"router-test-key-router-test-key-0123")))
+            .await
+            .expect("open store");
+        store.migrate().await.expect("migrate");
+        let settings = WebSettings { secure_cookies: false, ..WebSettings::default() };
+        let now_ms = Arc::new(AtomicI64::new(Utc::now().timestamp_millis()));
+        let clock_ms = now_ms.clone();
+        let clock = Clock::from_fn(move || {
+            DateTime::from_timestamp_millis(clock_ms.load(Ordering::SeqCst)).unwrap_or_default()
+        });
+        let state =
+            AppState::new(store, settings, refill_rules::policy::Policy::default(), "test".into()).with_clock(clock);
+        Harness { _dir: dir, state, now_ms }
+    }
+
+    fn router(&self) -> Router {
+        app(self.state.clone())
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.now_ms.load(Ordering::SeqCst)
+    }
+
+    /// A user of `role` with an open session: (cookie header value, csrf token).
+    async fn session(&self, role: Role) -> (String, String) {
+        let username = format!("{}-{}", role.as_str(), &random_token()[..6]).to_lowercase();
+        let user = accounts::create_user(
+            &self.state.store,
+            &accounts::NewUser {
+                username,
+                display_name: format!("Test {}", role.as_str()),
+                role,
+                // Not a usable hash: these users never sign in with a password.
+                password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+            },
+            self.now_ms(),
+        )
+        .await
+        .expect("create user");
+        let token = random_token();
+        let csrf = random_token();
+        accounts::create_person_session(
+            &self.state.store,
+            &sha256_hex(&token),
+            user.id,
+            &csrf,
+            self.now_ms(),
+            self.now_ms() + 3_600_000,
+        )
+        .await
+        .expect("session");
+        (format!("refill_session={token}"), csrf)
+    }
+
+    async fn wall_session(&self) -> (String, String) {
+        let code = random_token();
+        accounts::issue_wall_code(
+            &self.state.store,
+            &sha256_hex(&code),
+            "test wall",
+            None,
+            self.now_ms(),
+            self.now_ms() + 60_000,
+        )
+        .await
+        .expect("code");
+        let token = random_token();
+        let csrf = random_token();
+        accounts::redeem_wall_code(
+            &self.state.store,
+            &sha256_hex(&code),
+            &sha256_hex(&token),
+            &csrf,
+            self.now_ms(),
+            self.now_ms() + 3_600_000,
+        )
+        .await
+        .expect("redeem");
+        (format!("refill_session={token}"), csrf)
+    }
+
+    async fn send(&self, request: Request<Body>) -> axum::response::Response {
+        self.router().oneshot(request).await.expect("router answers")
+    }
+}
+
+fn concrete(path: &str) -> String {
+    path.replace("{patient_id}", "1").replace("{exception_id}", "1").replace("{handle}", "0000000000000000")
+}
+
+fn request(method: &str, path: &str, cookie: Option<&str>, csrf: Option<&str>) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(path).header(header::HOST, "localhost");
+    if let Some(cookie) = cookie {
+        builder = builder.header(header::COOKIE, cookie);
+    }
+    if let Some(csrf) = csrf {
+        builder = builder.header("x-csrf-token", csrf);
+    }
+    let body = if method == "POST" {
+        builder = builder.header(header::CONTENT_TYPE, "application/json");
+        Body::from("{}")
+    } else {
+        Body::empty()
+    };
+    builder.body(body).expect("request")
+}
+
+#[tokio::test]
+async fn every_route_with_every_role_is_allowed_or_refused_as_the_table_says() {
+    let harness = Harness::new().await;
+    let mut parties: Vec<(&str, Option<(String, String)>, Option<Role>)> = vec![("anonymous", None, None)];
+    for role in Role::ALL {
+        parties.push((role.as_str(), Some(harness.session(role).await), Some(role)));
+    }
+    parties.push(("wall", Some(harness.wall_session().await), None));
+    let mut checked = 0;
+    // Signing out ends the session, so it is walked last.
+    let ordered = ROUTES.iter().filter(|s| s.path != "/logout").chain(ROUTES.iter().filter(|s| s.path == "/logout"));
+    for spec in ordered {
+        // The live stream never ends; its access is checked through /api/changes, which shares the rule.
+        if spec.path == "/events" {
+            continue;
+        }
+        for (name, credentials, role) in &parties {
+            let path = concrete(spec.path);
+            let (cookie, csrf) = match credentials {
+                Some((cookie, csrf)) => (Some(cookie.as_str()), Some(csrf.as_str())),
+                None => (None, None),
+            };
+            let response = harness.send(request(spec.method, &path, cookie, csrf)).await;
+            let status = response.status();
+            let refused = status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN;
+            let expected_allowed = match (spec.access, name) {
+                (Access::Public, _) => true,
+                (Access::Roles(roles), _) => role.is_some_and(|r| roles.contains(&r)),
+                // Without `display=wall` the queue is refused to a wall display.
+                (Access::RolesOrWall(_), &"wall") => spec.path != "/queue",
+                (Access::RolesOrWall(roles), _) => role.is_some_and(|r| roles.contains(&r)),
+            };
+            // POST /login without the sign-in form's token is refused by the form itself, not the table.
+            if spec.path == "/login" && spec.method == "POST" {
+                continue;
+            }
+            assert_eq!(
+                !refused,
+                expected_allowed,
+                "{} {} as {name}: status {status}, expected {}",
+                spec.method,
+                path,
+                if expected_allowed { "allowed" } else { "refused" }
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 150, "walked {checked} route/role pairs");
+    // The wall display may read the wall form of the queue, and nothing else of it.
+    let (wall_cookie, _) = &parties.last().expect("wall").1.clone().expect("wall session");
+    let wall = harness.send(request("GET", "/queue?display=wall", Some(wall_cookie), None)).await;
+    assert_eq!(wall.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(wall.into_body(), 1 << 20).await.expect("body");
+    assert!(String::from_utf8_lossy(&body).contains("wall-rows"));
+}
+
+#[tokio::test]
+async fn access_rule_for_wall_needs_the_wall_display_parameter() {
+    let wall = Principal::Wall {
+        session: accounts::SessionRecord {
+            token_sha256: "x".into(),
+            kind: accounts::SessionKind::Wall,
+            user: None,
+            label: None,
+            csrf_token: "t".into(),
+            created_at_ms: 0,
+            last_seen_at_ms: 0,
+            expires_at_ms: 1,
+        },
+    };
+    let rule = Access::RolesOrWall(&[Role::Staff]);
+    assert!(allows(rule, &wall, "/queue", Some("display=wall")));
+    assert!(!allows(rule, &wall, "/queue", None));
+    assert!(!allows(rule, &wall, "/queue", Some("display=wallx")));
+    assert!(!allows(Access::Roles(&[Role::Staff]), &wall, "/patients/1", None));
+}
+
+#[tokio::test]
+async fn state_changes_need_the_session_csrf_token_and_same_origin() {
+    let harness = Harness::new().await;
+    let (cookie, csrf) = harness.session(Role::Staff).await;
+    let missing = harness.send(request("POST", "/queue/close", Some(&cookie), None)).await;
+    assert_eq!(missing.status(), StatusCode::FORBIDDEN);
+    let wrong = harness.send(request("POST", "/queue/close", Some(&cookie), Some("not-the-token"))).await;
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    let right = harness.send(request("POST", "/queue/close", Some(&cookie), Some(&csrf))).await;
+    assert_eq!(right.status(), StatusCode::NO_CONTENT);
+    let mut cross = request("POST", "/queue/close", Some(&cookie), Some(&csrf));
+    cross.headers_mut().insert(header::ORIGIN, "https://evil.example".parse().expect("origin"));
+    assert_eq!(harness.send(cross).await.status(), StatusCode::FORBIDDEN);
+    let mut fetch_site = request("POST", "/queue/close", Some(&cookie), Some(&csrf));
+    fetch_site.headers_mut().insert("sec-fetch-site", "cross-site".parse().expect("header"));
+    assert_eq!(harness.send(fetch_site).await.status(), StatusCode::FORBIDDEN);
+    // A form post carries the token as a field.
+    let form = Request::builder()
+        .method("POST")
+        .uri("/queue/close")
+        .header(header::HOST, "localhost")
+        .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("csrf={csrf}")))
+        .expect("request");
+    assert_eq!(harness.send(form).await.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn security_headers_are_on_every_response() {
+    let harness = Harness::new().await;
+    let (cookie, _) = harness.session(Role::Physician).await;
+    for (path, cookie) in [
+        ("/login", None),
+        ("/static/app.css", None),
+        ("/nowhere", None),
+        ("/dashboard", Some(cookie.as_str())),
+        ("/api/session", None),
+    ] {
+        let response = harness.send(request("GET", path, cookie, None)).await;
+        let headers = response.headers();
+        let csp = headers.get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or("");
+        assert!(
+            csp.contains("frame-ancestors 'none'")
+                && csp.contains("object-src 'none'")
+                && csp.contains("base-uri 'none'"),
+            "{path}: {csp}"
+        );
+        assert_eq!(headers.get("x-content-type-options").and_then(|v| v.to_str().ok()), Some("nosniff"), "{path}");
+        assert_eq!(headers.get("referrer-policy").and_then(|v| v.to_str().ok()), Some("no-referrer"), "{path}");
+        assert!(headers.get("strict-transport-security").is_some(), "{path}");
+        if !path.starts_with("/static/") {
+            assert_eq!(headers.get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"), "{path}");
+        }
+    }
+}
+
+async fn login_form(harness: &Harness, username: &str, password: &str) -> axum::response::Response {
+    let form_page = harness.send(request("GET", "/login", None, None)).await;
+    let set_cookie =
+        form_page.headers().get(header::SET_COOKIE).and_then(|v| v.to_str().ok()).expect("login cookie").to_string();
+    let token =
+        set_cookie.split(';').next().and_then(|pair| pair.split_once('=')).map(|(_, v)| v.to_string()).expect("token");
+    let body = format!("username={username}&password={password}&csrf={token}");
+    let post = Request::builder()
+        .method("POST")
+        .uri("/login")
+        .header(header::HOST, "localhost")
+        .header(header::COOKIE, format!("refill_login_csrf={token}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .expect("request");
+    harness.send(post).await
+}
+
+#[tokio::test]
+async fn sign_in_issues_a_new_session_and_rate_limits_failures() {
+    let harness = Harness::new().await;
+    refill_web::pages::admin::create_account(
+        &harness.state,
+        "dana",
+        "Dana Whitfield",
+        Role::Staff,
+        "correct horse battery",
+    )
+    .await
+    .expect("account");
+    let stored = accounts::find_user_by_username(&harness.state.store, "dana").await.expect("read").expect("user");
+    assert!(stored.password_hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{}", stored.password_hash);
+    let ok = login_form(&harness, "dana", "correct+horse+battery").await;
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    let cookie =
+        ok.headers().get(header::SET_COOKIE).and_then(|v| v.to_str().ok()).expect("session cookie").to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let session = cookie.split(';').next().expect("pair").to_string();
+    let me = harness.send(request("GET", "/api/session", Some(&session), None)).await;
+    assert_eq!(me.status(), StatusCode::OK);
+    for _ in 0..5 {
+        let bad = login_form(&harness, "dana", "wrong-password-here").await;
+        assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+    }
+    let limited = login_form(&harness, "dana", "correct+horse+battery").await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS, "the budget holds even for the right password");
+    harness.now_ms.fetch_add(61_000, Ordering::SeqCst);
+    let again = login_form(&harness, "dana", "correct+horse+battery").await;
+    assert_eq!(again.status(), StatusCode::SEE_OTHER, "the budget refills after a minute");
+    // Unknown users get the same answer as wrong passwords.
+    let unknown = login_form(&harness, "nobody", "whatever-password").await;
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn idle_sessions_end_and_live_updates_do_not_count_as_activity() {
+    let harness = Harness::new().await;
+    let (cookie, _) = harness.session(Role::Staff).await;
+    harness.now_ms.fetch_add(10 * 60_000, Ordering::SeqCst);
+    // Live-update polling for ten more minutes does not keep the session alive.
+    assert_eq!(harness.send(request("GET", "/api/changes", Some(&cookie), None)).await.status(), StatusCode::OK);
+    harness.now_ms.fetch_add(5 * 60_000 + 1_000, Ordering::SeqCst);
+    assert_eq!(
+        harness.send(request("GET", "/api/session", Some(&cookie), None)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // A page view does count.
+    let (cookie, _) = harness.session(Role::Staff).await;
+    harness.now_ms.fetch_add(10 * 60_000, Ordering::SeqCst);
+    assert_eq!(harness.send(request("GET", "/api/session", Some(&cookie), None)).await.status(), StatusCode::OK);
+    harness.now_ms.fetch_add(10 * 60_000, Ordering::SeqCst);
+    assert_eq!(harness.send(request("GET", "/api/session", Some(&cookie), None)).await.status(), StatusCode::OK);
+    // The wall display is exempt from the idle sign-out.
+    let (wall, _) = harness.wall_session().await;
+    harness.now_ms.fetch_add(30 * 60_000, Ordering::SeqCst);
+    assert_eq!(harness.send(request("GET", "/api/changes", Some(&wall), None)).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn revoked_wall_sessions_stop_working() {
+    let harness = Harness::new().await;
+    let (wall, _) = harness.wall_session().await;
+    assert_eq!(harness.send(request("GET", "/queue?display=wall", Some(&wall), None)).await.status(), StatusCode::OK);
+    let handle = accounts::list_wall_sessions(&harness.state.store).await.expect("list")[0].handle.clone();
+    assert!(accounts::revoke_wall_session(&harness.state.store, &handle, harness.now_ms()).await.expect("revoke"));
+    assert_eq!(
+        harness.send(request("GET", "/queue?display=wall", Some(&wall), None)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
