@@ -40,7 +40,8 @@ impl UnitDose {
 
 /// Prints 15.0 as "15" and 12.5 as "12.5".
 pub fn trim_number(value: f64) -> String {
-    let rounded = (value * 1000.0).round() / 1000.0;
+    // `+ 0.0` turns a negative zero (an empty f64 sum is -0.0) into 0.
+    let rounded = (value * 1000.0).round() / 1000.0 + 0.0;
     if rounded.fract() == 0.0 { format!("{rounded:.0}") } else { format!("{rounded}") }
 }
 
@@ -126,6 +127,14 @@ mod tests {
         assert_eq!(doses[&amount_key(60.0)].describe("mg"), "1 x 60 mg");
         assert_eq!(doses[&amount_key(45.0)].describe("mg"), "1 x 30 mg + 1 x 15 mg");
         assert!(!doses.contains_key(&amount_key(72.0)));
+    }
+
+    #[test]
+    fn numbers_print_without_noise() {
+        assert_eq!(trim_number(15.0), "15");
+        assert_eq!(trim_number(12.5), "12.5");
+        assert_eq!(trim_number(-0.0), "0");
+        assert_eq!(trim_number(108.75), "108.75");
     }
 
     #[test]
