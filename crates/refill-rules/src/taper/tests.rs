@@ -334,6 +334,70 @@ mod properties {
         })
     }
 
+    /// The hard limits every plan must keep, checked step by step.
+    fn check_limits(plan: &TaperPlan, policy: &TaperPolicy) -> Result<(), TestCaseError> {
+        let fraction = plan.preset.max_step_fraction.unwrap_or(policy.max_step_fraction);
+        let mut previous_total = plan.original_mme;
+        let mut previous_on: Option<NaiveDate> = None;
+        for (index, step) in plan.steps.iter().enumerate() {
+            prop_assert!(step.planning_mme <= previous_total + 1e-6, "step {} increases", step.number);
+            prop_assert_eq!(step.number, index + 1);
+            if let Some(previous) = previous_on {
+                prop_assert!(step.effective_on > previous, "steps out of order");
+            }
+            if step.kind == StepKind::DoseReduction {
+                prop_assert!(step.reduction_mme <= fraction * previous_total + 1e-6);
+            }
+            // Every preset that was in force must hold for the windows ending on this step: the
+            // strictest check is with the preset of the revision that scheduled it.
+            let window = plan.preset.window_days.max(1);
+            let cap = plan.preset.rate_fraction * plan.original_mme;
+            if step.revision == plan.revision {
+                let in_window: f64 = plan.steps[..=index]
+                    .iter()
+                    .filter(|s| (step.effective_on - s.effective_on).num_days() < window)
+                    .map(|s| s.reduction_mme)
+                    .sum();
+                prop_assert!(in_window <= cap + 1e-6, "window ending {} holds {in_window} > {cap}", step.effective_on);
+            }
+            previous_total = step.planning_mme;
+            previous_on = Some(step.effective_on);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn pauses_resumes_and_slow_downs_keep_the_limits(
+            regimen in regimen(),
+            pause_after in 0usize..6,
+            paused_days in 1i64..120,
+            slow in any::<bool>(),
+        ) {
+            let policy = TaperPolicy::defaults();
+            let plan = plan_taper(&request(regimen, "slower"), &policy).map_err(|r| TestCaseError::fail(r.to_string()))?;
+            check_limits(&plan, &policy)?;
+            let Some(step) = plan.steps.get(pause_after) else { return Ok(()) };
+            let pause_on = step.effective_on + Duration::days(1);
+            let paused = pause(&plan, pause_on, PauseReason::Withdrawal, &policy).map_err(|r| TestCaseError::fail(r.to_string()))?;
+            prop_assert_eq!(paused.state, TaperState::Paused);
+            prop_assert!(paused.steps.iter().all(|s| s.effective_on < pause_on));
+            prop_assert_eq!(paused.steps.len() + paused.superseded.len(), plan.steps.len());
+            let resumed = resume(&paused, pause_on + Duration::days(paused_days), &policy)
+                .map_err(|r| TestCaseError::fail(r.to_string()))?;
+            check_limits(&resumed, &policy)?;
+            prop_assert_eq!(&resumed.steps[..paused.steps.len()], &paused.steps[..]);
+            if slow && let Some(later) = resumed.steps.get(paused.steps.len()) {
+                let slowed = slow_down(&resumed, later.effective_on + Duration::days(1), "cdc_default", &policy)
+                    .map_err(|r| TestCaseError::fail(r.to_string()))?;
+                check_limits(&slowed, &policy)?;
+                prop_assert_eq!(slowed.events.len(), 4);
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 

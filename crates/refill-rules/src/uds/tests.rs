@@ -268,3 +268,24 @@ fn the_default_policy_is_consistent_and_bad_numbers_are_named() {
     let bad = UdsPolicy { low_period_days: 400, ..UdsPolicy::defaults() };
     assert!(bad.problems().iter().any(|p| p.contains("low_period_days")));
 }
+
+mod properties {
+    //! Property tests: every draw stays in its window, never more than 365 days after the last test.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn draws_stay_in_the_window(seed in any::<u64>(), patient in any::<i64>(), period in any::<u64>(), days in 0i64..20_000, tier in 0usize..4) {
+            let policy = UdsPolicy::defaults();
+            let tier = UdsTier::ALL[tier];
+            let last = date(2000, 1, 1) + Duration::days(days);
+            let drawn = draw_next_date(last, tier, &UdsSeed::splitmix64(seed), PatientId(patient), period, &policy).unwrap();
+            let gap = (drawn.date - last).num_days();
+            prop_assert!(gap >= policy.min_gap_days && gap <= policy.period_days(tier) && gap <= 365);
+            prop_assert_eq!(drawn, draw_next_date(last, tier, &UdsSeed::splitmix64(seed), PatientId(patient), period, &policy).unwrap());
+        }
+    }
+}
