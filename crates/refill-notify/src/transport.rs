@@ -39,7 +39,8 @@ impl std::fmt::Debug for Mailer {
 }
 
 impl Mailer {
-    /// Build the transport. Does not connect: the pool opens connections on first use.
+    /// Build the transport. Does not connect: the pool opens connections on first use. Must be called
+    /// (and the mailer dropped) inside a tokio runtime: lettre's pool runs a background task.
     ///
     /// # Errors
     /// `Settings` naming the key when the CA file cannot be read or TLS parameters are invalid.
@@ -64,6 +65,18 @@ impl Mailer {
             TlsMode::Implicit => Tls::Wrapper(tls_parameters(settings)?),
         };
         Ok(Mailer { transport: builder.tls(tls).build() })
+    }
+
+    /// Check that the TLS settings can be built (CA file readable and valid) without creating the
+    /// pool, which needs a running tokio runtime.
+    ///
+    /// # Errors
+    /// `Settings` naming `[smtp] ca_file` or `[smtp] tls`.
+    pub fn check_tls(settings: &SmtpSettings) -> Result<(), NotifyError> {
+        match settings.tls {
+            TlsMode::None => Ok(()),
+            TlsMode::Starttls | TlsMode::Implicit => tls_parameters(settings).map(|_| ()),
+        }
     }
 
     /// Send stored bytes verbatim to the stored envelope.
