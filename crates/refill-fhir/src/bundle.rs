@@ -234,22 +234,26 @@ fn group(collected: &[Collected<'_>], default_patient: Option<&str>) -> Result<V
         let Some(field) = patient_field(resource_type) else { continue };
         let label = read::Reader::new(item.resource, &item.location).label;
         let reference = reference_text(item.resource.get(field));
-        let patient = match resolve_patient(reference.as_deref(), &full_urls, default_patient) {
-            Some(patient) => patient,
+        let mut scratch = FhirPatientRecord::new(String::new());
+        let at = match resolve_patient(reference.as_deref(), &full_urls, default_patient) {
+            Some(patient) => Some(*index_of.entry(patient.clone()).or_insert_with(|| {
+                records.push(FhirPatientRecord::new(patient.trim_start_matches("Patient/").to_string()));
+                records.len() - 1
+            })),
             None => {
                 let message = match &reference {
                     Some(reference) => format!("'{reference}' does not name a Patient"),
                     None => "missing: the resource must name its patient".to_string(),
                 };
                 problems.push(FhirError::invalid(label, format!("{field}.reference"), message));
-                continue;
+                // Map it anyway (into a record that is thrown away) so its other problems are listed too.
+                None
             }
         };
-        let at = *index_of.entry(patient.clone()).or_insert_with(|| {
-            records.push(FhirPatientRecord::new(patient.trim_start_matches("Patient/").to_string()));
-            records.len() - 1
-        });
-        let record = &mut records[at];
+        let record = match at {
+            Some(at) => &mut records[at],
+            None => &mut scratch,
+        };
         let outcome: Result<(), Vec<FhirError>> = match resource_type {
             "MedicationRequest" => map_medication_request(item.resource, &item.location, &lookup, item.draft_counts)
                 .map(|request| {
@@ -270,7 +274,7 @@ fn group(collected: &[Collected<'_>], default_patient: Option<&str>) -> Result<V
                     map_procedure(item.resource, &item.location)
                 };
                 mapped.map(|monitoring| match monitoring {
-                    Monitoring::Uds(line) => uds_lines.entry(at).or_default().push(line),
+                    Monitoring::Uds(line) => uds_lines.entry(at.unwrap_or(usize::MAX)).or_default().push(line),
                     Monitoring::Pdmp(review) => record.pdmp_reviews.push(review),
                     Monitoring::Review(review) => record.physician_reviews.push(review),
                     Monitoring::Ignored => {}
@@ -293,7 +297,9 @@ fn group(collected: &[Collected<'_>], default_patient: Option<&str>) -> Result<V
         }
     }
     for (at, lines) in uds_lines {
-        records[at].uds_results = group_uds(lines);
+        if let Some(record) = records.get_mut(at) {
+            record.uds_results = group_uds(lines);
+        }
     }
     if problems.is_empty() { Ok(records) } else { Err(problems) }
 }

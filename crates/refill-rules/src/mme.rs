@@ -295,7 +295,8 @@ pub fn daily_mme_with(
         // Excluded products only: the MME rules do not apply, and 0 would read as "no opioid".
         None
     } else {
-        Some(result.items.iter().map(|item| item.mme).sum())
+        // A fold from +0.0: `Iterator::sum` of no floats is -0.0, which prints as "-0.0".
+        Some(result.items.iter().fold(0.0, |total, item| total + item.mme))
     };
     result
 }
@@ -606,6 +607,7 @@ mod tests {
     #[test]
     fn no_orders_is_zero() {
         assert_eq!(total(&[], FactorSet::Cdc2022), Some(0.0));
+        assert!(total(&[], FactorSet::Cdc2022).unwrap().is_sign_positive(), "no orders is +0, not -0");
         let result = daily_mme(&[], FactorSet::Cdc2016);
         assert_eq!(result.factor_set, FactorSet::Cdc2016);
     }
