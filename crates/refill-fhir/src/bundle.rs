@@ -13,7 +13,9 @@ use serde_json::Value;
 use crate::condition::{MappedCondition, map_condition};
 use crate::dispense::{MappedDispense, map_dispense};
 use crate::error::FhirError;
-use crate::medication::{MappedMedicationRequest, MedicationClass, MedicationLookup, map_medication_request};
+use crate::medication::{
+    MappedMedicationRequest, MedicationClass, MedicationLookup, map_medication_request, map_medication_statement,
+};
 use crate::monitoring::{Monitoring, UdsLineResult, map_observation, map_procedure};
 use crate::patient::{Demographics, parse_patient};
 use crate::read::reference_text;
@@ -280,6 +282,8 @@ fn group(collected: &[Collected<'_>], default_patient: Option<&str>) -> Result<V
                     Monitoring::Ignored => {}
                 })
             }
+            "MedicationStatement" => map_medication_statement(item.resource, &item.location, &lookup)
+                .map(|found| record.other_medications.extend(found)),
             "Condition" => map_condition(item.resource, &item.location).map(|condition| {
                 if let Some(condition) = condition {
                     record.conditions.push(condition);

@@ -19,7 +19,10 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use refill_rules::drug::DrugTable;
-use refill_rules::{Confidentiality, DoseQuantity, DoseUnit, MedicationOrder, OrderPurpose, PrescriberId};
+use refill_rules::{
+    Confidentiality, DoseQuantity, DoseUnit, MedicationOrder, OrderPurpose, OtherMedication, OtherMedicationClass,
+    PrescriberId,
+};
 use serde_json::Value;
 
 use crate::codes;
@@ -170,6 +173,52 @@ pub(crate) fn map_medication_request(
         mapped.order.id = mapped.id.clone();
         mapped
     })
+}
+
+/// A MedicationStatement (what the patient reports taking, often from another source such as an
+/// opioid treatment program) -> an other medication the rules read: an active benzodiazepine, or active
+/// methadone or buprenorphine for opioid use disorder (by reason, or sublingual buprenorphine).
+/// Opioid analgesics reported here are not orders of the clinic and are left to the PDMP review.
+pub(crate) fn map_medication_statement(
+    value: &Value,
+    fallback: &str,
+    lookup: &MedicationLookup<'_>,
+) -> Result<Option<OtherMedication>, Vec<FhirError>> {
+    let mut reader = Reader::new(value, fallback);
+    let status = reader.string_at(value, "", "status").map(str::to_string);
+    let code = medication_code(&mut reader, value, lookup);
+    let started_on = if value.get("effectiveDateTime").is_some() {
+        reader.date_at(value, "", "effectiveDateTime")
+    } else if let Some(period) = reader.object_at(value, "", "effectivePeriod") {
+        reader.date_at(period, "effectivePeriod", "start")
+    } else {
+        None
+    };
+    if status.is_none() {
+        reader.problem("status", "missing");
+    }
+    let problems = reader.finish();
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    if status.as_deref() != Some("active") {
+        return Ok(None);
+    }
+    let class = match classify(&code) {
+        MedicationClass::Benzodiazepine => OtherMedicationClass::Benzodiazepine,
+        MedicationClass::Opioid if purpose_of(value, &code) == OrderPurpose::OpioidUseDisorder => {
+            OtherMedicationClass::OudTreatment
+        }
+        _ => return Ok(None),
+    };
+    let text = code.text.clone().or_else(|| code.rxcui.as_ref().map(|c| format!("RxNorm {c}"))).unwrap_or_default();
+    Ok(Some(OtherMedication {
+        class,
+        text,
+        started_on,
+        active: true,
+        confidentiality: if is_part2(value) { Confidentiality::Part2 } else { Confidentiality::Normal },
+    }))
 }
 
 /// `medicationCodeableConcept`, else `medicationReference` -> contained or bundled Medication.code.

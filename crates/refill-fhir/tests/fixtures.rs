@@ -248,6 +248,12 @@ fn a_full_bundle_maps_every_fact() {
                 "dateTime": "2023-06-01", "performer": [{"reference": "Patient/p"}, {"reference": "Practitioner/dr"}]}},
             {"resource": {"resourceType": "Observation", "id": "pdmp", "status": "final", "subject": {"reference": "Patient/p"},
                 "code": {"coding": [{"system": "http://snomed.info/sct", "code": "461651000124104"}]}, "effectiveDateTime": "2024-01-01"}},
+            {"resource": {"resourceType": "MedicationStatement", "id": "otp", "status": "active", "subject": {"reference": "Patient/p"},
+                "medicationCodeableConcept": {"text": "methadone hydrochloride 10 MG/ML Oral Solution"},
+                "reasonCode": [{"coding": [{"system": "http://snomed.info/sct", "code": "5602001", "display": "Opioid abuse"}]}],
+                "effectivePeriod": {"start": "2022-03-01"}}},
+            {"resource": {"resourceType": "MedicationStatement", "id": "old", "status": "completed", "subject": {"reference": "Patient/p"},
+                "medicationCodeableConcept": {"text": "Alprazolam 0.5 MG Oral Tablet"}}},
             {"resource": {"resourceType": "Condition", "id": "osa", "subject": {"reference": "Patient/p"},
                 "code": {"coding": [{"system": "http://snomed.info/sct", "code": "78275009", "display": "Obstructive sleep apnea"}]},
                 "onsetDateTime": "2015-01-01"}}
@@ -267,4 +273,10 @@ fn a_full_bundle_maps_every_fact() {
     assert_eq!(record.agreements[0].prescriber_of_record.0, "Practitioner/dr");
     assert_eq!(record.pdmp_reviews.len(), 1);
     assert_eq!(record.conditions[0].kinds, vec![ClinicalFlagKind::SleepDisorderedBreathing]);
+    // Methadone from a treatment program, reported by the patient: OUD treatment from another source.
+    assert_eq!(record.other_medications.len(), 1);
+    assert_eq!(record.other_medications[0].class, OtherMedicationClass::OudTreatment);
+    assert_eq!(record.other_medications[0].started_on, chrono::NaiveDate::from_ymd_opt(2022, 3, 1));
+    // It is not an order of the clinic: the regimen and the MME are unchanged.
+    assert_eq!(record.regimen().len(), 1);
 }

@@ -434,8 +434,13 @@ fn parse_strength(value: &str, unit: &str) -> Option<(f64, StrengthUnit)> {
     Some((number / 1000.0, micro))
 }
 
-/// "12 HR oxycodone ..." -> "oxycodone ..."; "1 ML morphine ..." -> "morphine ...".
+/// "12 HR oxycodone ..." -> "oxycodone ..."; "1 ML morphine ..." -> "morphine ...";
+/// "Abuse-Deterrent 12 HR oxycodone ..." -> "oxycodone ...".
 fn strip_qualifier(components: &str) -> &str {
+    let components = match components.get(..16) {
+        Some(head) if head.eq_ignore_ascii_case("abuse-deterrent ") => components[16..].trim_start(),
+        _ => components,
+    };
     let mut tokens = components.splitn(3, ' ');
     if let (Some(number), Some(unit), Some(rest)) = (tokens.next(), tokens.next(), tokens.next())
         && number.parse::<f64>().is_ok()
@@ -568,6 +573,15 @@ mod tests {
         assert_eq!(er.dose_form, "Extended Release Oral Tablet");
         assert_eq!(er.acting, Acting::Long);
         assert_eq!(er.source, ProductSource::ParsedText);
+
+        let deterrent = table()
+            .identify_parts(
+                None,
+                Some("Abuse-Deterrent 12 HR Oxycodone Hydrochloride 17 MG Extended Release Oral Tablet"),
+            )
+            .unwrap();
+        assert_eq!(deterrent.ingredient(), "oxycodone");
+        assert_eq!(deterrent.ingredients[0].strength, 17.0);
     }
 
     #[test]
