@@ -620,9 +620,12 @@ pub async fn state_counts(store: &Store) -> Result<Vec<(OutboxState, i64)>, Stor
     Ok(OutboxState::ALL.into_iter().map(|s| (s, counts.get(&s).copied().unwrap_or(0))).collect())
 }
 
+/// A stored `email_attempt` row: attempt, started_at, finished_at, outcome, detail.
+type AttemptRow = (i64, i64, Option<i64>, Option<String>, Option<String>);
+
 /// Every try of one message, in order.
 pub async fn attempts(store: &Store, outbox_id: &str) -> Result<Vec<EmailAttempt>, StoreError> {
-    let rows: Vec<(i64, i64, Option<i64>, Option<String>, Option<String>)> = on_read_pool!(store, pool => sqlx::query_as(
+    let rows: Vec<AttemptRow> = on_read_pool!(store, pool => sqlx::query_as(
         "SELECT attempt, started_at, finished_at, outcome, detail FROM email_attempt WHERE outbox_id = $1 ORDER BY attempt"
     )
     .bind(outbox_id)

@@ -31,10 +31,10 @@ impl Received {
                 }
                 break;
             }
-            if let Some((key, rest)) = line.split_once(':') {
-                if key.eq_ignore_ascii_case(name) {
-                    value = Some(rest.trim().to_string());
-                }
+            if let Some((key, rest)) = line.split_once(':')
+                && key.eq_ignore_ascii_case(name)
+            {
+                value = Some(rest.trim().to_string());
             }
         }
         value
