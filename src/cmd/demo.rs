@@ -1,8 +1,10 @@
 //! `refill demo`: a synthetic clinic in a fresh local SQLite file, loaded through the same CSV import
-//! path a real clinic uses, then summarised.
+//! path a real clinic uses, with staff, physician and admin accounts, today's daily pipeline run so the
+//! queue is populated, and the web screens served.
 //!
 //! The population comes from `refill-demo` (pure, seeded); this shell picks the clinic date, writes
-//! the files through the importer and prints what it made.
+//! the files through the importer, creates the accounts (fresh random passwords, printed once), runs
+//! the pipeline and serves until ctrl-c.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,6 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use refill_demo::{DemoClinic, DemoSettings};
 use refill_rules::RiskTier;
+use refill_store::accounts::Role;
 use refill_store::{Actor, Store};
 use serde::Deserialize;
 
@@ -38,7 +41,18 @@ pub struct Args {
     /// Also write the generated CSV files to this folder (e.g. as input for `refill import`).
     #[arg(long, value_name = "DIR")]
     pub export_csv: Option<PathBuf>,
+    /// Build the clinic, print the summary and credentials, and exit without serving.
+    #[arg(long)]
+    pub no_serve: bool,
 }
+
+/// The demo's sign-in accounts: username, display name, role.
+const DEMO_ACCOUNTS: [(&str, &str, Role); 4] = [
+    ("staff", "Demo Staff Nurse", Role::Staff),
+    ("staff2", "Demo Medical Assistant", Role::Staff),
+    ("physician", "Demo Physician", Role::Physician),
+    ("admin", "Demo Administrator", Role::Admin),
+];
 
 /// `[clinic]` in config/base.toml (only what the demo needs).
 #[derive(Debug, Deserialize)]
@@ -69,8 +83,68 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<ExitCode> {
         tracing::debug!(file = %name, written = report.written(), "demo file imported");
     }
     print_summary(&clinic, &args.db);
+
+    let config =
+        context.config().context("the demo needs the configuration folder (run it from the project folder)")?;
+    let loopback = args.bind.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(args.bind == "localhost");
+    let state = super::serve::app_state(&config, store.clone(), loopback)?;
+    print_accounts(&state).await?;
+    run_daily_pipeline(&config, &store, today).await?;
+    if args.no_serve {
+        store.close().await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !loopback {
+        eprintln!(
+            "warning: serving the demo on {} exposes it beyond this machine; its passwords are printed above",
+            args.bind
+        );
+    }
+    super::serve::serve_until_signal(state, &args.bind, args.port).await?;
     store.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Create the demo accounts with fresh random passwords and print them once (they are not stored in
+/// clear anywhere). With `--keep`, existing accounts keep their passwords.
+async fn print_accounts(state: &refill_web::AppState) -> anyhow::Result<()> {
+    println!("Sign-in accounts:");
+    for (username, display_name, role) in DEMO_ACCOUNTS {
+        let password = random_password();
+        match refill_web::pages::admin::create_account(state, username, display_name, role, &password).await {
+            Ok(_) => println!("  {:<10} {:<10} password {password}", username, role.as_str()),
+            Err(error) => println!("  {username:<10} {:<10} kept ({})", role.as_str(), error.public_message()),
+        }
+    }
+    Ok(())
+}
+
+/// 16 characters from an alphabet without look-alikes (no 0/O, 1/l/I).
+fn random_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..16).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// Today's daily pipeline, so the queue and the exceptions are there when the screens open.
+async fn run_daily_pipeline(
+    config: &crate::config::Config,
+    store: &Store,
+    today: chrono::NaiveDate,
+) -> anyhow::Result<()> {
+    let section = super::worker::JobsSection::load(config)?;
+    let job_context = super::jobs::wire_handlers(section.job_context("demo")?, config, store).await?;
+    let daily = job_context.daily.clone().context("the daily evaluator is not available")?;
+    let started = std::time::Instant::now();
+    let summary =
+        refill_jobs::pipeline::run_daily(store, daily.as_ref(), "main", today, job_context.chunk_size).await?;
+    println!(
+        "Daily pipeline for {today}: {} chunks evaluated in {:.1} s; the queue is ready",
+        summary.chunks,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Today in the clinic's time zone when the configuration names one, else in UTC.

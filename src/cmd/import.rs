@@ -14,8 +14,8 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use refill_import::{ClinicRecords, CsvKind, ImportError, Location, Problem};
 use refill_store::import::{
-    ImportAgreement, ImportBatch, ImportFill, ImportKind, ImportOrder, ImportOutcome, ImportPatient, ImportPdmp,
-    ImportPrescriber, ImportRejection, ImportReport, ImportTaper, ImportTaperStep, ImportUds,
+    ImportAgreement, ImportBatch, ImportFill, ImportKind, ImportNaloxone, ImportOrder, ImportOutcome, ImportPatient,
+    ImportPdmp, ImportPrescriber, ImportRejection, ImportReport, ImportReview, ImportTaper, ImportTaperStep, ImportUds,
 };
 use refill_store::{Actor, Store};
 use sha2::{Digest, Sha256};
@@ -25,7 +25,8 @@ use crate::context::Context;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// FHIR R4 Bundles (*.json) or CSV files named by record type (physicians.csv, patients.csv,
-    /// orders.csv, fills.csv, uds.csv, pdmp.csv, agreements.csv, tapers.csv; see docs/import-csv.md).
+    /// orders.csv, fills.csv, uds.csv, pdmp.csv, agreements.csv, tapers.csv, reviews.csv, naloxone.csv;
+    /// see docs/import-csv.md).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Check the files and list their problems without writing anything.
@@ -80,8 +81,9 @@ fn import_rank(path: &Path) -> u8 {
     }
 }
 
+/// The file as the user named it: problems say which of two `patients.csv` in different folders.
 fn display_name(path: &Path) -> String {
-    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    path.display().to_string()
 }
 
 fn is_json(name: &str) -> bool {
@@ -165,6 +167,8 @@ fn rejection_error(name: &str, records: &ClinicRecords, rejections: &[ImportReje
                 ImportKind::Pdmp => records.pdmp.get(rejection.index).map(|r| &r.origin),
                 ImportKind::Agreements => records.agreements.get(rejection.index).map(|r| &r.origin),
                 ImportKind::Tapers => records.tapers.get(rejection.index).map(|r| &r.origin),
+                ImportKind::Reviews => records.reviews.get(rejection.index).map(|r| &r.origin),
+                ImportKind::Naloxone => records.naloxone.get(rejection.index).map(|r| &r.origin),
             };
             Problem {
                 file: name.to_string(),
@@ -275,6 +279,25 @@ pub fn batch_from_records(name: &str, bytes: &[u8], records: &ClinicRecords) -> 
                         total_daily_mme: s.daily_mme,
                     })
                     .collect(),
+            })
+            .collect(),
+        reviews: records
+            .reviews
+            .iter()
+            .map(|r| ImportReview {
+                patient_key: r.patient_external_id.clone(),
+                source_id: r.external_id.clone(),
+                review: r.review.clone(),
+                note: r.note.clone(),
+            })
+            .collect(),
+        naloxone: records
+            .naloxone
+            .iter()
+            .map(|r| ImportNaloxone {
+                patient_key: r.patient_external_id.clone(),
+                source_id: r.external_id.clone(),
+                event: r.event.clone(),
             })
             .collect(),
     }

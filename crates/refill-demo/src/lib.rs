@@ -16,8 +16,9 @@ mod rng;
 
 use chrono::{Datelike, Duration, NaiveDate};
 use refill_rules::{
-    AgreementFacts, Confidentiality, DoseQuantity, DoseUnit, DrugClass, Fill, MedicationOrder, OrderPurpose,
-    PdmpFinding, PdmpReview, PrescriberId, RiskTier, Sex, UdsAnalyteResult, UdsKind, UdsResult,
+    AgreementFacts, Confidentiality, DoseQuantity, DoseUnit, DrugClass, Fill, MedicationOrder, NaloxoneEvent,
+    NaloxoneEventKind, OrderPurpose, PdmpFinding, PdmpReview, PhysicianReview, PrescriberId, ReviewKind, RiskTier, Sex,
+    UdsAnalyteResult, UdsKind, UdsResult,
 };
 
 use crate::products::{Dosing, Family, dosings};
@@ -80,12 +81,16 @@ pub struct DemoPatient {
     pub pdmp: Vec<(String, PdmpReview)>,
     pub agreement: Option<(String, AgreementFacts)>,
     pub taper: Option<DemoTaper>,
+    /// Benefit-risk reviews and acknowledgements.
+    pub reviews: Vec<(String, PhysicianReview)>,
+    pub naloxone: Vec<(String, NaloxoneEvent)>,
     /// Built with an unexpected drug-test result not yet reviewed.
     pub unexpected_uds: bool,
     /// Built with an overdue drug test, PDMP review or agreement.
     pub overdue_uds: bool,
     pub overdue_pdmp: bool,
     pub overdue_agreement: bool,
+    pub overdue_review: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -306,7 +311,7 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
     let daily_mme = regimen_mme(&dosings_now);
 
     // Fills: the last one anywhere in the current cycle, so due dates spread over the month.
-    let last_fill = today - Duration::days(rng.range(0, i64::from(days_supply) - 1));
+    let last_fill = today - Duration::days(rng.range(1, i64::from(days_supply)));
     let early_filler = rng.chance(0.04);
     let mut fills = Vec::new();
     let mut filled_on = last_fill;
@@ -410,6 +415,62 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
         (format!("PDMP-{number}-2"), PdmpReview { reviewed_on: last_pdmp, findings: outside.into_iter().collect() }),
     ];
 
+    // Physician benefit-risk reviews about every three months, some overdue; half of the outside
+    // benzodiazepine findings already acknowledged by the physician.
+    let overdue_review = rng.chance(0.08);
+    let last_review = if overdue_review {
+        today - Duration::days(rng.range(100, 200))
+    } else {
+        today - Duration::days(rng.range(0, 80))
+    };
+    let physician = PrescriberId(prescriber.clone());
+    let mut reviews = vec![
+        (
+            format!("REV-{number}-1"),
+            PhysicianReview {
+                reviewed_on: last_review - Duration::days(90),
+                physician: physician.clone(),
+                kind: ReviewKind::BenefitRisk,
+            },
+        ),
+        (
+            format!("REV-{number}-2"),
+            PhysicianReview { reviewed_on: last_review, physician: physician.clone(), kind: ReviewKind::BenefitRisk },
+        ),
+    ];
+    if let Some(finding) = pdmp.last().and_then(|(_, review)| review.findings.first()) {
+        if rng.chance(0.5) {
+            let on = (pdmp[1].1.reviewed_on + Duration::days(2)).min(today);
+            reviews.push((
+                format!("REV-{number}-3"),
+                PhysicianReview {
+                    reviewed_on: on,
+                    physician: physician.clone(),
+                    kind: ReviewKind::BenzodiazepineAcknowledged,
+                },
+            ));
+            reviews.push((
+                format!("REV-{number}-4"),
+                PhysicianReview {
+                    reviewed_on: on,
+                    physician: physician.clone(),
+                    kind: ReviewKind::OutsidePrescriberAcknowledged(finding.prescriber.clone()),
+                },
+            ));
+        }
+    }
+
+    // Naloxone: most patients at higher risk have it dispensed within the year; some have not yet.
+    let higher_risk = daily_mme.is_some_and(|m| m >= 50.0) || risk_tier == RiskTier::High || taper.is_some();
+    let naloxone = if rng.chance(if higher_risk { 0.85 } else { 0.3 }) {
+        vec![(
+            format!("NLX-{number}"),
+            NaloxoneEvent { on: today - Duration::days(rng.range(5, 300)), kind: NaloxoneEventKind::Dispensed },
+        )]
+    } else {
+        Vec::new()
+    };
+
     // Agreement: signed within the year; some expired, a few never signed.
     let roll = rng.unit();
     let overdue_agreement = roll < 0.09;
@@ -459,10 +520,13 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
         pdmp,
         agreement,
         taper,
+        reviews,
+        naloxone,
         unexpected_uds,
         overdue_uds,
         overdue_pdmp,
         overdue_agreement: overdue_agreement || roll < 0.03,
+        overdue_review,
     }
 }
 
@@ -535,6 +599,9 @@ impl DemoClinic {
         );
         let mut agreements =
             String::from("agreement_id,patient_id,signed_on,prescriber_id,text_version,elements,voided_on\n");
+        let mut reviews =
+            String::from("review_id,patient_id,reviewed_on,physician_id,kind,subject_prescriber_id,note\n");
+        let mut naloxone = String::from("event_id,patient_id,occurred_on,kind\n");
         let mut tapers = String::from(
             "taper_id,patient_id,state,started_on,physician_id,rationale,step_number,step_starts_on,rxcui,\
              medication_text,dose_value,dose_unit,doses_per_day,step_daily_mme\n",
@@ -615,6 +682,27 @@ impl DemoClinic {
                     opt(&agreement.voided_on),
                 ));
             }
+            for (review_id, review) in &p.reviews {
+                let (kind, subject) = match &review.kind {
+                    ReviewKind::BenefitRisk => ("benefit_risk", String::new()),
+                    ReviewKind::BenzodiazepineAcknowledged => ("benzodiazepine_acknowledged", String::new()),
+                    ReviewKind::OutsidePrescriberAcknowledged(outside) => {
+                        ("outside_prescriber_acknowledged", outside.0.clone())
+                    }
+                };
+                reviews.push_str(&format!(
+                    "{review_id},{id},{},{},{kind},{subject},\n",
+                    review.reviewed_on, review.physician.0
+                ));
+            }
+            for (event_id, event) in &p.naloxone {
+                let kind = match event.kind {
+                    NaloxoneEventKind::Offered => "offered",
+                    NaloxoneEventKind::Declined => "declined",
+                    NaloxoneEventKind::Dispensed => "dispensed",
+                };
+                naloxone.push_str(&format!("{event_id},{id},{},{kind}\n", event.on));
+            }
             if let Some(taper) = &p.taper {
                 for step in &taper.steps {
                     for order in &step.regimen {
@@ -642,6 +730,8 @@ impl DemoClinic {
             ("pdmp.csv".to_string(), pdmp),
             ("agreements.csv".to_string(), agreements),
             ("tapers.csv".to_string(), tapers),
+            ("reviews.csv".to_string(), reviews),
+            ("naloxone.csv".to_string(), naloxone),
         ]
     }
 }

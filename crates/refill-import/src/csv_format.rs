@@ -7,14 +7,15 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use refill_rules::{
-    AgreementFacts, Confidentiality, DoseQuantity, DoseUnit, DrugClass, Fill, MedicationOrder, OrderPurpose,
-    PdmpFinding, PdmpReview, PrescriberId, RiskTier, Sex, TaperState, UdsAnalyteResult, UdsKind, UdsResult,
+    AgreementFacts, Confidentiality, DoseQuantity, DoseUnit, DrugClass, Fill, MedicationOrder, NaloxoneEvent,
+    NaloxoneEventKind, OrderPurpose, PdmpFinding, PdmpReview, PhysicianReview, PrescriberId, ReviewKind, RiskTier, Sex,
+    TaperState, UdsAnalyteResult, UdsKind, UdsResult,
 };
 
 use crate::error::{ImportError, Location, Problems};
 use crate::records::{
-    AgreementRecord, ClinicRecords, ContactPreference, FillRecord, OrderRecord, OrderStatus, PatientRecord, PdmpRecord,
-    PhysicianRecord, PrescriberRole, TaperRecord, TaperStepRecord, UdsRecord,
+    AgreementRecord, ClinicRecords, ContactPreference, FillRecord, NaloxoneRecord, OrderRecord, OrderStatus,
+    PatientRecord, PdmpRecord, PhysicianRecord, PrescriberRole, ReviewRecord, TaperRecord, TaperStepRecord, UdsRecord,
 };
 
 /// The record type of a CSV file.
@@ -28,6 +29,8 @@ pub enum CsvKind {
     Pdmp,
     Agreements,
     Tapers,
+    Reviews,
+    Naloxone,
 }
 
 /// One documented column.
@@ -172,8 +175,37 @@ const TAPERS: &[Column] = &[
     col("step_daily_mme", false, "number", "60", "total daily MME of the step as computed by the source"),
 ];
 
+const REVIEWS: &[Column] = &[
+    col("review_id", true, "text", "REV-77", "the review's id; unique key"),
+    col("patient_id", true, "text", "P000123", "the patient"),
+    col("reviewed_on", true, "date", "2026-09-30", "date of the review"),
+    col("physician_id", true, "text", "1234567893", "the reviewing physician"),
+    col(
+        "kind",
+        true,
+        "benefit_risk|benzodiazepine_acknowledged|outside_prescriber_acknowledged",
+        "benefit_risk",
+        "what was reviewed",
+    ),
+    col(
+        "subject_prescriber_id",
+        false,
+        "text",
+        "1999999999",
+        "for outside_prescriber_acknowledged (required there): the outside prescriber",
+    ),
+    col("note", false, "text", "Function stable; continue", "the physician's note"),
+];
+
+const NALOXONE: &[Column] = &[
+    col("event_id", true, "text", "NLX-5", "the event's id; unique key"),
+    col("patient_id", true, "text", "P000123", "the patient"),
+    col("occurred_on", true, "date", "2026-06-12", "date of the event"),
+    col("kind", true, "offered|declined|dispensed", "dispensed", "what happened"),
+];
+
 impl CsvKind {
-    pub const ALL: [CsvKind; 8] = [
+    pub const ALL: [CsvKind; 10] = [
         CsvKind::Physicians,
         CsvKind::Patients,
         CsvKind::Orders,
@@ -182,6 +214,8 @@ impl CsvKind {
         CsvKind::Pdmp,
         CsvKind::Agreements,
         CsvKind::Tapers,
+        CsvKind::Reviews,
+        CsvKind::Naloxone,
     ];
 
     /// The file-name prefix that selects this kind, also the canonical file name without `.csv`.
@@ -195,6 +229,8 @@ impl CsvKind {
             CsvKind::Pdmp => "pdmp",
             CsvKind::Agreements => "agreements",
             CsvKind::Tapers => "tapers",
+            CsvKind::Reviews => "reviews",
+            CsvKind::Naloxone => "naloxone",
         }
     }
 
@@ -208,6 +244,8 @@ impl CsvKind {
             CsvKind::Pdmp => PDMP,
             CsvKind::Agreements => AGREEMENTS,
             CsvKind::Tapers => TAPERS,
+            CsvKind::Reviews => REVIEWS,
+            CsvKind::Naloxone => NALOXONE,
         }
     }
 
@@ -564,6 +602,8 @@ impl Builder {
             CsvKind::Pdmp => self.add_pdmp(row),
             CsvKind::Agreements => self.add_agreement(row),
             CsvKind::Tapers => self.add_taper(row),
+            CsvKind::Reviews => self.add_review(row),
+            CsvKind::Naloxone => self.add_naloxone(row),
         }
     }
 
@@ -782,6 +822,72 @@ impl Builder {
                     elements,
                     voided_on,
                 },
+            });
+        }
+    }
+
+    fn add_review(&mut self, row: &mut Row<'_>) {
+        let id = row.required("review_id");
+        let patient = row.required("patient_id");
+        let reviewed_on = row.required_date("reviewed_on");
+        let physician = row.required("physician_id");
+        let kind = row.required_parsed(
+            "kind",
+            "benefit_risk, benzodiazepine_acknowledged or outside_prescriber_acknowledged",
+            |v| match v {
+                "benefit_risk" | "benzodiazepine_acknowledged" | "outside_prescriber_acknowledged" => {
+                    Some(v.to_string())
+                }
+                _ => None,
+            },
+        );
+        let subject = row.text("subject_prescriber_id");
+        let note = row.text("note");
+        let kind = match (kind.as_deref(), subject) {
+            (Some("benefit_risk"), _) => Some(ReviewKind::BenefitRisk),
+            (Some("benzodiazepine_acknowledged"), _) => Some(ReviewKind::BenzodiazepineAcknowledged),
+            (Some(_), Some(subject)) => Some(ReviewKind::OutsidePrescriberAcknowledged(PrescriberId(subject))),
+            (Some(_), None) => {
+                row.problem("subject_prescriber_id", "required for outside_prescriber_acknowledged");
+                None
+            }
+            (None, _) => None,
+        };
+        let (Some(id), Some(patient), Some(reviewed_on), Some(physician), Some(kind)) =
+            (id, patient, reviewed_on, physician, kind)
+        else {
+            return;
+        };
+        if self.unique_key(row, "review_id", &id) {
+            self.records.reviews.push(ReviewRecord {
+                origin: row.origin(),
+                external_id: id,
+                patient_external_id: patient,
+                review: PhysicianReview { reviewed_on, physician: PrescriberId(physician), kind },
+                note,
+            });
+        }
+    }
+
+    fn add_naloxone(&mut self, row: &mut Row<'_>) {
+        let id = row.required("event_id");
+        let patient = row.required("patient_id");
+        let on = row.required_date("occurred_on");
+        let kind = row.required_parsed("kind", "offered, declined or dispensed", |v| match v {
+            "offered" => Some(NaloxoneEventKind::Offered),
+            "declined" => Some(NaloxoneEventKind::Declined),
+            "dispensed" => Some(NaloxoneEventKind::Dispensed),
+            _ => None,
+        });
+        let (Some(id), Some(patient), Some(on), Some(kind)) = (id, patient, on, kind) else {
+            return;
+        };
+        if self.unique_key(row, "event_id", &id) {
+            self.records.naloxone.push(NaloxoneRecord {
+                origin: row.origin(),
+                external_id: id,
+                patient_external_id: patient,
+                event: NaloxoneEvent { on, kind },
             });
         }
     }

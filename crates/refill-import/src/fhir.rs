@@ -3,16 +3,17 @@
 //! FHIR dispenses, observations and consents are mapped by `refill-fhir` without their resource ids,
 //! so their natural keys here are built from what identifies them clinically: a fill by its order and
 //! date, a drug test by its collection date and method, a PDMP review by its date, an agreement by its
-//! signature date and prescriber. Importing the same bundle again yields the same keys and changes
+//! signature date and prescriber, a physician review by its date and kind, a naloxone event by its date
+//! and kind. Importing the same bundle again yields the same keys and changes
 //! nothing; a corrected quantity on the same fill updates it in place.
 
 use refill_fhir::{FhirError, FhirPatientRecord, MedicationClass};
-use refill_rules::UdsKind;
+use refill_rules::{ReviewKind, UdsKind};
 
 use crate::error::{ImportError, Location, Problem};
 use crate::records::{
-    AgreementRecord, ClinicRecords, ContactPreference, FillRecord, OrderRecord, OrderStatus, PatientRecord, PdmpRecord,
-    UdsRecord,
+    AgreementRecord, ClinicRecords, ContactPreference, FillRecord, NaloxoneRecord, OrderRecord, OrderStatus,
+    PatientRecord, PdmpRecord, ReviewRecord, UdsRecord,
 };
 
 /// Parse a FHIR R4 Bundle (JSON bytes) into clinic records; every problem names the resource and field.
@@ -132,6 +133,28 @@ fn add_patient(
             external_id: format!("fhir-pdmp:{}", review.reviewed_on),
             patient_external_id: key.clone(),
             review: review.clone(),
+        });
+    }
+    for review in &patient.physician_reviews {
+        let kind = match &review.kind {
+            ReviewKind::BenefitRisk => "benefit-risk".to_string(),
+            ReviewKind::BenzodiazepineAcknowledged => "benzodiazepine".to_string(),
+            ReviewKind::OutsidePrescriberAcknowledged(prescriber) => format!("outside-{}", prescriber.0),
+        };
+        records.reviews.push(ReviewRecord {
+            origin: resource.clone(),
+            external_id: format!("fhir-review:{}:{kind}", review.reviewed_on),
+            patient_external_id: key.clone(),
+            review: review.clone(),
+            note: None,
+        });
+    }
+    for event in &patient.naloxone_events {
+        records.naloxone.push(NaloxoneRecord {
+            origin: resource.clone(),
+            external_id: format!("fhir-naloxone:{}:{:?}", event.on, event.kind).to_lowercase(),
+            patient_external_id: key.clone(),
+            event: event.clone(),
         });
     }
     for agreement in &patient.agreements {

@@ -3,7 +3,8 @@
 
 use chrono::NaiveDate;
 use refill_rules::{
-    AgreementFacts, Fill, MedicationOrder, PdmpReview, PrescriberId, RiskTier, Sex, TaperState, UdsResult,
+    AgreementFacts, Fill, MedicationOrder, NaloxoneEvent, PdmpReview, PhysicianReview, PrescriberId, RiskTier, Sex,
+    TaperState, UdsResult,
 };
 
 use crate::error::Location;
@@ -179,6 +180,25 @@ pub struct AgreementRecord {
     pub agreement: AgreementFacts,
 }
 
+/// A documented physician review (benefit-risk review, or an acknowledgement).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewRecord {
+    pub origin: Location,
+    pub external_id: String,
+    pub patient_external_id: String,
+    pub review: PhysicianReview,
+    pub note: Option<String>,
+}
+
+/// Naloxone offered, declined or dispensed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NaloxoneRecord {
+    pub origin: Location,
+    pub external_id: String,
+    pub patient_external_id: String,
+    pub event: NaloxoneEvent,
+}
+
 /// One step of a physician-authored taper plan: from `starts_on`, the patient takes `regimen`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaperStepRecord {
@@ -214,6 +234,8 @@ pub struct ClinicRecords {
     pub pdmp: Vec<PdmpRecord>,
     pub agreements: Vec<AgreementRecord>,
     pub tapers: Vec<TaperRecord>,
+    pub reviews: Vec<ReviewRecord>,
+    pub naloxone: Vec<NaloxoneRecord>,
 }
 
 impl ClinicRecords {
@@ -227,6 +249,8 @@ impl ClinicRecords {
             + self.pdmp.len()
             + self.agreements.len()
             + self.tapers.len()
+            + self.reviews.len()
+            + self.naloxone.len()
     }
 
     pub fn is_empty(&self) -> bool {

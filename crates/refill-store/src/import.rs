@@ -10,13 +10,16 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::NaiveDate;
-use refill_rules::{AgreementFacts, Fill, MedicationOrder, PdmpReview, RiskTier, Sex, TaperState, UdsResult};
+use refill_rules::{
+    AgreementFacts, Fill, MedicationOrder, NaloxoneEvent, PdmpReview, PhysicianReview, ReviewKind, RiskTier, Sex,
+    TaperState, UdsResult,
+};
 use serde_json::json;
 
 use crate::audit::{AuditEvent, append};
 use crate::codec;
 use crate::model::{Actor, now};
-use crate::store::with_tx;
+use crate::store::{with_read_pool, with_tx};
 use crate::{Store, StoreError, Tx};
 
 /// A prescriber on the clinic's roster.
@@ -85,6 +88,21 @@ pub struct ImportAgreement {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub struct ImportReview {
+    pub patient_key: String,
+    pub source_id: String,
+    pub review: PhysicianReview,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportNaloxone {
+    pub patient_key: String,
+    pub source_id: String,
+    pub event: NaloxoneEvent,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct ImportTaperStep {
     pub step_number: u32,
     pub starts_on: NaiveDate,
@@ -121,6 +139,8 @@ pub struct ImportBatch {
     pub pdmp: Vec<ImportPdmp>,
     pub agreements: Vec<ImportAgreement>,
     pub tapers: Vec<ImportTaper>,
+    pub reviews: Vec<ImportReview>,
+    pub naloxone: Vec<ImportNaloxone>,
 }
 
 /// Which list of an [`ImportBatch`] a record is in.
@@ -134,6 +154,8 @@ pub enum ImportKind {
     Pdmp,
     Agreements,
     Tapers,
+    Reviews,
+    Naloxone,
 }
 
 impl ImportKind {
@@ -147,6 +169,8 @@ impl ImportKind {
             ImportKind::Pdmp => "pdmp_reviews",
             ImportKind::Agreements => "agreements",
             ImportKind::Tapers => "taper_plans",
+            ImportKind::Reviews => "physician_reviews",
+            ImportKind::Naloxone => "naloxone_events",
         }
     }
 }
@@ -320,6 +344,28 @@ where taper_steps.starts_on is distinct from excluded.starts_on
     or taper_steps.total_daily_mme is distinct from excluded.total_daily_mme
 returning plan_id"#;
 
+const UPSERT_REVIEW: &str = r#"
+insert into physician_reviews (patient_id, source_id, reviewed_on, physician_id, kind, subject_prescriber_id, note,
+    created_at)
+values ($1, $2, $3, $4, $5, $6, $7, $8)
+on conflict (patient_id, source_id) do update set reviewed_on = excluded.reviewed_on,
+    physician_id = excluded.physician_id, kind = excluded.kind,
+    subject_prescriber_id = excluded.subject_prescriber_id, note = excluded.note
+where physician_reviews.reviewed_on is distinct from excluded.reviewed_on
+    or physician_reviews.physician_id is distinct from excluded.physician_id
+    or physician_reviews.kind is distinct from excluded.kind
+    or physician_reviews.subject_prescriber_id is distinct from excluded.subject_prescriber_id
+    or physician_reviews.note is distinct from excluded.note
+returning patient_id"#;
+
+const UPSERT_NALOXONE: &str = r#"
+insert into naloxone_events (patient_id, source_id, occurred_on, kind, recorded_by, created_at)
+values ($1, $2, $3, $4, $5, $6)
+on conflict (patient_id, source_id) do update set occurred_on = excluded.occurred_on, kind = excluded.kind
+where naloxone_events.occurred_on is distinct from excluded.occurred_on
+    or naloxone_events.kind is distinct from excluded.kind
+returning patient_id"#;
+
 const SELECT_PATIENT_KEYS: &str = "select external_id, id from patients";
 
 fn taper_state_name(state: TaperState) -> &'static str {
@@ -461,8 +507,8 @@ async fn write_batch(
         tally.record_prescriber(written.is_some());
         tally.tick(progress);
     }
-    for patient in &batch.patients {
-        let written: Option<i64> = with_tx!(tx, conn => {
+    for (index, patient) in batch.patients.iter().enumerate() {
+        let result: Result<Option<i64>, sqlx::Error> = with_tx!(tx, conn => {
             sqlx::query_scalar(UPSERT_PATIENT)
                 .bind(patient.external_id.clone())
                 .bind(patient.mrn.clone())
@@ -480,8 +526,25 @@ async fn write_batch(
                 .bind(actor.id.clone())
                 .bind(at)
                 .fetch_optional(&mut *conn)
-                .await?
+                .await
         });
+        let written = match result {
+            Ok(written) => written,
+            // The only other unique column is the MRN. PostgreSQL aborts the transaction on the
+            // error, so this is the one problem reported; the caller rolls everything back.
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                return Ok(Err(vec![ImportRejection {
+                    kind: ImportKind::Patients,
+                    index,
+                    field: "mrn",
+                    message: format!(
+                        "MRN {:?} already belongs to another stored patient",
+                        patient.mrn.as_deref().unwrap_or("")
+                    ),
+                }]));
+            }
+            Err(error) => return Err(error.into()),
+        };
         tally.record(ImportKind::Patients, written);
         tally.tick(progress);
     }
@@ -491,7 +554,9 @@ async fn write_batch(
         && batch.uds.is_empty()
         && batch.pdmp.is_empty()
         && batch.agreements.is_empty()
-        && batch.tapers.is_empty());
+        && batch.tapers.is_empty()
+        && batch.reviews.is_empty()
+        && batch.naloxone.is_empty());
     if !has_children {
         return Ok(Ok(tally));
     }
@@ -522,6 +587,10 @@ async fn write_batch(
         batch.agreements.iter().enumerate().map(|(i, r)| resolve(ImportKind::Agreements, i, &r.patient_key)).collect();
     let tapers: Vec<Option<i64>> =
         batch.tapers.iter().enumerate().map(|(i, r)| resolve(ImportKind::Tapers, i, &r.patient_key)).collect();
+    let reviews: Vec<Option<i64>> =
+        batch.reviews.iter().enumerate().map(|(i, r)| resolve(ImportKind::Reviews, i, &r.patient_key)).collect();
+    let naloxone: Vec<Option<i64>> =
+        batch.naloxone.iter().enumerate().map(|(i, r)| resolve(ImportKind::Naloxone, i, &r.patient_key)).collect();
     if !rejections.is_empty() {
         return Ok(Err(rejections));
     }
@@ -635,6 +704,46 @@ async fn write_batch(
         tally.record(ImportKind::Tapers, written.then_some(patient_id));
         tally.tick(progress);
     }
+    for (record, patient_id) in batch.reviews.iter().zip(reviews.into_iter().flatten()) {
+        let review = &record.review;
+        let (kind, subject) = match &review.kind {
+            ReviewKind::BenefitRisk => ("benefit_risk", None),
+            ReviewKind::BenzodiazepineAcknowledged => ("benzodiazepine_acknowledged", None),
+            ReviewKind::OutsidePrescriberAcknowledged(prescriber) => {
+                ("outside_prescriber_acknowledged", Some(prescriber.0.clone()))
+            }
+        };
+        let written: Option<i64> = with_tx!(tx, conn => {
+            sqlx::query_scalar(UPSERT_REVIEW)
+                .bind(patient_id)
+                .bind(record.source_id.clone())
+                .bind(review.reviewed_on)
+                .bind(review.physician.0.clone())
+                .bind(kind)
+                .bind(subject.clone())
+                .bind(record.note.clone())
+                .bind(at)
+                .fetch_optional(&mut *conn)
+                .await?
+        });
+        tally.record(ImportKind::Reviews, written);
+        tally.tick(progress);
+    }
+    for (record, patient_id) in batch.naloxone.iter().zip(naloxone.into_iter().flatten()) {
+        let written: Option<i64> = with_tx!(tx, conn => {
+            sqlx::query_scalar(UPSERT_NALOXONE)
+                .bind(patient_id)
+                .bind(record.source_id.clone())
+                .bind(record.event.on)
+                .bind(codec::naloxone_kind_name(record.event.kind))
+                .bind(actor.id.clone())
+                .bind(at)
+                .fetch_optional(&mut *conn)
+                .await?
+        });
+        tally.record(ImportKind::Naloxone, written);
+        tally.tick(progress);
+    }
     Ok(Ok(tally))
 }
 
@@ -691,4 +800,38 @@ async fn patient_keys(tx: &mut Tx) -> Result<HashMap<String, i64>, StoreError> {
         sqlx::query_as(SELECT_PATIENT_KEYS).fetch_all(&mut *conn).await?
     });
     Ok(rows.into_iter().collect())
+}
+
+/// Tables an import writes, in the order [`imported_row_counts`] reports them.
+pub const IMPORTED_TABLES: [&str; 12] = [
+    "prescribers",
+    "patients",
+    "medication_orders",
+    "fills",
+    "uds_results",
+    "pdmp_reviews",
+    "agreements",
+    "taper_plans",
+    "taper_steps",
+    "physician_reviews",
+    "naloxone_events",
+    "audit_events",
+];
+
+/// Row counts of every table an import writes (and of the audit trail): what an operator or a test
+/// compares to see that a rejected file wrote nothing and a re-import changed nothing.
+///
+/// # Errors
+/// Database errors.
+pub async fn imported_row_counts(store: &Store) -> Result<Vec<(&'static str, i64)>, StoreError> {
+    let mut counts = Vec::with_capacity(IMPORTED_TABLES.len());
+    for table in IMPORTED_TABLES {
+        // The table names are the constants above, never input.
+        let sql = format!("select count(*) from {table}");
+        let count: i64 = with_read_pool!(store, pool => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await?
+        });
+        counts.push((table, count));
+    }
+    Ok(counts)
 }

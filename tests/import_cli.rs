@@ -1,0 +1,208 @@
+//! `refill import` and `refill demo` end to end: the demo clinic round-trips through CSV into SQLite and
+//! PostgreSQL, a re-import changes nothing, a file with a bad row at line 50,001 leaves the database
+//! exactly as it was, and the binary reports file, line and field.
+
+#[path = "../crates/refill-store/tests/common/mod.rs"]
+mod common;
+
+use std::process::Command;
+
+use chrono::NaiveDate;
+use refill_clinic::cmd::import::{import_file, summary_line};
+use refill_demo::{DemoClinic, DemoSettings, generate};
+use refill_import::Location;
+use refill_store::import::imported_row_counts;
+use refill_store::{Actor, Store};
+
+fn demo_clinic(patients: usize) -> DemoClinic {
+    generate(&DemoSettings { patients, seed: 11, today: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap() })
+}
+
+fn actor() -> Actor {
+    Actor::new("import-test", "system")
+}
+
+/// Import every file; panics on a rejected file.
+async fn import_all(store: &Store, files: &[(String, String)]) -> u64 {
+    let mut written = 0;
+    for (name, contents) in files {
+        let report = import_file(store, name, contents.as_bytes(), &actor(), false)
+            .await
+            .expect("database works")
+            .unwrap_or_else(|error| panic!("{error}"));
+        eprintln!("{}", summary_line(name, &report));
+        written += report.written();
+    }
+    written
+}
+
+/// Everything that shows whether a database changed: row counts and the audit chain head.
+async fn snapshot(store: &Store) -> (Vec<(&'static str, i64)>, i64, String) {
+    let counts = imported_row_counts(store).await.expect("count rows");
+    let head = store.audit_head().await.expect("read the audit head");
+    (counts, head.seq, head.mac)
+}
+
+fn count(counts: &[(&'static str, i64)], table: &str) -> i64 {
+    counts.iter().find(|(t, _)| *t == table).map(|(_, c)| *c).unwrap()
+}
+
+#[tokio::test]
+async fn the_demo_clinic_round_trips_and_a_reimport_changes_nothing() {
+    let clinic = demo_clinic(150);
+    let files = clinic.csv_files();
+    let bundle = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/import/clinic-bundle.json")).unwrap();
+    for db in common::backends().await {
+        let store = &db.store;
+        assert!(import_all(store, &files).await > 0, "{}: first import writes", db.name);
+        let fhir = import_file(store, "clinic-bundle.json", &bundle, &actor(), false).await.unwrap().unwrap();
+        assert_eq!(fhir.written(), 6, "{}: {}", db.name, summary_line("bundle", &fhir));
+
+        let (counts, seq, mac) = snapshot(store).await;
+        assert_eq!(count(&counts, "patients"), 151, "{}", db.name);
+        assert_eq!(count(&counts, "prescribers"), clinic.physicians.len() as i64, "{}", db.name);
+        let orders: usize = clinic.patients.iter().map(|p| p.orders.len()).sum();
+        assert_eq!(count(&counts, "medication_orders"), orders as i64 + 1, "{}", db.name);
+        let fills: usize = clinic.patients.iter().map(|p| p.fills.len()).sum();
+        assert_eq!(count(&counts, "fills"), fills as i64 + 1, "{}", db.name);
+        let tapers = clinic.patients.iter().filter(|p| p.taper.is_some()).count();
+        assert_eq!(count(&counts, "taper_plans"), tapers as i64, "{}", db.name);
+        assert_eq!(seq, files.len() as i64 + 1, "{}: one audit event per file that changed something", db.name);
+
+        // The same files again: no row written, no version bumped, no audit event.
+        assert_eq!(import_all(store, &files).await, 0, "{}", db.name);
+        let again = import_file(store, "clinic-bundle.json", &bundle, &actor(), false).await.unwrap().unwrap();
+        assert_eq!(again.written(), 0, "{}", db.name);
+        assert_eq!(
+            snapshot(store).await,
+            (counts.clone(), seq, mac.clone()),
+            "{}: a re-import changed something",
+            db.name
+        );
+
+        // A changed value updates in place: one row written, one audit event, no new row.
+        let patients = &files.iter().find(|(n, _)| n == "patients.csv").unwrap().1;
+        let edited = patients.replacen(&clinic.patients[0].family_name, "Renamed", 1);
+        let report = import_file(store, "patients.csv", edited.as_bytes(), &actor(), false).await.unwrap().unwrap();
+        assert_eq!(report.written(), 1, "{}", db.name);
+        let (after, after_seq, _) = snapshot(store).await;
+        assert_eq!(count(&after, "patients"), 151, "{}", db.name);
+        assert_eq!(after_seq, seq + 1, "{}", db.name);
+        let stored = store.patient_by_external_id(&clinic.patients[0].external_id).await.unwrap().unwrap();
+        assert_eq!(stored.details.family_name, "Renamed", "{}", db.name);
+        assert_eq!(stored.version, 2, "{}", db.name);
+    }
+}
+
+/// A patients file of `rows` valid rows (ids `B000001`...), with `bad` replacing data row `bad_row`.
+fn big_patients_file(rows: usize, bad_row: usize, bad: &str) -> String {
+    let mut csv = String::with_capacity(rows * 64);
+    csv.push_str("patient_id,mrn,family_name,given_name,birth_date,sex,risk_tier\n");
+    for row in 1..=rows {
+        if row == bad_row {
+            csv.push_str(bad);
+            csv.push('\n');
+        } else {
+            csv.push_str(&format!("B{row:06},BMRN-{row:06},Family{row},Given,1960-01-01,female,low\n"));
+        }
+    }
+    csv
+}
+
+#[tokio::test]
+async fn a_bad_row_at_50000_leaves_the_database_exactly_as_before() {
+    let clinic = demo_clinic(40);
+    let files = clinic.csv_files();
+    let taken_mrn = clinic.patients[3].mrn.clone();
+    for db in common::backends().await {
+        let store = &db.store;
+        import_all(store, &files).await;
+        let before = snapshot(store).await;
+
+        // Caught by the parser: nothing reaches the database.
+        let malformed = big_patients_file(60_000, 50_000, "B050000,BMRN-050000,Family,Given,1960-02-30,female,low");
+        let error = import_file(store, "patients-big.csv", malformed.as_bytes(), &actor(), false)
+            .await
+            .unwrap()
+            .expect_err("the malformed file is rejected");
+        assert_eq!(error.problems.len(), 1, "{error}");
+        assert_eq!(error.problems[0].location, Location::Line(50_001));
+        assert_eq!(error.problems[0].field, "birth_date");
+        assert!(error.to_string().contains("patients-big.csv:50001: birth_date:"), "{error}");
+        assert_eq!(snapshot(store).await, before, "{}", db.name);
+
+        // Caught by the database after 49,999 rows were written in the file's transaction: an MRN
+        // that belongs to a stored patient. The rollback leaves everything as it was.
+        let clash = big_patients_file(60_000, 50_000, &format!("B050000,{taken_mrn},Family,Given,1960-01-01,male,low"));
+        let error = import_file(store, "patients-big.csv", clash.as_bytes(), &actor(), false)
+            .await
+            .unwrap()
+            .expect_err("the clashing file is rejected");
+        assert_eq!(error.problems[0].location, Location::Line(50_001), "{error}");
+        assert_eq!(error.problems[0].field, "mrn", "{error}");
+        assert_eq!(snapshot(store).await, before, "{}: a rejected file left rows behind", db.name);
+
+        // Orders for a patient nobody knows, at row 50,000 of a large orders file.
+        let mut orders =
+            String::from("order_id,patient_id,status,authored_on,rxcui,dose_value,dose_unit,doses_per_day\n");
+        for row in 1..=60_000 {
+            let patient = if row == 50_000 { "NOBODY" } else { clinic.patients[row % 40].external_id.as_str() };
+            orders.push_str(&format!("BIG-{row},{patient},active,2026-11-01,1049621,1,unit,4\n"));
+        }
+        let error = import_file(store, "orders-big.csv", orders.as_bytes(), &actor(), false)
+            .await
+            .unwrap()
+            .expect_err("the file with an unknown patient is rejected");
+        assert_eq!(error.problems.len(), 1, "{error}");
+        assert_eq!(error.problems[0].location, Location::Line(50_001), "{error}");
+        assert_eq!(error.problems[0].field, "patient_id", "{error}");
+        assert_eq!(snapshot(store).await, before, "{}", db.name);
+    }
+}
+
+fn refill() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_refill"));
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    command
+}
+
+#[test]
+fn the_binary_imports_and_names_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("import.db").display());
+    let csv_dir = dir.path().join("csv");
+    std::fs::create_dir_all(&csv_dir).unwrap();
+    for (name, contents) in demo_clinic(30).csv_files() {
+        std::fs::write(csv_dir.join(name), contents).unwrap();
+    }
+    // Given in the "wrong" order on purpose: the command imports physicians and patients first.
+    let mut paths: Vec<_> = std::fs::read_dir(&csv_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    paths.sort();
+    paths.reverse();
+    let output = refill().args(["--database", &url, "import"]).args(&paths).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("patients.csv: 30 written"), "{stdout}");
+
+    let bad = dir.path().join("fills-bad.csv");
+    std::fs::write(&bad, "fill_id,patient_id,filled_on,days_supply\nF1,P000001,2026-11-01,30\nF2,P000002,2026-11-31,30\nF3,P000003,2026-11-01,thirty\n")
+        .unwrap();
+    let output = refill().args(["--database", &url, "import"]).arg(&bad).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("fills-bad.csv:3: filled_on: expected a date YYYY-MM-DD"), "{stderr}");
+    assert!(stderr.contains("fills-bad.csv:4: days_supply:"), "{stderr}");
+    assert!(stderr.contains("nothing from them was written"), "{stderr}");
+}
+
+#[test]
+fn the_demo_command_builds_a_clinic() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let output =
+        refill().args(["demo", "--patients", "60", "--seed", "5", "--no-serve", "--db"]).arg(&db).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("with 60 patients"), "{stdout}");
+    assert!(db.exists());
+}
