@@ -275,3 +275,42 @@ async fn the_morning_digest_reaches_staff() {
     assert_eq!(received[0].rcpt_tos, vec!["desk@northside.example".to_string()]);
     assert!(received[0].data.contains("Morning digest for 2026-12-08"), "{}", received[0].data);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_senders_on_one_outbox_send_each_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path(), PeerOptions::default()) else { return };
+    for db in common::backends().await {
+        let before = peer.received().len();
+        let ids = queue_notices(&db.store, 60, about_next_week()).await;
+        let settings = DeliverySettings { batch: 5, ..DeliverySettings::default() };
+        let mut senders = Vec::new();
+        for _ in 0..3 {
+            // Separate pools: three processes in effect.
+            let store = db.open_another().await;
+            let mailer = mailer(peer.port);
+            let settings = settings.clone();
+            senders.push(tokio::spawn(async move {
+                let mut sent = 0;
+                loop {
+                    let report = delivery::deliver_due(&store, &mailer, t0(), &settings).await.unwrap();
+                    if report.claimed == 0 {
+                        return sent;
+                    }
+                    sent += report.sent;
+                }
+            }));
+        }
+        let mut total = 0;
+        for sender in senders {
+            total += sender.await.unwrap();
+        }
+        assert_eq!(total, 60, "{}", db.name);
+        let received = peer.wait_for(before + 60, Duration::from_secs(5));
+        let counts = counts_by_message_id(&received[before..]);
+        assert_eq!(counts.len(), 60, "{}", db.name);
+        for id in &ids {
+            assert_eq!(counts.get(id), Some(&1), "{}: {id}", db.name);
+        }
+    }
+}
