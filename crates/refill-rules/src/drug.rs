@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use crate::error::RulesError;
@@ -163,13 +164,35 @@ impl Unidentified {
 #[derive(Debug, Clone)]
 pub struct DrugTable {
     products: Vec<Product>,
-    by_rxcui: HashMap<String, usize>,
-    by_name: HashMap<String, usize>,
+    by_rxcui: HashMap<String, usize, FastHash>,
+    by_name: HashMap<String, usize, FastHash>,
     ingredients: BTreeSet<String>,
     /// Lower-case brand names (`kadian`, `oxycontin`) from the bracketed part of branded names.
     brands: BTreeSet<String>,
     dose_forms: Vec<String>,
 }
+
+/// FNV-1a: the keys are short codes and names from our own table (no untrusted key flooding), and the
+/// lookup runs for every order in every refill decision, where SipHash was a visible share of the time.
+#[derive(Default)]
+struct Fnv1a(u64);
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+type FastHash = BuildHasherDefault<Fnv1a>;
 
 static EMBEDDED: OnceLock<DrugTable> = OnceLock::new();
 
@@ -196,8 +219,8 @@ impl DrugTable {
         }
         let mut table = DrugTable {
             products: Vec::new(),
-            by_rxcui: HashMap::new(),
-            by_name: HashMap::new(),
+            by_rxcui: HashMap::default(),
+            by_name: HashMap::default(),
             ingredients: BTreeSet::new(),
             brands: BTreeSet::new(),
             dose_forms: Vec::new(),
@@ -470,8 +493,16 @@ fn derive_acting(ingredient: &str, dose_form: &str, unit: StrengthUnit) -> Actin
     Acting::Short
 }
 
+/// Lower case with single spaces, in one allocation (runs for every text-only order).
 fn normalise_text(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase()
+    let mut normalised = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !normalised.is_empty() {
+            normalised.push(' ');
+        }
+        normalised.extend(word.chars().map(|c| c.to_ascii_lowercase()));
+    }
+    normalised
 }
 
 /// Brand names written in brackets in a branded drug name, lower case, without strength suffixes.

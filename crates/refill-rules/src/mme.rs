@@ -246,26 +246,24 @@ pub fn daily_mme_with(
         excluded: Vec::new(),
         undetermined: Vec::new(),
     };
-    let mut counted: Vec<(&MedicationOrder, String, f64, &'static str, Factor)> = Vec::new();
+    let mut counted: Vec<(&MedicationOrder, String, f64, &'static str, Factor)> = Vec::with_capacity(orders.len());
     for order in orders {
-        for assessed in assess(order, factor_set, drugs, factors) {
-            match assessed {
-                Assessed::Dose { ingredient, daily_dose, unit, factor } => {
-                    counted.push((order, ingredient, daily_dose, unit, factor));
-                }
-                Assessed::Excluded { reason, oud_treatment } => result.excluded.push(MmeExcluded {
-                    order_id: order.id.clone(),
-                    medication: order.label(),
-                    reason,
-                    oud_treatment,
-                }),
-                Assessed::Undetermined(reason) => result.undetermined.push(MmeUndetermined {
-                    order_id: order.id.clone(),
-                    medication: order.label(),
-                    reason,
-                }),
+        assess(order, factor_set, drugs, factors, &mut |assessed| match assessed {
+            Assessed::Dose { ingredient, daily_dose, unit, factor } => {
+                counted.push((order, ingredient, daily_dose, unit, factor));
             }
-        }
+            Assessed::Excluded { reason, oud_treatment } => result.excluded.push(MmeExcluded {
+                order_id: order.id.clone(),
+                medication: order.label(),
+                reason,
+                oud_treatment,
+            }),
+            Assessed::Undetermined(reason) => result.undetermined.push(MmeUndetermined {
+                order_id: order.id.clone(),
+                medication: order.label(),
+                reason,
+            }),
+        });
     }
     // The 2016 methadone tier depends on the total methadone of the whole regimen.
     let total_methadone_mg: f64 = counted
@@ -301,27 +299,33 @@ pub fn daily_mme_with(
     result
 }
 
+/// Assess one order, handing one `Assessed` per distinct opioid ingredient to `emit` (no allocation
+/// for the usual single-ingredient product: this runs once per order in every refill decision).
 fn assess(
     order: &MedicationOrder,
     factor_set: FactorSet,
     drugs: &DrugTable,
     factors: &ConversionFactors,
-) -> Vec<Assessed> {
+    emit: &mut dyn FnMut(Assessed),
+) {
     if order.purpose == OrderPurpose::OpioidUseDisorder {
-        return vec![Assessed::Excluded {
+        emit(Assessed::Excluded {
             reason: "treatment of opioid use disorder is not counted in MME".to_string(),
             oud_treatment: true,
-        }];
+        });
+        return;
     }
     let product = match drugs.identify(order) {
         Ok(product) => product,
-        Err(unidentified) => return vec![Assessed::Undetermined(unidentified.describe())],
+        Err(unidentified) => return emit(Assessed::Undetermined(unidentified.describe())),
     };
-    product
-        .distinct_ingredients()
-        .into_iter()
-        .map(|ingredient| assess_ingredient(order, &product, ingredient, factor_set, factors))
-        .collect()
+    for (index, row) in product.ingredients.iter().enumerate() {
+        // Rows of the same ingredient (two salts) are summed by `strength_of`: assess it once.
+        if product.ingredients[..index].iter().any(|earlier| earlier.ingredient == row.ingredient) {
+            continue;
+        }
+        emit(assess_ingredient(order, &product, &row.ingredient, factor_set, factors));
+    }
 }
 
 fn assess_ingredient(
