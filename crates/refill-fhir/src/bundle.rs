@@ -95,9 +95,10 @@ pub fn parse_bundle(value: &Value) -> Result<Vec<FhirPatientRecord>, Vec<FhirErr
     group(&collected, None)
 }
 
-/// Map a CDS Hooks request: `context.draftOrders` (draft orders count as current: they are being
-/// signed), `context.selections`' bundle, and every `prefetch` value; resources without a usable
-/// patient reference belong to `context.patientId`.
+/// Map a CDS Hooks request: `context.draftOrders` (its orders count as current whether their status
+/// is `active` or `draft`: they are being signed or selected; `context.selections` only names entries
+/// of that bundle) and every non-null `prefetch` value (a Bundle or a single resource). Resources
+/// without a usable patient reference belong to `context.patientId`.
 pub fn parse_cds_hooks_request(value: &Value) -> Result<Vec<FhirPatientRecord>, Vec<FhirError>> {
     let mut collected = Vec::new();
     let mut problems = Vec::new();
