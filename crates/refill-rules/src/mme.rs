@@ -624,6 +624,61 @@ mod tests {
         assert_eq!(result.items.len(), 1);
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Products covering each formula: countable units, patch, solution, mg dose, buprenorphine,
+        /// methadone (tiered under 2016), one without a factor.
+        const CODES: [&str; 7] = ["1049502", "857002", "197696", "991147", "1010603", "864706", "861467"];
+
+        fn any_order() -> impl Strategy<Value = MedicationOrder> {
+            (0..CODES.len(), 0.1f64..8.0, 0.1f64..6.0, 0..4usize).prop_map(|(code, dose, per_day, unit)| {
+                let unit = [DoseUnit::DoseFormUnit, DoseUnit::Milligram, DoseUnit::Milliliter, DoseUnit::Microgram]
+                    [unit]
+                    .clone();
+                order(&format!("o{code}"), CODES[code], dose, unit, per_day)
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn every_order_is_accounted_for_and_the_total_is_honest(
+                orders in proptest::collection::vec(any_order(), 0..5),
+                cdc2016 in any::<bool>(),
+            ) {
+                let set = if cdc2016 { FactorSet::Cdc2016 } else { FactorSet::Cdc2022 };
+                let result = daily_mme(&orders, set);
+                prop_assert_eq!(result.items.len() + result.excluded.len() + result.undetermined.len(), orders.len());
+                match result.total_daily_mme {
+                    Some(total) => {
+                        prop_assert!(result.undetermined.is_empty());
+                        prop_assert!(total >= 0.0 && total.is_finite());
+                        let sum: f64 = result.items.iter().map(|item| item.mme).sum();
+                        prop_assert!((total - sum).abs() < 1e-9);
+                        prop_assert!(orders.is_empty() || !result.items.is_empty());
+                    }
+                    None => prop_assert!(
+                        !result.undetermined.is_empty() || (result.items.is_empty() && !result.excluded.is_empty())
+                    ),
+                }
+                for item in &result.items {
+                    prop_assert!((item.mme - item.daily_dose * item.factor).abs() < 1e-9);
+                }
+                // The same input gives the same result.
+                prop_assert_eq!(daily_mme(&orders, set), result);
+            }
+
+            #[test]
+            fn more_of_a_flat_factor_drug_never_lowers_the_total(dose in 0.1f64..50.0, extra in 0.0f64..50.0) {
+                let oxycodone = |mg: f64| order("o", OXYCODONE_ER_10, mg, DoseUnit::Milligram, 1.0);
+                let low = daily_mme(&[oxycodone(dose)], FactorSet::Cdc2022).total_daily_mme.unwrap();
+                let high = daily_mme(&[oxycodone(dose + extra)], FactorSet::Cdc2022).total_daily_mme.unwrap();
+                prop_assert!(high >= low);
+            }
+        }
+    }
+
     #[test]
     fn thresholds_compare_unrounded() {
         // 33.3 mg oxycodone/day = 49.95 MME stays below 50.
