@@ -85,8 +85,13 @@ pub async fn run(command: Command, context: &Context) -> anyhow::Result<ExitCode
         Command::AuditProbes => {
             let audit = store_jobs::audit_probe_effects(&store, "probe").await?;
             println!(
-                "probes: {} jobs, {} completed, {} effects, {} without exactly one effect, {} unfinished",
-                audit.jobs, audit.completed, audit.effects, audit.jobs_without_exactly_one_effect, audit.unfinished
+                "probes: {} jobs, {} completed, {} effects, {} without exactly one effect, {} unfinished, {} reclaimed",
+                audit.jobs,
+                audit.completed,
+                audit.effects,
+                audit.jobs_without_exactly_one_effect,
+                audit.unfinished,
+                audit.reclaimed
             );
             let exactly_once = audit.completed == audit.jobs
                 && audit.effects == audit.jobs

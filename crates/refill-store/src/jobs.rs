@@ -788,6 +788,8 @@ pub struct EffectAudit {
     pub effects: i64,
     pub jobs_without_exactly_one_effect: i64,
     pub unfinished: i64,
+    /// Jobs that needed more than one claim (their first worker died or lost the lease).
+    pub reclaimed: i64,
 }
 
 pub async fn audit_probe_effects(store: &Store, kind: &str) -> Result<EffectAudit, StoreError> {
@@ -797,7 +799,8 @@ pub async fn audit_probe_effects(store: &Store, kind: &str) -> Result<EffectAudi
          (SELECT count(*) FROM job_effect e JOIN job j ON j.id = e.job_id WHERE j.kind = $1) AS effects, \
          (SELECT count(*) FROM job j WHERE j.kind = $1 AND \
             (SELECT count(*) FROM job_effect e WHERE e.job_id = j.id) <> 1) AS wrong, \
-         (SELECT count(*) FROM job WHERE kind = $1 AND state IN ('available', 'running')) AS unfinished";
+         (SELECT count(*) FROM job WHERE kind = $1 AND state IN ('available', 'running')) AS unfinished, \
+         (SELECT count(*) FROM job WHERE kind = $1 AND attempt > 1) AS reclaimed";
     let row = match &store.pools {
         Pools::Sqlite { read, .. } => sqlx::query(sql).bind(kind).fetch_one(read).await?,
         Pools::Postgres(pool) => {
@@ -809,6 +812,7 @@ pub async fn audit_probe_effects(store: &Store, kind: &str) -> Result<EffectAudi
                 effects: row.try_get("effects")?,
                 jobs_without_exactly_one_effect: row.try_get("wrong")?,
                 unfinished: row.try_get("unfinished")?,
+                reclaimed: row.try_get("reclaimed")?,
             });
         }
     };
@@ -818,6 +822,7 @@ pub async fn audit_probe_effects(store: &Store, kind: &str) -> Result<EffectAudi
         effects: row.try_get("effects")?,
         jobs_without_exactly_one_effect: row.try_get("wrong")?,
         unfinished: row.try_get("unfinished")?,
+        reclaimed: row.try_get("reclaimed")?,
     })
 }
 
