@@ -678,9 +678,19 @@ fn make_step(draft: StepDraft<'_>) -> TaperStep {
         reduction_mme: draft.reduction,
         fraction_of_current: if draft.total_before > 0.0 { draft.reduction / draft.total_before } else { 0.0 },
         follow_up_due: draft.on - Duration::days(lead),
-        patient_notice_on: draft.on - Duration::days(policy.patient_notice_lead_days),
-        staff_notice_on: draft.on - Duration::days(policy.staff_notice_lead_days),
+        patient_notice_on: notice_on(draft.on, draft.previous_on, policy.patient_notice_lead_days),
+        staff_notice_on: notice_on(draft.on, draft.previous_on, policy.staff_notice_lead_days),
         revision: draft.revision,
+    }
+}
+
+/// A notice `lead_days` before the step, but not before the previous step took effect: with weekly or
+/// daily steps one notice per step, each after the step before it.
+fn notice_on(on: NaiveDate, previous_on: Option<NaiveDate>, lead_days: i64) -> NaiveDate {
+    let wanted = on - Duration::days(lead_days);
+    match previous_on {
+        Some(previous) => wanted.max(previous),
+        None => wanted,
     }
 }
 

@@ -187,6 +187,9 @@ fn faster_presets_are_refused_without_an_attestation() {
     req.attestation = Some(attestation(AttestationReason::ShortPriorDuration));
     let plan = plan_taper(&req, &policy).unwrap();
     assert_eq!((plan.steps[1].effective_on - plan.steps[0].effective_on).num_days(), 7);
+    // Weekly steps: the 14-day staff notice is moved up to the previous step, never before it.
+    assert_eq!(plan.steps[1].staff_notice_on, plan.steps[0].effective_on);
+    assert_eq!(plan.steps[1].follow_up_due, plan.steps[1].effective_on - Duration::days(3));
     assert_eq!(plan.attestation.as_ref().unwrap().reason.describe(), "short prior duration (CDC 2022 weekly scheme)");
 }
 
