@@ -35,7 +35,7 @@ pub use facts::{NewTaperPlan, NewTaperStep, StaffFact, UdsOrder};
 pub use model::{Actor, DecisionId, ExceptionId, QueueItemId, RefillRequestId, TaperPlanId};
 pub use patients::{ContactPreference, PatientDetails, PatientRecord, Prescriber, Upserted};
 pub use queue::{QueueCounts, QueueItem, QueueQuery, QueueStatus};
-pub use store::{AuditKey, Backend, Pools, Store, StoreSettings, Tx};
+pub use store::{AuditKey, Backend, MigrationStatus, Pools, Store, StoreSettings, Tx};
 
 /// Embedded migrations, one set per backend, with the same versions and names.
 pub static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");

@@ -83,6 +83,14 @@ impl StoreSettings {
     }
 }
 
+/// One migration and whether the database has applied it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    pub version: i64,
+    pub description: String,
+    pub applied: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -177,6 +185,55 @@ impl Store {
             Pools::Postgres(pool) => crate::POSTGRES_MIGRATOR.run(pool).await?,
         }
         Ok(())
+    }
+
+    /// Every migration this build knows, with whether the database has applied it.
+    ///
+    /// # Errors
+    /// Database errors (a database never migrated reports every migration as pending).
+    pub async fn migration_status(&self) -> Result<Vec<MigrationStatus>, StoreError> {
+        // The bookkeeping table exists only after the first migration run.
+        let applied: Vec<i64> = match &self.pools {
+            Pools::Sqlite { read, .. } => {
+                let exists: i64 = sqlx::query_scalar(
+                    "select count(*) from sqlite_master where type = 'table' and name = '_sqlx_migrations'",
+                )
+                .fetch_one(read)
+                .await?;
+                if exists == 0 {
+                    Vec::new()
+                } else {
+                    sqlx::query_scalar("select version from _sqlx_migrations where success = true")
+                        .fetch_all(read)
+                        .await?
+                }
+            }
+            Pools::Postgres(pool) => {
+                let exists: bool = sqlx::query_scalar("select to_regclass('_sqlx_migrations') is not null")
+                    .fetch_one(pool)
+                    .await?;
+                if exists {
+                    sqlx::query_scalar("select version from _sqlx_migrations where success = true")
+                        .fetch_all(pool)
+                        .await?
+                } else {
+                    Vec::new()
+                }
+            }
+        };
+        let migrator = match self.backend() {
+            Backend::Sqlite => &crate::SQLITE_MIGRATOR,
+            Backend::Postgres => &crate::POSTGRES_MIGRATOR,
+        };
+        Ok(migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .map(|m| MigrationStatus {
+                version: m.version,
+                description: m.description.to_string(),
+                applied: applied.contains(&m.version),
+            })
+            .collect())
     }
 
     pub fn backend(&self) -> Backend {
