@@ -265,6 +265,25 @@ pub async fn queue_email(
     outbox::enqueue(tx, &row, now).await
 }
 
+/// Queue the immediate alert to physicians for an urgent escalation, in the caller's transaction (the
+/// one that records the escalation). Once per escalation and clinic date. `Ok(None)` when no
+/// physician recipients are configured (the escalation still shows on the review screen).
+pub async fn queue_urgent_alert(
+    tx: &mut Tx,
+    composer: &Composer,
+    alert: &refill_notify::UrgentAlert,
+    clinic_zone: Tz,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Option<Enqueued>> {
+    let recipients = &composer.settings().physician_recipients;
+    if recipients.is_empty() {
+        tracing::warn!("no [notify] physician_recipients configured; urgent alert not emailed");
+        return Ok(None);
+    }
+    let email = composer.urgent_alert(alert, recipients, now)?;
+    Ok(Some(queue_email(tx, &email, None, clinic_zone, now).await?))
+}
+
 /// The notifier behind the worker's [`crate::runner::Mailer`] seam: composes reminder and digest
 /// jobs into outbox rows and delivers the outbox.
 pub struct OutboxMailer {

@@ -314,3 +314,33 @@ async fn three_senders_on_one_outbox_send_each_message_once() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_urgent_escalation_alerts_physicians_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::sqlite().await;
+    let Some(peer) = SmtpPeer::start(dir.path(), PeerOptions::default()) else { return };
+    let composer = Composer::new(NotifySettings {
+        physician_recipients: vec!["dr.lee@northside.example".into()],
+        ..composer().settings().clone()
+    })
+    .unwrap();
+    let alert = refill_notify::UrgentAlert {
+        escalation_ref: "exception-17".into(),
+        patient_ref: "patient #17".into(),
+        summary: "overdose or sedation signal".into(),
+        raised_at: clinic_date().and_hms_opt(9, 40, 0).unwrap(),
+    };
+    for _ in 0..2 {
+        let mut tx = db.store.begin().await.unwrap();
+        delivery::queue_urgent_alert(&mut tx, &composer, &alert, zone(), t0()).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let report =
+        delivery::deliver_due(&db.store, &mailer(peer.port), t0(), &DeliverySettings::default()).await.unwrap();
+    assert_eq!(report.sent, 1, "queued twice, sent once");
+    let received = peer.wait_for(1, Duration::from_secs(5));
+    assert_eq!(received[0].rcpt_tos, vec!["dr.lee@northside.example".to_string()]);
+    assert_eq!(received[0].header("Subject").as_deref(), Some("Urgent: a patient needs your review"));
+    assert!(received[0].data.contains("patient #17"));
+}
