@@ -344,3 +344,51 @@ async fn an_urgent_escalation_alerts_physicians_at_once() {
     assert_eq!(received[0].header("Subject").as_deref(), Some("Urgent: a patient needs your review"));
     assert!(received[0].data.contains("patient #17"));
 }
+
+#[tokio::test]
+async fn a_relay_restart_under_pooled_connections_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::sqlite().await;
+    let Some(mut peer) = SmtpPeer::start(dir.path(), PeerOptions::default()) else { return };
+    let mailer = mailer(peer.port);
+    let settings = DeliverySettings::default();
+    queue_notices(&db.store, 5, about_next_week()).await;
+    let first = delivery::deliver_due(&db.store, &mailer, t0(), &settings).await.unwrap();
+    assert_eq!(first.sent, 5);
+
+    // The relay restarts: the pooled connections are now dead sockets.
+    peer.restart(dir.path());
+    let composer = composer();
+    for n in 5..15 {
+        let patient = reachable_patient(&db.store, n).await;
+        let contact = outbox::email_contact(&db.store, patient).await.unwrap();
+        let mut tx = db.store.begin().await.unwrap();
+        delivery::queue_patient_notice(
+            &mut tx,
+            &composer,
+            &contact,
+            patient,
+            PatientNoticeKind::VisitDue,
+            Moment::Date(about_next_week()),
+            clinic_date(),
+            zone(),
+            t0(),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let mut now = t0();
+    for _ in 0..10 {
+        delivery::deliver_due(&db.store, &mailer, now, &settings).await.unwrap();
+        now += chrono::Duration::minutes(16);
+    }
+    let counts = counts_by_message_id(&peer.received());
+    let stored = outbox::message_ids(&db.store).await.unwrap();
+    assert_eq!(stored.len(), 15);
+    for (message_id, state, ambiguous) in stored {
+        assert_eq!(state, OutboxState::Sent, "{message_id}");
+        let copies = counts.get(&message_id).copied().unwrap_or(0);
+        assert!(copies >= 1 && copies as i64 - 1 <= ambiguous, "{message_id}: {copies} copies, {ambiguous} ambiguous");
+    }
+}
