@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::NotifyError;
-use crate::wording::first_forbidden_word;
+use crate::wording::{first_forbidden_fragment, first_forbidden_word};
 
 /// `[notify]`: identity and the only contact details a patient email may carry.
 #[derive(Debug, Clone, Deserialize)]
@@ -200,7 +200,7 @@ impl NotifySettings {
         }
         if self.sender_address.parse::<lettre::Address>().is_err() {
             problems.push(NotifyError::settings("[notify] sender_address", "is not an email address"));
-        } else if let Some(word) = first_forbidden_word(&self.sender_address) {
+        } else if let Some(word) = first_forbidden_fragment(&self.sender_address) {
             problems.push(NotifyError::settings("[notify] sender_address", format!("contains {word:?}")));
         }
         let domain = self.message_id_domain.trim();
@@ -209,7 +209,7 @@ impl NotifySettings {
                 "[notify] message_id_domain",
                 "must be a domain name such as mail.example.org",
             ));
-        } else if let Some(word) = first_forbidden_word(domain) {
+        } else if let Some(word) = first_forbidden_fragment(domain) {
             problems.push(NotifyError::settings("[notify] message_id_domain", format!("contains {word:?}")));
         }
         if !self.callback_number.chars().any(|c| c.is_ascii_digit()) {
@@ -221,7 +221,7 @@ impl NotifySettings {
         } else if !(url.starts_with("https://") || url.starts_with("http://")) {
             problems.push(NotifyError::settings("[notify] sign_in_url", "must be an http(s):// address"));
         }
-        if let Some(word) = first_forbidden_word(url) {
+        if let Some(word) = first_forbidden_fragment(url) {
             problems.push(NotifyError::settings("[notify] sign_in_url", format!("contains {word:?}")));
         }
         for (key, list) in [

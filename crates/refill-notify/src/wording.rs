@@ -84,6 +84,14 @@ pub fn forbidden_words_in(text: &str) -> Vec<String> {
     words(text).filter(|word| is_forbidden(word)).map(str::to_string).collect()
 }
 
+/// The first forbidden stem found anywhere inside `text`, even inside a longer word. For addresses
+/// and domains, where words run together ("eastsidepain.example"); stricter than
+/// [`first_forbidden_word`], so it is not used on prose.
+pub fn first_forbidden_fragment(text: &str) -> Option<&'static str> {
+    let lower = text.to_lowercase();
+    FORBIDDEN_STEMS.iter().copied().find(|stem| lower.contains(stem))
+}
+
 fn is_forbidden(word: &str) -> bool {
     let lower = word.to_lowercase();
     FORBIDDEN_WORDS.contains(&lower.as_str()) || FORBIDDEN_STEMS.iter().any(|stem| lower.starts_with(stem))
@@ -116,6 +124,12 @@ mod tests {
     fn neutral_wording_passes() {
         assert_eq!(first_forbidden_word("Hello Ana, your care plan changes on Friday 12 December."), None);
         assert_eq!(first_forbidden_word("Northside Care Clinic, Spain Street, label"), None);
+    }
+
+    #[test]
+    fn fragments_are_found_inside_run_together_names() {
+        assert_eq!(first_forbidden_fragment("no-reply@eastsidepain.example"), Some("pain"));
+        assert_eq!(first_forbidden_fragment("mail.northside.example"), None);
     }
 
     #[test]
