@@ -48,7 +48,8 @@ pub fn load_policy(config: &Config) -> anyhow::Result<LoadedPolicy> {
 /// Read, parse and validate a policy file. Errors name the file and the key (with line and column for
 /// syntax errors and unknown keys).
 pub fn load_policy_file(path: &Path) -> anyhow::Result<LoadedPolicy> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("could not read policy file {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("could not read policy file {}", path.display()))?;
     let mut loaded = parse_policy(&text).with_context(|| format!("policy file {}", path.display()))?;
     loaded.source = Some(path.to_path_buf());
     Ok(loaded)
@@ -156,7 +157,8 @@ mod tests {
     fn bad_values_are_rejected_with_the_key_named() {
         let error = parse_policy("[refill]\non_time_fraction = 1.2\n").unwrap_err().to_string();
         assert!(error.contains("refill.on_time_fraction must be between 0.5 and 1.0"), "{error}");
-        let floor = parse_policy("[refill.outcomes]\noverdose_or_sedation_signal = \"ESCALATE\"\n").unwrap_err().to_string();
+        let floor =
+            parse_policy("[refill.outcomes]\noverdose_or_sedation_signal = \"ESCALATE\"\n").unwrap_err().to_string();
         assert!(floor.contains("refill.outcomes.overdose_or_sedation_signal"), "{floor}");
         let relaxed = parse_policy("[refill.outcomes]\nregimen_changed = \"APPROVE\"\n").unwrap_err().to_string();
         assert!(relaxed.contains("refill.outcomes.regimen_changed must be at least ESCALATE"), "{relaxed}");

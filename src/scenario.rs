@@ -48,7 +48,13 @@ pub enum ExpectedTotal {
 
 impl Scenario {
     pub fn evaluate(&self) -> Decision {
-        refill_rules::refill::evaluate(&self.facts, &self.clinic, &self.request, &self.policy.policy, &self.policy.version)
+        refill_rules::refill::evaluate(
+            &self.facts,
+            &self.clinic,
+            &self.request,
+            &self.policy.policy,
+            &self.policy.version,
+        )
     }
 
     /// Every way `decision` differs from `[expect]` (empty when it matches or nothing is expected).
@@ -85,7 +91,8 @@ impl Scenario {
             (Some(wanted), actual) => problems.push(format!("total_daily_mme {actual:?} (expected {wanted:?})")),
         }
         if let Some(restricted) = &expect.restricted {
-            let mut actual: Vec<&str> = decision.reasons.iter().filter(|r| r.restricted).map(|r| r.code.as_str()).collect();
+            let mut actual: Vec<&str> =
+                decision.reasons.iter().filter(|r| r.restricted).map(|r| r.code.as_str()).collect();
             let mut wanted: Vec<&str> = restricted.iter().map(|c| c.as_str()).collect();
             actual.sort_unstable();
             wanted.sort_unstable();
@@ -504,8 +511,8 @@ fn dose_unit(unit: Option<&str>) -> f::DoseUnit {
         "mg" => f::DoseUnit::Milligram,
         "mcg" | "ug" => f::DoseUnit::Microgram,
         "ml" => f::DoseUnit::Milliliter,
-        "tablet" | "tablets" | "capsule" | "capsules" | "patch" | "patches" | "film" | "films" | "spray"
-        | "sprays" | "unit" | "units" | "suppository" | "lozenge" => f::DoseUnit::DoseFormUnit,
+        "tablet" | "tablets" | "capsule" | "capsules" | "patch" | "patches" | "film" | "films" | "spray" | "sprays"
+        | "unit" | "units" | "suppository" | "lozenge" => f::DoseUnit::DoseFormUnit,
         _ => f::DoseUnit::Unusable(unit.to_string()),
     }
 }

@@ -69,6 +69,9 @@ pub struct RefillPolicy {
     /// PDMP findings filled within this many days before the request are checked for outside
     /// prescribers [CDC22 Rec 9].
     pub pdmp_finding_lookback_days: i64,
+    /// Unreviewed UDS results collected within this many days are interpreted for unexpected or
+    /// missing analytes [CDC22 Rec 10; clinical-rules.md §4: at least one test per 365 days].
+    pub uds_result_lookback_days: i64,
     /// Physician benefit-risk review current while its age is <= this (days) [CDC22 Rec 7: every 3
     /// months or more often].
     pub physician_review_max_age_days: i64,
@@ -103,6 +106,7 @@ impl Default for RefillPolicy {
             early_fill_allowance_days: 7,
             pdmp_review_max_age_days: 90,
             pdmp_finding_lookback_days: 90,
+            uds_result_lookback_days: 365,
             physician_review_max_age_days: 90,
             acknowledgement_max_age_days: 90,
             naloxone_mme_threshold: 50.0,
@@ -296,6 +300,7 @@ impl RefillPolicy {
             " (CDC 2022 Rec 9: at least every 3 months)",
         );
         days("pdmp_finding_lookback_days", self.pdmp_finding_lookback_days, 1, 365, "");
+        days("uds_result_lookback_days", self.uds_result_lookback_days, 90, 730, "");
         days(
             "physician_review_max_age_days",
             self.physician_review_max_age_days,

@@ -42,8 +42,10 @@ pub fn evaluate(
     evaluate_with_mme(facts, clinic, request, policy, &requested_mme, policy_version)
 }
 
-/// `evaluate` with the requested regimen's MME already computed (the rules never recompute it).
-pub(crate) fn evaluate_with_mme(
+/// `evaluate` with the requested regimen's MME already computed, for callers that show the MME anyway
+/// (the CDS Hooks card, the queue screen). `requested_mme` must be `mme::daily_mme(&request.regimen,
+/// policy.factor_set())`; the rules use it as given.
+pub fn evaluate_with_mme(
     facts: &PatientFacts,
     clinic: &ClinicFacts,
     request: &RefillRequest,

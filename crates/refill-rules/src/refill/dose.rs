@@ -24,10 +24,11 @@ pub(super) fn check_naloxone(ctx: &mut RuleContext) {
     if last_event.is_some_and(|on| ctx.age_days(on) <= policy.naloxone_offer_valid_days) {
         return;
     }
-    let mut triggers: Vec<&'static str> = Vec::new();
+    // At most eight distinct triggers exist: a fixed list keeps the common path free of allocation.
+    let mut triggers = Triggers::default();
     let mut restricted = false;
     if ctx.mme.total_daily_mme.is_some_and(|total| total >= policy.naloxone_mme_threshold) {
-        triggers.push("high_mme");
+        triggers.add("high_mme");
         restricted |= regimen_restricted(ctx);
     }
     for medication in ctx.facts.other_medications.iter().filter(|m| m.active) {
@@ -35,9 +36,7 @@ pub(super) fn check_naloxone(ctx: &mut RuleContext) {
             OtherMedicationClass::Benzodiazepine => "benzodiazepine",
             OtherMedicationClass::OudTreatment => "opioid_use_disorder_treatment",
         };
-        if !triggers.contains(&trigger) {
-            triggers.push(trigger);
-        }
+        triggers.add(trigger);
         restricted |= medication.confidentiality.is_restricted();
     }
     for flag in ctx.facts.flags.iter().filter(|f| f.recorded_on <= today) {
@@ -48,9 +47,7 @@ pub(super) fn check_naloxone(ctx: &mut RuleContext) {
             ClinicalFlagKind::SleepDisorderedBreathing => "sleep_disordered_breathing",
             _ => continue,
         };
-        if !triggers.contains(&trigger) {
-            triggers.push(trigger);
-        }
+        triggers.add(trigger);
         restricted |= flag.confidentiality.is_restricted();
     }
     if let Some(taper) = &ctx.facts.taper {
@@ -59,13 +56,14 @@ pub(super) fn check_naloxone(ctx: &mut RuleContext) {
             TaperState::Completed => ctx.age_days(taper.step_started_on) <= policy.naloxone_recent_taper_days,
         };
         if recent && taper.started_on <= today {
-            triggers.push("recent_taper");
+            triggers.add("recent_taper");
         }
     }
     if triggers.is_empty() {
         return;
     }
-    let mut evidence = vec![Evidence::text("triggers", triggers.join(", "))];
+    let mut evidence = Vec::with_capacity(6);
+    evidence.push(Evidence::text("triggers", triggers.as_slice().join(", ")));
     evidence.push(match ctx.mme.total_daily_mme {
         Some(total) => Evidence::number("total_daily_mme", total),
         None => Evidence::missing("total_daily_mme"),
@@ -74,6 +72,28 @@ pub(super) fn check_naloxone(ctx: &mut RuleContext) {
     dated_evidence(&mut evidence, "naloxone_last_on", "naloxone_age_days", last_event, today);
     evidence.push(Evidence::integer("policy_valid_days", policy.naloxone_offer_valid_days));
     ctx.fire(ReasonCode::NaloxoneOfferDue, evidence, Some(Task::OfferNaloxone), restricted);
+}
+
+/// The distinct naloxone triggers found, in the order found.
+#[derive(Default)]
+struct Triggers {
+    names: [&'static str; 8],
+    len: usize,
+}
+
+impl Triggers {
+    fn add(&mut self, name: &'static str) {
+        if !self.as_slice().contains(&name) && self.len < self.names.len() {
+            self.names[self.len] = name;
+            self.len += 1;
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    fn as_slice(&self) -> &[&'static str] {
+        &self.names[..self.len]
+    }
 }
 
 /// MME >= the high threshold: with a current physician review the refill is approved and the flag is

@@ -2,6 +2,8 @@
 //! unexpected results (Rec 10), the patient agreement (Rec 2; WA L&I yearly renewal), the physician
 //! benefit-risk review (Rec 7) and concurrent benzodiazepines (Rec 11).
 
+use std::borrow::Cow;
+
 use super::{RuleContext, dated_evidence};
 use crate::agreement::{self, AgreementState};
 use crate::decision::{Evidence, ReasonCode, Task};
@@ -116,18 +118,26 @@ pub(super) fn check_uds_due(ctx: &mut RuleContext) {
     }
 }
 
-/// Every result not yet reviewed by a physician whose interpretation finds a missing, unexpected or
-/// illicit analyte escalates; a presumptive one also asks for a confirmatory test (CDC 2022 Rec 10:
-/// confirm, discuss, never dismiss).
+/// Every result collected within the lookback and not yet reviewed by a physician whose interpretation
+/// finds a missing, unexpected or illicit analyte escalates; a presumptive one also asks for a
+/// confirmatory test (CDC 2022 Rec 10: confirm, discuss, never dismiss). The lookback (default 365 days,
+/// the longest gap between tests) bounds the work for patients with years of results; a flagged result
+/// escalates every refill inside it, so it is reviewed long before it ages out.
 pub(super) fn check_uds_results(ctx: &mut RuleContext) {
     let today = ctx.today;
-    let pending =
-        || ctx.facts.uds.results.iter().filter(move |r| r.physician_reviewed_on.is_none() && r.collected_on <= today);
+    let lookback = ctx.policy.refill.uds_result_lookback_days;
+    let pending = || {
+        ctx.facts.uds.results.iter().filter(move |r| {
+            r.physician_reviewed_on.is_none()
+                && r.collected_on <= today
+                && (today - r.collected_on).num_days() <= lookback
+        })
+    };
     if pending().next().is_none() {
         return;
     }
     let prescribed = prescribed_ingredients(ctx);
-    let prescribed: Vec<&str> = prescribed.iter().map(String::as_str).collect();
+    let prescribed: Vec<&str> = prescribed.iter().map(|name| name.as_ref()).collect();
     let mut fired = Vec::new();
     for result in pending() {
         let interpretation = uds::interpret(result, &prescribed);
@@ -159,33 +169,38 @@ pub(super) fn check_uds_results(ctx: &mut RuleContext) {
 /// What the patient is known to take, as lower-case ingredient names for UDS interpretation: the opioid
 /// regimen of record and the requested one (through the drug table), OUD treatment from elsewhere and
 /// other active medications (their first word, e.g. `alprazolam`).
-fn prescribed_ingredients(ctx: &RuleContext) -> Vec<String> {
+fn prescribed_ingredients<'a>(ctx: &RuleContext<'a>) -> Vec<Cow<'a, str>> {
     let table = DrugTable::embedded();
-    let mut names: Vec<String> = Vec::new();
-    let mut add = |name: &str| {
-        if !name.is_empty() && !names.iter().any(|n| n == name) {
-            names.push(name.to_string());
+    let mut names: Vec<Cow<'a, str>> = Vec::with_capacity(4);
+    let mut add = |name: Cow<'a, str>| {
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
         }
     };
-    for order in ctx.facts.regimen.iter().chain(&ctx.request.regimen) {
-        if let Some(ingredient) = table.ingredient_of(order) {
-            add(ingredient);
+    // The regimen of record is usually the requested one: look it up once.
+    let record = if super::dose::same_regimen(&ctx.request.regimen, &ctx.facts.regimen) {
+        &[][..]
+    } else {
+        ctx.facts.regimen.as_slice()
+    };
+    for order in ctx.request.regimen.iter().chain(record) {
+        // Coded products: the table's ingredient is already canonical; otherwise identify by text.
+        let coded = order.rxcui.as_deref().and_then(|code| table.by_rxcui(code)).map(|product| product.ingredient());
+        if let Some(ingredient) = coded.or_else(|| table.ingredient_of(order)) {
+            add(Cow::Borrowed(ingredient));
         }
-    }
-    for item in &ctx.mme.items {
-        add(&item.ingredient);
     }
     for medication in ctx.facts.other_medications.iter().filter(|m| m.active) {
         let lower = medication.text.to_lowercase();
         for known in ["methadone", "buprenorphine"] {
             if lower.contains(known) {
-                add(known);
+                add(Cow::Borrowed(known));
             }
         }
         if medication.class == OtherMedicationClass::Benzodiazepine
             && let Some(first) = lower.split_whitespace().next()
         {
-            add(first);
+            add(Cow::Owned(first.to_string()));
         }
     }
     names

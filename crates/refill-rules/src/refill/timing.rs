@@ -125,15 +125,18 @@ pub(crate) fn accumulation(
     let mut days_supplied = 0i64;
     let mut count = 0i64;
     let in_window = |fill: &&Fill| fill.filled_on >= window_start && fill.filled_on <= today;
+    // Fill lists usually arrive in date order with one fill per day: then no fill can share its day.
+    let distinct_days = fills.windows(2).all(|pair| pair[0].filled_on < pair[1].filled_on);
     for (index, fill) in fills.iter().enumerate().filter(|(_, fill)| in_window(fill)) {
         // Fills handed over on the same day (two products of one regimen) are one supply event: count
         // the longest of them once, so a two-product regimen does not look like a stockpile.
-        let superseded = fills.iter().enumerate().any(|(other_index, other)| {
-            other_index != index
-                && other.filled_on == fill.filled_on
-                && (other.days_supply > fill.days_supply
-                    || (other.days_supply == fill.days_supply && other_index < index))
-        });
+        let superseded = !distinct_days
+            && fills.iter().enumerate().any(|(other_index, other)| {
+                other_index != index
+                    && other.filled_on == fill.filled_on
+                    && (other.days_supply > fill.days_supply
+                        || (other.days_supply == fill.days_supply && other_index < index))
+            });
         if superseded {
             continue;
         }
