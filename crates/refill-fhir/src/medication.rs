@@ -148,15 +148,10 @@ pub(crate) fn map_medication_request(
     if !problems.is_empty() {
         return Err(problems);
     }
+    let id = reader.label;
     Ok(MappedMedicationRequest {
-        id: reader.label,
-        subject,
-        status,
-        active,
-        authored_on,
-        class,
         order: MedicationOrder {
-            id: String::new(),
+            id: id.clone(),
             rxcui: code.rxcui,
             text: code.text,
             dose,
@@ -167,11 +162,13 @@ pub(crate) fn map_medication_request(
             purpose,
             confidentiality,
         },
+        id,
+        subject,
+        status,
+        active,
+        authored_on,
+        class,
         extra_dosage_instructions: instructions.len().saturating_sub(1),
-    })
-    .map(|mut mapped| {
-        mapped.order.id = mapped.id.clone();
-        mapped
     })
 }
 

@@ -173,8 +173,8 @@ pub(crate) fn reference_text(reference: Option<&Value>) -> Option<String> {
     reference.get("display").and_then(Value::as_str).filter(|t| !t.is_empty()).map(str::to_string)
 }
 
-/// 42 CFR Part 2: `meta.security` carrying the v3 ActCode `42CFRPart2` (or the confidentiality code R
-/// together with a substance-abuse sensitivity `ETH`/`SUD`... only the explicit Part 2 code counts here).
+/// 42 CFR Part 2: `meta.security` carries the HL7 v3 ActCode `42CFRPart2`. Only that explicit label
+/// counts; a generic restricted confidentiality code does not say the record is a Part 2 record.
 pub(crate) fn is_part2(resource: &Value) -> bool {
     resource.get("meta").and_then(|meta| meta.get("security")).and_then(Value::as_array).is_some_and(|labels| {
         labels.iter().any(|label| label.get("code").and_then(Value::as_str).is_some_and(|c| c == "42CFRPart2"))
