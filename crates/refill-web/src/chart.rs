@@ -10,7 +10,7 @@ const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 240.0;
 const LEFT: f64 = 48.0;
 const RIGHT: f64 = 16.0;
-const TOP: f64 = 16.0;
+const TOP: f64 = 20.0;
 const BOTTOM: f64 = 32.0;
 
 fn escape(text: &str) -> String {
@@ -31,8 +31,9 @@ pub fn mme_chart(title: &str, past: &[(NaiveDate, f64)], planned: &[(NaiveDate, 
         svg.push_str(r#"<text x="360" y="120" text-anchor="middle" class="muted">No MME recorded yet</text></svg>"#);
         return svg;
     }
-    let first = all.iter().map(|(d, _)| *d).min().unwrap_or(today).min(today);
-    let last = all.iter().map(|(d, _)| *d).max().unwrap_or(today).max(today);
+    // At least 30 days wide, so a single decision does not sit on the axis.
+    let first = all.iter().map(|(d, _)| *d).min().unwrap_or(today).min(today - chrono::Days::new(30));
+    let last = all.iter().map(|(d, _)| *d).max().unwrap_or(today).max(today + chrono::Days::new(7));
     let span_days = ((last - first).num_days().max(1)) as f64;
     let max_mme = all.iter().map(|(_, m)| *m).fold(100.0_f64, f64::max) * 1.1;
     let x = |date: NaiveDate| LEFT + (date - first).num_days() as f64 / span_days * (WIDTH - LEFT - RIGHT);
@@ -61,7 +62,7 @@ pub fn mme_chart(title: &str, past: &[(NaiveDate, f64)], planned: &[(NaiveDate, 
         svg,
         r#"<line x1="{tx:.1}" y1="{TOP}" x2="{tx:.1}" y2="{}" class="today"/><text x="{tx:.1}" y="{}" text-anchor="middle" class="label">today</text>"#,
         HEIGHT - BOTTOM,
-        HEIGHT - 12.0
+        TOP - 4.0
     );
     let _ = write!(
         svg,
@@ -121,14 +122,14 @@ pub fn bar_chart(title: &str, bars: &[(String, i64)]) -> String {
     );
     for (i, (label, value)) in bars.iter().enumerate() {
         let top = TOP + i as f64 * row;
-        let width = (*value as f64 / max) * 300.0;
+        let width = (*value as f64 / max) * 260.0;
         let _ = write!(
             svg,
-            r#"<text x="0" y="{:.1}" class="label">{}</text><rect x="120" y="{:.1}" width="{width:.1}" height="18" class="bar"/><text x="{:.1}" y="{:.1}" class="label">{value}</text>"#,
+            r#"<text x="0" y="{:.1}" class="label">{}</text><rect x="170" y="{:.1}" width="{width:.1}" height="18" class="bar"/><text x="{:.1}" y="{:.1}" class="label">{value}</text>"#,
             top + 13.0,
             escape(label),
             top,
-            124.0 + width,
+            174.0 + width,
             top + 13.0
         );
     }

@@ -94,25 +94,18 @@ pub async fn poll_changes(state: AppState) {
 pub async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let receiver = state.live.subscribe();
     let stream = futures::stream::unfold(receiver, |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(change) => {
-                    let data = serde_json::json!({
-                        "seq": change.seq,
-                        "patient_id": change.patient_id,
-                        "kind": change.kind,
-                    });
-                    let event = Event::default().event("change").data(data.to_string());
-                    return Some((Ok(event), receiver));
-                }
-                // Fell behind: tell the page to refresh everything.
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let event = Event::default().event("change").data(r#"{"seq":0,"patient_id":null,"kind":"many"}"#);
-                    return Some((Ok(event), receiver));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
+        let data = match receiver.recv().await {
+            Ok(change) => serde_json::json!({
+                "seq": change.seq,
+                "patient_id": change.patient_id,
+                "kind": change.kind,
+            })
+            .to_string(),
+            // Fell behind: tell the page to refresh everything.
+            Err(broadcast::error::RecvError::Lagged(_)) => r#"{"seq":0,"patient_id":null,"kind":"many"}"#.to_string(),
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok(Event::default().event("change").data(data)), receiver))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -24,7 +24,9 @@ pub async fn headers(request: Request, next: Next) -> Response {
     };
     set(headers, "content-security-policy", CONTENT_SECURITY_POLICY);
     set(headers, "x-content-type-options", "nosniff");
-    set(headers, "referrer-policy", "no-referrer");
+    // `same-origin`, not `no-referrer`: with `no-referrer` browsers send `Origin: null` on form posts, which
+    // the same-origin check must refuse.
+    set(headers, "referrer-policy", "same-origin");
     set(headers, "x-frame-options", "DENY");
     set(headers, "permissions-policy", "camera=(), microphone=(), geolocation=(), payment=()");
     set(headers, "cross-origin-opener-policy", "same-origin");
@@ -51,7 +53,7 @@ async fn html_error(response: Response) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"));
-    if !is_json && !parts.headers.get(header::CONTENT_TYPE).is_none() {
+    if !is_json && parts.headers.get(header::CONTENT_TYPE).is_some() {
         return Response::from_parts(parts, body);
     }
     let bytes = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();

@@ -38,7 +38,8 @@
     panel.querySelectorAll("form").forEach((form) => form.addEventListener("submit", async (event) => {
       event.preventDefault();
       const body = new URLSearchParams(new FormData(form));
-      const response = await fetch(form.action, { method: "POST", body, headers: { "Accept": "text/html" } });
+      // getAttribute: `form.action` would be the hidden input named "action".
+      const response = await fetch(form.getAttribute("action"), { method: "POST", body, headers: { "Accept": "text/html" } });
       panel.innerHTML = await response.text();
       wirePanel();
       refreshSoon(0);

@@ -65,6 +65,12 @@ pub fn name_actors(names: &std::collections::HashMap<String, String>, message: &
     text
 }
 
+/// A number with at most two decimals and no trailing zeros ("0.33", "2", "1.5").
+fn short_number(value: f64) -> String {
+    let text = format!("{value:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 pub fn regimen_text(lines: &[&RegimenLine], may_see_part2: bool) -> String {
     let parts: Vec<String> = lines
         .iter()
@@ -75,7 +81,9 @@ pub fn regimen_text(lines: &[&RegimenLine], may_see_part2: bool) -> String {
                 let name =
                     line.text.clone().or_else(|| line.rxcui.clone().map(|c| format!("RxNorm {c}"))).unwrap_or_default();
                 match (line.dose_value, line.dose_unit.as_deref(), line.doses_per_day) {
-                    (Some(dose), Some(unit), Some(per_day)) => format!("{name} — {dose} {unit} × {per_day}/day"),
+                    (Some(dose), Some(unit), Some(per_day)) => {
+                        format!("{name} — {} {unit} × {}/day", short_number(dose), short_number(per_day))
+                    }
                     _ => name,
                 }
             }
