@@ -1,12 +1,112 @@
-//! `refill audit` (being built; see the issue that owns it).
+//! `refill audit checkpoint` and `refill audit verify`: anchor the audit chain outside the database,
+//! and walk it to find the first altered, missing or reordered event.
+//!
+//! The checkpoint file (`[audit] checkpoint_path`) gets one signed line per checkpoint; keep it (or a
+//! copy) somewhere the database's administrators cannot rewrite. `verify` compares the chain with the
+//! file's last line, which is what reveals a deleted tail or a chain recomputed with a stolen key.
 
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::context::Context;
+use anyhow::Context as _;
+use refill_store::{AuditCheckpoint, AuditKey};
+
+use crate::context::{AuditSection, Context};
 
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Append the chain head (sequence, MAC, time) to the checkpoint file outside the database.
+    Checkpoint(PathArgs),
+    /// Verify the whole chain against the key and the latest checkpoint; exit 1 when tampered.
+    Verify(PathArgs),
+}
 
-pub async fn run(command: Command, _context: &Context) -> anyhow::Result<ExitCode> {
-    match command {}
+#[derive(Debug, clap::Args)]
+pub struct PathArgs {
+    /// Checkpoint file (default: `[audit] checkpoint_path`).
+    #[arg(long)]
+    pub checkpoint_file: Option<PathBuf>,
+}
+
+pub async fn run(command: Command, context: &Context) -> anyhow::Result<ExitCode> {
+    let config = context.config()?;
+    let audit: AuditSection = config.section("audit")?;
+    let path_args = match &command {
+        Command::Checkpoint(args) | Command::Verify(args) => args,
+    };
+    let path = match (&path_args.checkpoint_file, &audit.checkpoint_path) {
+        (Some(path), _) => path.clone(),
+        (None, Some(path)) => config.resolve_path(path),
+        (None, None) => anyhow::bail!("no checkpoint file: set [audit] checkpoint_path or pass --checkpoint-file"),
+    };
+    let store = context.open_store(&config).await?;
+    let key = store.audit_key.clone();
+    let code = match command {
+        Command::Checkpoint(_) => {
+            let checkpoint = store.audit_checkpoint().await.context("could not read the audit chain head")?;
+            append_line(&path, &checkpoint.to_line(&key))?;
+            println!("checkpoint: event {} written to {}", checkpoint.seq, path.display());
+            ExitCode::SUCCESS
+        }
+        Command::Verify(_) => {
+            let checkpoint = latest_checkpoint(&path, &key)?;
+            if checkpoint.is_none() {
+                eprintln!(
+                    "warning: no checkpoint in {}: a deleted tail cannot be detected (run `refill audit checkpoint`)",
+                    path.display()
+                );
+            }
+            let verification =
+                store.verify_audit_chain(checkpoint.as_ref()).await.context("could not read the audit chain")?;
+            match &verification.problem {
+                None => {
+                    let against = checkpoint
+                        .map(|c| format!(", matches the checkpoint of {} at event {}", c.at.to_rfc3339(), c.seq))
+                        .unwrap_or_default();
+                    println!("audit chain intact: {} events{against}", verification.events_checked);
+                    ExitCode::SUCCESS
+                }
+                Some(problem) => {
+                    println!(
+                        "audit chain BROKEN: {problem} ({} events verified before it)",
+                        verification.events_checked
+                    );
+                    ExitCode::from(1)
+                }
+            }
+        }
+    };
+    store.close().await;
+    Ok(code)
+}
+
+/// Append one line and flush it to disk: a checkpoint that is lost in a crash protects nothing.
+fn append_line(path: &Path, line: &str) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("could not create {}", parent.display()))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("could not open the checkpoint file {}", path.display()))?;
+    writeln!(file, "{line}").with_context(|| format!("could not write {}", path.display()))?;
+    file.sync_all().with_context(|| format!("could not sync {}", path.display()))?;
+    Ok(())
+}
+
+/// The last checkpoint line of the file, authenticated with the key; `None` when there is no file yet.
+fn latest_checkpoint(path: &Path, key: &AuditKey) -> anyhow::Result<Option<AuditCheckpoint>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error).with_context(|| format!("could not read {}", path.display())),
+    };
+    let Some((index, line)) = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).last() else {
+        return Ok(None);
+    };
+    AuditCheckpoint::parse_line(line, key)
+        .map(Some)
+        .map_err(|problem| anyhow::anyhow!("{}:{}: {problem}", path.display(), index + 1))
 }
