@@ -120,14 +120,25 @@ pub struct JobScope<'a> {
 
 enum ScopeTx<'a> {
     Lazy(Option<Tx>),
-    Shared(&'a mut Tx),
+    /// Batched mode: the batch's transaction; a savepoint is taken on first use so a failing job's
+    /// effects roll back alone (jobs without effects cost no extra statement).
+    Shared {
+        tx: &'a mut Tx,
+        savepoint: bool,
+    },
 }
 
 impl<'a> JobScope<'a> {
     /// The job's transaction: its effects commit if and only if the job completes under its lease.
     pub async fn tx(&mut self) -> Result<&mut Tx, StoreError> {
         match &mut self.tx {
-            ScopeTx::Shared(tx) => Ok(&mut **tx),
+            ScopeTx::Shared { tx, savepoint } => {
+                if !*savepoint {
+                    jobs::savepoint(tx, "job").await?;
+                    *savepoint = true;
+                }
+                Ok(&mut **tx)
+            }
             ScopeTx::Lazy(slot) => {
                 if slot.is_none() {
                     *slot = Some(self.store.begin().await?);
@@ -280,20 +291,29 @@ impl StoreQueue {
                     continue;
                 }
             };
-            jobs::savepoint(&mut tx, "job").await?;
-            let result = {
-                let mut scope =
-                    JobScope { store: &self.store, lease: &job.lease, lost: &never_lost, tx: ScopeTx::Shared(&mut tx) };
-                crate::handlers::handle(&self.context, &payload, &mut scope).await
+            let (result, savepoint) = {
+                let mut scope = JobScope {
+                    store: &self.store,
+                    lease: &job.lease,
+                    lost: &never_lost,
+                    tx: ScopeTx::Shared { tx: &mut tx, savepoint: false },
+                };
+                let result = crate::handlers::handle(&self.context, &payload, &mut scope).await;
+                let savepoint = matches!(scope.tx, ScopeTx::Shared { savepoint: true, .. });
+                (result, savepoint)
             };
             match result {
                 Ok(()) => {
-                    jobs::release_savepoint(&mut tx, "job").await?;
+                    if savepoint {
+                        jobs::release_savepoint(&mut tx, "job").await?;
+                    }
                     done.push(job.lease.clone());
                     outcomes.push(JobOutcome::Completed);
                 }
                 Err(error) => {
-                    jobs::rollback_to_savepoint(&mut tx, "job").await?;
+                    if savepoint {
+                        jobs::rollback_to_savepoint(&mut tx, "job").await?;
+                    }
                     let give_up = error.downcast_ref::<Permanent>().is_some();
                     let message = format!("{error:#}");
                     let delay = self.retry_delay(job.attempt);
