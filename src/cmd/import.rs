@@ -120,8 +120,9 @@ pub async fn import_file(
         Ok(records) => records,
         Err(error) => return Ok(Err(error)),
     };
-    let batch = batch_from_records(name, bytes, &records);
-    let bar = progress_bar(progress, name, records.len() as u64);
+    let total = records.len() as u64;
+    let (batch, origins) = batch_from_records(name, bytes, records);
+    let bar = progress_bar(progress, name, total);
     let tick = |done: u64| {
         if let Some(bar) = &bar {
             bar.set_position(done);
@@ -136,7 +137,7 @@ pub async fn import_file(
     }
     Ok(match outcome {
         ImportOutcome::Committed(report) => Ok(report),
-        ImportOutcome::Rejected(rejections) => Err(rejection_error(name, &records, &rejections)),
+        ImportOutcome::Rejected(rejections) => Err(rejection_error(name, &origins, &rejections)),
     })
 }
 
@@ -153,62 +154,71 @@ fn progress_bar(wanted: bool, name: &str, total: u64) -> Option<ProgressBar> {
     Some(bar)
 }
 
+/// Where each record of a batch came from (CSV line or FHIR resource), by kind and position, kept
+/// aside when the records move into the batch so a rejection can still name its line.
+#[derive(Debug, Default)]
+pub struct RecordOrigins(Vec<(ImportKind, Vec<Location>)>);
+
+impl RecordOrigins {
+    fn add<T>(&mut self, kind: ImportKind, records: &[T], origin: impl Fn(&T) -> &Location) {
+        self.0.push((kind, records.iter().map(|r| origin(r).clone()).collect()));
+    }
+
+    fn get(&self, kind: ImportKind, index: usize) -> Option<&Location> {
+        self.0.iter().find(|(k, _)| *k == kind).and_then(|(_, origins)| origins.get(index))
+    }
+}
+
 /// Name where each rejected record came from (CSV line or FHIR resource).
-fn rejection_error(name: &str, records: &ClinicRecords, rejections: &[ImportRejection]) -> ImportError {
+fn rejection_error(name: &str, origins: &RecordOrigins, rejections: &[ImportRejection]) -> ImportError {
     let problems = rejections
         .iter()
-        .map(|rejection| {
-            let origin = match rejection.kind {
-                ImportKind::Prescribers => records.physicians.get(rejection.index).map(|r| &r.origin),
-                ImportKind::Patients => records.patients.get(rejection.index).map(|r| &r.origin),
-                ImportKind::Orders => records.orders.get(rejection.index).map(|r| &r.origin),
-                ImportKind::Fills => records.fills.get(rejection.index).map(|r| &r.origin),
-                ImportKind::Uds => records.uds.get(rejection.index).map(|r| &r.origin),
-                ImportKind::Pdmp => records.pdmp.get(rejection.index).map(|r| &r.origin),
-                ImportKind::Agreements => records.agreements.get(rejection.index).map(|r| &r.origin),
-                ImportKind::Tapers => records.tapers.get(rejection.index).map(|r| &r.origin),
-                ImportKind::Reviews => records.reviews.get(rejection.index).map(|r| &r.origin),
-                ImportKind::Naloxone => records.naloxone.get(rejection.index).map(|r| &r.origin),
-            };
-            Problem {
-                file: name.to_string(),
-                location: origin.cloned().unwrap_or(Location::File),
-                field: rejection.field.to_string(),
-                message: rejection.message.clone(),
-            }
+        .map(|rejection| Problem {
+            file: name.to_string(),
+            location: origins.get(rejection.kind, rejection.index).cloned().unwrap_or(Location::File),
+            field: rejection.field.to_string(),
+            message: rejection.message.clone(),
         })
         .collect();
     ImportError { file: name.to_string(), problems }
 }
 
-/// The store's input for one file's records.
-pub fn batch_from_records(name: &str, bytes: &[u8], records: &ClinicRecords) -> ImportBatch {
-    ImportBatch {
+/// The store's input for one file's records (moved, not copied: a large file's records are the bulk
+/// of an import's memory), and where each came from.
+pub fn batch_from_records(name: &str, bytes: &[u8], records: ClinicRecords) -> (ImportBatch, RecordOrigins) {
+    let mut origins = RecordOrigins::default();
+    origins.add(ImportKind::Prescribers, &records.physicians, |r| &r.origin);
+    origins.add(ImportKind::Patients, &records.patients, |r| &r.origin);
+    origins.add(ImportKind::Orders, &records.orders, |r| &r.origin);
+    origins.add(ImportKind::Fills, &records.fills, |r| &r.origin);
+    origins.add(ImportKind::Uds, &records.uds, |r| &r.origin);
+    origins.add(ImportKind::Pdmp, &records.pdmp, |r| &r.origin);
+    origins.add(ImportKind::Agreements, &records.agreements, |r| &r.origin);
+    origins.add(ImportKind::Tapers, &records.tapers, |r| &r.origin);
+    origins.add(ImportKind::Reviews, &records.reviews, |r| &r.origin);
+    origins.add(ImportKind::Naloxone, &records.naloxone, |r| &r.origin);
+    let batch = ImportBatch {
         source_name: name.to_string(),
         source_sha256: hex::encode(Sha256::digest(bytes)),
         prescribers: records
             .physicians
-            .iter()
-            .map(|r| ImportPrescriber {
-                id: r.prescriber_id.0.clone(),
-                display_name: r.display_name.clone(),
-                role: r.role.as_str(),
-            })
+            .into_iter()
+            .map(|r| ImportPrescriber { id: r.prescriber_id.0, display_name: r.display_name, role: r.role.as_str() })
             .collect(),
         patients: records
             .patients
-            .iter()
+            .into_iter()
             .map(|r| ImportPatient {
-                external_id: r.external_id.clone(),
-                mrn: r.mrn.clone(),
-                given_name: r.given_name.clone(),
-                family_name: r.family_name.clone(),
+                external_id: r.external_id,
+                mrn: r.mrn,
+                given_name: r.given_name,
+                family_name: r.family_name,
                 birth_date: Some(r.birth_date),
                 sex: r.sex,
                 risk_tier: r.risk_tier,
-                prescriber_of_record: r.prescriber_of_record.as_ref().map(|p| p.0.clone()),
-                email: r.email.clone(),
-                phone: r.phone.clone(),
+                prescriber_of_record: r.prescriber_of_record.map(|p| p.0),
+                email: r.email,
+                phone: r.phone,
                 email_consent: r.email_consent,
                 contact_preference: r.contact_preference.as_str(),
                 part2: r.part2,
@@ -216,66 +226,54 @@ pub fn batch_from_records(name: &str, bytes: &[u8], records: &ClinicRecords) -> 
             .collect(),
         orders: records
             .orders
-            .iter()
+            .into_iter()
             .map(|r| ImportOrder {
-                patient_key: r.patient_external_id.clone(),
+                patient_key: r.patient_external_id,
                 active: r.status == refill_import::OrderStatus::Active,
-                order: r.order.clone(),
+                order: r.order,
             })
             .collect(),
         fills: records
             .fills
-            .iter()
-            .map(|r| ImportFill {
-                patient_key: r.patient_external_id.clone(),
-                source_id: r.external_id.clone(),
-                fill: r.fill.clone(),
-            })
+            .into_iter()
+            .map(|r| ImportFill { patient_key: r.patient_external_id, source_id: r.external_id, fill: r.fill })
             .collect(),
         uds: records
             .uds
-            .iter()
-            .map(|r| ImportUds {
-                patient_key: r.patient_external_id.clone(),
-                source_id: r.external_id.clone(),
-                result: r.result.clone(),
-            })
+            .into_iter()
+            .map(|r| ImportUds { patient_key: r.patient_external_id, source_id: r.external_id, result: r.result })
             .collect(),
         pdmp: records
             .pdmp
-            .iter()
-            .map(|r| ImportPdmp {
-                patient_key: r.patient_external_id.clone(),
-                source_id: r.external_id.clone(),
-                review: r.review.clone(),
-            })
+            .into_iter()
+            .map(|r| ImportPdmp { patient_key: r.patient_external_id, source_id: r.external_id, review: r.review })
             .collect(),
         agreements: records
             .agreements
-            .iter()
+            .into_iter()
             .map(|r| ImportAgreement {
-                patient_key: r.patient_external_id.clone(),
-                source_id: r.external_id.clone(),
-                agreement: r.agreement.clone(),
+                patient_key: r.patient_external_id,
+                source_id: r.external_id,
+                agreement: r.agreement,
             })
             .collect(),
         tapers: records
             .tapers
-            .iter()
+            .into_iter()
             .map(|r| ImportTaper {
-                patient_key: r.patient_external_id.clone(),
-                source_id: r.external_id.clone(),
+                patient_key: r.patient_external_id,
+                source_id: r.external_id,
                 state: r.state,
                 started_on: r.started_on,
-                physician: r.physician.0.clone(),
-                rationale: r.rationale.clone(),
+                physician: r.physician.0,
+                rationale: r.rationale,
                 steps: r
                     .steps
-                    .iter()
+                    .into_iter()
                     .map(|s| ImportTaperStep {
                         step_number: s.step_number,
                         starts_on: s.starts_on,
-                        regimen: s.regimen.clone(),
+                        regimen: s.regimen,
                         total_daily_mme: s.daily_mme,
                     })
                     .collect(),
@@ -283,22 +281,19 @@ pub fn batch_from_records(name: &str, bytes: &[u8], records: &ClinicRecords) -> 
             .collect(),
         reviews: records
             .reviews
-            .iter()
+            .into_iter()
             .map(|r| ImportReview {
-                patient_key: r.patient_external_id.clone(),
-                source_id: r.external_id.clone(),
-                review: r.review.clone(),
-                note: r.note.clone(),
+                patient_key: r.patient_external_id,
+                source_id: r.external_id,
+                review: r.review,
+                note: r.note,
             })
             .collect(),
         naloxone: records
             .naloxone
-            .iter()
-            .map(|r| ImportNaloxone {
-                patient_key: r.patient_external_id.clone(),
-                source_id: r.external_id.clone(),
-                event: r.event.clone(),
-            })
+            .into_iter()
+            .map(|r| ImportNaloxone { patient_key: r.patient_external_id, source_id: r.external_id, event: r.event })
             .collect(),
-    }
+    };
+    (batch, origins)
 }
