@@ -246,7 +246,8 @@ pub struct AuditCheckpoint {
 
 impl AuditCheckpoint {
     fn line_mac(&self, key: &AuditKey) -> String {
-        let text = format!("checkpoint|{}|{}|{}", self.seq, self.mac, self.at.to_rfc3339_opts(SecondsFormat::Micros, true));
+        let text =
+            format!("checkpoint|{}|{}|{}", self.seq, self.mac, self.at.to_rfc3339_opts(SecondsFormat::Micros, true));
         chain_mac(key, self.seq, "checkpoint", text.as_bytes())
     }
 
@@ -276,9 +277,7 @@ impl AuditCheckpoint {
                 Some(("mac", value)) => mac = Some(value.to_string()),
                 Some(("at", value)) => {
                     at = Some(
-                        DateTime::parse_from_rfc3339(value)
-                            .map_err(|e| format!("field at: {e}"))?
-                            .with_timezone(&Utc),
+                        DateTime::parse_from_rfc3339(value).map_err(|e| format!("field at: {e}"))?.with_timezone(&Utc),
                     )
                 }
                 Some(("sig", value)) => sig = Some(value.to_string()),
@@ -292,7 +291,7 @@ impl AuditCheckpoint {
         };
         let sig = sig.ok_or("field sig is missing")?;
         let expected = checkpoint.line_mac(key);
-        if !bool::from(subtle_eq(sig.as_bytes(), expected.as_bytes())) {
+        if !subtle_eq(sig.as_bytes(), expected.as_bytes()) {
             return Err("signature does not match (wrong key, or the line was edited)".into());
         }
         Ok(checkpoint)
@@ -451,7 +450,11 @@ impl Store {
                     None
                 };
                 if let Some(problem) = problem {
-                    return Ok(AuditVerification { events_checked, last_seq: expected_seq - 1, problem: Some(problem) });
+                    return Ok(AuditVerification {
+                        events_checked,
+                        last_seq: expected_seq - 1,
+                        problem: Some(problem),
+                    });
                 }
                 if checkpoint.is_some_and(|c| c.seq == event.seq) {
                     checkpoint_mac_seen = Some(event.mac.clone());

@@ -1,19 +1,19 @@
 //! Stored forms of domain values: the stable text names of enums and the JSON shapes of nested facts
-//! (medication orders, UDS analytes, PDMP findings, decision reasons).
+//! (medication orders, UDS analytes, PDMP findings). Decisions use the stable JSON form that
+//! `refill_rules::decision` defines.
 //!
 //! These names and shapes are a stored contract like the migrations: rows written by one release are
 //! read by the next, so a name never changes once shipped. The rules crate stays serde-free; the
 //! conversions live here.
 
 use chrono::NaiveDate;
-use refill_rules::decision::{Decision, EvidenceValue};
 use refill_rules::{
     ClinicalFlagKind, Confidentiality, DoseQuantity, DoseUnit, DrugClass, MedicationOrder, NaloxoneEventKind,
     OrderPurpose, OtherMedicationClass, PdmpFinding, PrescriberId, RequestKind, RiskTier, Sex, TaperState,
     UdsAnalyteResult, UdsKind,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::StoreError;
 
@@ -166,7 +166,9 @@ impl StoredOrder {
 
     pub fn into_order(self) -> Result<MedicationOrder, StoreError> {
         let dose = match (self.dose_value, self.dose_unit) {
-            (Some(value), Some(unit)) => Some(DoseQuantity { value, unit: parse_dose_unit(&unit, self.dose_unit_text)? }),
+            (Some(value), Some(unit)) => {
+                Some(DoseQuantity { value, unit: parse_dose_unit(&unit, self.dose_unit_text)? })
+            }
             _ => None,
         };
         Ok(MedicationOrder {
@@ -251,46 +253,6 @@ pub fn findings_from_json(value: Value) -> Result<Vec<PdmpFinding>, StoreError> 
             })
         })
         .collect()
-}
-
-/// The reasons of a decision as stored: code, outcome, task, restricted flag and named evidence.
-///
-/// This is the store's stable form; it carries exactly what `refill_rules::decision::Reason` holds.
-pub fn reasons_to_json(decision: &Decision) -> Value {
-    Value::Array(
-        decision
-            .reasons
-            .iter()
-            .map(|reason| {
-                let evidence: Vec<Value> = reason
-                    .evidence
-                    .iter()
-                    .map(|e| {
-                        let value = match &e.value {
-                            EvidenceValue::Date(d) => json!({ "date": d }),
-                            EvidenceValue::Number(n) => json!({ "number": n }),
-                            EvidenceValue::Integer(i) => json!({ "integer": i }),
-                            EvidenceValue::Text(t) => json!({ "text": t }),
-                            EvidenceValue::Flag(f) => json!({ "flag": f }),
-                            EvidenceValue::Missing => json!({ "missing": true }),
-                        };
-                        json!({ "name": e.name, "value": value })
-                    })
-                    .collect();
-                json!({
-                    "code": reason.code.as_str(),
-                    "outcome": reason.outcome.as_str(),
-                    "task": reason.task.map(|t| t.as_str()),
-                    "restricted": reason.restricted,
-                    "evidence": evidence,
-                })
-            })
-            .collect(),
-    )
-}
-
-pub fn tasks_to_json(decision: &Decision) -> Value {
-    Value::Array(decision.tasks.iter().map(|t| Value::String(t.as_str().to_string())).collect())
 }
 
 #[cfg(test)]

@@ -3,12 +3,12 @@
 //! queue items and exceptions under optimistic versioning.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use refill_rules::{Decision, Outcome, PatientId, Task};
+use refill_rules::{Decision, Outcome, PatientId, Reason, Task};
 use serde_json::{Value, json};
 use sqlx::types::Json;
 
 use crate::audit::AuditEvent;
-use crate::codec::{self, corrupt};
+use crate::codec::corrupt;
 use crate::model::{Actor, DecisionId, ExceptionId, QueueItemId, RefillRequestId, now};
 use crate::store::{with_read_pool, with_tx};
 use crate::{Store, StoreError, Tx};
@@ -48,20 +48,16 @@ pub fn outcome_urgency(outcome: Outcome) -> i64 {
     }
 }
 
-/// A stored decision.
+/// A stored decision: the decision as the engine made it, and where and when it was recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecisionRecord {
     pub id: DecisionId,
     pub patient_id: PatientId,
     pub refill_request_id: Option<RefillRequestId>,
     pub clinic_date: NaiveDate,
-    pub outcome: Outcome,
-    /// The stored reason form (see `codec::reasons_to_json`).
-    pub reasons: Value,
-    pub tasks: Vec<Task>,
-    pub eligible_on: Option<NaiveDate>,
-    pub total_daily_mme: Option<f64>,
-    pub policy_version: String,
+    /// Outcome, reasons with evidence, tasks and policy version. Evidence of a reason comes back in
+    /// name order (PostgreSQL's jsonb does not keep object key order).
+    pub decision: Decision,
     pub decided_by: String,
     pub decided_at: DateTime<Utc>,
 }
@@ -84,23 +80,23 @@ struct DecisionRow {
 
 impl DecisionRow {
     fn into_record(self) -> Result<DecisionRecord, StoreError> {
-        let task_names: Vec<String> = serde_json::from_value(self.tasks.0)
-            .map_err(|e| StoreError::Corrupt(format!("decision {} tasks json: {e}", self.id)))?;
-        let tasks = task_names
-            .iter()
-            .map(|name| Task::parse(name).ok_or_else(|| corrupt("task", name)))
-            .collect::<Result<_, _>>()?;
+        let id = self.id;
+        let malformed = |what: &str, e: serde_json::Error| StoreError::Corrupt(format!("decision {id} {what}: {e}"));
+        let reasons: Vec<Reason> = serde_json::from_value(self.reasons.0).map_err(|e| malformed("reasons", e))?;
+        let tasks: Vec<Task> = serde_json::from_value(self.tasks.0).map_err(|e| malformed("tasks", e))?;
         Ok(DecisionRecord {
             id: DecisionId(self.id),
             patient_id: PatientId(self.patient_id),
             refill_request_id: self.refill_request_id.map(RefillRequestId),
             clinic_date: self.clinic_date,
-            outcome: Outcome::parse(&self.outcome).ok_or_else(|| corrupt("outcome", &self.outcome))?,
-            reasons: self.reasons.0,
-            tasks,
-            eligible_on: self.eligible_on,
-            total_daily_mme: self.total_daily_mme,
-            policy_version: self.policy_version,
+            decision: Decision {
+                outcome: Outcome::parse(&self.outcome).ok_or_else(|| corrupt("outcome", &self.outcome))?,
+                reasons,
+                tasks,
+                eligible_on: self.eligible_on,
+                total_daily_mme: self.total_daily_mme,
+                policy_version: self.policy_version,
+            },
             decided_by: self.decided_by,
             decided_at: self.decided_at,
         })
@@ -159,14 +155,19 @@ impl Store {
         let at = now();
         let decision = new.decision;
         let outcome = decision.outcome.as_str();
+        // The stable JSON form of refill_rules::decision: a stored contract.
+        let reasons = serde_json::to_value(&decision.reasons)
+            .map_err(|e| StoreError::Invalid(format!("decision reasons do not serialise: {e}")))?;
+        let tasks = serde_json::to_value(&decision.tasks)
+            .map_err(|e| StoreError::Invalid(format!("decision tasks do not serialise: {e}")))?;
         let decision_id: i64 = with_tx!(tx, conn => {
             sqlx::query_scalar(INSERT_DECISION)
                 .bind(new.patient_id.0)
                 .bind(new.refill_request_id.map(|r| r.0))
                 .bind(new.clinic_date)
                 .bind(outcome)
-                .bind(Json(codec::reasons_to_json(decision)))
-                .bind(Json(codec::tasks_to_json(decision)))
+                .bind(Json(reasons.clone()))
+                .bind(Json(tasks.clone()))
                 .bind(decision.eligible_on)
                 .bind(decision.total_daily_mme)
                 .bind(decision.policy_version.clone())
@@ -282,7 +283,11 @@ impl Tx {
         }))
     }
 
-    async fn raise_exception(&mut self, new: &NewDecision<'_>, decision_id: DecisionId) -> Result<ExceptionId, StoreError> {
+    async fn raise_exception(
+        &mut self,
+        new: &NewDecision<'_>,
+        decision_id: DecisionId,
+    ) -> Result<ExceptionId, StoreError> {
         let at = now();
         let urgency = if new.decision.outcome == Outcome::EscalateUrgent { "urgent" } else { "routine" };
         let codes = Json(json!(new.decision.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>()));

@@ -293,7 +293,8 @@ impl Store {
                 sqlx::query_as(read(sql.clone())).bind(exception_id.0).fetch_optional(&mut *conn).await?
             });
             tx.rollback().await?;
-            let current = row.ok_or_else(|| StoreError::NotFound(format!("exception {exception_id}")))?.into_record()?;
+            let current =
+                row.ok_or_else(|| StoreError::NotFound(format!("exception {exception_id}")))?.into_record()?;
             return Err(match (&current.signed_by, current.resolution) {
                 (Some(signer), Some(resolution)) => StoreError::Conflict(format!(
                     "exception {exception_id} was already resolved by {signer} ({})",

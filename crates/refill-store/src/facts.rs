@@ -292,7 +292,11 @@ impl Tx {
 
     /// Make `orders` the regimen of record: upsert each as active and deactivate every other order of
     /// the patient (kept for history, never deleted).
-    pub async fn replace_regimen(&mut self, patient_id: PatientId, orders: &[MedicationOrder]) -> Result<(), StoreError> {
+    pub async fn replace_regimen(
+        &mut self,
+        patient_id: PatientId,
+        orders: &[MedicationOrder],
+    ) -> Result<(), StoreError> {
         let mut keep = Vec::with_capacity(orders.len());
         for order in orders {
             keep.push(self.upsert_medication_order(patient_id, order, true).await?);
@@ -614,7 +618,8 @@ impl Tx {
         actor: &Actor,
     ) -> Result<RefillRequestId, StoreError> {
         let at = now();
-        let regimen = if request.regimen.is_empty() { None } else { Some(Json(codec::orders_to_json(&request.regimen))) };
+        let regimen =
+            if request.regimen.is_empty() { None } else { Some(Json(codec::orders_to_json(&request.regimen))) };
         let id: i64 = with_tx!(self, conn => {
             sqlx::query_scalar(INSERT_REFILL_REQUEST)
                 .bind(patient_id.0)
@@ -707,8 +712,10 @@ impl Store {
         let steps: Vec<Value> = plan
             .steps
             .iter()
-            .map(|s| json!({ "starts_on": s.starts_on, "regimen": codec::orders_to_json(&s.regimen),
-                             "total_daily_mme": s.total_daily_mme }))
+            .map(|s| {
+                json!({ "starts_on": s.starts_on, "regimen": codec::orders_to_json(&s.regimen),
+                             "total_daily_mme": s.total_daily_mme })
+            })
             .collect();
         let event = AuditEvent::new(actor, "taper_plan.create", "taper_plan")
             .resource_id(plan_id.to_string())
@@ -726,7 +733,11 @@ impl Store {
     /// # Errors
     /// `NotFound` when there is no such patient.
     #[tracing::instrument(skip_all, fields(patient_id = patient_id.0))]
-    pub async fn load_patient_facts(&self, patient_id: PatientId, as_of: NaiveDate) -> Result<PatientFacts, StoreError> {
+    pub async fn load_patient_facts(
+        &self,
+        patient_id: PatientId,
+        as_of: NaiveDate,
+    ) -> Result<PatientFacts, StoreError> {
         let mut facts = self.load_facts(patient_id, patient_id, as_of, false).await?;
         facts.pop().ok_or_else(|| StoreError::NotFound(format!("patient {}", patient_id.0)))
     }

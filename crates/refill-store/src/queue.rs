@@ -177,7 +177,9 @@ impl Store {
         // PostgreSQL must know the type of a parameter used only in `is null`; the casts say it.
         let sql = match self.backend() {
             crate::Backend::Sqlite => sql,
-            crate::Backend::Postgres => sql.replace("$2 is null", "$2::text is null").replace("$3 is null", "$3::bigint is null"),
+            crate::Backend::Postgres => {
+                sql.replace("$2 is null", "$2::text is null").replace("$3 is null", "$3::bigint is null")
+            }
         };
         let rows: Vec<QueueRow> = with_read_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -217,9 +219,8 @@ impl Store {
     }
 
     pub async fn queue_item(&self, item_id: QueueItemId) -> Result<QueueItem, StoreError> {
-        let sql = format!(
-            "select {QUEUE_COLUMNS} from daily_queue q join patients p on p.id = q.patient_id where q.id = $1"
-        );
+        let sql =
+            format!("select {QUEUE_COLUMNS} from daily_queue q join patients p on p.id = q.patient_id where q.id = $1");
         let row: Option<QueueRow> = with_read_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(item_id.0).fetch_optional(pool).await?
         });

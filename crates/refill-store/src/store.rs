@@ -209,9 +209,8 @@ impl Store {
                 }
             }
             Pools::Postgres(pool) => {
-                let exists: bool = sqlx::query_scalar("select to_regclass('_sqlx_migrations') is not null")
-                    .fetch_one(pool)
-                    .await?;
+                let exists: bool =
+                    sqlx::query_scalar("select to_regclass('_sqlx_migrations') is not null").fetch_one(pool).await?;
                 if exists {
                     sqlx::query_scalar("select version from _sqlx_migrations where success = true")
                         .fetch_all(pool)

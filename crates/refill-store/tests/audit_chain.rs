@@ -10,9 +10,7 @@ mod common;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use refill_store::{
-    Actor, AuditCheckpoint, AuditEvent, AuditKey, AuditProblem, Backend, Store, StoredAuditEvent,
-};
+use refill_store::{Actor, AuditCheckpoint, AuditEvent, AuditKey, AuditProblem, Backend, Store, StoredAuditEvent};
 use serde_json::json;
 
 const CHAIN_LENGTH: i64 = 10_000;
@@ -153,8 +151,21 @@ async fn tampering_with_a_10000_event_chain_is_detected_at_the_first_bad_event()
 
         // Single-row alterations of any column.
         let columns = [
-            "occurred_at", "actor", "actor_role", "action", "resource_type", "resource_id", "reason", "before_state",
-            "after_state", "detail", "client_addr", "session_hash", "prev_mac", "mac", "patient_id",
+            "occurred_at",
+            "actor",
+            "actor_role",
+            "action",
+            "resource_type",
+            "resource_id",
+            "reason",
+            "before_state",
+            "after_state",
+            "detail",
+            "client_addr",
+            "session_hash",
+            "prev_mac",
+            "mac",
+            "patient_id",
         ];
         for case in 0..columns.len() {
             let seq = rng.random_range(1..=CHAIN_LENGTH);
@@ -190,8 +201,11 @@ async fn tampering_with_a_10000_event_chain_is_detected_at_the_first_bad_event()
                 Some(AuditProblem::TailMissing { last_seq: new_last.seq, expected_seq: CHAIN_LENGTH }),
                 "{name}: tail of {cut} deleted"
             );
-            exec(store, format!("update audit_chain_head set seq = {}, mac = '{}' where id = 1", new_last.seq, new_last.mac))
-                .await;
+            exec(
+                store,
+                format!("update audit_chain_head set seq = {}, mac = '{}' where id = 1", new_last.seq, new_last.mac),
+            )
+            .await;
             assert_eq!(
                 first_problem(store, Some(&checkpoint)).await,
                 Some(AuditProblem::TailMissing { last_seq: new_last.seq, expected_seq: CHAIN_LENGTH }),
@@ -223,8 +237,12 @@ async fn tampering_with_a_10000_event_chain_is_detected_at_the_first_bad_event()
             ..last.clone()
         };
         exec(store, insert_sql(&forged)).await;
-        exec(store, format!("update audit_chain_head set seq = {}, mac = '{}' where id = 1", forged.seq, forged.mac)).await;
-        assert_eq!(first_problem(store, Some(&checkpoint)).await, Some(AuditProblem::Altered { seq: CHAIN_LENGTH + 1 }));
+        exec(store, format!("update audit_chain_head set seq = {}, mac = '{}' where id = 1", forged.seq, forged.mac))
+            .await;
+        assert_eq!(
+            first_problem(store, Some(&checkpoint)).await,
+            Some(AuditProblem::Altered { seq: CHAIN_LENGTH + 1 })
+        );
         restore(store, &original, &[]).await;
 
         // Rewriting from some event on, recomputing every MAC with a guessed key.
@@ -297,10 +315,8 @@ async fn the_database_refuses_to_change_or_delete_audit_rows() {
     for db in common::backends().await {
         let store = &db.store;
         store.record_view(&AuditEvent::new(&Actor::new("user:1", "staff"), "patient.view", "patient")).await.unwrap();
-        let attempts = [
-            "update audit_events set actor = 'someone-else' where seq = 1",
-            "delete from audit_events where seq = 1",
-        ];
+        let attempts =
+            ["update audit_events set actor = 'someone-else' where seq = 1", "delete from audit_events where seq = 1"];
         for sql in attempts {
             let result = match &store.pools {
                 refill_store::Pools::Sqlite { write, .. } => sqlx::query(sql).execute(write).await.map(|_| ()),

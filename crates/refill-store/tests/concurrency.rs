@@ -160,7 +160,10 @@ async fn concurrent_resolutions_of_one_exception_have_one_winner() {
                         rationale: format!("seen by dr{n}"),
                         safety_attestation: None,
                     };
-                    (physician.id.clone(), store.resolve_exception(exception_id, version, &resolution, &physician).await)
+                    (
+                        physician.id.clone(),
+                        store.resolve_exception(exception_id, version, &resolution, &physician).await,
+                    )
                 }));
             }
             let mut results = Vec::new();

@@ -88,8 +88,7 @@ pub async fn sqlite() -> TestDb {
 /// When PostgreSQL is unreachable and `CI=true`.
 pub async fn postgres() -> Option<TestDb> {
     let admin_url = std::env::var("REFILL_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_string());
-    let mut admin = match tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&admin_url)).await
-    {
+    let mut admin = match tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&admin_url)).await {
         Ok(Ok(connection)) => connection,
         Ok(Err(error)) => return skip_postgres(&admin_url, &error.to_string()),
         Err(_) => return skip_postgres(&admin_url, "timed out"),
@@ -102,13 +101,7 @@ pub async fn postgres() -> Option<TestDb> {
     let _ = admin.close().await;
     let url = replace_database(&admin_url, &database);
     let store = open(&url).await;
-    Some(TestDb {
-        store,
-        url,
-        name: "postgres",
-        _dir: None,
-        postgres: Some(PostgresDatabase { admin_url, database }),
-    })
+    Some(TestDb { store, url, name: "postgres", _dir: None, postgres: Some(PostgresDatabase { admin_url, database }) })
 }
 
 fn skip_postgres(url: &str, why: &str) -> Option<TestDb> {
