@@ -78,7 +78,7 @@ impl User {
 
     /// Initials for the wall display and the "working this row" badge.
     pub fn initials(&self) -> String {
-        self.display_name.split_whitespace().filter_map(|part| part.chars().next()).collect()
+        self.display_name.split_whitespace().filter_map(|part| part.chars().next()).collect::<String>().to_uppercase()
     }
 }
 
