@@ -43,9 +43,11 @@ fn prescriber(id: &str) -> PrescriberId {
     PrescriberId(id.to_string())
 }
 
+/// (rxcui, text, unit, dose choices, doses per day choices)
+type Product = (&'static str, &'static str, DoseUnit, &'static [f64], &'static [f64]);
+
 fn order(rng: &mut Rng, index: usize) -> MedicationOrder {
-    // (rxcui, text, unit, dose choices, doses per day choices)
-    let products: [(&str, &str, DoseUnit, &[f64], &[f64]); 6] = [
+    let products: [Product; 6] = [
         ("1049621", "oxycodone hydrochloride 5 MG Oral Tablet", DoseUnit::DoseFormUnit, &[1.0, 2.0], &[2.0, 3.0, 4.0]),
         ("892582", "morphine sulfate 15 MG Oral Tablet", DoseUnit::Milligram, &[15.0, 24.95, 25.0, 45.0], &[2.0]),
         ("245134", "72 HR fentanyl 0.025 MG/HR Transdermal System", DoseUnit::DoseFormUnit, &[1.0, 2.0], &[1.0 / 3.0]),
@@ -102,7 +104,7 @@ fn case(seed: u64) -> (PatientFacts, ClinicFacts, RefillRequest) {
         let mut findings = Vec::new();
         if rng.chance(20) {
             findings.push(PdmpFinding {
-                prescriber: prescriber(*rng.pick(&["dr-a", "dr-b", "npi-outside", "npi-psych"])),
+                prescriber: PrescriberId(rng.pick(&["dr-a", "dr-b", "npi-outside", "npi-psych"]).to_string()),
                 drug_class: *rng.pick(&[DrugClass::Opioid, DrugClass::Benzodiazepine, DrugClass::OtherControlled]),
                 filled_on: rng.days_ago(today, 120),
             });

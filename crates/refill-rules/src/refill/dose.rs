@@ -137,7 +137,7 @@ pub(super) fn check_mme_changes(ctx: &mut RuleContext) {
         return;
     };
     let Some(threshold) =
-        ctx.policy.refill.mme_crossing_thresholds.iter().copied().filter(|t| previous < *t && current >= *t).last()
+        ctx.policy.refill.mme_crossing_thresholds.iter().copied().rfind(|t| previous < *t && current >= *t)
     else {
         return;
     };
