@@ -275,7 +275,7 @@ fn bring_up_to_date(facts: &PatientFacts, request: &RefillRequest, item: usize) 
                 kind: UdsKind::Scheduled,
                 confirmatory: true,
                 analytes,
-                physician_reviewed_on: Some(today),
+                physician_reviewed_on: None,
                 confidentiality: Confidentiality::Normal,
             });
         }
