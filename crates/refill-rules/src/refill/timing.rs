@@ -3,7 +3,10 @@
 //!
 //! A request is on time when `days_elapsed >= on_time_fraction x days_supply` of the last fill (0.85
 //! x 30 = 25.5: day 26 yes, day 25 no). Early fills must not accumulate: the days supplied by fills in
-//! the lookback window may exceed the days elapsed since the first of them by at most the allowance.
+//! the lookback window may exceed the days elapsed since the first of them by at most the allowance
+//! (fills handed over on the same day, e.g. two products of one regimen, count once at the longest
+//! supply). The accumulation hold lifts on the first date the supplied days fit, counted from the same
+//! first fill; it is reported only when it holds the request longer than the on-time rule does.
 //! An early request is held until the eligible date; if that date falls after the day the supply runs
 //! out (last fill + days supply), a hold would leave the patient without medication, so it escalates
 //! instead (HHS 2019: no abrupt discontinuation).
