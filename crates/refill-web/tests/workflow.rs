@@ -1,0 +1,220 @@
+//! The queue and exception workflow through the JSON API on a real SQLite file: two staff acting on the
+//! same row (the loser is told who won), restricted (42 CFR Part 2) reasons masked until a physician
+//! breaks the glass, a signed physician decision that feeds back into the queue row, and one audit
+//! event per view.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::Utc;
+use refill_rules::{Decision, Outcome, PatientId, Reason, ReasonCode};
+use refill_store::accounts::{self, Role};
+use refill_store::{Actor, AuditKey, NewDecision, PatientDetails, Store, StoreSettings};
+use refill_web::auth::{random_token, sha256_hex};
+use refill_web::{AppState, WebSettings, app};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Person {
+    cookie: String,
+    csrf: String,
+}
+
+async fn person(state: &AppState, username: &str, name: &str, role: Role) -> Person {
+    let user = accounts::create_user(
+        &state.store,
+        &accounts::NewUser {
+            username: username.into(),
+            display_name: name.into(),
+            role,
+            password_hash: "$argon2id$unused".into(),
+        },
+        Utc::now().timestamp_millis(),
+    )
+    .await
+    .expect("user");
+    let token = random_token();
+    let csrf = random_token();
+    let now = Utc::now().timestamp_millis();
+    accounts::create_person_session(&state.store, &sha256_hex(&token), user.id, &csrf, now, now + 3_600_000)
+        .await
+        .expect("session");
+    Person { cookie: format!("refill_session={token}"), csrf }
+}
+
+async fn call(state: &AppState, who: &Person, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, "localhost")
+        .header(header::COOKIE, &who.cookie)
+        .header("x-csrf-token", &who.csrf);
+    let body = match body {
+        Some(body) => {
+            builder = builder.header(header::CONTENT_TYPE, "application/json");
+            Body::from(body.to_string())
+        }
+        None => Body::empty(),
+    };
+    let response = app(state.clone()).oneshot(builder.body(body).expect("request")).await.expect("response");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 4 << 20).await.expect("body");
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn count_views(store: &Store, action: &str) -> usize {
+    let head = store.audit_head().await.expect("head");
+    store.audit_events(1, head.seq).await.expect("events").iter().filter(|e| e.action == action).count()
+}
+
+#[tokio::test]
+async fn two_staff_one_row_restricted_reasons_and_a_signed_decision() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite:{}", dir.path().join("workflow.db").display());
+    let store = Store::connect(&StoreSettings::new(url, AuditKey::new(b"workflow-test-key-workflow-test-key")))
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrate");
+    let state = AppState::new(
+        store.clone(),
+        WebSettings { secure_cookies: false, ..WebSettings::default() },
+        Default::default(),
+        "test".into(),
+    );
+    let today = state.today();
+    // A patient escalated today on a reason that rests on a Part 2 record.
+    let actor = Actor::system();
+    let mut tx = store.begin().await.expect("begin");
+    let mut details = PatientDetails::new("w-1", "Rosa", "Quill");
+    details.part2 = true;
+    let patient = tx.insert_patient(&details, &actor).await.expect("patient");
+    let decision = Decision::from_reasons(
+        vec![Reason {
+            code: ReasonCode::OudMedicationFromOtherSource,
+            outcome: Outcome::Escalate,
+            evidence: vec![refill_rules::Evidence::text("medication", "methadone from an opioid treatment program")],
+            task: None,
+            restricted: true,
+        }],
+        None,
+        Some(45.0),
+        "test",
+    );
+    store
+        .record_decision(
+            &mut tx,
+            &NewDecision {
+                patient_id: patient,
+                clinic_date: today,
+                refill_request_id: None,
+                decision: &decision,
+                decided_by: &actor,
+                run_out_on: today.succ_opt(),
+                dedupe_key: None,
+            },
+        )
+        .await
+        .expect("decision");
+    tx.commit().await.expect("commit");
+    let PatientId(pid) = patient;
+
+    let dana = person(&state, "dana", "Dana Whitfield", Role::Staff).await;
+    let omar = person(&state, "omar", "Omar Reyes", Role::Staff).await;
+    let doc = person(&state, "doc", "Dr Ada Lind", Role::Physician).await;
+
+    // The queue list is one audit event per view, and the restricted reason is masked for staff.
+    let before = count_views(&store, "queue.view").await;
+    let (status, queue) = call(&state, &dana, "GET", "/api/queue", None).await;
+    assert_eq!(status, StatusCode::OK, "{queue}");
+    assert_eq!(count_views(&store, "queue.view").await, before + 1);
+    let row = &queue["rows"][0];
+    assert_eq!(row["patient_id"], json!(pid));
+    let reasons = row["reasons"].to_string();
+    assert!(reasons.contains("restricted information: physician review required"), "{reasons}");
+    assert!(!reasons.contains("methadone"), "{reasons}");
+    let version = row["version"].as_i64().expect("version");
+
+    // The physician sees the reason masked until breaking the glass, with a reason.
+    let (_, exceptions) = call(&state, &doc, "GET", "/api/exceptions", None).await;
+    let exception = exceptions.as_array().and_then(|list| list.first()).cloned().expect("an open exception");
+    let exception_id = exception["id"].as_i64().expect("id");
+    let (_, detail) = call(&state, &doc, "GET", &format!("/api/exceptions/{exception_id}"), None).await;
+    assert!(!detail["exception"]["reasons"].to_string().contains("methadone"));
+    let (too_short, _) =
+        call(&state, &doc, "POST", &format!("/api/patients/{pid}/break-glass"), Some(json!({ "reason": "need" })))
+            .await;
+    assert_eq!(too_short, StatusCode::UNPROCESSABLE_ENTITY);
+    let (granted, _) = call(
+        &state,
+        &doc,
+        "POST",
+        &format!("/api/patients/{pid}/break-glass"),
+        Some(json!({ "reason": "deciding today's refill safely" })),
+    )
+    .await;
+    assert_eq!(granted, StatusCode::OK);
+    assert_eq!(count_views(&store, "part2.break_glass").await, 1);
+    let (_, detail) = call(&state, &doc, "GET", &format!("/api/exceptions/{exception_id}"), None).await;
+    assert!(detail["exception"]["reasons"].to_string().contains("methadone"), "{}", detail["exception"]["reasons"]);
+    // Staff cannot break the glass at all.
+    let (staff_glass, _) = call(
+        &state,
+        &dana,
+        "POST",
+        &format!("/api/patients/{pid}/break-glass"),
+        Some(json!({ "reason": "curious about this one" })),
+    )
+    .await;
+    assert_eq!(staff_glass, StatusCode::FORBIDDEN);
+
+    // Both staff act on the version they saw: one wins, the other is told who.
+    let action = json!({ "action": "contacted", "version": version, "note": "left a voicemail" });
+    let (first, body) = call(&state, &dana, "POST", &format!("/api/queue/{pid}/action"), Some(action.clone())).await;
+    assert_eq!(first, StatusCode::OK, "{body}");
+    let (second, body) = call(&state, &omar, "POST", &format!("/api/queue/{pid}/action"), Some(action)).await;
+    assert_eq!(second, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap_or("").contains("Dana Whitfield"), "the loser sees who: {body}");
+
+    // Staff cannot prepare a refill that is with a physician.
+    let (_, item) = call(&state, &dana, "GET", &format!("/api/queue/{pid}"), None).await;
+    let prepare = json!({ "action": "prepare", "version": item["version"] });
+    let (refused, body) = call(&state, &dana, "POST", &format!("/api/queue/{pid}/action"), Some(prepare)).await;
+    assert_eq!(refused, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    // A decision needs a rationale; stopping needs the safety attestation; a signed one closes it.
+    let (_, detail) = call(&state, &doc, "GET", &format!("/api/exceptions/{exception_id}"), None).await;
+    let version = detail["exception"]["version"].as_i64().expect("version");
+    let path = format!("/api/exceptions/{exception_id}/decide");
+    let (no_rationale, _) = call(
+        &state,
+        &doc,
+        "POST",
+        &path,
+        Some(json!({ "decision": "approve_refill", "version": version, "rationale": " " })),
+    )
+    .await;
+    assert_eq!(no_rationale, StatusCode::UNPROCESSABLE_ENTITY);
+    let (no_attestation, _) = call(
+        &state,
+        &doc,
+        "POST",
+        &path,
+        Some(json!({ "decision": "stop_therapy", "version": version, "rationale": "risk" })),
+    )
+    .await;
+    assert_eq!(no_attestation, StatusCode::UNPROCESSABLE_ENTITY);
+    let (signed, body) = call(&state, &doc, "POST", &path, Some(json!({ "decision": "schedule_visit", "version": version, "rationale": "See in clinic this week before changing anything." }))).await;
+    assert_eq!(signed, StatusCode::OK, "{body}");
+    let (_, exceptions) = call(&state, &doc, "GET", "/api/exceptions", None).await;
+    assert_eq!(exceptions.as_array().map(Vec::len), Some(0), "the signed exception is closed");
+    let (_, item) = call(&state, &dana, "GET", &format!("/api/queue/{pid}"), None).await;
+    assert_eq!(item["outcome"], json!("HOLD"), "the physician's hold is on the row: {item}");
+    let (again, _) = call(
+        &state,
+        &doc,
+        "POST",
+        &path,
+        Some(json!({ "decision": "approve_refill", "version": version, "rationale": "second try" })),
+    )
+    .await;
+    assert_eq!(again, StatusCode::CONFLICT);
+}
