@@ -193,6 +193,10 @@ fn next_friday(date: NaiveDate) -> NaiveDate {
     date + Duration::days(if ahead == 0 { 7 } else { ahead })
 }
 
+/// A "refill window opening" reminder goes out this many days before the window opens (not earlier,
+/// so a patient gets it close to the date it is about).
+pub const REFILL_WINDOW_LEAD_DAYS: i64 = 3;
+
 /// Patient reminders that follow from today's facts and decision. Each is keyed by the date it is
 /// about, so the same reminder is enqueued once however many days the condition holds.
 pub fn reminders(facts: &PatientFacts, decision: &Decision, date: NaiveDate, policy: &Policy) -> Vec<JobPayload> {
@@ -201,6 +205,7 @@ pub fn reminders(facts: &PatientFacts, decision: &Decision, date: NaiveDate, pol
     let mut out = Vec::new();
     if let Some(eligible_on) = decision.eligible_on
         && eligible_on > date
+        && eligible_on - date <= Duration::days(REFILL_WINDOW_LEAD_DAYS)
     {
         out.push(reminder(ReminderKind::RefillWindowOpening, eligible_on));
     }

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Wall time and peak memory of the daily pipeline (`refill jobs run-daily`) over a synthetic clinic of
+# PATIENTS patients, on SQLite and on PostgreSQL. The clinic comes from `refill demo` (CSV export) and
+# is imported into both databases with `refill import`; the pipeline then runs for a clinic date on
+# which nothing was evaluated yet, timed by GNU time (-v: "Maximum resident set size").
+#
+# Usage: benches/daily_pipeline.sh   (env: PATIENTS=100000 DATE=2026-12-02 REFILL_BIN=target/release/refill
+#                                           REFILL_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres)
+set -euo pipefail
+patients="${PATIENTS:-100000}"
+date="${DATE:-2026-12-02}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin="${REFILL_BIN:-$root/target/release/refill}"
+[[ -x "$bin" ]] || (cd "$root" && cargo build --release --bin refill)
+admin_url="${REFILL_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+database="refill_daily_$$"
+work="$(mktemp -d)"
+trap 'psql "$admin_url" -qc "drop database if exists $database with (force)" >/dev/null 2>&1; rm -rf "$work"' EXIT
+timed() { /usr/bin/time -v "$@" 2>"$work/time.log"; grep -E "Elapsed \(wall clock\)|Maximum resident" "$work/time.log" | sed 's/^\s*/    /'; }
+
+echo "generating $patients patients (refill demo --export-csv)"
+"$bin" --config "$root/config" demo --patients "$patients" --no-serve --db "$work/demo.db" --export-csv "$work/csv" >/dev/null
+
+echo "SQLite: import, then the daily pipeline for $date"
+sqlite_url="sqlite:$work/bench.db"
+"$bin" --config "$root/config" --database "$sqlite_url" import "$work"/csv/*.csv >/dev/null
+timed "$bin" --config "$root/config" --database "$sqlite_url" jobs run-daily --date "$date"
+
+if psql "$admin_url" -qc "create database $database" 2>/dev/null; then
+  pg_url="${admin_url%/*}/$database"
+  echo "PostgreSQL: import, then the daily pipeline for $date"
+  "$bin" --config "$root/config" --database "$pg_url" import "$work"/csv/*.csv >/dev/null
+  timed "$bin" --config "$root/config" --database "$pg_url" jobs run-daily --date "$date"
+else
+  echo "PostgreSQL unreachable: skipped"
+fi

@@ -1,0 +1,96 @@
+//! The daily pipeline on real SQLite and PostgreSQL: through the queue (a `DailyPipeline` job fans out
+//! into chunk jobs that a worker runs) and synchronously (`run_daily`), idempotent per (patient,
+//! clinic date), with every patient decided once per date and a UDS date drawn for each.
+
+#[path = "../../refill-store/tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use refill_jobs::pipeline::{StoreEvaluator, run_daily};
+use refill_jobs::{JobContext, JobPayload, StoreQueue, WorkerSettings};
+use refill_rules::policy::Policy;
+use refill_rules::uds::UdsSeed;
+use refill_rules::{Fill, PatientId};
+use refill_store::jobs::{self, JobState};
+use refill_store::{Actor, PatientDetails, Store};
+
+async fn add_patients(store: &Store, count: usize) -> Vec<PatientId> {
+    let mut ids = Vec::new();
+    let mut tx = store.begin().await.unwrap();
+    for n in 0..count {
+        let details = PatientDetails::new(format!("ext-{n}"), "Test", format!("Patient{n}"));
+        let id = tx.insert_patient(&details, &Actor::system()).await.unwrap();
+        let fill = Fill {
+            filled_on: NaiveDate::from_ymd_opt(2026, 10, 20).unwrap(),
+            days_supply: 30,
+            order_id: None,
+            quantity: Some(60.0),
+        };
+        tx.insert_fill(id, &fill, None).await.unwrap();
+        ids.push(id);
+    }
+    tx.commit().await.unwrap();
+    ids
+}
+
+fn evaluator(store: &Store) -> Arc<StoreEvaluator> {
+    Arc::new(StoreEvaluator {
+        store: store.clone(),
+        policy: Arc::new(Policy::default()),
+        policy_version: "test-policy".into(),
+        uds_seed: UdsSeed::splitmix64(42),
+    })
+}
+
+#[tokio::test]
+async fn the_daily_pipeline_decides_every_patient_once_per_date() {
+    for db in common::backends().await {
+        let store = &db.store;
+        let ids = add_patients(store, 7).await;
+        let date = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap();
+
+        // Through the queue: one pipeline job, chunks of 3 patients, a worker drains them.
+        let mut tx = store.begin().await.unwrap();
+        let pipeline = JobPayload::DailyPipeline { site: "main".into(), date };
+        jobs::enqueue(&mut tx, &pipeline.to_new_job()).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        let mut context = JobContext::new("w1");
+        context.chunk_size = 3;
+        context.daily = Some(evaluator(store));
+        let queue = Arc::new(StoreQueue::new(store.clone(), context, None));
+        let mut settings = WorkerSettings::new("w1");
+        settings.queues = vec!["default".into()];
+        settings.poll_interval = Duration::from_millis(50);
+        settings.tick_interval = Duration::ZERO;
+        settings.drain = true;
+        let report = refill_jobs::run_worker(queue, settings, std::future::pending()).await.unwrap();
+        // The pipeline job, 3 chunks; patient reminders fail on a worker without email (retrying).
+        assert!(report.completed >= 4, "{}: {report:?}", db.name);
+        let chunk_jobs = jobs::list_jobs(store, JobState::Completed, 100).await.unwrap();
+        assert_eq!(chunk_jobs.iter().filter(|j| j.kind == "daily_chunk").count(), 3, "{}", db.name);
+        for id in &ids {
+            let decisions = store.decisions_for_patient(*id, 10).await.unwrap();
+            assert_eq!(decisions.len(), 1, "{}: patient {}", db.name, id.0);
+            assert_eq!(decisions[0].clinic_date, date);
+            assert_eq!(decisions[0].decision.policy_version, "test-policy");
+            let facts = store.load_patient_facts(*id, date).await.unwrap();
+            assert!(facts.uds.scheduled_due.is_some(), "{}: no UDS date drawn for {}", db.name, id.0);
+        }
+
+        // Synchronously, for the same date: nothing new; for the next date: one more decision each.
+        let daily = evaluator(store);
+        let summary = run_daily(store, daily.as_ref(), "main", date, 4).await.unwrap();
+        assert_eq!(summary.chunks, 2, "{}", db.name);
+        assert_eq!(summary.follow_ups, 0, "{}: a rerun enqueued reminders again", db.name);
+        for id in &ids {
+            assert_eq!(store.decisions_for_patient(*id, 10).await.unwrap().len(), 1, "{}", db.name);
+        }
+        run_daily(store, daily.as_ref(), "main", date.succ_opt().unwrap(), 4).await.unwrap();
+        for id in &ids {
+            assert_eq!(store.decisions_for_patient(*id, 10).await.unwrap().len(), 2, "{}", db.name);
+        }
+    }
+}
