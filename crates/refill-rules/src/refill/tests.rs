@@ -319,3 +319,49 @@ fn no_outcome_or_reason_stops_therapy() {
         assert!(!text.contains("discontinu") && !text.contains("dismiss"), "{text}");
     }
 }
+
+#[test]
+fn the_unremarkable_uds_shortcut_agrees_with_the_full_interpretation() {
+    let ingredients = [
+        "oxycodone",
+        "morphine",
+        "hydrocodone",
+        "hydromorphone",
+        "fentanyl",
+        "methadone",
+        "tramadol",
+        "tapentadol",
+        "buprenorphine",
+        "codeine",
+        "oxymorphone",
+        "alprazolam",
+    ];
+    let assays = ["opiates", "oxycodone", "fentanyl", "methadone", "lcms", "gcms", "buprenorphine", "tramadol"];
+    let mut shortcuts = 0;
+    for (i, first) in ingredients.iter().enumerate() {
+        for second in ingredients.iter().skip(i) {
+            let prescribed: Vec<&str> = if first == second { vec![*first] } else { vec![*first, *second] };
+            for assay in assays {
+                for detected in [true, false] {
+                    let result = UdsResult {
+                        collected_on: date("2026-01-10"),
+                        kind: UdsKind::Scheduled,
+                        confirmatory: assay.ends_with("ms"),
+                        analytes: prescribed
+                            .iter()
+                            .map(|p| UdsAnalyteResult { assay: assay.to_string(), analyte: p.to_string(), detected })
+                            .collect(),
+                        physician_reviewed_on: None,
+                        confidentiality: Confidentiality::Normal,
+                    };
+                    if monitoring::shows_exactly_what_is_prescribed(&result, &prescribed) {
+                        shortcuts += 1;
+                        let full = crate::uds::interpret(&result, &prescribed);
+                        assert!(!full.needs_review(), "{prescribed:?} on {assay}: {full:?}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(shortcuts > 100, "the shortcut was exercised {shortcuts} times");
+}
