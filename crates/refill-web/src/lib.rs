@@ -15,6 +15,7 @@ mod error;
 pub mod live;
 pub mod pages;
 mod security;
+mod view_audit;
 mod wording;
 
 use std::future::Future;
@@ -112,9 +113,12 @@ pub struct AppState {
     pub policy_version: String,
     pub clock: Clock,
     pub live: live::LiveFeed,
+    /// Group-committed audit of views.
+    pub view_audit: view_audit::ViewAudit,
 }
 
 impl AppState {
+    /// Build the state. Call inside a tokio runtime: it starts the view-audit writer task.
     pub fn new(
         store: Store,
         settings: WebSettings,
@@ -122,6 +126,7 @@ impl AppState {
         policy_version: String,
     ) -> AppState {
         AppState {
+            view_audit: view_audit::ViewAudit::start(store.clone()),
             store,
             settings: Arc::new(settings),
             policy: Arc::new(policy),

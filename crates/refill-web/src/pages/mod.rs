@@ -91,8 +91,7 @@ pub async fn audit_view(
     if let Some(session) = principal.session() {
         event = event.client(None, Some(session.token_sha256[..16].to_string()));
     }
-    state.store.record_view(&event).await?;
-    Ok(())
+    state.view_audit.record(event).await
 }
 
 /// Whether this person may see 42 CFR Part 2 facts of this patient right now (a break-glass grant).
