@@ -150,7 +150,7 @@ const QUEUE_COLUMNS: &str = "q.id, q.clinic_date, q.patient_id, q.decision_id, q
 const QUEUE_PAGE: &str = r#"
 from daily_queue q join patients p on p.id = q.patient_id
 where q.clinic_date = $1 and ($2 is null or q.status = $2) and ($3 is null or q.urgency >= $3)
-order by q.urgency desc, q.run_out_on, q.patient_id
+order by q.urgency desc, q.run_out_on nulls first, q.patient_id
 limit $4 offset $5"#;
 
 const CLAIM: &str = r#"

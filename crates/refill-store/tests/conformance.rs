@@ -522,3 +522,42 @@ async fn staff_facts_are_versioned_audited_and_loaded() {
         assert_eq!(store.audit_head().await.unwrap().seq, appended.seq);
     }
 }
+
+#[tokio::test]
+async fn taper_plans_counts_searches_and_migration_status() {
+    for db in common::backends().await {
+        let store = &db.store;
+        let id = new_patient(store, "taper-1").await;
+        new_patient(store, "taper-2").await;
+        assert_eq!(store.count_patients().await.unwrap(), 2, "{}", db.name);
+        assert_eq!(store.search_patients("mrn-taper", 10).await.unwrap().len(), 2, "{}: by MRN prefix", db.name);
+        assert_eq!(store.search_patients("ada", 1).await.unwrap().len(), 1, "{}: limit", db.name);
+        assert!(store.search_patients("nobody", 10).await.unwrap().is_empty());
+
+        let physician = Actor::new("user:drx", "physician");
+        let plan = NewTaperPlan {
+            started_on: date("2026-12-01"),
+            rationale: "risks outweigh benefits; patient agrees to a slow taper".into(),
+            steps: vec![NewTaperStep {
+                starts_on: date("2026-12-01"),
+                regimen: vec![oxycodone("step-1", 5.0)],
+                total_daily_mme: Some(30.0),
+            }],
+        };
+        let stale = store.create_taper_plan(id, 7, &plan, &physician).await;
+        assert!(matches!(stale, Err(StoreError::Conflict(_))), "{}", db.name);
+        let plan_id = store.create_taper_plan(id, 1, &plan, &physician).await.unwrap();
+        let facts = store.load_patient_facts(id, date("2026-12-01")).await.unwrap();
+        assert_eq!(facts.taper.map(|t| t.plan_id), Some(plan_id.0), "{}", db.name);
+        let events = store.audit_events_for_patient(id, 10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (events[0].action.as_str(), events[0].reason.as_deref()),
+            ("taper_plan.create", Some(plan.rationale.as_str()))
+        );
+
+        let status = store.migration_status().await.unwrap();
+        assert!(!status.is_empty() && status.iter().all(|m| m.applied), "{}: {status:?}", db.name);
+        assert_eq!(status[0].version, 1);
+    }
+}
