@@ -133,7 +133,7 @@ fn patient(rng: &mut Rng, id: i64, today: NaiveDate) -> (PatientFacts, RefillReq
     facts.birth_date = Some(ago(365 * rng.days(19, 85)));
     facts.sex = *rng.pick(&[Sex::Female, Sex::Male]);
     facts.risk_tier = *rng.pick(&[RiskTier::Low, RiskTier::Moderate, RiskTier::Moderate, RiskTier::High]);
-    facts.prescriber_of_record = Some(prescriber(*rng.pick(&["dr-a", "dr-a", "dr-a", "dr-b", "dr-c"])));
+    facts.prescriber_of_record = Some(PrescriberId(rng.pick(&["dr-a", "dr-a", "dr-a", "dr-b", "dr-c"]).to_string()));
     let orders = if rng.chance(70) {
         1
     } else if rng.chance(80) {
