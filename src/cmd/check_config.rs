@@ -202,6 +202,8 @@ fn checks(config: &Config, context: &Context) -> Vec<Check> {
             ),
         ),
         check("[smtp] and [notify]", email_settings(config).map(|settings| email_problems(&settings, production))),
+        // As `refill serve` on a network address would read it (loopback only relaxes cookie defaults).
+        check("[web]", crate::cmd::serve::web_settings(config, false).map(|_| vec![])),
     ]
 }
 
