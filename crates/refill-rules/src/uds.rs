@@ -230,7 +230,14 @@ fn canonical_analyte(name: &str) -> String {
         "6-am" | "6-mam" | "6am" | "6-monoacetylmorphine" => "6-acetylmorphine".to_string(),
         "o-dsmt" | "odt" | "o-desmethyl tramadol" => "o-desmethyltramadol".to_string(),
         "pcp" => "phencyclidine".to_string(),
-        "bzo" | "benzoylecgonine (cocaine metabolite)" => "benzoylecgonine".to_string(),
+        // BZO is the benzodiazepines channel on point-of-care cups (BZE is benzoylecgonine).
+        "bze" | "benzoylecgonine (cocaine metabolite)" => "benzoylecgonine".to_string(),
+        "bzo" | "bzd" | "benzodiazepine" | "benzos" => "benzodiazepines".to_string(),
+        "alpha-oh-alprazolam" | "a-hydroxyalprazolam" | "α-hydroxyalprazolam" | "alpha hydroxyalprazolam" => {
+            "alpha-hydroxyalprazolam".to_string()
+        }
+        "7-amino-clonazepam" | "7-amino clonazepam" => "7-aminoclonazepam".to_string(),
+        "nordazepam" | "desmethyldiazepam" | "n-desmethyldiazepam" => "nordiazepam".to_string(),
         "2-ethylidene-1,5-dimethyl-3,3-diphenylpyrrolidine" => "eddp".to_string(),
         "opiate" => "opiates".to_string(),
         _ => lower,

@@ -220,12 +220,29 @@ fn prescribed_ingredients<'a>(ctx: &RuleContext<'a>) -> Vec<Cow<'a, str>> {
             }
         }
         if medication.class == OtherMedicationClass::Benzodiazepine
-            && let Some(first) = lower.split_whitespace().next()
+            && let Some(first) = lower.split(|c: char| !c.is_alphanumeric() && c != '-').find(|w| !w.is_empty())
         {
-            add(Cow::Owned(first.to_string()));
+            // Brand names map to the ingredient the UDS table lists, so a prescribed benzodiazepine
+            // found on a screen reads as expected rather than unexpected.
+            match benzodiazepine_brand_ingredient(first) {
+                Some(ingredient) => add(Cow::Borrowed(ingredient)),
+                None => add(Cow::Owned(first.to_string())),
+            }
         }
     }
     names
+}
+
+/// The ingredient of a common benzodiazepine brand name (lower case), `None` for anything else.
+fn benzodiazepine_brand_ingredient(word: &str) -> Option<&'static str> {
+    Some(match word {
+        "xanax" | "niravam" => "alprazolam",
+        "klonopin" | "rivotril" => "clonazepam",
+        "ativan" | "loreev" => "lorazepam",
+        "valium" | "diastat" | "valtoco" => "diazepam",
+        "restoril" => "temazepam",
+        _ => return None,
+    })
 }
 
 /// Missing, expired or void agreement: approve with a renewal task (a clinic may configure HOLD).

@@ -335,8 +335,21 @@ fn the_unremarkable_uds_shortcut_agrees_with_the_full_interpretation() {
         "codeine",
         "oxymorphone",
         "alprazolam",
+        "clonazepam",
+        "lorazepam",
+        "diazepam",
     ];
-    let assays = ["opiates", "oxycodone", "fentanyl", "methadone", "lcms", "gcms", "buprenorphine", "tramadol"];
+    let assays = [
+        "opiates",
+        "oxycodone",
+        "fentanyl",
+        "methadone",
+        "lcms",
+        "gcms",
+        "buprenorphine",
+        "tramadol",
+        "benzodiazepines",
+    ];
     let mut shortcuts = 0;
     for (i, first) in ingredients.iter().enumerate() {
         for second in ingredients.iter().skip(i) {
@@ -364,4 +377,102 @@ fn the_unremarkable_uds_shortcut_agrees_with_the_full_interpretation() {
         }
     }
     assert!(shortcuts > 100, "the shortcut was exercised {shortcuts} times");
+}
+
+/// A benzodiazepine on the medication list, as the chart records it.
+fn benzodiazepine(text: &str, active: bool) -> OtherMedication {
+    OtherMedication {
+        class: OtherMedicationClass::Benzodiazepine,
+        text: text.to_string(),
+        started_on: Some(date("2025-11-01")),
+        active,
+        confidentiality: Confidentiality::Normal,
+    }
+}
+
+/// A presumptive result of 2026-01-15: oxycodone positive plus the given (assay, analyte) positives.
+fn uds_with(case: &mut Case, confirmatory: bool, extra: &[(&str, &str)]) {
+    let mut analytes = vec![UdsAnalyteResult {
+        assay: if confirmatory { "lcms" } else { "oxycodone" }.to_string(),
+        analyte: "oxycodone".to_string(),
+        detected: true,
+    }];
+    analytes.extend(extra.iter().map(|(assay, analyte)| UdsAnalyteResult {
+        assay: assay.to_string(),
+        analyte: analyte.to_string(),
+        detected: true,
+    }));
+    case.facts.uds.results.push(UdsResult {
+        collected_on: date("2026-01-15"),
+        kind: UdsKind::Scheduled,
+        confirmatory,
+        analytes,
+        physician_reviewed_on: None,
+        confidentiality: Confidentiality::Normal,
+    });
+}
+
+#[test]
+fn a_prescribed_benzodiazepine_on_a_screen_or_lcms_is_expected() {
+    let results: [(bool, &[(&str, &str)]); 6] = [
+        (false, &[("benzodiazepines", "benzodiazepines")]),
+        (false, &[("bzo", "bzo")]),
+        (true, &[("lcms", "alpha-hydroxyalprazolam")]),
+        (true, &[("lcms", "alprazolam"), ("lcms", "alpha-OH-alprazolam")]),
+        (false, &[("benzodiazepines", "alprazolam")]),
+        (true, &[("lcms", "alprazolam")]),
+    ];
+    for text in ["alprazolam 0.5 MG Oral Tablet", "Xanax 0.5 mg tablet", "ALPRAZOLAM, 0.25 mg"] {
+        for (confirmatory, extra) in results {
+            let mut case = quiet_case();
+            case.facts.other_medications.push(benzodiazepine(text, true));
+            uds_with(&mut case, confirmatory, extra);
+            let decision = case.decide();
+            assert!(
+                !codes(&decision).contains(&"uds_unexpected_result"),
+                "{text} with {extra:?}: {:?}",
+                codes(&decision)
+            );
+        }
+    }
+}
+
+#[test]
+fn each_prescribed_benzodiazepine_explains_its_own_metabolites_only() {
+    // (medication text, LC-MS analyte, whether the result escalates)
+    let cases = [
+        ("clonazepam 1 MG Oral Tablet", "7-aminoclonazepam", false),
+        ("Klonopin 0.5 mg", "7-amino-clonazepam", false),
+        ("lorazepam 1 MG Oral Tablet", "lorazepam", false),
+        ("diazepam 5 MG Oral Tablet", "nordiazepam", false),
+        ("diazepam 5 MG Oral Tablet", "oxazepam", false),
+        ("diazepam 5 MG Oral Tablet", "temazepam", false),
+        ("temazepam 15 MG Oral Capsule", "oxazepam", false),
+        ("clonazepam 1 MG Oral Tablet", "alpha-hydroxyalprazolam", true),
+        ("oxazepam 10 MG Oral Capsule", "nordiazepam", true),
+        ("lorazepam 1 MG Oral Tablet", "7-aminoclonazepam", true),
+    ];
+    for (text, analyte, escalates) in cases {
+        let mut case = quiet_case();
+        case.facts.other_medications.push(benzodiazepine(text, true));
+        uds_with(&mut case, true, &[("lcms", analyte)]);
+        let decision = case.decide();
+        assert_eq!(codes(&decision).contains(&"uds_unexpected_result"), escalates, "{text} with {analyte}");
+    }
+}
+
+#[test]
+fn an_unprescribed_or_inactive_benzodiazepine_stays_unexpected() {
+    for medications in [vec![], vec![benzodiazepine("alprazolam 0.5 MG Oral Tablet", false)]] {
+        for (confirmatory, extra) in [(false, ("benzodiazepines", "benzodiazepines")), (true, ("lcms", "alprazolam"))] {
+            let mut case = quiet_case();
+            case.facts.other_medications = medications.clone();
+            uds_with(&mut case, confirmatory, &[extra]);
+            let decision = case.decide();
+            assert!(codes(&decision).contains(&"uds_unexpected_result"), "{medications:?} {extra:?}");
+            let findings = evidence(&decision, ReasonCode::UdsUnexpectedResult, "findings");
+            assert_eq!(*findings, EvidenceValue::Text(format!("{}: unexpected", extra.1)));
+            assert_eq!(decision.outcome, Outcome::Escalate);
+        }
+    }
 }

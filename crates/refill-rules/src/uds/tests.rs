@@ -289,3 +289,54 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn benzodiazepines_are_interpreted_like_any_prescribed_drug() {
+    // A class screen is explained by any prescribed benzodiazepine the immunoassay covers.
+    for prescribed in ["alprazolam", "clonazepam", "lorazepam", "diazepam", "temazepam", "oxazepam"] {
+        let interpretation = interpret(&result(false, &[("benzodiazepines", "benzodiazepines", true)]), &[prescribed]);
+        assert!(!interpretation.needs_review(), "{prescribed}: {interpretation:#?}");
+        assert_eq!(finding(&interpretation, prescribed, Rx), AnalyteFinding::Expected);
+    }
+    // Nothing prescribed: a positive screen is unexpected, not illicit.
+    let interpretation = interpret(&result(false, &[("BZO", "BZO", true)]), &[]);
+    assert_eq!(finding(&interpretation, "benzodiazepines", Seen), AnalyteFinding::Unexpected);
+    // The metabolites on LC-MS.
+    let cases = [
+        ("alprazolam", "alpha-hydroxyalprazolam", AnalyteFinding::Expected),
+        ("clonazepam", "7-aminoclonazepam", AnalyteFinding::Expected),
+        ("diazepam", "nordiazepam", AnalyteFinding::Expected),
+        ("diazepam", "oxazepam", AnalyteFinding::Expected),
+        ("diazepam", "temazepam", AnalyteFinding::Expected),
+        ("temazepam", "oxazepam", AnalyteFinding::Expected),
+        ("oxazepam", "temazepam", AnalyteFinding::Unexpected),
+        ("alprazolam", "7-aminoclonazepam", AnalyteFinding::Unexpected),
+        ("clonazepam", "lorazepam", AnalyteFinding::Unexpected),
+    ];
+    for (prescribed, seen, expected) in cases {
+        let interpretation = interpret(&result(true, &[("lcms", seen, true)]), &[prescribed]);
+        assert_eq!(finding(&interpretation, seen, Seen), expected, "{prescribed} with {seen}");
+    }
+}
+
+#[test]
+fn a_negative_benzodiazepine_screen_cannot_show_clonazepam_or_lorazepam_missing() {
+    // The class immunoassay sees clonazepam and lorazepam poorly: a negative proves nothing.
+    for prescribed in ["clonazepam", "lorazepam"] {
+        let interpretation = interpret(&result(false, &[("benzodiazepines", "benzodiazepines", false)]), &[prescribed]);
+        assert_eq!(finding(&interpretation, prescribed, Rx), AnalyteFinding::NotTested, "{prescribed}");
+    }
+    // It sees alprazolam and diazepam reliably: a negative is a missing finding for review.
+    for prescribed in ["alprazolam", "diazepam"] {
+        let interpretation = interpret(&result(false, &[("benzodiazepines", "benzodiazepines", false)]), &[prescribed]);
+        assert_eq!(finding(&interpretation, prescribed, Rx), AnalyteFinding::Missing, "{prescribed}");
+    }
+}
+
+#[test]
+fn bzo_is_the_benzodiazepine_channel_and_bze_is_the_cocaine_metabolite() {
+    let interpretation = interpret(&result(true, &[("lcms", "BZE", true)]), &["oxycodone"]);
+    assert_eq!(finding(&interpretation, "benzoylecgonine", Seen), AnalyteFinding::Illicit);
+    let interpretation = interpret(&result(false, &[("bzo", "bzo", true)]), &["alprazolam"]);
+    assert_eq!(finding(&interpretation, "benzodiazepines", Seen), AnalyteFinding::Expected);
+}
