@@ -297,6 +297,10 @@ impl DrugTable {
 
     /// The canonical (table-owned) spelling of an ingredient name, if it is an opioid in the table.
     pub fn canonical_ingredient(&self, name: &str) -> Option<&str> {
+        // The usual caller passes a table-owned name already: find it without allocating.
+        if let Some(found) = self.ingredients.get(name) {
+            return Some(found.as_str());
+        }
         let lower = name.trim().to_ascii_lowercase();
         self.ingredients.get(lower.as_str()).map(String::as_str)
     }
