@@ -833,12 +833,17 @@ where p.patient_id >= $1 and p.patient_id <= $2 and p.state <> 'cancelled'
 order by p.patient_id"#;
 // The latest decision strictly before $3, so re-evaluating a date gives the same prior every time.
 const SELECT_PRIOR_DECISIONS: &str = r#"
-select d.patient_id, d.clinic_date, d.total_daily_mme
-from patients p
-join decisions d on d.id = (
-    select d2.id from decisions d2 where d2.patient_id = p.id and d2.clinic_date < $3
-    order by d2.clinic_date desc, d2.id desc limit 1)
-where p.id >= $1 and p.id <= $2"#;
+select latest.patient_id, d.clinic_date, d.total_daily_mme
+from (
+    -- One index probe per patient: the correlated subquery sits in the select list, so PostgreSQL runs it
+    -- once per patient of the range instead of filtering every decision row through it.
+    select p.id as patient_id,
+        (select d2.id from decisions d2 where d2.patient_id = p.id and d2.clinic_date < $3
+         order by d2.clinic_date desc, d2.id desc limit 1) as decision_id
+    from patients p
+    where p.id >= $1 and p.id <= $2
+) latest
+join decisions d on d.id = latest.decision_id"#;
 
 #[derive(sqlx::FromRow)]
 struct FactPatientRow {
