@@ -232,6 +232,13 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// Whether the patient belongs on today's staff queue: the refill window is open (no timing hold),
+    /// or something needs a physician whatever the timing. A patient who is simply not due yet is
+    /// decided and recorded, but is not put in front of staff.
+    pub fn needs_staff_today(&self) -> bool {
+        self.outcome >= Outcome::Escalate || !self.reasons.iter().any(|r| r.code == ReasonCode::EarlyRequest)
+    }
+
     /// Build a decision from the reasons that fired: the outcome is the most severe one (APPROVE when
     /// none fired), restricted reasons raise it to at least ESCALATE, tasks are de-duplicated in order.
     pub fn from_reasons(

@@ -125,6 +125,14 @@ on conflict (clinic_date, patient_id) do update set decision_id = excluded.decis
     version = daily_queue.version + 1, updated_by = excluded.updated_by, updated_at = excluded.updated_at
 returning id"#;
 
+// The same update for a patient who is not due yet: only a row that already exists for the day changes,
+// and a row staff finished stays finished (a just-recorded fill makes the next refill "not due").
+const UPDATE_QUEUE_IF_PRESENT: &str = r#"
+update daily_queue set decision_id = $3, outcome = $4, urgency = $5, run_out_on = $6,
+    version = version + 1, updated_by = $7, updated_at = $8
+where clinic_date = $1 and patient_id = $2
+returning id"#;
+
 const INSERT_EXCEPTION: &str = r#"
 insert into exceptions (patient_id, decision_id, clinic_date, status, urgency, reason_codes, raised_at, raised_by,
     version, updated_at)
@@ -177,8 +185,11 @@ impl Store {
                 .fetch_one(&mut *conn)
                 .await?
         });
-        let queue_item_id: i64 = with_tx!(tx, conn => {
-            sqlx::query_scalar(UPSERT_QUEUE)
+        // A patient who is not due yet is decided but not queued; a row that staff already have for the
+        // day is still updated, so a re-evaluation never leaves a stale decision on screen.
+        let upsert = if decision.needs_staff_today() { UPSERT_QUEUE } else { UPDATE_QUEUE_IF_PRESENT };
+        let queue_item_id: Option<i64> = with_tx!(tx, conn => {
+            sqlx::query_scalar(upsert)
                 .bind(new.clinic_date)
                 .bind(new.patient_id.0)
                 .bind(decision_id)
@@ -187,7 +198,7 @@ impl Store {
                 .bind(new.run_out_on)
                 .bind(new.decided_by.id.clone())
                 .bind(at)
-                .fetch_one(&mut *conn)
+                .fetch_optional(&mut *conn)
                 .await?
         });
         let exception_id = if decision.outcome >= Outcome::Escalate {
@@ -223,7 +234,7 @@ impl Store {
         self.append_audit(tx, &event).await?;
         Ok(RecordedDecision {
             decision_id: DecisionId(decision_id),
-            queue_item_id: Some(QueueItemId(queue_item_id)),
+            queue_item_id: queue_item_id.map(QueueItemId),
             exception_id,
             created: true,
         })

@@ -561,3 +561,38 @@ async fn taper_plans_counts_searches_and_migration_status() {
         assert_eq!(status[0].version, 1);
     }
 }
+
+#[tokio::test]
+async fn a_patient_not_due_yet_is_decided_but_not_queued() {
+    for db in common::backends().await {
+        let store = &db.store;
+        let id = new_patient(store, "not-due-1").await;
+        let clinic_date = date("2026-12-01");
+        let early = decision(Outcome::Hold, ReasonCode::EarlyRequest);
+        let new = NewDecision {
+            patient_id: id,
+            clinic_date,
+            refill_request_id: None,
+            decision: &early,
+            decided_by: &Actor::system(),
+            run_out_on: Some(date("2026-12-20")),
+            dedupe_key: None,
+        };
+        let mut tx = store.begin().await.unwrap();
+        let recorded = store.record_decision(&mut tx, &new).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(recorded.created, "{}: the decision is recorded", db.name);
+        assert_eq!(recorded.queue_item_id, None, "{}: a patient who is not due is not on the staff queue", db.name);
+
+        // Once something needs staff, the row appears; a later timing hold updates it instead of hiding it.
+        let tasks = decision(Outcome::ApproveWithTasks, ReasonCode::PdmpReviewOverdue);
+        let mut tx = store.begin().await.unwrap();
+        let queued = store.record_decision(&mut tx, &NewDecision { decision: &tasks, ..new.clone() }).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(queued.queue_item_id.is_some(), "{}", db.name);
+        let mut tx = store.begin().await.unwrap();
+        let held = store.record_decision(&mut tx, &new).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(held.queue_item_id, queued.queue_item_id, "{}: the existing row is updated", db.name);
+    }
+}
