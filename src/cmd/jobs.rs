@@ -168,5 +168,7 @@ async fn run_daily(config: &Config, store: &Store, site: &str, date: Option<Naiv
 /// without it reminder and digest jobs retry and end `dead`, visible in `refill jobs status`.
 pub async fn wire_handlers(mut context: JobContext, config: &Config, store: &Store) -> anyhow::Result<JobContext> {
     context.daily = Some(crate::cmd::worker::daily_evaluator(config, store).await?);
+    // Email goes out through the outbox only: the mailer sends rows the handlers wrote.
+    context.mailer = Some(std::sync::Arc::new(crate::cmd::check_config::outbox_mailer(config)?));
     Ok(context)
 }
