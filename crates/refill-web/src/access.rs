@@ -62,6 +62,8 @@ pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/exceptions", Access::Roles(PHYSICIANS)),
     route("GET", "/exceptions/{exception_id}", Access::Roles(PHYSICIANS)),
     route("POST", "/exceptions/{exception_id}/decide", Access::Roles(PHYSICIANS)),
+    route("POST", "/exceptions/{exception_id}/taper/preview", Access::Roles(PHYSICIANS)),
+    route("POST", "/exceptions/{exception_id}/taper/sign", Access::Roles(PHYSICIANS)),
     route("GET", "/patients/{patient_id}", Access::Roles(STAFF_AND_PHYSICIANS)),
     route("POST", "/patients/{patient_id}/break-glass", Access::Roles(PHYSICIANS)),
     route("GET", "/dashboard", Access::Roles(PHYSICIANS_AND_ADMINS)),

@@ -150,7 +150,7 @@ impl AppState {
 /// The whole router: pages, JSON API, live updates and static assets, behind the access table, CSRF
 /// checks, sessions and security headers.
 pub fn app(state: AppState) -> Router {
-    use pages::{admin, dashboard, exceptions, login, patient, queue};
+    use pages::{admin, dashboard, exceptions, login, patient, queue, taper};
     let routes = Router::new()
         .route("/", get(pages::home))
         .route("/healthz", get(pages::healthz))
@@ -166,6 +166,8 @@ pub fn app(state: AppState) -> Router {
         .route("/exceptions", get(exceptions::list))
         .route("/exceptions/{exception_id}", get(exceptions::detail))
         .route("/exceptions/{exception_id}/decide", post(exceptions::decide))
+        .route("/exceptions/{exception_id}/taper/preview", post(taper::preview))
+        .route("/exceptions/{exception_id}/taper/sign", post(taper::sign))
         .route("/patients/{patient_id}", get(patient::page))
         .route("/patients/{patient_id}/break-glass", post(patient::break_glass))
         .route("/dashboard", get(dashboard::page))

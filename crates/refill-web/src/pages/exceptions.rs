@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::patient::{PatientView, load_patient_view};
 use super::queue::{Adjust, actor_name, actor_names, name_actors, note_change, rerun_rules};
+use super::taper::{PresetChoice, TAPER_DECISIONS, preset_choices};
 use super::{Chrome, actor, audit_view, days_until, may_see_part2, render};
 use crate::auth::Principal;
 use crate::{AppState, WebError, wording};
@@ -136,7 +137,11 @@ struct DetailPage {
     chrome: Chrome,
     item: ExceptionView,
     patient: PatientView,
+    /// The decisions signed with the plain form (the taper ones go through the planner form).
     decisions: Vec<(&'static str, &'static str)>,
+    taper_decisions: Vec<(&'static str, &'static str)>,
+    presets: Vec<PresetChoice>,
+    today: String,
     problem: Option<String>,
 }
 
@@ -174,7 +179,10 @@ async fn detail_page(
         chrome: Chrome::new(state, principal, "/exceptions"),
         item,
         patient,
-        decisions: DECISIONS.to_vec(),
+        decisions: DECISIONS.iter().copied().filter(|(key, _)| !TAPER_DECISIONS.contains(key)).collect(),
+        taper_decisions: DECISIONS.iter().copied().filter(|(key, _)| TAPER_DECISIONS.contains(key)).collect(),
+        presets: preset_choices(state),
+        today: today.to_string(),
         problem: problem.clone(),
     })?;
     if problem.is_some() {
@@ -212,13 +220,33 @@ pub async fn decide(
 
 /// Sign a decision: the exception is resolved (signed, hashed, audited), the physician's review is
 /// recorded as a fact so the next refill sees it, and the rules run again for today's queue row.
+/// Starting, slowing or revising a taper is refused here: those are signed with the proposed schedule
+/// in view (`pages::taper`).
 pub async fn sign(
     state: &AppState,
     principal: &Principal,
     exception_id: i64,
     form: &DecideForm,
 ) -> Result<String, WebError> {
+    sign_decision(state, principal, exception_id, form, false).await
+}
+
+/// `sign`, with `plan_stored` true when the caller (`pages::taper`) has just stored the taper plan the
+/// physician saw.
+pub(crate) async fn sign_decision(
+    state: &AppState,
+    principal: &Principal,
+    exception_id: i64,
+    form: &DecideForm,
+    plan_stored: bool,
+) -> Result<String, WebError> {
     let user = principal.person()?;
+    if TAPER_DECISIONS.contains(&form.decision.as_str()) && !plan_stored {
+        return Err(WebError::BadRequest(
+            "Starting, slowing or revising a taper is signed with its proposed schedule: use the taper planner form."
+                .into(),
+        ));
+    }
     let resolution = resolution_for(&form.decision)
         .ok_or_else(|| WebError::BadRequest(format!("unknown decision {:?}", form.decision)))?;
     let rationale = form.rationale.trim();

@@ -7,6 +7,7 @@ pub mod exceptions;
 pub mod login;
 pub mod patient;
 pub mod queue;
+pub mod taper;
 
 use askama::Template;
 use axum::Extension;

@@ -1,0 +1,240 @@
+//! Taper decisions in the exception review through the router (`tower::ServiceExt::oneshot`) on a real
+//! SQLite file: the physician previews the planner's schedule (table and chart), signs it with a
+//! rationale, the plan is stored and shows on the patient page and the exception closes; a faster preset
+//! without a safety attestation is refused in plain words and nothing is stored; the plain decision form
+//! no longer signs a taper without its schedule.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::Utc;
+use refill_rules::facts::{Confidentiality, DoseQuantity, DoseUnit, MedicationOrder, OrderPurpose};
+use refill_rules::{Decision, Outcome, PatientId, Reason, ReasonCode};
+use refill_store::accounts::{self, Role};
+use refill_store::{Actor, AuditKey, NewDecision, PatientDetails, Store, StoreSettings, screens};
+use refill_web::auth::{random_token, sha256_hex};
+use refill_web::{AppState, WebSettings, app};
+use tower::ServiceExt;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    state: AppState,
+    patient_id: i64,
+    exception_id: i64,
+    exception_version: i64,
+    cookie: String,
+    csrf: String,
+}
+
+/// A patient on morphine ER 30 mg three times a day (90 MME/day), escalated today, and a physician.
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite:{}", dir.path().join("taper.db").display());
+    let store = Store::connect(&StoreSettings::new(url, AuditKey::new(b"taper-test-key-taper-test-key-0123")))
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrate");
+    let state = AppState::new(
+        store.clone(),
+        WebSettings { secure_cookies: false, ..WebSettings::default() },
+        Default::default(),
+        "test".into(),
+    );
+    let today = state.today();
+    let actor = Actor::system();
+    let mut tx = store.begin().await.expect("begin");
+    let patient = tx.insert_patient(&PatientDetails::new("t-1", "Ines", "Marlow"), &actor).await.expect("patient");
+    let order = MedicationOrder {
+        id: "order-1".into(),
+        rxcui: None,
+        text: Some("morphine sulfate 30 MG Extended Release Oral Tablet".into()),
+        dose: Some(DoseQuantity { value: 1.0, unit: DoseUnit::DoseFormUnit }),
+        doses_per_day: Some(3.0),
+        days_supply: None,
+        dispense_quantity: None,
+        prescriber: None,
+        purpose: OrderPurpose::Pain,
+        confidentiality: Confidentiality::Normal,
+    };
+    tx.replace_regimen(patient, &[order]).await.expect("regimen");
+    let decision = Decision::from_reasons(
+        vec![Reason {
+            code: ReasonCode::HighMmeReviewOverdue,
+            outcome: Outcome::Escalate,
+            evidence: vec![refill_rules::Evidence::text("mme", "90 MME/day")],
+            task: None,
+            restricted: false,
+        }],
+        None,
+        Some(90.0),
+        "test",
+    );
+    store
+        .record_decision(
+            &mut tx,
+            &NewDecision {
+                patient_id: patient,
+                clinic_date: today,
+                refill_request_id: None,
+                decision: &decision,
+                decided_by: &actor,
+                run_out_on: today.succ_opt(),
+                dedupe_key: None,
+            },
+        )
+        .await
+        .expect("decision");
+    tx.commit().await.expect("commit");
+    let PatientId(patient_id) = patient;
+    let open = screens::open_exceptions(&store, today, 10).await.expect("exceptions");
+    let row = open.iter().find(|row| row.patient_id == patient_id).expect("an open exception for the patient");
+    let user = accounts::create_user(
+        &store,
+        &accounts::NewUser {
+            username: "doc".into(),
+            display_name: "Dr Okafor".into(),
+            role: Role::Physician,
+            password_hash: "$argon2id$unused".into(),
+        },
+        Utc::now().timestamp_millis(),
+    )
+    .await
+    .expect("user");
+    let token = random_token();
+    let csrf = random_token();
+    let now = Utc::now().timestamp_millis();
+    accounts::create_person_session(&store, &sha256_hex(&token), user.id, &csrf, now, now + 3_600_000)
+        .await
+        .expect("session");
+    Setup {
+        _dir: dir,
+        state,
+        patient_id,
+        exception_id: row.exception_id,
+        exception_version: row.version,
+        cookie: format!("refill_session={token}"),
+        csrf,
+    }
+}
+
+impl Setup {
+    async fn send(&self, method: &str, path: &str, form: &[(&str, String)]) -> (StatusCode, String) {
+        let mut pairs: Vec<(&str, String)> = form.to_vec();
+        pairs.push(("csrf", self.csrf.clone()));
+        let body = pairs.iter().map(|(key, value)| format!("{key}={}", urlencode(value))).collect::<Vec<_>>().join("&");
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, "localhost")
+            .header(header::COOKIE, &self.cookie);
+        if method == "POST" {
+            builder = builder.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        let request = builder.body(if method == "POST" { Body::from(body) } else { Body::empty() }).expect("request");
+        let response = app(self.state.clone()).oneshot(request).await.expect("response");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 4 << 20).await.expect("body");
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The value of `<input ... name="NAME" value="...">` in a page.
+fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker).unwrap_or_else(|| panic!("no {name} field")) + marker.len();
+    page[start..].split('"').next().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn a_physician_previews_a_taper_schedule_signs_it_and_it_shows_on_the_patient_page() {
+    let setup = setup().await;
+    let id = setup.exception_id;
+    let (status, detail) = setup.send("GET", &format!("/exceptions/{id}"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(detail.contains("id=\"taper-form\"") && detail.contains("cdc_default"), "taper form on the detail page");
+    let start = (setup.state.today() + chrono::Days::new(7)).to_string();
+    let parameters = vec![
+        ("decision", "taper_start".to_string()),
+        ("version", setup.exception_version.to_string()),
+        ("preset", "cdc_default".to_string()),
+        ("target_mme", String::new()),
+        ("start_on", start.clone()),
+    ];
+    let (status, preview) = setup.send("POST", &format!("/exceptions/{id}/taper/preview"), &parameters).await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert!(preview.contains("id=\"taper-schedule\""), "a schedule table");
+    assert!(preview.contains("<svg class=\"chart\""), "a chart");
+    assert!(preview.contains(&start), "the first step takes effect on the chosen date");
+    assert!(preview.contains("id=\"sign-taper\""), "a sign button");
+    // Nothing is stored by a preview.
+    assert!(screens::taper_steps(&setup.state.store, setup.patient_id).await.expect("steps").is_empty());
+
+    // Signing without a rationale is refused and stores nothing.
+    let mut sign = parameters.clone();
+    sign.push(("patient_version", hidden(&preview, "patient_version")));
+    let (status, page) = setup.send("POST", &format!("/exceptions/{id}/taper/sign"), &sign).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("A written rationale is required."), "{page}");
+    assert!(screens::taper_steps(&setup.state.store, setup.patient_id).await.expect("steps").is_empty());
+
+    sign.push(("rationale", "High dose with little benefit; patient agrees to a slow taper.".to_string()));
+    let (status, _) = setup.send("POST", &format!("/exceptions/{id}/taper/sign"), &sign).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let steps = screens::taper_steps(&setup.state.store, setup.patient_id).await.expect("steps");
+    assert!(!steps.is_empty(), "the plan is stored");
+    assert_eq!(steps[0].starts_on.to_string(), start);
+    assert!(steps.windows(2).all(|w| w[1].total_daily_mme <= w[0].total_daily_mme), "never increases");
+    let row = screens::exception(&setup.state.store, setup.state.today(), id).await.expect("exception");
+    assert_eq!(row.resolution.as_deref(), Some("taper"));
+    let (status, patient) = setup.send("GET", &format!("/patients/{}", setup.patient_id), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(patient.contains(&format!("plan {} step 1", steps[0].plan_id)), "the plan shows on the patient page");
+}
+
+#[tokio::test]
+async fn a_faster_preset_without_attestation_is_refused_in_plain_words_and_nothing_is_signed() {
+    let setup = setup().await;
+    let id = setup.exception_id;
+    let parameters = vec![
+        ("decision", "taper_start".to_string()),
+        ("version", setup.exception_version.to_string()),
+        ("preset", "faster".to_string()),
+        ("start_on", setup.state.today().to_string()),
+    ];
+    let (status, page) = setup.send("POST", &format!("/exceptions/{id}/taper/preview"), &parameters).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("requires a physician safety attestation"), "{page}");
+    assert!(!page.contains("id=\"sign-taper\""), "no sign button for a refused plan");
+    // Signing anyway (a crafted post) is refused the same way and stores nothing.
+    let mut sign = parameters.clone();
+    sign.push(("patient_version", "1".to_string()));
+    sign.push(("rationale", "trying".to_string()));
+    let (status, _) = setup.send("POST", &format!("/exceptions/{id}/taper/sign"), &sign).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(screens::taper_steps(&setup.state.store, setup.patient_id).await.expect("steps").is_empty());
+    // With the attestation the same preset plans.
+    let mut attested = parameters.clone();
+    attested.push(("attestation_reason", "short_prior_duration".to_string()));
+    let (status, page) = setup.send("POST", &format!("/exceptions/{id}/taper/preview"), &attested).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Safety attestation: short prior duration"));
+    // The plain decision form does not sign a taper without its schedule.
+    let plain = vec![
+        ("decision", "taper_start".to_string()),
+        ("version", setup.exception_version.to_string()),
+        ("rationale", "taper".to_string()),
+    ];
+    let (status, page) = setup.send("POST", &format!("/exceptions/{id}/decide"), &plain).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("use the taper planner form"), "{page}");
+    let row = screens::exception(&setup.state.store, setup.state.today(), id).await.expect("exception");
+    assert!(row.resolution.is_none());
+}
