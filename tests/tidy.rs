@@ -53,12 +53,17 @@ fn the_rules_crate_stays_pure() {
         toml::from_str(&std::fs::read_to_string(root().join("crates/refill-rules/Cargo.toml")).unwrap()).unwrap();
     let deps = manifest["dependencies"].as_table().unwrap();
     for banned in ["tokio", "sqlx", "lettre", "axum", "askama", "tracing", "rand", "reqwest"] {
-        assert!(!deps.contains_key(banned), "refill-rules must not depend on {banned} (no I/O, no clock, no randomness)");
+        assert!(
+            !deps.contains_key(banned),
+            "refill-rules must not depend on {banned} (no I/O, no clock, no randomness)"
+        );
     }
     let mut problems = Vec::new();
     for file in rust_files(&root().join("crates/refill-rules/src")) {
         let text = std::fs::read_to_string(&file).unwrap();
-        for banned in ["Utc::now", "Local::now", "SystemTime::now", "Instant::now", "std::fs::", "std::net::", "println!"] {
+        for banned in
+            ["Utc::now", "Local::now", "SystemTime::now", "Instant::now", "std::fs::", "std::net::", "println!"]
+        {
             if text.contains(banned) {
                 problems.push(format!("{}: uses {banned}", file.display()));
             }

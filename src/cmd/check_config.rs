@@ -146,15 +146,15 @@ pub fn email_problems(settings: &EmailSettings, production: bool) -> Vec<String>
     let mut problems: Vec<String> = settings.smtp.problems(production).iter().map(ToString::to_string).collect();
     problems.extend(settings.notify.problems(production).iter().map(ToString::to_string));
     problems.extend(settings.delivery.problems(&settings.smtp));
-    if let Some(path) = &settings.smtp.ca_file {
-        if !path.exists() {
-            problems.push(format!("[smtp] ca_file: {} does not exist", path.display()));
-        }
+    if let Some(path) = &settings.smtp.ca_file
+        && !path.exists()
+    {
+        problems.push(format!("[smtp] ca_file: {} does not exist", path.display()));
     }
-    if problems.is_empty() {
-        if let Err(error) = Mailer::check_tls(&settings.smtp) {
-            problems.push(error.to_string());
-        }
+    if problems.is_empty()
+        && let Err(error) = Mailer::check_tls(&settings.smtp)
+    {
+        problems.push(error.to_string());
     }
     problems
 }
@@ -178,28 +178,18 @@ fn checks(config: &Config, context: &Context) -> Vec<Check> {
     vec![
         check(
             "[clinic]",
-            config.section::<ClinicSection>("clinic").and_then(|clinic| {
-                Ok(match clinic.time_zone.parse::<chrono_tz::Tz>() {
-                    Ok(_) => vec![],
-                    Err(_) => vec![format!("[clinic] time_zone {:?} is not an IANA time zone", clinic.time_zone)],
-                })
+            config.section::<ClinicSection>("clinic").map(|clinic| match clinic.time_zone.parse::<chrono_tz::Tz>() {
+                Ok(_) => vec![],
+                Err(_) => vec![format!("[clinic] time_zone {:?} is not an IANA time zone", clinic.time_zone)],
             }),
         ),
         check("[database] and [audit]", context.store_settings(config).map(|_| vec![])),
         check("[policy]", crate::policy_file::load_policy(config).map(|_| vec![])),
         check(
             "[jobs] schedules",
-            crate::cmd::worker::JobsSection::load(config).and_then(|jobs| jobs.schedule_defs(config)).and_then(
-                |defs| {
-                    let mut problems = Vec::new();
-                    for def in defs {
-                        if let Err(error) = def.plan() {
-                            problems.push(error.to_string());
-                        }
-                    }
-                    Ok(problems)
-                },
-            ),
+            crate::cmd::worker::JobsSection::load(config)
+                .and_then(|jobs| jobs.schedule_defs(config))
+                .map(|defs| defs.iter().filter_map(|def| def.plan().err().map(|error| error.to_string())).collect()),
         ),
         check("[smtp] and [notify]", email_settings(config).map(|settings| email_problems(&settings, production))),
         // As `refill serve` on a network address would read it (loopback only relaxes cookie defaults).

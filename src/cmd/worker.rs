@@ -167,7 +167,7 @@ fn default_keep_keyed() -> u64 {
     60
 }
 fn default_uds_seed() -> u64 {
-    0x5eed_0f_c11a1c
+    0x5eed_0fc1_1a1c
 }
 
 fn seconds(field: &str, value: f64) -> anyhow::Result<Duration> {

@@ -438,26 +438,26 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
             PhysicianReview { reviewed_on: last_review, physician: physician.clone(), kind: ReviewKind::BenefitRisk },
         ),
     ];
-    if let Some(finding) = pdmp.last().and_then(|(_, review)| review.findings.first()) {
-        if rng.chance(0.5) {
-            let on = (pdmp[1].1.reviewed_on + Duration::days(2)).min(today);
-            reviews.push((
-                format!("REV-{number}-3"),
-                PhysicianReview {
-                    reviewed_on: on,
-                    physician: physician.clone(),
-                    kind: ReviewKind::BenzodiazepineAcknowledged,
-                },
-            ));
-            reviews.push((
-                format!("REV-{number}-4"),
-                PhysicianReview {
-                    reviewed_on: on,
-                    physician: physician.clone(),
-                    kind: ReviewKind::OutsidePrescriberAcknowledged(finding.prescriber.clone()),
-                },
-            ));
-        }
+    if let Some(finding) = pdmp.last().and_then(|(_, review)| review.findings.first())
+        && rng.chance(0.5)
+    {
+        let on = (pdmp[1].1.reviewed_on + Duration::days(2)).min(today);
+        reviews.push((
+            format!("REV-{number}-3"),
+            PhysicianReview {
+                reviewed_on: on,
+                physician: physician.clone(),
+                kind: ReviewKind::BenzodiazepineAcknowledged,
+            },
+        ));
+        reviews.push((
+            format!("REV-{number}-4"),
+            PhysicianReview {
+                reviewed_on: on,
+                physician: physician.clone(),
+                kind: ReviewKind::OutsidePrescriberAcknowledged(finding.prescriber.clone()),
+            },
+        ));
     }
 
     // Naloxone: most patients at higher risk have it dispensed within the year; some have not yet.
