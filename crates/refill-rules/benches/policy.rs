@@ -1,6 +1,6 @@
 //! Benchmark of refill-policy evaluation: decisions per second on one core over a synthetic population.
 //!
-//! Run: `cargo bench -p refill-rules --bench policy` (a copy of the root `benches/policy.rs` that needs
+//! Run: `cargo bench -p refill-rules --bench policy` (it needs
 //! refill-rules only, so it builds without the whole workspace). Optional arguments: `-- PATIENTS SECONDS`,
 //! default 10000 and 5.
 //!
