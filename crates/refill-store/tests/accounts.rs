@@ -185,8 +185,8 @@ async fn the_queue_page_sorts_by_urgency_then_run_out_and_counts_tallies() {
             ("p-approve", Outcome::Approve, ReasonCode::NaloxoneOfferDue, None, 5),
             ("p-tasks", Outcome::ApproveWithTasks, ReasonCode::PdmpReviewOverdue, Some(Task::ReviewPdmp), 1),
             ("p-urgent", Outcome::EscalateUrgent, ReasonCode::OverdoseOrSedationSignal, None, 9),
-            ("p-hold-soon", Outcome::Hold, ReasonCode::EarlyRequest, None, 0),
-            ("p-hold-late", Outcome::Hold, ReasonCode::EarlyRequest, None, 20),
+            ("p-hold-soon", Outcome::Hold, ReasonCode::EarlyFillAccumulation, None, 0),
+            ("p-hold-late", Outcome::Hold, ReasonCode::EarlyFillAccumulation, None, 20),
         ];
         let mut tx = store.begin().await.expect("begin");
         let mut ids = Vec::new();
