@@ -1,4 +1,5 @@
-//! Outbox delivery: turn reminder and digest jobs into outbox rows, and send due outbox rows over SMTP.
+//! Outbox delivery: turn reminder, digest and urgent-alert jobs into outbox rows, and send due outbox
+//! rows over SMTP.
 //!
 //! One delivery tick ([`deliver_due`]): rescue messages whose sender died (counted as ambiguous sends),
 //! cancel reminders whose date has passed, give up on messages older than the maximum age, claim a
@@ -284,8 +285,8 @@ pub async fn queue_urgent_alert(
     Ok(Some(queue_email(tx, &email, None, clinic_zone, now).await?))
 }
 
-/// The notifier behind the worker's [`crate::runner::Mailer`] seam: composes reminder and digest
-/// jobs into outbox rows and delivers the outbox.
+/// The notifier behind the worker's [`crate::runner::Mailer`] seam: composes reminder, digest and
+/// urgent-alert jobs into outbox rows and delivers the outbox.
 pub struct OutboxMailer {
     pub composer: Composer,
     pub mailer: Mailer,
@@ -354,6 +355,39 @@ pub fn exception_digest_view(
     }
 }
 
+/// The opaque reference of the urgent escalation of `patient` raised by the run of `date`.
+pub fn urgent_escalation_ref(patient: PatientId, date: NaiveDate) -> String {
+    format!("urgent:{}:{date}", patient.0)
+}
+
+/// The alert's one-line summary: the reason codes in plain words, never a name, drug, dose or result
+/// (physician emails may name reason codes; the details are behind the sign-in link).
+pub fn urgent_alert_summary(reason_codes: &[String]) -> String {
+    let reasons: Vec<String> = reason_codes.iter().map(|code| code.replace('_', " ")).collect();
+    if reasons.is_empty() {
+        "Urgent escalation needs physician review".to_string()
+    } else {
+        format!("Urgent escalation needs physician review: {}", reasons.join(", "))
+    }
+}
+
+/// The urgent alert view-model for `patient`'s open urgent exception (`None` when it is no longer
+/// open or no longer urgent, e.g. a physician resolved it before the alert job ran).
+pub fn urgent_alert_view(
+    patient: PatientId,
+    date: NaiveDate,
+    open: &[outbox::OpenException],
+    raised_at: chrono::NaiveDateTime,
+) -> Option<refill_notify::UrgentAlert> {
+    let exception = open.iter().find(|e| e.patient_id == patient && e.urgency == "urgent")?;
+    Some(refill_notify::UrgentAlert {
+        escalation_ref: urgent_escalation_ref(patient, date),
+        patient_ref: patient_ref(patient),
+        summary: urgent_alert_summary(&exception.reason_codes),
+        raised_at,
+    })
+}
+
 impl OutboxMailer {
     async fn compose_job(&self, tx: &mut Tx, job: &JobPayload) -> anyhow::Result<()> {
         let now = Utc::now();
@@ -404,6 +438,17 @@ impl OutboxMailer {
                 queue_email(tx, &email, None, self.clinic_zone, now).await?;
                 Ok(())
             }
+            JobPayload::UrgentAlert { patient, date } => {
+                let patient = PatientId(*patient);
+                let open = outbox::open_exceptions_in(tx).await?;
+                let raised_at = now.with_timezone(&self.clinic_zone).naive_local();
+                let Some(alert) = urgent_alert_view(patient, *date, &open, raised_at) else {
+                    tracing::info!(patient = patient.0, "no open urgent exception any more; urgent alert not emailed");
+                    return Ok(());
+                };
+                queue_urgent_alert(tx, &self.composer, &alert, self.clinic_zone, now).await?;
+                Ok(())
+            }
             other => anyhow::bail!("the notifier does not compose {} jobs", other.kind()),
         }
     }
@@ -452,6 +497,26 @@ mod tests {
                 retry_at: at + chrono::Duration::seconds(60)
             }
         );
+    }
+
+    #[test]
+    fn urgent_alerts_come_from_an_open_urgent_exception_only() {
+        let date = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap();
+        let raised_at = date.and_hms_opt(9, 30, 0).unwrap();
+        let exception = |patient, urgency: &str| outbox::OpenException {
+            patient_id: PatientId(patient),
+            urgency: urgency.to_string(),
+            reason_codes: vec!["overdose_or_sedation_signal".into(), "uds_overdue".into()],
+            clinic_date: date,
+        };
+        let open = [exception(3, "routine"), exception(4, "urgent")];
+        let alert = urgent_alert_view(PatientId(4), date, &open, raised_at).unwrap();
+        assert_eq!(alert.escalation_ref, "urgent:4:2026-11-02");
+        assert_eq!(alert.patient_ref, "patient #4");
+        assert_eq!(alert.summary, "Urgent escalation needs physician review: overdose or sedation signal, uds overdue");
+        assert_eq!(alert.raised_at, raised_at);
+        assert!(urgent_alert_view(PatientId(3), date, &open, raised_at).is_none(), "routine exception alerted");
+        assert!(urgent_alert_view(PatientId(5), date, &open, raised_at).is_none(), "no exception alerted");
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub enum JobPayload {
     StaffMorningDigest { site: String, date: NaiveDate },
     /// The physicians' digest of open exceptions for one site.
     PhysicianExceptionDigest { site: String, date: NaiveDate },
+    /// The immediate email to physicians when the daily evaluation of `date` escalates `patient` as
+    /// urgent (the notifier words it from the open exception's reason codes).
+    UrgentAlert { patient: i64, date: NaiveDate },
     /// Send due outbox emails (the notifier's delivery loop, at most `batch` messages).
     DeliverOutbox { batch: u32 },
     /// Delete finished jobs past their retention.
@@ -85,6 +88,7 @@ impl JobPayload {
             JobPayload::PatientReminder { .. } => "patient_reminder",
             JobPayload::StaffMorningDigest { .. } => "staff_morning_digest",
             JobPayload::PhysicianExceptionDigest { .. } => "physician_exception_digest",
+            JobPayload::UrgentAlert { .. } => "urgent_alert",
             JobPayload::DeliverOutbox { .. } => "deliver_outbox",
             JobPayload::PruneJobs => "prune_jobs",
             JobPayload::Probe { .. } => "probe",
@@ -109,6 +113,7 @@ impl JobPayload {
             JobPayload::PhysicianExceptionDigest { site, date } => {
                 Some(format!("physician_exception_digest:{site}:{date}"))
             }
+            JobPayload::UrgentAlert { patient, date } => Some(format!("urgent_alert:{patient}:{date}")),
             JobPayload::DeliverOutbox { .. } | JobPayload::PruneJobs | JobPayload::Probe { .. } => None,
         }
     }
@@ -121,10 +126,13 @@ impl JobPayload {
         }
     }
 
-    /// Lower runs first: the pipeline's fan-out before its chunks, digests after them.
+    /// Lower runs first: the pipeline's fan-out before its chunks, digests after them. An urgent alert
+    /// goes ahead of the day's remaining chunks and of every other mail job: it is the one message a
+    /// physician must see at once.
     pub fn priority(&self) -> i16 {
         match self {
             JobPayload::DailyPipeline { .. } => 0,
+            JobPayload::UrgentAlert { .. } => 5,
             JobPayload::DailyChunk { .. } | JobPayload::TaperStep { .. } | JobPayload::UdsDraw { .. } => 10,
             JobPayload::PatientReminder { .. } | JobPayload::DeliverOutbox { .. } | JobPayload::Probe { .. } => 20,
             JobPayload::StaffMorningDigest { .. } | JobPayload::PhysicianExceptionDigest { .. } => 30,
@@ -182,6 +190,23 @@ mod tests {
             r#"{"kind":"daily_chunk","site":"main","date":"2026-11-02","first_patient":1,"last_patient":500}"#
         );
         assert_eq!(serde_json::to_string(&JobPayload::PruneJobs).unwrap(), r#"{"kind":"prune_jobs"}"#);
+        let alert = JobPayload::UrgentAlert { patient: 42, date };
+        assert_eq!(
+            serde_json::to_string(&alert).unwrap(),
+            r#"{"kind":"urgent_alert","patient":42,"date":"2026-11-02"}"#
+        );
+        assert_eq!(alert.idempotency_key().as_deref(), Some("urgent_alert:42:2026-11-02"));
+    }
+
+    #[test]
+    fn urgent_alerts_run_before_every_other_mail_job() {
+        let date = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap();
+        let alert = JobPayload::UrgentAlert { patient: 1, date }.priority();
+        let reminder =
+            JobPayload::PatientReminder { patient: 1, reminder: ReminderKind::VisitDue, about: date, date }.priority();
+        let digest = JobPayload::PhysicianExceptionDigest { site: "s".into(), date }.priority();
+        let chunk = JobPayload::DailyChunk { site: "s".into(), date, first_patient: 1, last_patient: 2 }.priority();
+        assert!(alert < reminder && alert < digest && alert < chunk, "{alert} {reminder} {digest} {chunk}");
     }
 
     #[test]
@@ -195,6 +220,7 @@ mod tests {
             JobPayload::PatientReminder { patient: 1, reminder: ReminderKind::AgreementRenewal, about: date, date },
             JobPayload::StaffMorningDigest { site: "s".into(), date },
             JobPayload::PhysicianExceptionDigest { site: "s".into(), date },
+            JobPayload::UrgentAlert { patient: 7, date },
             JobPayload::DeliverOutbox { batch: 10 },
             JobPayload::PruneJobs,
             JobPayload::Probe { work_ms: 0, effect: true },

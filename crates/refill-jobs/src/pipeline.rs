@@ -9,7 +9,9 @@ use chrono::{Datelike, Duration, NaiveDate};
 use refill_rules::agreement::{AgreementState, agreement_state};
 use refill_rules::policy::Policy;
 use refill_rules::uds::{UdsSeed, draw_next_date, uds_tier};
-use refill_rules::{Decision, PatientFacts, PatientId, ReasonCode, RefillRequest, RequestKind, TaperState, UdsKind};
+use refill_rules::{
+    Decision, Outcome, PatientFacts, PatientId, ReasonCode, RefillRequest, RequestKind, TaperState, UdsKind,
+};
 use refill_store::decisions::NewDecision;
 use refill_store::facts::UdsOrder;
 use refill_store::jobs as store_jobs;
@@ -64,7 +66,7 @@ pub struct DailySummary {
     pub chunks: u64,
     pub patients_first: Option<i64>,
     pub patients_last: Option<i64>,
-    /// Reminder jobs enqueued (duplicates of earlier runs not counted).
+    /// Follow-up jobs enqueued: reminders and urgent alerts (duplicates of earlier runs not counted).
     pub follow_ups: u64,
 }
 
@@ -98,7 +100,8 @@ pub async fn run_daily(
 
 /// The real evaluator: facts from the store in bulk, the refill policy from `refill-rules`, decisions,
 /// queue rows and exceptions through the store's `record_decision` (deduplicated by
-/// `daily:{date}:{patient}`), UDS draws and taper steps, and patient reminders as follow-up jobs.
+/// `daily:{date}:{patient}`), UDS draws and taper steps, and patient reminders and urgent physician
+/// alerts as follow-up jobs.
 pub struct StoreEvaluator {
     pub store: Store,
     pub policy: Arc<Policy>,
@@ -108,7 +111,8 @@ pub struct StoreEvaluator {
 }
 
 impl StoreEvaluator {
-    /// Decide one patient for `date` and write everything that follows in `tx`; returns reminders.
+    /// Decide one patient for `date` and write everything that follows in `tx`; returns the follow-up
+    /// jobs (reminders, and the urgent alert when the decision escalates as urgent).
     async fn evaluate_patient(
         &self,
         tx: &mut Tx,
@@ -132,7 +136,9 @@ impl StoreEvaluator {
         self.store.record_decision(tx, &new).await?;
         self.draw_uds_if_needed(tx, facts, date).await?;
         self.apply_taper_step(tx, facts, date).await?;
-        Ok(reminders(facts, &decision, date, &self.policy))
+        let mut follow_ups = reminders(facts, &decision, date, &self.policy);
+        follow_ups.extend(urgent_alert(facts.patient_id, &decision, date));
+        Ok(follow_ups)
     }
 
     /// A patient without a drawn scheduled test gets one, drawn from the last test (or from the
@@ -219,6 +225,12 @@ pub fn reminders(facts: &PatientFacts, decision: &Decision, date: NaiveDate, pol
         out.push(reminder(ReminderKind::VisitDue, next_friday(date)));
     }
     out
+}
+
+/// The immediate physician alert for a decision that escalates as urgent, keyed by patient and clinic
+/// date: re-running the day adds none, a patient still urgent the next day is alerted again.
+pub fn urgent_alert(patient: PatientId, decision: &Decision, date: NaiveDate) -> Option<JobPayload> {
+    (decision.outcome == Outcome::EscalateUrgent).then_some(JobPayload::UrgentAlert { patient: patient.0, date })
 }
 
 impl DailyEvaluator for StoreEvaluator {

@@ -1,0 +1,136 @@
+//! Urgent escalations alert physicians at once, on real SQLite (and PostgreSQL when reachable): the
+//! daily pipeline enqueues one `urgent_alert` job per urgent patient and clinic date (none for a
+//! routine decision, none again on a re-run), and a worker with the outbox mailer turns it into one
+//! outbox row addressed to the physician recipients, carrying an opaque patient reference only.
+
+#[path = "../../refill-store/tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{NaiveDate, Utc};
+use chrono_tz::Tz;
+use refill_jobs::delivery::{DeliverySettings, OutboxMailer};
+use refill_jobs::pipeline::{StoreEvaluator, run_daily};
+use refill_jobs::{JobContext, StoreQueue, WorkerSettings};
+use refill_notify::{Composer, Mailer, NotifySettings, SmtpSettings};
+use refill_rules::policy::Policy;
+use refill_rules::uds::UdsSeed;
+use refill_rules::{ClinicalFlag, ClinicalFlagKind, Confidentiality, Fill, Outcome, PatientId};
+use refill_store::jobs::{self, JobRow, JobState};
+use refill_store::outbox::{self, OutboxAudience, OutboxState};
+use refill_store::{Actor, PatientDetails, Store};
+
+const PHYSICIANS: [&str; 2] = ["dr-a@northside.example", "dr-b@northside.example"];
+
+fn clinic_date() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 2).unwrap()
+}
+
+/// One patient with a fill; `overdose_signal` adds the flag that makes the refill policy escalate urgently.
+async fn add_patient(store: &Store, family_name: &str, overdose_signal: bool) -> PatientId {
+    let mut tx = store.begin().await.unwrap();
+    let details = PatientDetails::new(format!("ext-{family_name}"), "Zed", family_name);
+    let id = tx.insert_patient(&details, &Actor::system()).await.unwrap();
+    let fill = Fill {
+        filled_on: NaiveDate::from_ymd_opt(2026, 10, 20).unwrap(),
+        days_supply: 30,
+        order_id: None,
+        quantity: Some(60.0),
+    };
+    tx.insert_fill(id, &fill, None).await.unwrap();
+    if overdose_signal {
+        let flag = ClinicalFlag {
+            kind: ClinicalFlagKind::OverdoseOrSedationSignal,
+            recorded_on: NaiveDate::from_ymd_opt(2026, 10, 28).unwrap(),
+            confidentiality: Confidentiality::Normal,
+        };
+        tx.insert_clinical_flag(id, &flag, None).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    id
+}
+
+fn evaluator(store: &Store) -> Arc<StoreEvaluator> {
+    Arc::new(StoreEvaluator {
+        store: store.clone(),
+        policy: Arc::new(Policy::default()),
+        policy_version: "test-policy".into(),
+        uds_seed: UdsSeed::splitmix64(42),
+    })
+}
+
+fn outbox_mailer() -> OutboxMailer {
+    let composer = Composer::new(NotifySettings {
+        sender_name: "Northside Care".into(),
+        sender_address: "no-reply@northside.example".into(),
+        message_id_domain: "mail.northside.example".into(),
+        callback_number: "+1 555 0123".into(),
+        sign_in_url: "https://portal.northside.example/sign-in".into(),
+        staff_recipients: vec!["desk@northside.example".into()],
+        physician_recipients: PHYSICIANS.iter().map(|r| r.to_string()).collect(),
+    })
+    .unwrap();
+    // Composing never talks SMTP: the relay is only contacted by deliveries, which this test does not run.
+    let mailer = Mailer::new(&SmtpSettings::loopback_plain(9)).unwrap();
+    let clinic_zone: Tz = "America/New_York".parse().unwrap();
+    OutboxMailer { composer, mailer, settings: DeliverySettings::default(), clinic_zone, supply_horizon_days: 7 }
+}
+
+async fn urgent_alert_jobs(store: &Store, state: JobState) -> Vec<JobRow> {
+    let rows = jobs::list_jobs(store, state, 1000).await.unwrap();
+    rows.into_iter().filter(|job| job.kind == "urgent_alert").collect()
+}
+
+#[tokio::test]
+async fn an_urgent_decision_alerts_the_physicians_once() {
+    for db in common::backends().await {
+        let store = &db.store;
+        let urgent = add_patient(store, "Quillfeather", true).await;
+        let routine = add_patient(store, "Brambleton", false).await;
+        let date = clinic_date();
+        let daily = evaluator(store);
+
+        run_daily(store, daily.as_ref(), "main", date, 100).await.unwrap();
+        let decided = |patient| async move { store.decisions_for_patient(patient, 10).await.unwrap().remove(0) };
+        assert_eq!(decided(urgent).await.decision.outcome, Outcome::EscalateUrgent, "{}", db.name);
+        assert_ne!(decided(routine).await.decision.outcome, Outcome::EscalateUrgent, "{}", db.name);
+        let queued = urgent_alert_jobs(store, JobState::Available).await;
+        let keys: Vec<_> = queued.iter().map(|job| job.unique_key.clone().unwrap_or_default()).collect();
+        assert_eq!(keys, vec![format!("urgent_alert:{}:{date}", urgent.0)], "{}", db.name);
+
+        // The same day again: the alert job is already there, nothing is added.
+        run_daily(store, daily.as_ref(), "main", date, 100).await.unwrap();
+        assert_eq!(urgent_alert_jobs(store, JobState::Available).await.len(), 1, "{}: re-run added an alert", db.name);
+
+        // A worker with the outbox mailer composes it into one physician email.
+        let mut context = JobContext::new("w1");
+        context.daily = Some(daily.clone());
+        context.mailer = Some(Arc::new(outbox_mailer()));
+        let queue = Arc::new(StoreQueue::new(store.clone(), context, None));
+        let mut settings = WorkerSettings::new("w1");
+        settings.queues = vec!["default".into()];
+        settings.poll_interval = Duration::from_millis(50);
+        settings.tick_interval = Duration::ZERO;
+        settings.drain = true;
+        refill_jobs::run_worker(queue, settings, std::future::pending()).await.unwrap();
+        assert_eq!(urgent_alert_jobs(store, JobState::Completed).await.len(), 1, "{}", db.name);
+
+        let pending = outbox::list_by_state(store, OutboxState::Pending, 100).await.unwrap();
+        let alerts: Vec<_> = pending.iter().filter(|row| row.kind == "physician-urgent-alert").collect();
+        assert_eq!(alerts.len(), 1, "{}: {pending:?}", db.name);
+        assert_eq!(alerts[0].audience, OutboxAudience::Physician, "{}", db.name);
+        assert_eq!(alerts[0].patient_id, None, "{}: the alert is not a patient message", db.name);
+
+        let claimed = outbox::claim_due(store, Utc::now() + chrono::Duration::minutes(1), Duration::from_secs(60), 100)
+            .await
+            .unwrap();
+        let alert = claimed.iter().find(|email| email.id == alerts[0].id).expect("the alert is due at once");
+        assert_eq!(alert.envelope_to, PHYSICIANS.to_vec(), "{}", db.name);
+        let raw = String::from_utf8_lossy(&alert.raw_message);
+        for secret in ["Quillfeather", "Zed", "Brambleton"] {
+            assert!(!raw.contains(secret), "{}: the alert names the patient ({secret})", db.name);
+        }
+    }
+}
