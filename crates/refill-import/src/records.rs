@@ -52,32 +52,7 @@ impl PrescriberRole {
     }
 }
 
-/// How a patient prefers to be contacted (the store's `patients.contact_preference`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum ContactPreference {
-    Email,
-    Phone,
-    Portal,
-    #[default]
-    None,
-}
-
-impl ContactPreference {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ContactPreference::Email => "email",
-            ContactPreference::Phone => "phone",
-            ContactPreference::Portal => "portal",
-            ContactPreference::None => "none",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<ContactPreference> {
-        [ContactPreference::Email, ContactPreference::Phone, ContactPreference::Portal, ContactPreference::None]
-            .into_iter()
-            .find(|preference| preference.as_str() == text)
-    }
-}
+pub use refill_rules::ContactPreference;
 
 /// A patient's identity and the facts that belong to the patient row.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,6 +4,33 @@
 
 use chrono::NaiveDate;
 
+/// How a patient prefers to be contacted (email only with consent; see the notifier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ContactPreference {
+    Email,
+    Phone,
+    Portal,
+    #[default]
+    None,
+}
+
+impl ContactPreference {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContactPreference::Email => "email",
+            ContactPreference::Phone => "phone",
+            ContactPreference::Portal => "portal",
+            ContactPreference::None => "none",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ContactPreference> {
+        [ContactPreference::Email, ContactPreference::Phone, ContactPreference::Portal, ContactPreference::None]
+            .into_iter()
+            .find(|preference| preference.as_str() == text)
+    }
+}
+
 /// Internal patient id: an integer so the daily pipeline can split patients into id ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PatientId(pub i64);

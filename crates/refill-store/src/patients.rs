@@ -11,32 +11,7 @@ use crate::model::{Actor, now};
 use crate::store::{with_read_pool, with_tx};
 use crate::{Store, StoreError, Tx};
 
-/// How a patient prefers to be contacted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum ContactPreference {
-    Email,
-    Phone,
-    Portal,
-    #[default]
-    None,
-}
-
-impl ContactPreference {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ContactPreference::Email => "email",
-            ContactPreference::Phone => "phone",
-            ContactPreference::Portal => "portal",
-            ContactPreference::None => "none",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<ContactPreference> {
-        [ContactPreference::Email, ContactPreference::Phone, ContactPreference::Portal, ContactPreference::None]
-            .into_iter()
-            .find(|p| p.as_str() == text)
-    }
-}
+pub use refill_rules::ContactPreference;
 
 /// Everything about a patient that an import or a staff edit sets.
 #[derive(Debug, Clone, PartialEq)]
