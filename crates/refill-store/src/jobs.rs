@@ -936,31 +936,33 @@ pub async fn list_jobs(store: &Store, state: JobState, limit: i64) -> Result<Vec
 
 /// One job by id, or by unique key.
 pub async fn get_job(store: &Store, job_id: i64) -> Result<Option<JobRow>, StoreError> {
-    match &store.pools {
-        Pools::Sqlite { read, .. } => {
-            let sql = format!("SELECT {JOB_COLUMNS} FROM job WHERE id = ?1");
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(job_id).fetch_optional(read).await?;
-            row.as_ref().map(sqlite_job_row).transpose()
-        }
-        Pools::Postgres(pool) => {
-            let sql = format!("SELECT {JOB_COLUMNS} FROM job WHERE id = $1");
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(job_id).fetch_optional(pool).await?;
-            row.as_ref().map(postgres_job_row).transpose()
-        }
-    }
+    job_where(store, "id", job_id).await
 }
 
 /// The job holding this unique key, if any.
 pub async fn get_job_by_key(store: &Store, unique_key: &str) -> Result<Option<JobRow>, StoreError> {
+    job_where(store, "unique_key", unique_key.to_string()).await
+}
+
+/// The one job whose `column` (a fixed name chosen by the callers above) equals `value`.
+async fn job_where<T>(store: &Store, column: &'static str, value: T) -> Result<Option<JobRow>, StoreError>
+where
+    T: for<'q> sqlx::Encode<'q, sqlx::Sqlite>
+        + sqlx::Type<sqlx::Sqlite>
+        + for<'q> sqlx::Encode<'q, sqlx::Postgres>
+        + sqlx::Type<sqlx::Postgres>
+        + Send
+        + 'static,
+{
     match &store.pools {
         Pools::Sqlite { read, .. } => {
-            let sql = format!("SELECT {JOB_COLUMNS} FROM job WHERE unique_key = ?1");
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(unique_key).fetch_optional(read).await?;
+            let sql = format!("SELECT {JOB_COLUMNS} FROM job WHERE {column} = ?1");
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(value).fetch_optional(read).await?;
             row.as_ref().map(sqlite_job_row).transpose()
         }
         Pools::Postgres(pool) => {
-            let sql = format!("SELECT {JOB_COLUMNS} FROM job WHERE unique_key = $1");
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(unique_key).fetch_optional(pool).await?;
+            let sql = format!("SELECT {JOB_COLUMNS} FROM job WHERE {column} = $1");
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(value).fetch_optional(pool).await?;
             row.as_ref().map(postgres_job_row).transpose()
         }
     }
