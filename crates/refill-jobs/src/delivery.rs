@@ -202,6 +202,7 @@ pub fn notice_kind(reminder: ReminderKind) -> PatientNoticeKind {
         ReminderKind::TaperStepComing => PatientNoticeKind::PlanChange,
         ReminderKind::AgreementRenewal => PatientNoticeKind::AgreementRenewal,
         ReminderKind::VisitDue => PatientNoticeKind::VisitDue,
+        ReminderKind::MissedPickup => PatientNoticeKind::FollowUp,
     }
 }
 

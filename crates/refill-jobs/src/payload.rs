@@ -60,6 +60,8 @@ pub enum ReminderKind {
     TaperStepComing,
     AgreementRenewal,
     VisitDue,
+    /// A refill was prepared and has not been picked up: "we would like to hear from you before ...".
+    MissedPickup,
 }
 
 impl ReminderKind {
@@ -69,6 +71,7 @@ impl ReminderKind {
             ReminderKind::TaperStepComing => "taper_step_coming",
             ReminderKind::AgreementRenewal => "agreement_renewal",
             ReminderKind::VisitDue => "visit_due",
+            ReminderKind::MissedPickup => "missed_pickup",
         }
     }
 }

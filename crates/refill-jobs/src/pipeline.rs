@@ -15,7 +15,7 @@ use refill_rules::{
 use refill_store::decisions::NewDecision;
 use refill_store::facts::UdsOrder;
 use refill_store::jobs as store_jobs;
-use refill_store::{Store, Tx};
+use refill_store::{ReminderDates, Store, Tx};
 
 use crate::payload::{JobPayload, ReminderKind};
 use crate::runner::{BoxFuture, DailyEvaluator, JobContext, JobScope};
@@ -119,6 +119,7 @@ impl StoreEvaluator {
         facts: &PatientFacts,
         clinic: &refill_rules::ClinicFacts,
         date: NaiveDate,
+        dates: ReminderDates,
     ) -> anyhow::Result<Vec<JobPayload>> {
         let patient = facts.patient_id;
         let request = RefillRequest { requested_on: date, regimen: facts.regimen.clone(), kind: RequestKind::Routine };
@@ -136,7 +137,7 @@ impl StoreEvaluator {
         self.store.record_decision(tx, &new).await?;
         self.draw_uds_if_needed(tx, facts, date).await?;
         self.apply_taper_step(tx, facts, date).await?;
-        let mut follow_ups = reminders(facts, &decision, date, &self.policy);
+        let mut follow_ups = reminders(facts, &decision, date, &self.policy, dates);
         follow_ups.extend(urgent_alert(facts.patient_id, &decision, date));
         Ok(follow_ups)
     }
@@ -203,9 +204,31 @@ fn next_friday(date: NaiveDate) -> NaiveDate {
 /// so a patient gets it close to the date it is about).
 pub const REFILL_WINDOW_LEAD_DAYS: i64 = 3;
 
-/// Patient reminders that follow from today's facts and decision. Each is keyed by the date it is
-/// about, so the same reminder is enqueued once however many days the condition holds.
-pub fn reminders(facts: &PatientFacts, decision: &Decision, date: NaiveDate, policy: &Policy) -> Vec<JobPayload> {
+/// A "your care plan changes on ..." reminder goes out this many days before a taper step starts: a
+/// week lets the patient call with questions before the change.
+pub const TAPER_STEP_LEAD_DAYS: i64 = 7;
+
+/// A refill prepared this many days ago or more and not picked up is followed up (pharmacies commonly
+/// return unclaimed prescriptions to stock after 7 to 14 days)...
+pub const MISSED_PICKUP_AFTER_DAYS: i64 = 5;
+/// ...and one prepared longer ago than this is left to staff (the queue shows the run-out).
+pub const MISSED_PICKUP_LOOK_BACK_DAYS: i64 = 14;
+
+/// The window of preparation ages the daily pipeline asks the store about.
+pub fn missed_pickup_window() -> std::ops::RangeInclusive<i64> {
+    MISSED_PICKUP_AFTER_DAYS..=MISSED_PICKUP_LOOK_BACK_DAYS
+}
+
+/// Patient reminders that follow from today's facts and decision and from the reminder dates the store
+/// found (coming taper step, refill prepared and not picked up). Each is keyed by the date it is about,
+/// so the same reminder is enqueued once however many days the condition holds.
+pub fn reminders(
+    facts: &PatientFacts,
+    decision: &Decision,
+    date: NaiveDate,
+    policy: &Policy,
+    dates: ReminderDates,
+) -> Vec<JobPayload> {
     let patient = facts.patient_id.0;
     let reminder = |reminder, about| JobPayload::PatientReminder { patient, reminder, about, date };
     let mut out = Vec::new();
@@ -224,7 +247,27 @@ pub fn reminders(facts: &PatientFacts, decision: &Decision, date: NaiveDate, pol
     if decision.reasons.iter().any(|r| r.code == ReasonCode::PhysicianReviewOverdue) {
         out.push(reminder(ReminderKind::VisitDue, next_friday(date)));
     }
+    if let Some(step_on) = dates.next_taper_step_on
+        && step_on > date
+        && step_on - date <= Duration::days(TAPER_STEP_LEAD_DAYS)
+    {
+        out.push(reminder(ReminderKind::TaperStepComing, step_on));
+    }
+    if let Some(prepared_on) = dates.unpicked_refill_prepared_on
+        && let Some(call_before) = missed_pickup_call_before(prepared_on, date)
+    {
+        out.push(reminder(ReminderKind::MissedPickup, call_before));
+    }
     out
+}
+
+/// The one date of a missed-pickup follow-up for a refill prepared on `prepared_on`: the Friday after
+/// it became overdue. Derived from the preparation date, not from today, so every daily run of the
+/// window yields the same key and the patient hears once; `None` outside the window.
+pub fn missed_pickup_call_before(prepared_on: NaiveDate, date: NaiveDate) -> Option<NaiveDate> {
+    let overdue_on = prepared_on + Duration::days(MISSED_PICKUP_AFTER_DAYS);
+    let call_before = next_friday(overdue_on);
+    (date >= overdue_on && date < call_before).then_some(call_before)
 }
 
 /// The immediate physician alert for a decision that escalates as urgent, keyed by patient and clinic
@@ -245,9 +288,20 @@ impl DailyEvaluator for StoreEvaluator {
         Box::pin(async move {
             let facts = self.store.load_facts_in_range(PatientId(first), PatientId(last), date).await?;
             let clinic = self.store.clinic_facts().await?;
+            let reminder_dates = self
+                .store
+                .reminder_dates_in_range(
+                    PatientId(first),
+                    PatientId(last),
+                    date,
+                    TAPER_STEP_LEAD_DAYS,
+                    missed_pickup_window(),
+                )
+                .await?;
             let mut follow_ups = Vec::new();
             for patient in &facts {
-                follow_ups.extend(self.evaluate_patient(tx, patient, &clinic, date).await?);
+                let dates = reminder_dates.get(&patient.patient_id).copied().unwrap_or_default();
+                follow_ups.extend(self.evaluate_patient(tx, patient, &clinic, date, dates).await?);
             }
             tracing::debug!(first, last, patients = facts.len(), "chunk evaluated");
             Ok(follow_ups)
@@ -283,8 +337,25 @@ impl DailyEvaluator for StoreEvaluator {
 
 #[cfg(test)]
 mod tests {
-    use super::{chunk_ranges, next_friday};
+    use super::{chunk_ranges, missed_pickup_call_before, next_friday};
     use chrono::NaiveDate;
+
+    fn day(text: &str) -> NaiveDate {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_missed_pickup_is_followed_up_once_with_a_date_ahead() {
+        // Prepared Monday 30 November: overdue from Saturday 5 December, "call us before Friday 11th".
+        let prepared = day("2026-11-30");
+        assert_eq!(missed_pickup_call_before(prepared, day("2026-12-04")), None, "not overdue yet");
+        let keys: Vec<_> = ["2026-12-05", "2026-12-07", "2026-12-10"]
+            .iter()
+            .map(|today| missed_pickup_call_before(prepared, day(today)))
+            .collect();
+        assert_eq!(keys, vec![Some(day("2026-12-11")); 3], "one key for the whole window");
+        assert_eq!(missed_pickup_call_before(prepared, day("2026-12-11")), None, "the date has come");
+    }
 
     #[test]
     fn visit_reminders_point_at_the_next_friday() {

@@ -23,6 +23,7 @@ mod model;
 pub mod outbox;
 pub mod patients;
 pub mod queue;
+pub mod reminders;
 pub mod schedule;
 pub mod screens;
 mod store;
@@ -35,6 +36,7 @@ pub use facts::{NewTaperPlan, NewTaperStep, StaffFact, UdsOrder};
 pub use model::{Actor, DecisionId, ExceptionId, QueueItemId, RefillRequestId, TaperPlanId};
 pub use patients::{ContactPreference, PatientDetails, PatientRecord, Prescriber, Upserted};
 pub use queue::{QueueCounts, QueueItem, QueueQuery, QueueStatus};
+pub use reminders::ReminderDates;
 pub use store::{AuditKey, Backend, MigrationStatus, Pools, Store, StoreSettings, Tx};
 
 /// Embedded migrations, one set per backend, with the same versions and names.
