@@ -30,6 +30,11 @@ fn clinic_date() -> NaiveDate {
 
 /// One patient with a fill; `overdose_signal` adds the flag that makes the refill policy escalate urgently.
 async fn add_patient(store: &Store, family_name: &str, overdose_signal: bool) -> PatientId {
+    add_patient_with(store, family_name, overdose_signal.then_some(Confidentiality::Normal)).await
+}
+
+/// `add_patient`, with the overdose flag labelled `Some(confidentiality)`.
+async fn add_patient_with(store: &Store, family_name: &str, overdose_signal: Option<Confidentiality>) -> PatientId {
     let mut tx = store.begin().await.unwrap();
     let details = PatientDetails::new(format!("ext-{family_name}"), "Zed", family_name);
     let id = tx.insert_patient(&details, &Actor::system()).await.unwrap();
@@ -40,11 +45,11 @@ async fn add_patient(store: &Store, family_name: &str, overdose_signal: bool) ->
         quantity: Some(60.0),
     };
     tx.insert_fill(id, &fill, None).await.unwrap();
-    if overdose_signal {
+    if let Some(confidentiality) = overdose_signal {
         let flag = ClinicalFlag {
             kind: ClinicalFlagKind::OverdoseOrSedationSignal,
             recorded_on: NaiveDate::from_ymd_opt(2026, 10, 28).unwrap(),
-            confidentiality: Confidentiality::Normal,
+            confidentiality,
         };
         tx.insert_clinical_flag(id, &flag, None).await.unwrap();
     }
@@ -132,5 +137,37 @@ async fn an_urgent_decision_alerts_the_physicians_once() {
         for secret in ["Quillfeather", "Zed", "Brambleton"] {
             assert!(!raw.contains(secret), "{}: the alert names the patient ({secret})", db.name);
         }
+    }
+}
+
+/// A reason that rests on a 42 CFR Part 2 record never leaves the application by email: the alert and
+/// the physicians' digest say "restricted information" instead of naming it.
+#[tokio::test]
+async fn an_alert_resting_on_a_part2_record_does_not_name_the_reason() {
+    for db in common::backends().await {
+        let store = &db.store;
+        let open_signal = add_patient(store, "Quillfeather", true).await;
+        let restricted = add_patient_with(store, "Ashgrove", Some(Confidentiality::Part2)).await;
+        let date = clinic_date();
+        run_daily(store, evaluator(store).as_ref(), "main", date, 100).await.unwrap();
+
+        let mut tx = store.begin().await.unwrap();
+        let open = outbox::open_exceptions_in(&mut tx).await.unwrap();
+        tx.commit().await.unwrap();
+        let codes = |patient: PatientId| {
+            open.iter().find(|e| e.patient_id == patient).map(|e| e.reason_codes.clone()).unwrap_or_default()
+        };
+        assert!(codes(open_signal).contains(&"overdose_or_sedation_signal".to_string()), "{}: {open:?}", db.name);
+        let hidden = codes(restricted);
+        assert!(hidden.contains(&outbox::RESTRICTED_REASON.to_string()), "{}: {hidden:?}", db.name);
+        assert!(!hidden.iter().any(|code| code.contains("overdose")), "{}: {hidden:?}", db.name);
+
+        let raised_at = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap().and_hms_opt(6, 0, 0).unwrap();
+        let alert = refill_jobs::delivery::urgent_alert_view(restricted, date, &open, raised_at).unwrap();
+        assert!(alert.summary.contains("restricted information"), "{}: {}", db.name, alert.summary);
+        assert!(!alert.summary.contains("overdose"), "{}: {}", db.name, alert.summary);
+        let digest = refill_jobs::delivery::exception_digest_view(date, open.clone());
+        let line = digest.exceptions.iter().find(|l| l.patient_ref.ends_with(&format!("#{}", restricted.0))).unwrap();
+        assert!(!line.summary.contains("overdose"), "{}: {}", db.name, line.summary);
     }
 }

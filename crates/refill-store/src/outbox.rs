@@ -815,21 +815,56 @@ pub struct OpenException {
     pub patient_id: PatientId,
     /// `routine` or `urgent`.
     pub urgency: String,
-    /// Stable reason code names that raised it.
+    /// Stable reason code names that raised it, with every reason that rests on a 42 CFR Part 2 record
+    /// replaced by [`RESTRICTED_REASON`]: email leaves the break-glass boundary, so it never names them.
     pub reason_codes: Vec<String>,
     pub clinic_date: NaiveDate,
 }
 
+/// The code that stands for restricted reasons in anything that leaves the application (email).
+pub const RESTRICTED_REASON: &str = "restricted_information";
+
 /// Every open exception, urgent first, oldest first, read in the caller's transaction.
 pub async fn open_exceptions_in(tx: &mut Tx) -> Result<Vec<OpenException>, StoreError> {
-    const SQL: &str = "SELECT patient_id, urgency, CAST(reason_codes AS TEXT), clinic_date FROM exceptions \
-         WHERE status = 'open' ORDER BY CASE urgency WHEN 'urgent' THEN 0 ELSE 1 END, clinic_date, id";
-    let rows: Vec<(i64, String, String, NaiveDate)> = on_tx!(tx, conn => sqlx::query_as(SQL).fetch_all(conn).await?);
+    const SQL: &str = "SELECT e.patient_id, e.urgency, CAST(e.reason_codes AS TEXT), e.clinic_date, \
+         CAST(d.reasons AS TEXT) FROM exceptions e JOIN decisions d ON d.id = e.decision_id \
+         WHERE e.status = 'open' ORDER BY CASE e.urgency WHEN 'urgent' THEN 0 ELSE 1 END, e.clinic_date, e.id";
+    let rows: Vec<(i64, String, String, NaiveDate, String)> =
+        on_tx!(tx, conn => sqlx::query_as(SQL).fetch_all(conn).await?);
     rows.into_iter()
-        .map(|(patient, urgency, codes, clinic_date)| {
+        .map(|(patient, urgency, codes, clinic_date, reasons)| {
             let reason_codes: Vec<String> = serde_json::from_str(&codes)
                 .map_err(|e| StoreError::Corrupt(format!("exceptions.reason_codes of patient {patient}: {e}")))?;
-            Ok(OpenException { patient_id: PatientId(patient), urgency, reason_codes, clinic_date })
+            let restricted = restricted_codes(&reasons)
+                .map_err(|e| StoreError::Corrupt(format!("decisions.reasons of patient {patient}: {e}")))?;
+            Ok(OpenException {
+                patient_id: PatientId(patient),
+                urgency,
+                reason_codes: mask_restricted(reason_codes, &restricted),
+                clinic_date,
+            })
         })
         .collect()
+}
+
+/// The codes of the decision's reasons marked restricted (the stable reason JSON of `refill-rules`).
+fn restricted_codes(reasons: &str) -> Result<Vec<String>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct StoredReason {
+        code: String,
+        #[serde(default)]
+        restricted: bool,
+    }
+    let reasons: Vec<StoredReason> = serde_json::from_str(reasons)?;
+    Ok(reasons.into_iter().filter(|r| r.restricted).map(|r| r.code).collect())
+}
+
+/// `codes` with each restricted code replaced by [`RESTRICTED_REASON`] (named once, at the end).
+fn mask_restricted(codes: Vec<String>, restricted: &[String]) -> Vec<String> {
+    let before = codes.len();
+    let mut open: Vec<String> = codes.into_iter().filter(|code| !restricted.contains(code)).collect();
+    if open.len() < before {
+        open.push(RESTRICTED_REASON.to_string());
+    }
+    open
 }
