@@ -334,13 +334,28 @@ pub fn morning_digest_view(clinic_date: NaiveDate, data: outbox::MorningDigestDa
     }
 }
 
-/// The physicians' digest view-model from the open exceptions.
+/// The physicians' digest view-model from the open exceptions and the break-the-glass grants made
+/// since the last digest (times shown on the clinic's wall clock).
 pub fn exception_digest_view(
     clinic_date: NaiveDate,
     open: Vec<outbox::OpenException>,
+    break_glass: Vec<outbox::BreakGlassAccess>,
+    clinic_zone: Tz,
 ) -> refill_notify::ExceptionDigest {
     refill_notify::ExceptionDigest {
         clinic_date,
+        break_glass: break_glass
+            .into_iter()
+            .filter_map(|access| {
+                let granted_at = DateTime::<Utc>::from_timestamp_millis(access.granted_at_ms)?;
+                Some(refill_notify::BreakGlassLine {
+                    user: access.user_display_name,
+                    patient_ref: patient_ref(access.patient_id),
+                    granted_at: granted_at.with_timezone(&clinic_zone).naive_local(),
+                    minutes: (access.expires_at_ms - access.granted_at_ms) / 60_000,
+                })
+            })
+            .collect(),
         exceptions: open
             .into_iter()
             .map(|exception| refill_notify::ExceptionLine {
@@ -355,6 +370,9 @@ pub fn exception_digest_view(
             .collect(),
     }
 }
+
+/// How far back the physicians' daily digest reports break-the-glass grants.
+pub const BREAK_GLASS_REPORT_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// The opaque reference of the urgent escalation of `patient` raised by the run of `date`.
 pub fn urgent_escalation_ref(patient: PatientId, date: NaiveDate) -> String {
@@ -435,7 +453,11 @@ impl OutboxMailer {
                     return Ok(());
                 }
                 let open = outbox::open_exceptions_in(tx).await?;
-                let email = self.composer.exception_digest(&exception_digest_view(*date, open), recipients, now)?;
+                // The digest runs daily: it reports the grants of the 24 hours before it is composed.
+                let to_ms = now.timestamp_millis();
+                let break_glass = outbox::break_glass_between_in(tx, to_ms - BREAK_GLASS_REPORT_MS, to_ms).await?;
+                let view = exception_digest_view(*date, open, break_glass, self.clinic_zone);
+                let email = self.composer.exception_digest(&view, recipients, now)?;
                 queue_email(tx, &email, None, self.clinic_zone, now).await?;
                 Ok(())
             }

@@ -166,8 +166,58 @@ async fn an_alert_resting_on_a_part2_record_does_not_name_the_reason() {
         let alert = refill_jobs::delivery::urgent_alert_view(restricted, date, &open, raised_at).unwrap();
         assert!(alert.summary.contains("restricted information"), "{}: {}", db.name, alert.summary);
         assert!(!alert.summary.contains("overdose"), "{}: {}", db.name, alert.summary);
-        let digest = refill_jobs::delivery::exception_digest_view(date, open.clone());
+        let zone: Tz = "America/New_York".parse().unwrap();
+        let digest = refill_jobs::delivery::exception_digest_view(date, open.clone(), Vec::new(), zone);
         let line = digest.exceptions.iter().find(|l| l.patient_ref.ends_with(&format!("#{}", restricted.0))).unwrap();
         assert!(!line.summary.contains("overdose"), "{}: {}", db.name, line.summary);
+    }
+}
+
+/// The physicians' daily digest reports who broke the glass on which patient in the last 24 hours,
+/// without the written reason (which may describe the restricted record).
+#[tokio::test]
+async fn the_physician_digest_reports_break_the_glass() {
+    use refill_store::accounts::{self, NewUser, Role};
+    for db in common::backends().await {
+        let store = &db.store;
+        let patient = add_patient(store, "Quillfeather", false).await;
+        let now_ms = Utc::now().timestamp_millis();
+        let new = NewUser {
+            username: "okafor".into(),
+            display_name: "Dr. Okafor".into(),
+            role: Role::Physician,
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+        };
+        let user = accounts::create_user(store, &new, now_ms).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let reason = "reviewing the methadone program letter";
+        accounts::grant_break_glass(&mut tx, user.id, patient.0, reason, now_ms - 1000, now_ms + 3_599_000)
+            .await
+            .unwrap();
+        // A grant older than a day was reported by an earlier digest.
+        accounts::grant_break_glass(&mut tx, user.id, patient.0, "old", now_ms - 2 * 86_400_000, now_ms).await.unwrap();
+        let digest = refill_jobs::JobPayload::PhysicianExceptionDigest { site: "main".into(), date: clinic_date() };
+        jobs::enqueue(&mut tx, &digest.to_new_job()).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+
+        let mut context = JobContext::new("w1");
+        context.mailer = Some(Arc::new(outbox_mailer()));
+        let queue = Arc::new(StoreQueue::new(store.clone(), context, None));
+        let mut settings = WorkerSettings::new("w1");
+        settings.queues = vec!["default".into()];
+        settings.poll_interval = Duration::from_millis(50);
+        settings.tick_interval = Duration::ZERO;
+        settings.drain = true;
+        refill_jobs::run_worker(queue, settings, std::future::pending()).await.unwrap();
+
+        let claimed = outbox::claim_due(store, Utc::now() + chrono::Duration::minutes(1), Duration::from_secs(60), 100)
+            .await
+            .unwrap();
+        let email = claimed.iter().find(|e| e.kind == "physician-exception-digest").expect("the digest is queued");
+        let raw = String::from_utf8_lossy(&email.raw_message).replace("=\r\n", "");
+        assert!(raw.contains(&format!("Dr. Okafor opened patient #{}", patient.0)), "{}: {raw}", db.name);
+        assert!(raw.contains("for 60 minutes"), "{}: {raw}", db.name);
+        assert_eq!(raw.matches("opened patient #").count(), 2, "{}: one grant, text and HTML parts", db.name);
+        assert!(!raw.contains("methadone"), "{}: the reason was mailed", db.name);
     }
 }

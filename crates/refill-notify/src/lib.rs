@@ -25,6 +25,6 @@ pub use render::{
 pub use settings::{NotifySettings, SmtpSettings, TlsMode};
 pub use transport::{Mailer, SendOutcome};
 pub use views::{
-    Audience, ExceptionDigest, ExceptionLine, MessageKind, Moment, MorningDigest, Overdue, OverdueItem, PatientNotice,
-    PatientNoticeKind, StatusCount, SupplyRunningOut, UrgentAlert,
+    Audience, BreakGlassLine, ExceptionDigest, ExceptionLine, MessageKind, Moment, MorningDigest, Overdue, OverdueItem,
+    PatientNotice, PatientNoticeKind, StatusCount, SupplyRunningOut, UrgentAlert,
 };

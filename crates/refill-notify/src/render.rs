@@ -197,6 +197,7 @@ struct ExceptionDigestSubject;
 struct ExceptionDigestText<'a> {
     clinic_date: chrono::NaiveDate,
     exceptions: &'a [crate::views::ExceptionLine],
+    break_glass: &'a [crate::views::BreakGlassLine],
     sign_in_url: &'a str,
 }
 
@@ -205,14 +206,25 @@ struct ExceptionDigestText<'a> {
 struct ExceptionDigestHtml<'a> {
     clinic_date: chrono::NaiveDate,
     exceptions: &'a [crate::views::ExceptionLine],
+    break_glass: &'a [crate::views::BreakGlassLine],
     sign_in_url: &'a str,
 }
 
 pub fn render_exception_digest(digest: &ExceptionDigest, sign_in_url: &str) -> Result<RenderedEmail, NotifyError> {
     let name = MessageKind::PhysicianExceptionDigest.name();
     let subject = render(&ExceptionDigestSubject, name)?.trim().to_string();
-    let text = ExceptionDigestText { clinic_date: digest.clinic_date, exceptions: &digest.exceptions, sign_in_url };
-    let html = ExceptionDigestHtml { clinic_date: digest.clinic_date, exceptions: &digest.exceptions, sign_in_url };
+    let text = ExceptionDigestText {
+        clinic_date: digest.clinic_date,
+        exceptions: &digest.exceptions,
+        break_glass: &digest.break_glass,
+        sign_in_url,
+    };
+    let html = ExceptionDigestHtml {
+        clinic_date: digest.clinic_date,
+        exceptions: &digest.exceptions,
+        break_glass: &digest.break_glass,
+        sign_in_url,
+    };
     Ok(RenderedEmail {
         subject: format!("{subject} {}", digest.clinic_date),
         text: render(&text, name)?,

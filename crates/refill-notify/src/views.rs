@@ -202,6 +202,19 @@ pub struct ExceptionLine {
 pub struct ExceptionDigest {
     pub clinic_date: NaiveDate,
     pub exceptions: Vec<ExceptionLine>,
+    /// Restricted (42 CFR Part 2) records opened with break-the-glass since the last digest.
+    pub break_glass: Vec<BreakGlassLine>,
+}
+
+/// One break-the-glass access in the physicians' digest: who, which patient (opaque reference), when,
+/// for how long. The written reason is read in the application, not mailed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakGlassLine {
+    pub user: String,
+    pub patient_ref: String,
+    /// Clinic-local time of the grant.
+    pub granted_at: chrono::NaiveDateTime,
+    pub minutes: i64,
 }
 
 /// An urgent escalation for physicians, sent at once.

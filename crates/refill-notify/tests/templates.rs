@@ -5,8 +5,8 @@
 use chrono::{NaiveDate, TimeZone, Utc};
 use refill_notify::wording::{first_forbidden_word, forbidden_words_in};
 use refill_notify::{
-    Composer, ExceptionDigest, ExceptionLine, MessageKind, Moment, MorningDigest, NotifySettings, Overdue, OverdueItem,
-    PatientNotice, PatientNoticeKind, StatusCount, SupplyRunningOut, UrgentAlert,
+    BreakGlassLine, Composer, ExceptionDigest, ExceptionLine, MessageKind, Moment, MorningDigest, NotifySettings,
+    Overdue, OverdueItem, PatientNotice, PatientNoticeKind, StatusCount, SupplyRunningOut, UrgentAlert,
 };
 
 const NOTICE_KINDS: [PatientNoticeKind; 5] = [
@@ -271,10 +271,17 @@ fn staff_and_physician_messages_render_their_lists() {
             summary: "URGENT: mme crossed threshold".into(),
             opened_on: date,
         }],
+        break_glass: vec![BreakGlassLine {
+            user: "Dr. Okafor".into(),
+            patient_ref: "patient #12".into(),
+            granted_at: date.and_hms_opt(9, 5, 0).unwrap(),
+            minutes: 60,
+        }],
     };
     let email = composer.exception_digest(&exceptions, &settings().physician_recipients, now()).unwrap();
     let text = decode_quoted_printable(&String::from_utf8(email.raw).unwrap());
     assert!(text.contains("patient #4: URGENT: mme crossed threshold"), "{text}");
+    assert!(text.contains("Dr. Okafor opened patient #12 at 2026-12-08 09:05 for 60 minutes"), "{text}");
 
     let alert = UrgentAlert {
         escalation_ref: "e-77".into(),

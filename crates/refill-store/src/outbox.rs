@@ -821,6 +821,38 @@ pub struct OpenException {
     pub clinic_date: NaiveDate,
 }
 
+/// One break-the-glass grant for the physicians' digest: who opened which patient's restricted records,
+/// and when. The reason stays in the application (it may describe the restricted record itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakGlassAccess {
+    pub user_display_name: String,
+    pub patient_id: PatientId,
+    pub granted_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// Break-the-glass grants made in `[from_ms, to_ms)`, oldest first, read in the caller's transaction.
+pub async fn break_glass_between_in(
+    tx: &mut Tx,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<BreakGlassAccess>, StoreError> {
+    const SQL: &str = "SELECT u.display_name, g.patient_id, g.granted_at_ms, g.expires_at_ms \
+         FROM break_glass_grants g JOIN users u ON u.id = g.user_id \
+         WHERE g.granted_at_ms >= $1 AND g.granted_at_ms < $2 ORDER BY g.granted_at_ms, g.id";
+    let rows: Vec<(String, i64, i64, i64)> =
+        on_tx!(tx, conn => sqlx::query_as(SQL).bind(from_ms).bind(to_ms).fetch_all(conn).await?);
+    Ok(rows
+        .into_iter()
+        .map(|(user_display_name, patient, granted_at_ms, expires_at_ms)| BreakGlassAccess {
+            user_display_name,
+            patient_id: PatientId(patient),
+            granted_at_ms,
+            expires_at_ms,
+        })
+        .collect())
+}
+
 /// The code that stands for restricted reasons in anything that leaves the application (email).
 pub const RESTRICTED_REASON: &str = "restricted_information";
 
