@@ -44,6 +44,9 @@ where q.patient_id >= $1 and q.patient_id <= $2
   and not exists (select 1 from fills f where f.patient_id = q.patient_id and f.filled_on >= q.clinic_date)
 group by q.patient_id"#;
 
+/// A patient id and a date, as the two queries return them.
+type PatientDate = (i64, Option<NaiveDate>);
+
 impl Store {
     /// Reminder dates of the patients with ids in `first..=last`: taper steps starting in
     /// `(as_of, as_of + step_lead_days]`, and refills prepared in `[as_of - prepared_max_days,
@@ -62,7 +65,7 @@ impl Store {
         let step_until = as_of + chrono::Duration::days(step_lead_days);
         let prepared_from = as_of - chrono::Duration::days(*prepared_days.end());
         let prepared_until = as_of - chrono::Duration::days(*prepared_days.start());
-        let (steps, unpicked): (Vec<(i64, Option<NaiveDate>)>, Vec<(i64, Option<NaiveDate>)>) = with_read_pool!(self, pool => {
+        let (steps, unpicked): (Vec<PatientDate>, Vec<PatientDate>) = with_read_pool!(self, pool => {
             let steps = sqlx::query_as(SELECT_NEXT_TAPER_STEPS)
                 .bind(first.0)
                 .bind(last.0)
