@@ -7,6 +7,7 @@
 
 use sqlx::FromRow;
 
+use crate::AuditEvent;
 use crate::store::{with_read_pool, with_tx};
 use crate::{Pools, Store, StoreError, Tx};
 
@@ -208,15 +209,48 @@ pub async fn set_disabled(store: &Store, user_id: i64, disabled: bool, now_ms: i
     tx.commit().await
 }
 
-/// Store (or clear) the TOTP secret of a user (base32 text).
-pub async fn set_totp_secret(store: &Store, user_id: i64, secret: Option<&str>) -> Result<(), StoreError> {
-    on_write!(store, pool => sqlx::query("UPDATE users SET totp_secret = $1 WHERE id = $2")
+/// Enrol (`Some`) or remove (`None`) a user's TOTP second factor (base32 secret), with its audit event,
+/// in one transaction. `actor` is the user themself, or an admin resetting a lost authenticator. The
+/// last-used step is cleared with it, so a new enrolment starts clean. The secret itself is never
+/// written to the audit trail.
+pub async fn set_totp_secret(
+    store: &Store,
+    user_id: i64,
+    secret: Option<&str>,
+    actor: &crate::Actor,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    let changed = with_tx!(&mut tx, conn => sqlx::query(
+        "UPDATE users SET totp_secret = $1, totp_last_step = NULL WHERE id = $2")
         .bind(secret)
+        .bind(user_id)
+        .execute(conn)
+        .await?
+        .rows_affected());
+    if changed == 0 {
+        tx.rollback().await?;
+        return Err(StoreError::NotFound(format!("user {user_id}")));
+    }
+    let action = if secret.is_some() { "account.second_factor.enrolled" } else { "account.second_factor.removed" };
+    let event = AuditEvent::new(actor, action, "user").resource_id(user_id.to_string()).reason(reason);
+    store.append_audit(&mut tx, &event).await?;
+    tx.commit().await
+}
+
+/// Use TOTP step `step` for `user_id`: true when it is later than every step used before (and is now
+/// the last used), false for a replay. One conditional update, so two sign-ins racing with the same
+/// code cannot both succeed.
+pub async fn use_totp_step(store: &Store, user_id: i64, step: i64) -> Result<bool, StoreError> {
+    let updated = on_write!(store, pool => sqlx::query(
+        "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND totp_secret IS NOT NULL \
+         AND (totp_last_step IS NULL OR totp_last_step < $1)")
+        .bind(step)
         .bind(user_id)
         .execute(pool)
         .await?
         .rows_affected());
-    Ok(())
+    Ok(updated == 1)
 }
 
 async fn end_user_sessions_in(tx: &mut Tx, user_id: i64, now_ms: i64, reason: &str) -> Result<u64, StoreError> {

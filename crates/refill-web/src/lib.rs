@@ -15,6 +15,7 @@ mod error;
 pub mod live;
 pub mod pages;
 mod security;
+pub mod totp;
 mod view_audit;
 mod wording;
 
@@ -150,7 +151,7 @@ impl AppState {
 /// The whole router: pages, JSON API, live updates and static assets, behind the access table, CSRF
 /// checks, sessions and security headers.
 pub fn app(state: AppState) -> Router {
-    use pages::{admin, dashboard, exceptions, login, patient, queue, taper};
+    use pages::{account, admin, dashboard, exceptions, login, patient, queue, taper};
     let routes = Router::new()
         .route("/", get(pages::home))
         .route("/healthz", get(pages::healthz))
@@ -175,6 +176,9 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/users", post(admin::create_user))
         .route("/admin/wall-codes", post(admin::issue_wall_code))
         .route("/admin/wall-sessions/{handle}/revoke", post(admin::revoke_wall_session))
+        .route("/admin/users/{user_id}/second-factor/reset", post(account::admin_reset))
+        .route("/account/second-factor", get(account::page).post(account::enrol))
+        .route("/account/second-factor/remove", post(account::remove))
         .route("/events", get(live::events))
         .route("/api/session", get(api::session))
         .route("/api/queue", get(api::queue))

@@ -115,7 +115,10 @@ impl Harness {
 type Party = (&'static str, Option<(String, String)>, Option<Role>);
 
 fn concrete(path: &str) -> String {
-    path.replace("{patient_id}", "1").replace("{exception_id}", "1").replace("{handle}", "0000000000000000")
+    path.replace("{patient_id}", "1")
+        .replace("{exception_id}", "1")
+        .replace("{handle}", "0000000000000000")
+        .replace("{user_id}", "999999")
 }
 
 fn request(method: &str, path: &str, cookie: Option<&str>, csrf: Option<&str>) -> Request<Body> {
@@ -358,4 +361,106 @@ async fn revoked_wall_sessions_stop_working() {
         harness.send(request("GET", "/queue?display=wall", Some(&wall), None)).await.status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// A POST of an urlencoded form with a session cookie and its CSRF token.
+fn form_post(path: &str, cookie: &str, csrf: &str, fields: &[(&str, &str)]) -> Request<Body> {
+    let mut body: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={}", v.replace(' ', "+"))).collect();
+    body.push(format!("csrf={csrf}"));
+    Request::builder()
+        .method("POST")
+        .uri(path)
+        .header(header::HOST, "localhost")
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body.join("&")))
+        .expect("request")
+}
+
+async fn login_with_code(harness: &Harness, username: &str, password: &str, code: &str) -> axum::response::Response {
+    let form_page = harness.send(request("GET", "/login", None, None)).await;
+    let set_cookie =
+        form_page.headers().get(header::SET_COOKIE).and_then(|v| v.to_str().ok()).expect("login cookie").to_string();
+    let token =
+        set_cookie.split(';').next().and_then(|pair| pair.split_once('=')).map(|(_, v)| v.to_string()).expect("token");
+    let post = Request::builder()
+        .method("POST")
+        .uri("/login")
+        .header(header::HOST, "localhost")
+        .header(header::COOKIE, format!("refill_login_csrf={token}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("username={username}&password={password}&code={code}&csrf={token}")))
+        .expect("request");
+    harness.send(post).await
+}
+
+#[tokio::test]
+async fn a_physician_enrols_a_second_factor_and_sign_in_then_needs_a_fresh_code() {
+    use refill_web::totp;
+    let harness = Harness::new().await;
+    let user = refill_web::pages::admin::create_account(
+        &harness.state,
+        "okafor",
+        "Dr. Okafor",
+        Role::Physician,
+        "correct horse battery",
+    )
+    .await
+    .expect("account");
+    let token = random_token();
+    let csrf = random_token();
+    let now = harness.now_ms();
+    accounts::create_person_session(&harness.state.store, &sha256_hex(&token), user.id, &csrf, now, now + 3_600_000)
+        .await
+        .expect("session");
+    let cookie = format!("refill_session={token}");
+
+    // The page offers a fresh secret; a wrong code enrols nothing.
+    let page = harness.send(request("GET", "/account/second-factor", Some(&cookie), None)).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html =
+        String::from_utf8_lossy(&axum::body::to_bytes(page.into_body(), 1 << 20).await.expect("body")).to_string();
+    let secret = html
+        .split("name=\"secret\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page carries the secret")
+        .to_string();
+    let wrong = harness
+        .send(form_post("/account/second-factor", &cookie, &csrf, &[("secret", &secret), ("code", "000000")]))
+        .await;
+    assert_eq!(wrong.status(), StatusCode::OK, "the page again, with the problem");
+    let stored = accounts::find_user_by_username(&harness.state.store, "okafor").await.unwrap().unwrap();
+    assert_eq!(stored.totp_secret, None, "a wrong code enrols nothing");
+
+    let step = totp::step_of(harness.now_ms() / 1000);
+    let code_at = |step: i64| format!("{:06}", totp::code_at(&secret, step).expect("valid secret"));
+    let enrol = harness
+        .send(form_post("/account/second-factor", &cookie, &csrf, &[("secret", &secret), ("code", &code_at(step))]))
+        .await;
+    assert_eq!(enrol.status(), StatusCode::SEE_OTHER);
+    let stored = accounts::find_user_by_username(&harness.state.store, "okafor").await.unwrap().unwrap();
+    assert_eq!(stored.totp_secret.as_deref(), Some(secret.as_str()));
+
+    // Password alone no longer signs in; the enrolment code cannot be replayed; the next step's code can.
+    let password = "correct+horse+battery";
+    assert_eq!(login_with_code(&harness, "okafor", password, "").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(login_with_code(&harness, "okafor", password, &code_at(step)).await.status(), StatusCode::UNAUTHORIZED);
+    harness.now_ms.fetch_add(30_000, Ordering::SeqCst);
+    let next = code_at(step + 1);
+    assert_eq!(login_with_code(&harness, "okafor", password, &next).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(login_with_code(&harness, "okafor", password, &next).await.status(), StatusCode::UNAUTHORIZED, "replay");
+
+    // An admin resets it (a lost phone): the password signs in again. Both changes are audited.
+    harness.now_ms.fetch_add(61_000, Ordering::SeqCst);
+    let (admin_cookie, admin_csrf) = harness.session(Role::Admin).await;
+    let reset = harness
+        .send(form_post(&format!("/admin/users/{}/second-factor/reset", user.id), &admin_cookie, &admin_csrf, &[]))
+        .await;
+    assert_eq!(reset.status(), StatusCode::SEE_OTHER);
+    assert_eq!(login_with_code(&harness, "okafor", password, "").await.status(), StatusCode::SEE_OTHER);
+    let events = harness.state.store.audit_events(1, 1000).await.expect("audit");
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).filter(|a| a.contains("second_factor")).collect();
+    assert_eq!(actions, vec!["account.second_factor.enrolled", "account.second_factor.removed"]);
+    assert!(events.iter().all(|e| !format!("{e:?}").contains(&secret)), "the secret is never audited");
 }

@@ -16,7 +16,8 @@ use crate::{AppState, WebError};
 #[template(path = "web/admin.html")]
 struct AdminPage {
     chrome: Chrome,
-    users: Vec<(String, String, String, bool)>,
+    /// (id, username, name, role, disabled, second factor enrolled)
+    users: Vec<(i64, String, String, String, bool, bool)>,
     walls: Vec<(String, String, String, bool)>,
     wall_url: Option<String>,
     problem: Option<String>,
@@ -31,7 +32,10 @@ async fn admin_page(
     let users = accounts::list_users(&state.store)
         .await?
         .into_iter()
-        .map(|u| (u.username, u.display_name, u.role.as_str().to_string(), u.disabled_at_ms.is_some()))
+        .map(|u| {
+            let enrolled = u.totp_secret.is_some();
+            (u.id, u.username, u.display_name, u.role.as_str().to_string(), u.disabled_at_ms.is_some(), enrolled)
+        })
         .collect();
     let now_ms = state.clock.now_ms();
     let walls = accounts::list_wall_sessions(&state.store)

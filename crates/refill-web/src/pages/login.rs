@@ -71,6 +71,9 @@ pub async fn form(State(state): State<AppState>, Query(query): Query<LoginQuery>
 pub struct LoginForm {
     username: String,
     password: String,
+    /// The authenticator code, for users who enrolled a second factor.
+    #[serde(default)]
+    code: String,
     csrf: String,
 }
 
@@ -134,6 +137,23 @@ async fn sign_in(
             return Err((StatusCode::UNAUTHORIZED, "Wrong username or password.".into(), username));
         }
     };
+    // A second factor, when enrolled: a wrong or missing code counts against the same attempt budget, so
+    // the six digits cannot be guessed faster than a password.
+    if let Some(secret) = &user.totp_secret {
+        let accepted = match crate::totp::matching_step(secret, &form.code, now_ms.div_euclid(1000)) {
+            Some(step) => accounts::use_totp_step(&state.store, user.id, step).await.map_err(store_failed)?,
+            None => false,
+        };
+        if !accepted {
+            accounts::record_login_attempt(&state.store, &username, &ip, now_ms, false).await.map_err(store_failed)?;
+            let message = if form.code.trim().is_empty() {
+                "Enter the six-digit code from your authenticator app."
+            } else {
+                "That code is wrong or was already used. Enter the code the app shows now."
+            };
+            return Err((StatusCode::UNAUTHORIZED, message.into(), username));
+        }
+    }
     accounts::record_login_attempt(&state.store, &username, &ip, now_ms, true).await.map_err(store_failed)?;
     // A new session, a new token: whatever this browser held before ends here.
     if let Some(session) = principal.session() {

@@ -1,6 +1,7 @@
 //! The HTML pages: what every page shares (the header with the signed-in person and the CSRF token),
 //! static assets, error pages, and one module per screen.
 
+pub mod account;
 pub mod admin;
 pub mod dashboard;
 pub mod exceptions;
@@ -43,6 +44,7 @@ impl Chrome {
         add("/exceptions", "Exceptions", &[Role::Physician]);
         add("/dashboard", "Dashboard", &[Role::Physician, Role::Admin]);
         add("/admin", "Accounts", &[Role::Admin]);
+        add("/account/second-factor", "Sign-in security", &[Role::Physician, Role::Admin]);
         Chrome {
             clinic_name: state.settings.clinic_name.clone(),
             user_name: principal.user().map(|u| u.display_name.clone()).unwrap_or_default(),
