@@ -1,6 +1,7 @@
 //! `refill serve`: the web screens and JSON API. Plain HTTP on 127.0.0.1 by default; for a network,
-//! put it behind a TLS-terminating reverse proxy (see `[web]` in config/base.toml and the README) and keep
-//! `secure_cookies = true` so the session cookie is `__Host-` prefixed and `Secure`.
+//! either HTTPS directly (`--tls-cert` and `--tls-key`, PEM files) or behind a TLS-terminating reverse
+//! proxy (see the README); either way `secure_cookies = true` so the session cookie is `__Host-`
+//! prefixed and `Secure`. Plain HTTP on a non-loopback address is refused in production.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,11 +20,11 @@ pub struct Args {
     /// Address to bind (default loopback only).
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: String,
-    /// Certificate (PEM) for serving HTTPS directly. Not built in this release: terminate TLS in a
-    /// reverse proxy instead; the flag is refused with that advice rather than silently ignored.
-    #[arg(long, value_name = "PEM")]
+    /// Certificate chain (PEM) for serving HTTPS directly; needs `--tls-key`.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
     pub tls_cert: Option<std::path::PathBuf>,
-    #[arg(long, value_name = "PEM")]
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1) of `--tls-cert`.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
 }
 
@@ -144,16 +145,43 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(args: Args, context: &Context) -> anyhow::Result<ExitCode> {
-    if args.tls_cert.is_some() || args.tls_key.is_some() {
+    let config = context.config()?;
+    let loopback = args.bind.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(args.bind == "localhost");
+    // Read the certificate before opening anything, so a bad file is reported first and alone.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(refill_web::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    if tls.is_none() && !loopback && config.is_production() {
         anyhow::bail!(
-            "--tls-cert/--tls-key: serving TLS directly is not built in this release; run `refill serve` on \
-             127.0.0.1 behind a TLS-terminating reverse proxy (nginx, Caddy) and keep [web] secure_cookies = true"
+            "--bind {}: plain HTTP beyond loopback is refused in production; give --tls-cert and --tls-key, or \
+             bind 127.0.0.1 behind a TLS-terminating reverse proxy",
+            args.bind
         );
     }
-    let config = context.config()?;
     let store = context.open_store(&config).await?;
-    let loopback = args.bind.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(args.bind == "localhost");
-    let state = app_state(&config, store, loopback)?;
-    serve_until_signal(state, &args.bind, args.port).await?;
+    // HTTPS: cookies are Secure whatever the address (the browser keeps them over https://).
+    let state = app_state(&config, store, loopback && tls.is_none())?;
+    match tls {
+        Some(tls) => serve_tls_until_signal(state, &args.bind, args.port, tls).await?,
+        None => serve_until_signal(state, &args.bind, args.port).await?,
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serve `state` over HTTPS on `bind:port` until ctrl-c or SIGTERM.
+pub async fn serve_tls_until_signal(
+    state: refill_web::AppState,
+    bind: &str,
+    port: u16,
+    tls: std::sync::Arc<refill_web::tls::ServerConfig>,
+) -> anyhow::Result<()> {
+    let tcp = tokio::net::TcpListener::bind((bind, port))
+        .await
+        .with_context(|| format!("could not listen on {bind}:{port}"))?;
+    let listener = refill_web::tls::TlsListener::new(tcp, tls)?;
+    let address = listener.local_address();
+    println!("Refill Clinic is serving on https://{address}/ (ctrl-c to stop)");
+    refill_web::serve_tls(listener, state, shutdown_signal()).await.context("the web server failed")?;
+    Ok(())
 }

@@ -29,6 +29,9 @@ pub enum WebError {
     Render(#[from] askama::Error),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The TLS certificate or key given to `refill serve` is unusable (names the file).
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl WebError {
@@ -43,7 +46,7 @@ impl WebError {
             WebError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
             WebError::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
             WebError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            WebError::Render(_) | WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            WebError::Render(_) | WebError::Internal(_) | WebError::Tls(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -53,7 +56,9 @@ impl WebError {
             WebError::Store(StoreError::NotFound(_)) => "Not found.".into(),
             WebError::Store(StoreError::Conflict(what)) => what.clone(),
             WebError::Store(_) => "The database is unavailable; try again in a moment.".into(),
-            WebError::Render(_) | WebError::Internal(_) => "Something went wrong; it has been logged.".into(),
+            WebError::Render(_) | WebError::Internal(_) | WebError::Tls(_) => {
+                "Something went wrong; it has been logged.".into()
+            }
             other => other.to_string(),
         }
     }

@@ -15,6 +15,7 @@ mod error;
 pub mod live;
 pub mod pages;
 mod security;
+pub mod tls;
 pub mod totp;
 mod view_audit;
 mod wording;
@@ -209,6 +210,24 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let poller = tokio::spawn(live::poll_changes(state.clone()));
     let router = app(state);
+    let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await;
+    poller.abort();
+    result
+}
+
+/// `serve` over HTTPS: connections come from a [`tls::TlsListener`] once their handshake is done.
+pub async fn serve_tls(
+    listener: tls::TlsListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    let poller = tokio::spawn(live::poll_changes(state.clone()));
+    let router = app(state);
+    // `tap_io` (a no-op here) is what gives any listener the peer-address connect info.
+    let listener = listener.tap_io(|_: &mut tokio_rustls::server::TlsStream<tokio::net::TcpStream>| {});
     let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await;
