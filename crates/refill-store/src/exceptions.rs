@@ -12,7 +12,7 @@ use crate::audit::AuditEvent;
 use crate::codec::corrupt;
 use crate::model::{Actor, DecisionId, ExceptionId, now};
 use crate::store::{with_read_pool, with_tx};
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, Tx};
 
 /// The role an actor must have to resolve an exception.
 pub const PHYSICIAN_ROLE: &str = "physician";
@@ -242,9 +242,28 @@ impl Store {
     /// # Errors
     /// `Invalid` when the signer is not a physician, the rationale is empty, or a stop lacks a safety
     /// attestation; `Conflict`; `NotFound`.
-    #[tracing::instrument(skip_all, fields(exception_id = exception_id.0))]
     pub async fn resolve_exception(
         &self,
+        exception_id: ExceptionId,
+        expected_version: i64,
+        resolution: &ExceptionResolution,
+        signer: &Actor,
+    ) -> Result<ExceptionRecord, StoreError> {
+        let mut tx = self.begin().await?;
+        let resolved = self.resolve_exception_in(&mut tx, exception_id, expected_version, resolution, signer).await?;
+        tx.commit().await?;
+        Ok(resolved)
+    }
+
+    /// `resolve_exception` inside the caller's transaction, so the signed resolution commits together
+    /// with what the decision changes (a taper plan, the physician's review, the re-run decision).
+    ///
+    /// # Errors
+    /// As `resolve_exception`; on any error roll the transaction back.
+    #[tracing::instrument(skip_all, fields(exception_id = exception_id.0))]
+    pub async fn resolve_exception_in(
+        &self,
+        tx: &mut Tx,
         exception_id: ExceptionId,
         expected_version: i64,
         resolution: &ExceptionResolution,
@@ -261,11 +280,10 @@ impl Store {
         {
             return Err(StoreError::Invalid("stopping therapy requires a safety attestation".into()));
         }
-        let mut tx = self.begin().await?;
         let sql = format!("select {EXCEPTION_COLUMNS} from exceptions where id = $1");
         let read = |sql: String| sqlx::AssertSqlSafe(sql);
         let before: ExceptionRecord = {
-            let row: Option<ExceptionRow> = with_tx!(&mut tx, conn => {
+            let row: Option<ExceptionRow> = with_tx!(tx, conn => {
                 sqlx::query_as(read(sql.clone())).bind(exception_id.0).fetch_optional(&mut *conn).await?
             });
             row.ok_or_else(|| StoreError::NotFound(format!("exception {exception_id}")))?.into_record()?
@@ -273,7 +291,7 @@ impl Store {
         let signed_at = now();
         let content = signed_content(&before, resolution, signer, signed_at);
         let hash = hex::encode(Sha256::digest(content.as_bytes()));
-        let updated = with_tx!(&mut tx, conn => {
+        let updated = with_tx!(tx, conn => {
             sqlx::query(RESOLVE)
                 .bind(resolution.resolution.as_str())
                 .bind(resolution.rationale.clone())
@@ -289,10 +307,9 @@ impl Store {
         });
         if updated == 0 {
             // Read again: on PostgreSQL the winner may have committed after `before` was read.
-            let row: Option<ExceptionRow> = with_tx!(&mut tx, conn => {
+            let row: Option<ExceptionRow> = with_tx!(tx, conn => {
                 sqlx::query_as(read(sql.clone())).bind(exception_id.0).fetch_optional(&mut *conn).await?
             });
-            tx.rollback().await?;
             let current =
                 row.ok_or_else(|| StoreError::NotFound(format!("exception {exception_id}")))?.into_record()?;
             return Err(match (&current.signed_by, current.resolution) {
@@ -318,8 +335,10 @@ impl Store {
                 "signed_content_hash": hash,
                 "signed_at": signed_at.to_rfc3339_opts(SecondsFormat::Micros, true),
             }));
-        self.append_audit(&mut tx, &event).await?;
-        tx.commit().await?;
-        self.exception(exception_id).await
+        self.append_audit(tx, &event).await?;
+        let row: Option<ExceptionRow> = with_tx!(tx, conn => {
+            sqlx::query_as(read(sql.clone())).bind(exception_id.0).fetch_optional(&mut *conn).await?
+        });
+        row.ok_or_else(|| StoreError::NotFound(format!("exception {exception_id}")))?.into_record()
     }
 }

@@ -246,6 +246,31 @@ insert into taper_plan_events (plan_id, occurred_at, actor, kind, detail) values
 const UPDATE_TAPER_STATE: &str = r#"
 update taper_plans set state = $1, version = version + 1, updated_at = $2 where id = $3 and version = $4"#;
 
+// The plans a new plan replaces: every plan of the patient still in force or paused.
+const SELECT_PLANS_TO_SUPERSEDE: &str =
+    "select id from taper_plans where patient_id = $1 and state in ('active', 'paused') order by id";
+
+const SUPERSEDE_PLAN: &str = r#"
+update taper_plans set state = 'cancelled', version = version + 1, updated_at = $1 where id = $2"#;
+
+// The plan in force is the latest plan that is not cancelled (as in SELECT_TAPER_STEPS).
+const SELECT_PLAN_IN_FORCE: &str = r#"
+select id, state, version, paused_on from taper_plans
+where patient_id = $1 and state <> 'cancelled' order by id desc limit 1"#;
+
+const PAUSE_PLAN: &str = r#"
+update taper_plans set state = 'paused', paused_on = $1, version = version + 1, updated_at = $2
+where id = $3 and version = $4 and state = 'active'"#;
+
+const RESUME_PLAN: &str = r#"
+update taper_plans set state = 'active', paused_on = null, version = version + 1, updated_at = $1
+where id = $2 and version = $3 and state = 'paused'"#;
+
+const SELECT_STEPS_AFTER: &str =
+    "select id, starts_on from taper_steps where plan_id = $1 and starts_on > $2 order by step_number";
+
+const MOVE_STEP: &str = "update taper_steps set starts_on = $1 where id = $2";
+
 const INSERT_REFILL_REQUEST: &str = r#"
 insert into refill_requests (patient_id, requested_on, kind, regimen, status, channel, created_by, version,
     created_at, updated_at)
@@ -609,6 +634,13 @@ impl Tx {
         Ok(expected_version + 1)
     }
 
+    /// The patient's plan in force (the latest that is not cancelled), read inside this transaction.
+    async fn taper_plan_in_force(&mut self, patient_id: PatientId) -> Result<Option<TaperPlanState>, StoreError> {
+        Ok(with_tx!(self, conn => {
+            sqlx::query_as(SELECT_PLAN_IN_FORCE).bind(patient_id.0).fetch_optional(&mut *conn).await?
+        }))
+    }
+
     /// Record a refill request (open). `channel`: `staff`, `patient`, `ehr`, ...
     pub async fn insert_refill_request(
         &mut self,
@@ -660,6 +692,36 @@ impl Tx {
     }
 }
 
+/// Read the fact rows of the patients `$first..=$last` through `$executor` (a pool, or `&mut *conn` of
+/// a transaction): one query per fact table. A macro because each backend and each executor kind is a
+/// different type, while the statements and binds are the same.
+macro_rules! fetch_fact_rows {
+    ($executor:expr, $first:expr, $last:expr, $as_of:expr, $active_only:expr) => {{
+        let (a, b, as_of): (i64, i64, NaiveDate) = ($first.0, $last.0, $as_of);
+        let patient_sql = if $active_only { SELECT_PATIENTS_ACTIVE } else { SELECT_PATIENTS };
+        FactRows {
+            patients: sqlx::query_as(patient_sql).bind(a).bind(b).fetch_all($executor).await?,
+            orders: sqlx::query_as(SELECT_ORDERS).bind(a).bind(b).fetch_all($executor).await?,
+            fills: sqlx::query_as(SELECT_FILLS).bind(a).bind(b).fetch_all($executor).await?,
+            agreements: sqlx::query_as(SELECT_AGREEMENTS).bind(a).bind(b).fetch_all($executor).await?,
+            uds_orders: sqlx::query_as(SELECT_UDS_ORDERS).bind(a).bind(b).fetch_all($executor).await?,
+            uds_results: sqlx::query_as(SELECT_UDS_RESULTS).bind(a).bind(b).fetch_all($executor).await?,
+            pdmp_reviews: sqlx::query_as(SELECT_PDMP).bind(a).bind(b).fetch_all($executor).await?,
+            physician_reviews: sqlx::query_as(SELECT_REVIEWS).bind(a).bind(b).fetch_all($executor).await?,
+            naloxone_events: sqlx::query_as(SELECT_NALOXONE).bind(a).bind(b).fetch_all($executor).await?,
+            flags: sqlx::query_as(SELECT_FLAGS).bind(a).bind(b).fetch_all($executor).await?,
+            other_medications: sqlx::query_as(SELECT_OTHER_MEDICATIONS).bind(a).bind(b).fetch_all($executor).await?,
+            taper_steps: sqlx::query_as(SELECT_TAPER_STEPS).bind(a).bind(b).bind(as_of).fetch_all($executor).await?,
+            prior_decisions: sqlx::query_as(SELECT_PRIOR_DECISIONS)
+                .bind(a)
+                .bind(b)
+                .bind(as_of)
+                .fetch_all($executor)
+                .await?,
+        }
+    }};
+}
+
 impl Store {
     /// Record a fact entered by staff or a physician: claims the patient at `expected_version` (the
     /// loser of a race gets `Conflict` naming the winner), inserts the fact, appends the audit event,
@@ -667,7 +729,6 @@ impl Store {
     ///
     /// # Errors
     /// `Conflict`, `NotFound`, database errors.
-    #[tracing::instrument(skip_all, fields(patient_id = patient_id.0))]
     pub async fn record_fact(
         &self,
         patient_id: PatientId,
@@ -677,6 +738,26 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<i64, StoreError> {
         let mut tx = self.begin().await?;
+        let version = self.record_fact_in(&mut tx, patient_id, expected_version, fact, actor, reason).await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    /// `record_fact` inside the caller's transaction, so the fact commits (or not) with what follows
+    /// from it (the decision the rules make on it, the queue row, the screen change).
+    ///
+    /// # Errors
+    /// `Conflict`, `NotFound`, database errors (roll the transaction back).
+    #[tracing::instrument(skip_all, fields(patient_id = patient_id.0))]
+    pub async fn record_fact_in(
+        &self,
+        tx: &mut Tx,
+        patient_id: PatientId,
+        expected_version: i64,
+        fact: &StaffFact,
+        actor: &Actor,
+        reason: Option<&str>,
+    ) -> Result<i64, StoreError> {
         let version = tx.bump_patient_version(patient_id, expected_version, actor).await?;
         let row_id = tx.insert_staff_fact(patient_id, fact, actor).await?;
         let mut event = AuditEvent::new(actor, fact.action(), "patient_fact")
@@ -686,12 +767,12 @@ impl Store {
         if let Some(reason) = reason {
             event = event.reason(reason);
         }
-        self.append_audit(&mut tx, &event).await?;
-        tx.commit().await?;
+        self.append_audit(tx, &event).await?;
         Ok(version)
     }
 
-    /// Create a taper plan (physician action) with its audit event; bumps the patient's version.
+    /// Create a taper plan (physician action) with its audit event; bumps the patient's version and
+    /// supersedes the plan it replaces (see `create_taper_plan_in`).
     ///
     /// # Errors
     /// `Invalid` for an empty rationale or no steps; `Conflict` when the patient changed since
@@ -703,12 +784,43 @@ impl Store {
         plan: &NewTaperPlan,
         actor: &Actor,
     ) -> Result<TaperPlanId, StoreError> {
+        let mut tx = self.begin().await?;
+        let plan_id = self.create_taper_plan_in(&mut tx, patient_id, expected_version, plan, actor).await?;
+        tx.commit().await?;
+        Ok(plan_id)
+    }
+
+    /// `create_taper_plan` inside the caller's transaction. A new plan (a slower or revised taper, or a
+    /// fresh start) replaces the patient's active or paused plan: that one is cancelled with a
+    /// `superseded` plan event naming the new plan, so exactly one plan is ever in force.
+    ///
+    /// # Errors
+    /// `Invalid` for an empty rationale or no steps; `Conflict` when the patient changed since
+    /// `expected_version`.
+    #[tracing::instrument(skip_all, fields(patient_id = patient_id.0))]
+    pub async fn create_taper_plan_in(
+        &self,
+        tx: &mut Tx,
+        patient_id: PatientId,
+        expected_version: i64,
+        plan: &NewTaperPlan,
+        actor: &Actor,
+    ) -> Result<TaperPlanId, StoreError> {
         if plan.rationale.trim().is_empty() || plan.steps.is_empty() {
             return Err(StoreError::Invalid("a taper plan needs a rationale and at least one step".into()));
         }
-        let mut tx = self.begin().await?;
         tx.bump_patient_version(patient_id, expected_version, actor).await?;
+        let replaced: Vec<i64> = with_tx!(tx, conn => {
+            sqlx::query_scalar(SELECT_PLANS_TO_SUPERSEDE).bind(patient_id.0).fetch_all(&mut *conn).await?
+        });
         let plan_id = tx.insert_taper_plan(patient_id, plan, actor).await?;
+        let at = now();
+        for old in &replaced {
+            with_tx!(tx, conn => {
+                sqlx::query(SUPERSEDE_PLAN).bind(at).bind(*old).execute(&mut *conn).await?;
+            });
+            tx.insert_taper_event(TaperPlanId(*old), actor, "superseded", json!({ "by_plan": plan_id.0 })).await?;
+        }
         let steps: Vec<Value> = plan
             .steps
             .iter()
@@ -721,9 +833,129 @@ impl Store {
             .resource_id(plan_id.to_string())
             .patient(patient_id)
             .reason(plan.rationale.clone())
-            .after(json!({ "started_on": plan.started_on, "steps": steps }));
-        self.append_audit(&mut tx, &event).await?;
-        tx.commit().await?;
+            .after(json!({ "started_on": plan.started_on, "steps": steps, "supersedes": replaced }));
+        self.append_audit(tx, &event).await?;
+        Ok(plan_id)
+    }
+
+    /// Pause the patient's active taper plan from `paused_on` (physician action, in the caller's
+    /// transaction): the step in force that day stays the reference, no later step takes effect until
+    /// the plan is resumed. Records a `paused` plan event and an audit event with who and why.
+    ///
+    /// # Errors
+    /// `Invalid` when `reason` is empty or the patient has no active plan (none, or it is already
+    /// paused or completed); `Conflict` when the plan changed meanwhile.
+    #[tracing::instrument(skip_all, fields(patient_id = patient_id.0))]
+    pub async fn pause_taper_plan_in(
+        &self,
+        tx: &mut Tx,
+        patient_id: PatientId,
+        paused_on: NaiveDate,
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<TaperPlanId, StoreError> {
+        if reason.trim().is_empty() {
+            return Err(StoreError::Invalid("pausing a taper needs a reason".into()));
+        }
+        let plan = tx.taper_plan_in_force(patient_id).await?;
+        let plan = match plan {
+            Some(plan) if plan.state == "active" => plan,
+            Some(plan) => {
+                return Err(StoreError::Invalid(format!(
+                    "taper plan {} is {}; only an active taper can be paused",
+                    plan.id, plan.state
+                )));
+            }
+            None => return Err(StoreError::Invalid("the patient has no taper plan to pause".into())),
+        };
+        let at = now();
+        let updated = with_tx!(tx, conn => {
+            sqlx::query(PAUSE_PLAN)
+                .bind(paused_on)
+                .bind(at)
+                .bind(plan.id)
+                .bind(plan.version)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+        });
+        if updated == 0 {
+            return Err(StoreError::Conflict(format!("taper plan {} changed while it was being paused", plan.id)));
+        }
+        let plan_id = TaperPlanId(plan.id);
+        tx.insert_taper_event(plan_id, actor, "paused", json!({ "paused_on": paused_on, "reason": reason })).await?;
+        let event = AuditEvent::new(actor, "taper_plan.pause", "taper_plan")
+            .resource_id(plan_id.to_string())
+            .patient(patient_id)
+            .reason(reason)
+            .before(json!({ "state": "active", "version": plan.version }))
+            .after(json!({ "state": "paused", "paused_on": paused_on, "version": plan.version + 1 }));
+        self.append_audit(tx, &event).await?;
+        Ok(plan_id)
+    }
+
+    /// Resume the patient's paused taper plan on `resumed_on` (physician action, in the caller's
+    /// transaction). The steps that had not started when it paused move later by the length of the
+    /// pause, so the taper continues at the pace the physician signed instead of catching up with
+    /// several steps at once. Records a `resumed` plan event and an audit event.
+    ///
+    /// # Errors
+    /// `Invalid` when `reason` is empty or the plan in force is not paused; `Conflict` when the plan
+    /// changed meanwhile.
+    #[tracing::instrument(skip_all, fields(patient_id = patient_id.0))]
+    pub async fn resume_taper_plan_in(
+        &self,
+        tx: &mut Tx,
+        patient_id: PatientId,
+        resumed_on: NaiveDate,
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<TaperPlanId, StoreError> {
+        if reason.trim().is_empty() {
+            return Err(StoreError::Invalid("resuming a taper needs a reason".into()));
+        }
+        let plan = tx.taper_plan_in_force(patient_id).await?;
+        let (plan, paused_on) = match plan {
+            Some(plan @ TaperPlanState { paused_on: Some(paused_on), .. }) if plan.state == "paused" => {
+                (plan, paused_on)
+            }
+            Some(plan) => {
+                return Err(StoreError::Invalid(format!(
+                    "taper plan {} is {}; only a paused taper can be resumed",
+                    plan.id, plan.state
+                )));
+            }
+            None => return Err(StoreError::Invalid("the patient has no taper plan to resume".into())),
+        };
+        let shift = (resumed_on - paused_on).num_days().max(0);
+        let later: Vec<(i64, NaiveDate)> = with_tx!(tx, conn => {
+            sqlx::query_as(SELECT_STEPS_AFTER).bind(plan.id).bind(paused_on).fetch_all(&mut *conn).await?
+        });
+        for (step_id, starts_on) in &later {
+            let moved = *starts_on + chrono::Duration::days(shift);
+            with_tx!(tx, conn => {
+                sqlx::query(MOVE_STEP).bind(moved).bind(*step_id).execute(&mut *conn).await?;
+            });
+        }
+        let at = now();
+        let updated = with_tx!(tx, conn => {
+            sqlx::query(RESUME_PLAN).bind(at).bind(plan.id).bind(plan.version).execute(&mut *conn).await?.rows_affected()
+        });
+        if updated == 0 {
+            return Err(StoreError::Conflict(format!("taper plan {} changed while it was being resumed", plan.id)));
+        }
+        let plan_id = TaperPlanId(plan.id);
+        let detail = json!({ "paused_on": paused_on, "resumed_on": resumed_on, "days_moved": shift,
+                             "steps_moved": later.len(), "reason": reason });
+        tx.insert_taper_event(plan_id, actor, "resumed", detail.clone()).await?;
+        let event = AuditEvent::new(actor, "taper_plan.resume", "taper_plan")
+            .resource_id(plan_id.to_string())
+            .patient(patient_id)
+            .reason(reason)
+            .before(json!({ "state": "paused", "paused_on": paused_on, "version": plan.version }))
+            .after(json!({ "state": "active", "version": plan.version + 1, "days_moved": shift,
+                           "steps_moved": later.len() }));
+        self.append_audit(tx, &event).await?;
         Ok(plan_id)
     }
 
@@ -761,26 +993,25 @@ impl Store {
         as_of: NaiveDate,
         active_only: bool,
     ) -> Result<Vec<PatientFacts>, StoreError> {
-        let rows = with_read_pool!(self, pool => {
-            let (a, b) = (first.0, last.0);
-            let patient_sql = if active_only { SELECT_PATIENTS_ACTIVE } else { SELECT_PATIENTS };
-            FactRows {
-                patients: sqlx::query_as(patient_sql).bind(a).bind(b).fetch_all(pool).await?,
-                orders: sqlx::query_as(SELECT_ORDERS).bind(a).bind(b).fetch_all(pool).await?,
-                fills: sqlx::query_as(SELECT_FILLS).bind(a).bind(b).fetch_all(pool).await?,
-                agreements: sqlx::query_as(SELECT_AGREEMENTS).bind(a).bind(b).fetch_all(pool).await?,
-                uds_orders: sqlx::query_as(SELECT_UDS_ORDERS).bind(a).bind(b).fetch_all(pool).await?,
-                uds_results: sqlx::query_as(SELECT_UDS_RESULTS).bind(a).bind(b).fetch_all(pool).await?,
-                pdmp_reviews: sqlx::query_as(SELECT_PDMP).bind(a).bind(b).fetch_all(pool).await?,
-                physician_reviews: sqlx::query_as(SELECT_REVIEWS).bind(a).bind(b).fetch_all(pool).await?,
-                naloxone_events: sqlx::query_as(SELECT_NALOXONE).bind(a).bind(b).fetch_all(pool).await?,
-                flags: sqlx::query_as(SELECT_FLAGS).bind(a).bind(b).fetch_all(pool).await?,
-                other_medications: sqlx::query_as(SELECT_OTHER_MEDICATIONS).bind(a).bind(b).fetch_all(pool).await?,
-                taper_steps: sqlx::query_as(SELECT_TAPER_STEPS).bind(a).bind(b).bind(as_of).fetch_all(pool).await?,
-                prior_decisions: sqlx::query_as(SELECT_PRIOR_DECISIONS).bind(a).bind(b).bind(as_of).fetch_all(pool).await?,
-            }
-        });
+        let rows = with_read_pool!(self, pool => fetch_fact_rows!(pool, first, last, as_of, active_only));
         rows.assemble()
+    }
+}
+
+impl Tx {
+    /// `Store::load_patient_facts` inside this transaction: the same queries, and they see the
+    /// transaction's own writes (a fact recorded a moment ago in it). On SQLite the read pool cannot
+    /// see uncommitted writes, so a decision made before commit must load its facts here.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such patient.
+    pub async fn load_patient_facts(
+        &mut self,
+        patient_id: PatientId,
+        as_of: NaiveDate,
+    ) -> Result<PatientFacts, StoreError> {
+        let rows = with_tx!(self, conn => fetch_fact_rows!(&mut *conn, patient_id, patient_id, as_of, false));
+        rows.assemble()?.pop().ok_or_else(|| StoreError::NotFound(format!("patient {}", patient_id.0)))
     }
 }
 
@@ -822,14 +1053,16 @@ const SELECT_OTHER_MEDICATIONS: &str = r#"
 select patient_id, class, text, started_on, active, confidentiality from other_medications
 where patient_id >= $1 and patient_id <= $2 order by patient_id, id"#;
 // The step in force on $3 of each patient's latest plan that is not cancelled: the latest step that has
-// started. Plans whose first step starts later are not in force yet.
+// started. Plans whose first step starts later are not in force yet. A paused plan stays at the step in
+// force on the day it paused, so a later step never becomes the reference while the taper is paused.
 const SELECT_TAPER_STEPS: &str = r#"
 select p.patient_id, p.id as plan_id, p.state, p.started_on, s.starts_on, s.regimen
 from taper_plans p
 join taper_steps s on s.plan_id = p.id
 where p.patient_id >= $1 and p.patient_id <= $2 and p.state <> 'cancelled'
   and p.id = (select max(p2.id) from taper_plans p2 where p2.patient_id = p.patient_id and p2.state <> 'cancelled')
-  and s.step_number = (select max(s2.step_number) from taper_steps s2 where s2.plan_id = p.id and s2.starts_on <= $3)
+  and s.step_number = (select max(s2.step_number) from taper_steps s2 where s2.plan_id = p.id and s2.starts_on <= $3
+                       and (p.paused_on is null or s2.starts_on <= p.paused_on))
 order by p.patient_id"#;
 // The latest decision strictly before $3, so re-evaluating a date gives the same prior every time.
 const SELECT_PRIOR_DECISIONS: &str = r#"
@@ -844,6 +1077,15 @@ from (
     where p.id >= $1 and p.id <= $2
 ) latest
 join decisions d on d.id = latest.decision_id"#;
+
+/// A plan's state as a pause or resume reads it before changing it.
+#[derive(sqlx::FromRow)]
+struct TaperPlanState {
+    id: i64,
+    state: String,
+    version: i64,
+    paused_on: Option<NaiveDate>,
+}
 
 #[derive(sqlx::FromRow)]
 struct FactPatientRow {

@@ -219,8 +219,7 @@ impl Store {
     }
 
     pub async fn queue_item(&self, item_id: QueueItemId) -> Result<QueueItem, StoreError> {
-        let sql =
-            format!("select {QUEUE_COLUMNS} from daily_queue q join patients p on p.id = q.patient_id where q.id = $1");
+        let sql = select_queue_item();
         let row: Option<QueueRow> = with_read_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(item_id.0).fetch_optional(pool).await?
         });
@@ -232,7 +231,6 @@ impl Store {
     ///
     /// # Errors
     /// `Conflict`, `NotFound`.
-    #[tracing::instrument(skip_all, fields(queue_item_id = item_id.0))]
     pub async fn claim_queue_item(
         &self,
         item_id: QueueItemId,
@@ -240,6 +238,22 @@ impl Store {
         actor: &Actor,
     ) -> Result<QueueItem, StoreError> {
         self.queue_action(item_id, expected_version, actor, CLAIM, "queue.claim", None).await
+    }
+
+    /// `claim_queue_item` inside the caller's transaction, so the claim commits (or not) with the
+    /// action it starts. On `Conflict` nothing was changed; roll the transaction back.
+    ///
+    /// # Errors
+    /// `Conflict`, `NotFound`.
+    #[tracing::instrument(skip_all, fields(queue_item_id = item_id.0))]
+    pub async fn claim_queue_item_in(
+        &self,
+        tx: &mut Tx,
+        item_id: QueueItemId,
+        expected_version: i64,
+        actor: &Actor,
+    ) -> Result<QueueItem, StoreError> {
+        self.queue_action_in(tx, item_id, expected_version, actor, CLAIM, "queue.claim", None).await
     }
 
     /// Put an item one is working back to pending.
@@ -263,6 +277,22 @@ impl Store {
         self.queue_action(item_id, expected_version, actor, COMPLETE, "queue.complete", note).await
     }
 
+    /// `complete_queue_item` inside the caller's transaction.
+    ///
+    /// # Errors
+    /// `Conflict`, `NotFound`.
+    #[tracing::instrument(skip_all, fields(queue_item_id = item_id.0))]
+    pub async fn complete_queue_item_in(
+        &self,
+        tx: &mut Tx,
+        item_id: QueueItemId,
+        expected_version: i64,
+        actor: &Actor,
+        note: Option<&str>,
+    ) -> Result<QueueItem, StoreError> {
+        self.queue_action_in(tx, item_id, expected_version, actor, COMPLETE, "queue.complete", note).await
+    }
+
     async fn queue_action(
         &self,
         item_id: QueueItemId,
@@ -273,9 +303,25 @@ impl Store {
         note: Option<&str>,
     ) -> Result<QueueItem, StoreError> {
         let mut tx = self.begin().await?;
+        let item = self.queue_action_in(&mut tx, item_id, expected_version, actor, statement, action, note).await?;
+        tx.commit().await?;
+        Ok(item)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn queue_action_in(
+        &self,
+        tx: &mut Tx,
+        item_id: QueueItemId,
+        expected_version: i64,
+        actor: &Actor,
+        statement: &'static str,
+        action: &str,
+        note: Option<&str>,
+    ) -> Result<QueueItem, StoreError> {
         let before = tx.queue_item_state(item_id).await?;
         let at = now();
-        let updated = with_tx!(&mut tx, conn => {
+        let updated = with_tx!(tx, conn => {
             sqlx::query(statement)
                 .bind(actor.id.clone())
                 .bind(at)
@@ -288,7 +334,6 @@ impl Store {
         if updated == 0 {
             // Read again: on PostgreSQL the winner may have committed after `before` was read.
             let current = tx.queue_item_state(item_id).await?;
-            tx.rollback().await?;
             return Err(queue_conflict(item_id, expected_version, &current, actor));
         }
         let after = tx.queue_item_state(item_id).await?;
@@ -300,10 +345,14 @@ impl Store {
         if let Some(note) = note {
             event = event.reason(note);
         }
-        self.append_audit(&mut tx, &event).await?;
-        tx.commit().await?;
-        self.queue_item(item_id).await
+        self.append_audit(tx, &event).await?;
+        tx.queue_item(item_id).await
     }
+}
+
+/// One queue item by id, with the patient columns the screen shows.
+fn select_queue_item() -> String {
+    format!("select {QUEUE_COLUMNS} from daily_queue q join patients p on p.id = q.patient_id where q.id = $1")
 }
 
 /// The state of a queue item as read inside a transaction, for conflicts and the audit trail.
@@ -335,6 +384,19 @@ fn queue_conflict(item_id: QueueItemId, expected_version: i64, current: &QueueSt
 }
 
 impl Tx {
+    /// A queue item read inside this transaction (sees the transaction's own writes: the claim, and the
+    /// decision that replaced the item's outcome).
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn queue_item(&mut self, item_id: QueueItemId) -> Result<QueueItem, StoreError> {
+        let sql = select_queue_item();
+        let row: Option<QueueRow> = with_tx!(self, conn => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(item_id.0).fetch_optional(&mut *conn).await?
+        });
+        row.ok_or_else(|| StoreError::NotFound(format!("queue item {item_id}")))?.into_item()
+    }
+
     async fn queue_item_state(&mut self, item_id: QueueItemId) -> Result<QueueState, StoreError> {
         let row: Option<QueueState> = with_tx!(self, conn => {
             sqlx::query_as(

@@ -8,11 +8,11 @@ use axum::extract::{Form, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use refill_rules::{PatientId, PhysicianReview, PrescriberId, ReviewKind};
 use refill_store::screens::{self, ExceptionRow};
-use refill_store::{ExceptionId, ExceptionResolution, Resolution, StaffFact, StoreError};
+use refill_store::{ExceptionId, ExceptionResolution, NewTaperPlan, Resolution, StaffFact, StoreError};
 use serde::Deserialize;
 
 use super::patient::{PatientView, load_patient_view};
-use super::queue::{Adjust, actor_name, actor_names, name_actors, note_change, rerun_rules};
+use super::queue::{Adjust, actor_name, actor_names, name_actors, note_change, publish_latest, rerun_rules};
 use super::taper::{PresetChoice, TAPER_DECISIONS, preset_choices};
 use super::{Chrome, actor, audit_view, days_until, may_see_part2, render};
 use crate::auth::Principal;
@@ -112,6 +112,7 @@ pub const DECISIONS: &[(&str, &str)] = &[
     ("taper_start", "Start a taper"),
     ("taper_slow", "Slow the taper"),
     ("taper_pause", "Pause the taper"),
+    ("taper_resume", "Resume the paused taper"),
     ("taper_revise", "Revise the taper"),
     ("confirmatory_test", "Order confirmatory testing"),
     ("refer_oud", "Refer for OUD assessment or buprenorphine"),
@@ -123,7 +124,7 @@ fn resolution_for(decision: &str) -> Option<Resolution> {
     Some(match decision {
         "approve_refill" => Resolution::Continue,
         "approve_bridge" | "adjust_regimen" => Resolution::ContinueWithChanges,
-        "taper_start" | "taper_slow" | "taper_pause" | "taper_revise" => Resolution::Taper,
+        "taper_start" | "taper_slow" | "taper_pause" | "taper_resume" | "taper_revise" => Resolution::Taper,
         "confirmatory_test" | "schedule_visit" => Resolution::Hold,
         "refer_oud" => Resolution::Refer,
         "stop_therapy" => Resolution::StopTherapy,
@@ -218,8 +219,9 @@ pub async fn decide(
     }
 }
 
-/// Sign a decision: the exception is resolved (signed, hashed, audited), the physician's review is
-/// recorded as a fact so the next refill sees it, and the rules run again for today's queue row.
+/// Sign a decision, in one transaction: the exception is resolved (signed, hashed, audited), a pause or
+/// resume changes the taper plan in force, the physician's review is recorded as a fact so the next
+/// refill sees it, the rules run again for today's queue row, and the screen change is recorded.
 /// Starting, slowing or revising a taper is refused here: those are signed with the proposed schedule
 /// in view (`pages::taper`).
 pub async fn sign(
@@ -228,20 +230,39 @@ pub async fn sign(
     exception_id: i64,
     form: &DecideForm,
 ) -> Result<String, WebError> {
-    sign_decision(state, principal, exception_id, form, false).await
+    let plan = match form.decision.as_str() {
+        "taper_pause" => PlanChange::Pause,
+        "taper_resume" => PlanChange::Resume,
+        _ => PlanChange::None,
+    };
+    sign_decision(state, principal, exception_id, form, plan).await
 }
 
-/// `sign`, with `plan_stored` true when the caller (`pages::taper`) has just stored the taper plan the
-/// physician saw.
+/// What a signed decision does to the patient's taper plan, inside the signing transaction.
+pub(crate) enum PlanChange<'a> {
+    None,
+    /// Store the plan the physician saw (start, slow, revise), checked against the patient's version
+    /// at preview; it supersedes the plan in force.
+    Store {
+        plan: &'a NewTaperPlan,
+        patient_version: i64,
+    },
+    /// Pause the active plan from today.
+    Pause,
+    /// Resume the paused plan from today.
+    Resume,
+}
+
+/// `sign`, with the plan change the decision makes (`pages::taper` passes the schedule it planned).
 pub(crate) async fn sign_decision(
     state: &AppState,
     principal: &Principal,
     exception_id: i64,
     form: &DecideForm,
-    plan_stored: bool,
+    plan: PlanChange<'_>,
 ) -> Result<String, WebError> {
     let user = principal.person()?;
-    if TAPER_DECISIONS.contains(&form.decision.as_str()) && !plan_stored {
+    if TAPER_DECISIONS.contains(&form.decision.as_str()) && !matches!(plan, PlanChange::Store { .. }) {
         return Err(WebError::BadRequest(
             "Starting, slowing or revising a taper is signed with its proposed schedule: use the taper planner form."
                 .into(),
@@ -259,12 +280,23 @@ pub(crate) async fn sign_decision(
     }
     let label = DECISIONS.iter().find(|(key, _)| *key == form.decision).map(|(_, label)| *label).unwrap_or("");
     let names = actor_names(state).await?;
+    let conflict = |error: StoreError| match error {
+        StoreError::Conflict(message) => WebError::Conflict(name_actors(&names, &message)),
+        StoreError::Invalid(message) => WebError::BadRequest(message),
+        other => WebError::Store(other),
+    };
     let actor = actor(principal);
     let today = state.today();
+    // Reads through the pool happen before the transaction holds the writer.
     let row = screens::exception(&state.store, today, exception_id).await?;
+    let patient = PatientId(row.patient_id);
+    let on_queue = screens::queue_row(&state.store, today, row.patient_id).await?.is_some();
+    let clinic = state.store.clinic_facts().await?;
+    let mut tx = state.store.begin().await?;
     let resolved = state
         .store
-        .resolve_exception(
+        .resolve_exception_in(
+            &mut tx,
             ExceptionId(exception_id),
             form.version,
             &ExceptionResolution {
@@ -275,37 +307,55 @@ pub(crate) async fn sign_decision(
             &actor,
         )
         .await
-        .map_err(|error| match error {
-            StoreError::Conflict(message) => WebError::Conflict(name_actors(&names, &message)),
-            StoreError::Invalid(message) => WebError::BadRequest(message),
-            other => WebError::Store(other),
-        })?;
+        .map_err(conflict)?;
+    match plan {
+        PlanChange::None => {}
+        PlanChange::Store { plan, patient_version } => {
+            state
+                .store
+                .create_taper_plan_in(&mut tx, patient, patient_version, plan, &actor)
+                .await
+                .map_err(conflict)?;
+        }
+        PlanChange::Pause => {
+            state.store.pause_taper_plan_in(&mut tx, patient, today, &actor, rationale).await.map_err(conflict)?;
+        }
+        PlanChange::Resume => {
+            state.store.resume_taper_plan_in(&mut tx, patient, today, &actor, rationale).await.map_err(conflict)?;
+        }
+    }
     // Feed the decision back into the rules: a physician benefit-risk review dated today.
     if matches!(resolution, Resolution::Continue | Resolution::ContinueWithChanges | Resolution::Taper) {
-        let header = screens::patient_header(&state.store, row.patient_id).await?;
         let review = PhysicianReview {
             reviewed_on: today,
             physician: PrescriberId(actor.id.clone()),
             kind: ReviewKind::BenefitRisk,
         };
+        // The signature above is the check against the screen; the patient's version is whatever it is
+        // now in this transaction (a plan stored above has just moved it).
+        let patient_version = tx.patient(patient).await?.version;
         state
             .store
-            .record_fact(
-                PatientId(row.patient_id),
-                header.version,
+            .record_fact_in(
+                &mut tx,
+                patient,
+                patient_version,
                 &StaffFact::PhysicianReview { review, note: Some(rationale.to_string()) },
                 &actor,
                 Some(rationale),
             )
-            .await?;
+            .await
+            .map_err(conflict)?;
     }
-    if screens::queue_row(&state.store, today, row.patient_id).await?.is_some() {
+    if on_queue {
         let adjust = match resolution {
             Resolution::Continue | Resolution::ContinueWithChanges | Resolution::Taper => Adjust::PhysicianApproved,
             _ => Adjust::PhysicianHold,
         };
-        rerun_rules(state, &actor, row.patient_id, row.run_out_on, adjust).await?;
+        rerun_rules(state, &mut tx, &clinic, &actor, row.patient_id, row.run_out_on, adjust).await?;
     }
-    note_change(state, row.patient_id, "exception.resolved", &user.display_name).await?;
+    note_change(state, &mut tx, row.patient_id, "exception.resolved", &user.display_name).await?;
+    tx.commit().await?;
+    publish_latest(state).await;
     Ok(format!("{label} signed by {} (version {})", user.display_name, resolved.version))
 }

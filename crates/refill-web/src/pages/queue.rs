@@ -10,12 +10,12 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use chrono::NaiveDate;
 use refill_rules::{
-    AgreementFacts, DrugClass, NaloxoneEvent, NaloxoneEventKind, Outcome, PatientId, PdmpFinding, PdmpReview,
-    PrescriberId, RefillRequest, RequestKind, UdsAnalyteResult, UdsKind, UdsResult,
+    AgreementFacts, ClinicFacts, DrugClass, NaloxoneEvent, NaloxoneEventKind, Outcome, PatientId, PdmpFinding,
+    PdmpReview, PrescriberId, RefillRequest, RequestKind, UdsAnalyteResult, UdsKind, UdsResult,
 };
 use refill_store::accounts::{self, Role};
 use refill_store::screens::{self, QueueFilter, QueueRow, RegimenLine};
-use refill_store::{NewDecision, QueueItemId, StaffFact, StoreError};
+use refill_store::{NewDecision, QueueItemId, StaffFact, StoreError, Tx};
 use serde::Deserialize;
 
 use super::{Chrome, actor, audit_view, days_until, render};
@@ -420,7 +420,10 @@ fn analytes(text: Option<&str>, detected: bool) -> Vec<UdsAnalyteResult> {
         .collect()
 }
 
-/// Do one staff action: claim the row, record the fact, run the rules again, record the decision.
+/// Do one staff action in one transaction: claim the row under the version the screen showed, record
+/// the fact (or the contact / referral), run the rules again on the facts as the transaction sees them
+/// and record the decision, record the screen change, commit; then tell the live listeners. A failure
+/// at any step leaves nothing written.
 pub async fn perform(
     state: &AppState,
     principal: &Principal,
@@ -447,8 +450,21 @@ pub async fn perform(
             let blocking = wording::due(row.tasks.as_deref()).contains(&"PDMP review");
             return match outcome {
                 Some(Outcome::Approve) | Some(Outcome::ApproveWithTasks) if !blocking => {
-                    let done = state.store.complete_queue_item(item, form.version, &actor, Some(note.unwrap_or("refill prepared for signature"))).await.map_err(conflict)?;
-                    note_change(state, patient_id, "queue.prepared", &user.display_name).await?;
+                    let mut tx = state.store.begin().await?;
+                    let done = state
+                        .store
+                        .complete_queue_item_in(
+                            &mut tx,
+                            item,
+                            form.version,
+                            &actor,
+                            Some(note.unwrap_or("refill prepared for signature")),
+                        )
+                        .await
+                        .map_err(conflict)?;
+                    note_change(state, &mut tx, patient_id, "queue.prepared", &user.display_name).await?;
+                    tx.commit().await?;
+                    publish_latest(state).await;
                     Ok(ActionResult { message: "Refill prepared for signature.".into(), outcome: row.outcome.clone(), version: done.version })
                 }
                 Some(Outcome::ApproveWithTasks) => Err(WebError::BadRequest("The PDMP review must be recorded before the refill is prepared.".into())),
@@ -512,11 +528,19 @@ pub async fn perform(
     if form.action == "physician" && note.is_none() {
         return Err(WebError::BadRequest("Sending to a physician needs a note saying why.".into()));
     }
+    // Read through the pool before the transaction holds the writer (the roster is not changed here).
+    let clinic = state.store.clinic_facts().await?;
+    let mut tx = state.store.begin().await?;
     // Claim under the version the screen showed: two staff acting at once cannot both win.
-    let claimed = state.store.claim_queue_item(item, form.version, &actor).await.map_err(conflict)?;
-    let header = screens::patient_header(&state.store, patient_id).await?;
+    state.store.claim_queue_item_in(&mut tx, item, form.version, &actor).await.map_err(conflict)?;
     if let Some(fact) = &fact {
-        state.store.record_fact(PatientId(patient_id), header.version, fact, &actor, note).await.map_err(conflict)?;
+        // The claim above is the check against the screen; the patient's version is whatever it is now.
+        let patient_version = tx.patient(PatientId(patient_id)).await?.version;
+        state
+            .store
+            .record_fact_in(&mut tx, PatientId(patient_id), patient_version, fact, &actor, note)
+            .await
+            .map_err(conflict)?;
     } else {
         let event = refill_store::AuditEvent::new(
             &actor,
@@ -526,19 +550,15 @@ pub async fn perform(
         .resource_id(row.queue_id.to_string())
         .patient(PatientId(patient_id))
         .reason(note.unwrap_or("patient contacted"));
-        let mut tx = state.store.begin().await?;
         state.store.append_audit(&mut tx, &event).await?;
-        tx.commit().await?;
     }
-    let outcome = rerun_rules(
-        state,
-        &actor,
-        patient_id,
-        row.run_out_on,
-        if form.action == "physician" { Adjust::SendToPhysician } else { Adjust::None },
-    )
-    .await?;
-    note_change(state, patient_id, &format!("queue.{}", form.action), &user.display_name).await?;
+    let adjust = if form.action == "physician" { Adjust::SendToPhysician } else { Adjust::None };
+    let outcome = rerun_rules(state, &mut tx, &clinic, &actor, patient_id, row.run_out_on, adjust).await?;
+    note_change(state, &mut tx, patient_id, &format!("queue.{}", form.action), &user.display_name).await?;
+    // The decision bumped the row's version again: hand back the version a next action must quote.
+    let version = tx.queue_item(item).await?.version;
+    tx.commit().await?;
+    publish_latest(state).await;
     let message = match form.action.as_str() {
         "uds" => "UDS result recorded",
         "pdmp" => "PDMP review recorded",
@@ -551,7 +571,7 @@ pub async fn perform(
     Ok(ActionResult {
         message: format!("{message}; the rules now say: {word}."),
         outcome: Some(outcome.as_str().to_string()),
-        version: claimed.version,
+        version,
     })
 }
 
@@ -568,21 +588,23 @@ pub enum Adjust {
     PhysicianHold,
 }
 
-/// Run the rules on the patient's facts as stored now and record the decision (which updates today's
-/// queue row and raises an exception when it escalates). Staff can only raise the outcome; only a
-/// physician's signed decision lowers an escalation.
+/// Run the rules on the patient's facts as `tx` sees them (with the fact the caller just recorded in
+/// it) and record the decision in `tx` (which updates today's queue row and raises an exception when it
+/// escalates). Staff can only raise the outcome; only a physician's signed decision lowers an
+/// escalation.
 pub async fn rerun_rules(
     state: &AppState,
+    tx: &mut Tx,
+    clinic: &ClinicFacts,
     actor: &refill_store::Actor,
     patient_id: i64,
     run_out_on: Option<NaiveDate>,
     adjust: Adjust,
 ) -> Result<Outcome, WebError> {
     let today = state.today();
-    let facts = state.store.load_patient_facts(PatientId(patient_id), today).await?;
-    let clinic = state.store.clinic_facts().await?;
+    let facts = tx.load_patient_facts(PatientId(patient_id), today).await?;
     let request = RefillRequest { requested_on: today, regimen: facts.regimen.clone(), kind: RequestKind::Routine };
-    let mut decision = refill_rules::refill::evaluate(&facts, &clinic, &request, &state.policy, &state.policy_version);
+    let mut decision = refill_rules::refill::evaluate(&facts, clinic, &request, &state.policy, &state.policy_version);
     match adjust {
         Adjust::None => {}
         Adjust::SendToPhysician => decision.outcome = decision.outcome.max(Outcome::Escalate),
@@ -592,11 +614,10 @@ pub async fn rerun_rules(
         Adjust::PhysicianApproved => {}
         Adjust::PhysicianHold => decision.outcome = Outcome::Hold,
     }
-    let mut tx = state.store.begin().await?;
     state
         .store
         .record_decision(
-            &mut tx,
+            tx,
             &NewDecision {
                 patient_id: PatientId(patient_id),
                 clinic_date: today,
@@ -608,16 +629,19 @@ pub async fn rerun_rules(
             },
         )
         .await?;
-    tx.commit().await?;
     Ok(decision.outcome)
 }
 
-/// Record a screen change (after the write it describes committed) and push it to this process's
-/// listeners at once.
-pub async fn note_change(state: &AppState, patient_id: i64, kind: &str, actor_name: &str) -> Result<(), WebError> {
-    let mut tx = state.store.begin().await?;
-    accounts::record_screen_change(&mut tx, Some(patient_id), kind, Some(actor_name), state.clock.now_ms()).await?;
-    tx.commit().await?;
-    publish_latest(state).await;
+/// Record a screen change in `tx`, beside the write it describes. After the commit, the caller calls
+/// `publish_latest` so this process's listeners see it at once (never before: a listener that reloads
+/// must find the change committed).
+pub async fn note_change(
+    state: &AppState,
+    tx: &mut Tx,
+    patient_id: i64,
+    kind: &str,
+    actor_name: &str,
+) -> Result<(), WebError> {
+    accounts::record_screen_change(tx, Some(patient_id), kind, Some(actor_name), state.clock.now_ms()).await?;
     Ok(())
 }

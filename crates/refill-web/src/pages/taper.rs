@@ -1,11 +1,10 @@
 //! Taper decisions in the physician exception review: the planner's proposed schedule is shown (a table
 //! and the MME chart) before the physician signs. The preview runs `refill_rules::taper::plan_taper` on
 //! the patient's regimen of record; signing runs the planner again with the same parameters (the
-//! schedule shown is never taken back from the browser), stores the plan through the store and then
-//! resolves the exception. The store has no single call that does both, so they are two transactions:
-//! the plan first, then the signed resolution (the plan carries the same rationale and its own audit
-//! event). A refusal from the planner is shown in plain words; the software never starts a taper on its
-//! own.
+//! schedule shown is never taken back from the browser), then stores the plan (superseding the plan in
+//! force), resolves the exception, records the physician's review and re-runs the rules, all in one
+//! transaction. A refusal from the planner is shown in plain words; the software never starts a taper
+//! on its own.
 
 use askama::Template;
 use axum::Extension;
@@ -22,7 +21,7 @@ use refill_store::screens;
 use refill_store::{NewTaperPlan, NewTaperStep, StoreError};
 use serde::Deserialize;
 
-use super::exceptions::{DECISIONS, DecideForm, ExceptionView, exception_view, sign_decision};
+use super::exceptions::{DECISIONS, DecideForm, ExceptionView, PlanChange, exception_view, sign_decision};
 use super::queue::actor_names;
 use super::{Chrome, actor, may_see_part2, render};
 use crate::auth::Principal;
@@ -353,7 +352,7 @@ pub async fn preview(
     preview_page(&state, &principal, exception_id, form, None).await
 }
 
-/// `POST /exceptions/{id}/taper/sign`: plan again, store the plan, then sign the exception decision.
+/// `POST /exceptions/{id}/taper/sign`: plan again, then store the plan and sign the decision together.
 pub async fn sign(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -405,8 +404,6 @@ async fn store_and_sign(
             })
             .collect(),
     };
-    // The patient version seen at preview: if anything changed since, the schedule shown may be stale.
-    state.store.create_taper_plan(PatientId(row.patient_id), patient_version, &new_plan, &actor(principal)).await?;
     let decide = DecideForm {
         decision: form.decision.clone(),
         version: form.version,
@@ -414,6 +411,9 @@ async fn store_and_sign(
         safety_attestation: None,
         csrf: None,
     };
-    sign_decision(state, principal, exception_id, &decide, true).await?;
+    // One transaction: the plan (checked against the patient version seen at preview: if anything
+    // changed since, the schedule shown may be stale) and the signed resolution commit together.
+    sign_decision(state, principal, exception_id, &decide, PlanChange::Store { plan: &new_plan, patient_version })
+        .await?;
     Ok(())
 }
