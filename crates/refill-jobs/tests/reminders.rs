@@ -6,6 +6,8 @@
 #[path = "../../refill-store/tests/common/mod.rs"]
 mod common;
 
+use common::oxycodone;
+
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate};
@@ -13,30 +15,13 @@ use refill_jobs::pipeline::{StoreEvaluator, run_daily};
 use refill_rules::decision::Decision;
 use refill_rules::policy::Policy;
 use refill_rules::uds::UdsSeed;
-use refill_rules::{
-    Confidentiality, DoseQuantity, DoseUnit, Fill, MedicationOrder, OrderPurpose, PatientId, PrescriberId,
-};
+use refill_rules::{Fill, PatientId};
 use refill_store::codec::StoredTaperState;
 use refill_store::jobs::{self, JobState};
 use refill_store::{Actor, NewDecision, NewTaperPlan, NewTaperStep, PatientDetails, Store};
 
 fn day(text: &str) -> NaiveDate {
     text.parse().unwrap()
-}
-
-fn oxycodone(id: &str, mg: f64) -> MedicationOrder {
-    MedicationOrder {
-        id: id.to_string(),
-        rxcui: Some("1049621".into()),
-        text: Some("oxycodone hydrochloride 5 MG Oral Tablet".into()),
-        dose: Some(DoseQuantity { value: mg, unit: DoseUnit::Milligram }),
-        doses_per_day: Some(4.0),
-        days_supply: Some(28),
-        dispense_quantity: Some(112.0),
-        prescriber: Some(PrescriberId("1111111111".into())),
-        purpose: OrderPurpose::Pain,
-        confidentiality: Confidentiality::Normal,
-    }
 }
 
 async fn add_patient(store: &Store, name: &str, filled_on: NaiveDate) -> PatientId {

@@ -2,38 +2,20 @@
 
 mod common;
 
-use chrono::NaiveDate;
+use common::{date, oxycodone};
+
 use refill_rules::decision::{Evidence, Reason, ReasonCode, Task};
 use refill_rules::{
     AgreementFacts, ClinicalFlag, ClinicalFlagKind, Confidentiality, Decision, DoseQuantity, DoseUnit, DrugClass, Fill,
-    MedicationOrder, NaloxoneEvent, NaloxoneEventKind, OrderPurpose, OtherMedication, OtherMedicationClass, Outcome,
-    PatientId, PdmpFinding, PdmpReview, PhysicianReview, PrescriberId, RefillRequest, RequestKind, ReviewKind,
-    RiskTier, Sex, TaperState, UdsAnalyteResult, UdsKind, UdsResult,
+    NaloxoneEvent, NaloxoneEventKind, OrderPurpose, OtherMedication, OtherMedicationClass, Outcome, PatientId,
+    PdmpFinding, PdmpReview, PhysicianReview, PrescriberId, RefillRequest, RequestKind, ReviewKind, RiskTier, Sex,
+    TaperState, UdsAnalyteResult, UdsKind, UdsResult,
 };
 use refill_store::codec::StoredTaperState;
 use refill_store::{
     Actor, AuditEvent, ExceptionResolution, ExceptionStatus, ExceptionUrgency, NewDecision, NewTaperPlan, NewTaperStep,
     PatientDetails, Prescriber, QueueQuery, QueueStatus, Resolution, StaffFact, Store, StoreError, UdsOrder, Upserted,
 };
-
-fn date(text: &str) -> NaiveDate {
-    text.parse().expect("test date")
-}
-
-fn oxycodone(id: &str, mg: f64) -> MedicationOrder {
-    MedicationOrder {
-        id: id.to_string(),
-        rxcui: Some("1049621".into()),
-        text: Some("oxycodone hydrochloride 5 MG Oral Tablet".into()),
-        dose: Some(DoseQuantity { value: mg, unit: DoseUnit::Milligram }),
-        doses_per_day: Some(4.0),
-        days_supply: Some(30),
-        dispense_quantity: Some(120.0),
-        prescriber: Some(PrescriberId("1111111111".into())),
-        purpose: OrderPurpose::Pain,
-        confidentiality: Confidentiality::Normal,
-    }
-}
 
 fn details(external_id: &str) -> PatientDetails {
     let mut details = PatientDetails::new(external_id, "Ada", "Lovelace");

@@ -6,36 +6,16 @@
 
 mod common;
 
+use common::{date, oxycodone};
+
 use chrono::{Duration, NaiveDate};
 use refill_rules::decision::{Evidence, Reason, ReasonCode};
-use refill_rules::{
-    Confidentiality, Decision, DoseQuantity, DoseUnit, MedicationOrder, OrderPurpose, Outcome, PatientId, PdmpReview,
-    PhysicianReview, PrescriberId, ReviewKind, TaperState,
-};
+use refill_rules::{Decision, Outcome, PatientId, PdmpReview, PhysicianReview, PrescriberId, ReviewKind, TaperState};
 use refill_store::accounts;
 use refill_store::{
     Actor, ExceptionResolution, ExceptionStatus, NewDecision, NewTaperPlan, NewTaperStep, PatientDetails, Pools,
     QueueStatus, RecordedDecision, Resolution, StaffFact, Store, StoreError,
 };
-
-fn date(text: &str) -> NaiveDate {
-    text.parse().expect("test date")
-}
-
-fn oxycodone(id: &str, mg: f64) -> MedicationOrder {
-    MedicationOrder {
-        id: id.to_string(),
-        rxcui: Some("1049621".into()),
-        text: Some("oxycodone hydrochloride 5 MG Oral Tablet".into()),
-        dose: Some(DoseQuantity { value: mg, unit: DoseUnit::Milligram }),
-        doses_per_day: Some(4.0),
-        days_supply: Some(30),
-        dispense_quantity: Some(120.0),
-        prescriber: Some(PrescriberId("1111111111".into())),
-        purpose: OrderPurpose::Pain,
-        confidentiality: Confidentiality::Normal,
-    }
-}
 
 /// A count from a `select count(*) ...` statement, through the read pool (committed rows only).
 async fn count(store: &Store, sql: &str) -> i64 {

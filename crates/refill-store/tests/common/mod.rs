@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+use chrono::NaiveDate;
+use refill_rules::{Confidentiality, DoseQuantity, DoseUnit, MedicationOrder, OrderPurpose, PrescriberId};
 use refill_store::{AuditKey, Backend, Store, StoreSettings};
 use sqlx::Connection;
 
@@ -135,4 +137,25 @@ async fn open(url: &str) -> Store {
     let store = Store::connect(&settings).await.expect("open the test database");
     store.migrate().await.expect("migrate the test database");
     store
+}
+
+/// A date from `YYYY-MM-DD` test text.
+pub fn date(text: &str) -> NaiveDate {
+    text.parse().expect("test date")
+}
+
+/// An oxycodone 5 mg tablet order, `mg` per dose four times a day for 30 days, under order id `id`.
+pub fn oxycodone(id: &str, mg: f64) -> MedicationOrder {
+    MedicationOrder {
+        id: id.to_string(),
+        rxcui: Some("1049621".into()),
+        text: Some("oxycodone hydrochloride 5 MG Oral Tablet".into()),
+        dose: Some(DoseQuantity { value: mg, unit: DoseUnit::Milligram }),
+        doses_per_day: Some(4.0),
+        days_supply: Some(30),
+        dispense_quantity: Some(120.0),
+        prescriber: Some(PrescriberId("1111111111".into())),
+        purpose: OrderPurpose::Pain,
+        confidentiality: Confidentiality::Normal,
+    }
 }
