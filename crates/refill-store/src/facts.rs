@@ -150,7 +150,9 @@ fn parse_review_kind(kind: &str, subject: Option<String>) -> Result<ReviewKind, 
     }
 }
 
-const UPSERT_ORDER: &str = r#"
+// One medication order keyed by (patient, source id), written only when something changed (re-importing
+// the same export touches nothing); returns the row id when written. Shared by the importer and `Tx`.
+pub(crate) const UPSERT_ORDER_IF_CHANGED: &str = r#"
 insert into medication_orders (patient_id, source_id, rxcui, text, dose_value, dose_unit, dose_unit_text,
     doses_per_day, days_supply, dispense_quantity, prescriber_id, purpose, confidentiality, active, created_at,
     updated_at)
@@ -161,7 +163,21 @@ on conflict (patient_id, source_id) do update set rxcui = excluded.rxcui, text =
     dispense_quantity = excluded.dispense_quantity, prescriber_id = excluded.prescriber_id,
     purpose = excluded.purpose, confidentiality = excluded.confidentiality, active = excluded.active,
     updated_at = excluded.updated_at
+where medication_orders.rxcui is distinct from excluded.rxcui
+    or medication_orders.text is distinct from excluded.text
+    or medication_orders.dose_value is distinct from excluded.dose_value
+    or medication_orders.dose_unit is distinct from excluded.dose_unit
+    or medication_orders.dose_unit_text is distinct from excluded.dose_unit_text
+    or medication_orders.doses_per_day is distinct from excluded.doses_per_day
+    or medication_orders.days_supply is distinct from excluded.days_supply
+    or medication_orders.dispense_quantity is distinct from excluded.dispense_quantity
+    or medication_orders.prescriber_id is distinct from excluded.prescriber_id
+    or medication_orders.purpose is distinct from excluded.purpose
+    or medication_orders.confidentiality is distinct from excluded.confidentiality
+    or medication_orders.active is distinct from excluded.active
 returning id"#;
+
+const SELECT_ORDER_ID: &str = "select id from medication_orders where patient_id = $1 and source_id = $2";
 
 const INSERT_FILL: &str = r#"
 insert into fills (patient_id, filled_on, days_supply, order_source_id, quantity, source_id, created_at)
@@ -278,7 +294,8 @@ values ($1, $2, $3, $4, 'open', $5, $6, 1, $7, $7)
 returning id"#;
 
 impl Tx {
-    /// Insert or update one medication order, keyed by (patient, `order.id`).
+    /// Insert or update one medication order, keyed by (patient, `order.id`); an unchanged order is not
+    /// rewritten (its `updated_at` keeps the date it last changed). Returns the row id.
     pub async fn upsert_medication_order(
         &mut self,
         patient_id: PatientId,
@@ -293,8 +310,8 @@ impl Tx {
             None => (None, None, None),
         };
         let at = now();
-        Ok(with_tx!(self, conn => {
-            sqlx::query_scalar(UPSERT_ORDER)
+        let written: Option<i64> = with_tx!(self, conn => {
+            sqlx::query_scalar(UPSERT_ORDER_IF_CHANGED)
                 .bind(patient_id.0)
                 .bind(order.id.clone())
                 .bind(order.rxcui.clone())
@@ -310,9 +327,20 @@ impl Tx {
                 .bind(codec::confidentiality_name(order.confidentiality))
                 .bind(active)
                 .bind(at)
-                .fetch_one(&mut *conn)
+                .fetch_optional(&mut *conn)
                 .await?
-        }))
+        });
+        match written {
+            Some(id) => Ok(id),
+            // Unchanged: the row is there as it was.
+            None => Ok(with_tx!(self, conn => {
+                sqlx::query_scalar(SELECT_ORDER_ID)
+                    .bind(patient_id.0)
+                    .bind(order.id.clone())
+                    .fetch_one(&mut *conn)
+                    .await?
+            })),
+        }
     }
 
     /// Make `orders` the regimen of record: upsert each as active and deactivate every other order of

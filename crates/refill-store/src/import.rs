@@ -247,31 +247,6 @@ where patients.mrn is distinct from excluded.mrn or patients.given_name is disti
     or patients.part2 is distinct from excluded.part2
 returning id"#;
 
-const UPSERT_ORDER: &str = r#"
-insert into medication_orders (patient_id, source_id, rxcui, text, dose_value, dose_unit, dose_unit_text,
-    doses_per_day, days_supply, dispense_quantity, prescriber_id, purpose, confidentiality, active, created_at,
-    updated_at)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)
-on conflict (patient_id, source_id) do update set rxcui = excluded.rxcui, text = excluded.text,
-    dose_value = excluded.dose_value, dose_unit = excluded.dose_unit, dose_unit_text = excluded.dose_unit_text,
-    doses_per_day = excluded.doses_per_day, days_supply = excluded.days_supply,
-    dispense_quantity = excluded.dispense_quantity, prescriber_id = excluded.prescriber_id,
-    purpose = excluded.purpose, confidentiality = excluded.confidentiality, active = excluded.active,
-    updated_at = excluded.updated_at
-where medication_orders.rxcui is distinct from excluded.rxcui
-    or medication_orders.text is distinct from excluded.text
-    or medication_orders.dose_value is distinct from excluded.dose_value
-    or medication_orders.dose_unit is distinct from excluded.dose_unit
-    or medication_orders.dose_unit_text is distinct from excluded.dose_unit_text
-    or medication_orders.doses_per_day is distinct from excluded.doses_per_day
-    or medication_orders.days_supply is distinct from excluded.days_supply
-    or medication_orders.dispense_quantity is distinct from excluded.dispense_quantity
-    or medication_orders.prescriber_id is distinct from excluded.prescriber_id
-    or medication_orders.purpose is distinct from excluded.purpose
-    or medication_orders.confidentiality is distinct from excluded.confidentiality
-    or medication_orders.active is distinct from excluded.active
-returning patient_id"#;
-
 const UPSERT_FILL: &str = r#"
 insert into fills (patient_id, source_id, filled_on, days_supply, order_source_id, quantity, created_at)
 values ($1, $2, $3, $4, $5, $6, $7)
@@ -605,7 +580,7 @@ async fn write_batch(
             None => (None, None),
         };
         let written: Option<i64> = with_tx!(tx, conn => {
-            sqlx::query_scalar(UPSERT_ORDER)
+            sqlx::query_scalar::<_, i64>(crate::facts::UPSERT_ORDER_IF_CHANGED)
                 .bind(patient_id)
                 .bind(order.id.clone())
                 .bind(order.rxcui.clone())
@@ -624,7 +599,7 @@ async fn write_batch(
                 .fetch_optional(&mut *conn)
                 .await?
         });
-        tally.record(ImportKind::Orders, written);
+        tally.record(ImportKind::Orders, written.map(|_order_id| patient_id));
         tally.tick(progress);
     }
     for (record, patient_id) in batch.fills.iter().zip(fills.into_iter().flatten()) {
