@@ -868,7 +868,8 @@ impl Store {
 
     /// Pause the patient's active taper plan from `paused_on` (physician action, in the caller's
     /// transaction): the step in force that day stays the reference, no later step takes effect until
-    /// the plan is resumed. Records a `paused` plan event and an audit event with who and why.
+    /// the plan is resumed. A step starting that day that the daily run has not applied yet is not in
+    /// force: the pause then dates from the day before. Records a `paused` plan event and an audit event with who and why.
     ///
     /// # Errors
     /// `Invalid` when `reason` is empty or the patient has no active plan (none, or it is already
@@ -895,6 +896,19 @@ impl Store {
                 )));
             }
             None => return Err(StoreError::Invalid("the patient has no taper plan to pause".into())),
+        };
+        // A step that starts on the pause date but is not the regimen of record yet (the daily run has
+        // not reached this patient) is not the dose the patient is on: the pause holds the step before.
+        let facts = tx.load_patient_facts(patient_id, paused_on).await?;
+        let paused_on = match &facts.taper {
+            Some(taper)
+                if taper.plan_id == plan.id
+                    && taper.step_started_on == paused_on
+                    && taper.step_regimen != facts.regimen =>
+            {
+                paused_on.pred_opt().unwrap_or(paused_on)
+            }
+            _ => paused_on,
         };
         let at = now();
         let updated = with_tx!(tx, conn => {

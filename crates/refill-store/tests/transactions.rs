@@ -317,3 +317,29 @@ async fn a_paused_taper_keeps_its_step_and_a_resume_moves_the_rest_by_the_pause(
         );
     }
 }
+
+/// Pausing on the day a step starts: if the daily run has not made that step the regimen of record yet,
+/// the patient is still on the step before, and that is the step the pause holds; once applied, the
+/// pause holds the new step.
+#[tokio::test]
+async fn a_pause_on_a_step_day_holds_the_dose_the_patient_is_on() {
+    for db in common::backends().await {
+        let store = &db.store;
+        let today = date("2026-12-01");
+        let doctor = Actor::new("user:drx", "physician");
+        let second_step = today + Duration::days(14);
+        for (name, step_applied) in [("tx-4", false), ("tx-5", true)] {
+            let (id, _) = escalated_patient(store, name, today).await;
+            store.create_taper_plan(id, 1, &two_step_plan(today, second_step, "start"), &doctor).await.unwrap();
+            let mut tx = store.begin().await.unwrap();
+            if step_applied {
+                tx.replace_regimen(id, &[oxycodone("step-2", 5.0)]).await.unwrap();
+            }
+            store.pause_taper_plan_in(&mut tx, id, second_step, &doctor, "patient asked to stay").await.unwrap();
+            tx.commit().await.unwrap();
+            let held = store.load_patient_facts(id, second_step + Duration::days(5)).await.unwrap().taper.unwrap();
+            let expected = if step_applied { second_step } else { today };
+            assert_eq!(held.step_started_on, expected, "{}: step applied {step_applied}", db.name);
+        }
+    }
+}
