@@ -294,13 +294,16 @@ where agreements.signed_on is distinct from excluded.signed_on
     or agreements.voided_on is distinct from excluded.voided_on
 returning patient_id"#;
 
+// A plan that arrives paused has no pause date in the export: it holds the step in force on the day it
+// was first imported paused ($8), so later steps do not come into force while it stays paused.
 const UPSERT_TAPER: &str = r#"
 insert into taper_plans (patient_id, source_id, state, started_on, created_by, rationale, version, created_at,
-    updated_at)
-values ($1, $2, $3, $4, $5, $6, 1, $7, $7)
+    updated_at, paused_on)
+values ($1, $2, $3, $4, $5, $6, 1, $7, $7, case when $3 = 'paused' then $8 end)
 on conflict (patient_id, source_id) do update set state = excluded.state, started_on = excluded.started_on,
     created_by = excluded.created_by, rationale = excluded.rationale, version = taper_plans.version + 1,
-    updated_at = excluded.updated_at
+    updated_at = excluded.updated_at,
+    paused_on = case when excluded.state = 'paused' then coalesce(taper_plans.paused_on, excluded.paused_on) end
 where taper_plans.state is distinct from excluded.state
     or taper_plans.started_on is distinct from excluded.started_on
     or taper_plans.created_by is distinct from excluded.created_by
@@ -738,6 +741,7 @@ async fn write_taper(
             .bind(record.physician.clone())
             .bind(record.rationale.clone())
             .bind(at)
+            .bind(at.date_naive())
             .fetch_optional(&mut *conn)
             .await?
     });
