@@ -206,3 +206,61 @@ fn the_demo_command_builds_a_clinic() {
     assert!(stdout.contains("with 60 patients"), "{stdout}");
     assert!(db.exists());
 }
+
+/// A bundle for one patient with an opioid order, a benzodiazepine order in `benzo_status` and an
+/// undated sleep-apnea diagnosis.
+fn bundle_with_benzo(benzo_status: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "resourceType": "Bundle", "type": "collection",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p-benzo", "birthDate": "1960-02-03", "gender": "female",
+                "name": [{"family": "Okonkwo", "given": ["Ngozi"]}]}},
+            {"resource": {"resourceType": "MedicationRequest", "id": "rx-oxy", "status": "active", "intent": "order",
+                "subject": {"reference": "Patient/p-benzo"}, "authoredOn": "2026-11-01",
+                "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                    "code": "1049621", "display": "oxycodone hydrochloride 5 MG Oral Tablet"}]},
+                "dosageInstruction": [{"timing": {"repeat": {"frequency": 4, "period": 1, "periodUnit": "d"}},
+                    "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "tablet"}}]}],
+                "dispenseRequest": {"quantity": {"value": 120}, "expectedSupplyDuration": {"value": 30, "unit": "days"}}}},
+            {"resource": {"resourceType": "MedicationRequest", "id": "rx-benzo", "status": benzo_status, "intent": "order",
+                "subject": {"reference": "Patient/p-benzo"}, "authoredOn": "2026-10-15",
+                "medicationCodeableConcept": {"text": "Alprazolam 0.5 MG Oral Tablet"}}},
+            {"resource": {"resourceType": "Condition", "id": "osa", "subject": {"reference": "Patient/p-benzo"},
+                "code": {"coding": [{"system": "http://snomed.info/sct", "code": "78275009",
+                    "display": "Obstructive sleep apnea"}]}}}
+        ]
+    }))
+    .unwrap()
+}
+
+/// Diagnoses and benzodiazepines reach the rules from FHIR: a Condition becomes a clinical flag, a
+/// benzodiazepine order an other medication; the same bundle again changes nothing, and the order
+/// stopped at the source is imported as inactive.
+#[tokio::test]
+async fn fhir_conditions_and_benzodiazepines_reach_the_rules() {
+    use refill_rules::{ClinicalFlagKind, OtherMedicationClass};
+    for db in common::backends().await {
+        let store = &db.store;
+        let active = bundle_with_benzo("active");
+        let first = import_file(store, "benzo.json", &active, &actor(), false).await.unwrap().unwrap();
+        assert!(first.written() > 0, "{}", db.name);
+        let patient = store.patient_by_external_id("p-benzo").await.unwrap().expect("imported").id;
+        let today = chrono::Utc::now().date_naive();
+        let facts = store.load_patient_facts(patient, today).await.unwrap();
+        let kinds: Vec<_> = facts.flags.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, vec![ClinicalFlagKind::SleepDisorderedBreathing], "{}", db.name);
+        let benzos: Vec<_> = facts.other_medications.iter().map(|m| (m.class, m.active)).collect();
+        assert_eq!(benzos, vec![(OtherMedicationClass::Benzodiazepine, true)], "{}", db.name);
+
+        let (counts, seq, mac) = snapshot(store).await;
+        let again = import_file(store, "benzo.json", &active, &actor(), false).await.unwrap().unwrap();
+        assert_eq!(again.written(), 0, "{}: {}", db.name, summary_line("benzo.json", &again));
+        assert_eq!(snapshot(store).await, (counts, seq, mac), "{}: a re-import changed something", db.name);
+
+        let stopped = import_file(store, "benzo.json", &bundle_with_benzo("stopped"), &actor(), false).await.unwrap();
+        assert_eq!(stopped.unwrap().written(), 1, "{}: only the stopped order changes", db.name);
+        let facts = store.load_patient_facts(patient, today).await.unwrap();
+        let benzos: Vec<_> = facts.other_medications.iter().map(|m| (m.class, m.active)).collect();
+        assert_eq!(benzos, vec![(OtherMedicationClass::Benzodiazepine, false)], "{}", db.name);
+    }
+}

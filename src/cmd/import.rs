@@ -14,8 +14,9 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use refill_import::{ClinicRecords, CsvKind, ImportError, Location, Problem};
 use refill_store::import::{
-    ImportAgreement, ImportBatch, ImportFill, ImportKind, ImportNaloxone, ImportOrder, ImportOutcome, ImportPatient,
-    ImportPdmp, ImportPrescriber, ImportRejection, ImportReport, ImportReview, ImportTaper, ImportTaperStep, ImportUds,
+    ImportAgreement, ImportBatch, ImportFill, ImportFlag, ImportKind, ImportNaloxone, ImportOrder,
+    ImportOtherMedication, ImportOutcome, ImportPatient, ImportPdmp, ImportPrescriber, ImportRejection, ImportReport,
+    ImportReview, ImportTaper, ImportTaperStep, ImportUds,
 };
 use refill_store::{Actor, Store};
 use sha2::{Digest, Sha256};
@@ -197,6 +198,8 @@ pub fn batch_from_records(name: &str, bytes: &[u8], records: ClinicRecords) -> (
     origins.add(ImportKind::Tapers, &records.tapers, |r| &r.origin);
     origins.add(ImportKind::Reviews, &records.reviews, |r| &r.origin);
     origins.add(ImportKind::Naloxone, &records.naloxone, |r| &r.origin);
+    origins.add(ImportKind::Flags, &records.flags, |r| &r.origin);
+    origins.add(ImportKind::OtherMedications, &records.other_medications, |r| &r.origin);
     let batch = ImportBatch {
         source_name: name.to_string(),
         source_sha256: hex::encode(Sha256::digest(bytes)),
@@ -293,6 +296,25 @@ pub fn batch_from_records(name: &str, bytes: &[u8], records: ClinicRecords) -> (
             .naloxone
             .into_iter()
             .map(|r| ImportNaloxone { patient_key: r.patient_external_id, source_id: r.external_id, event: r.event })
+            .collect(),
+        flags: records
+            .flags
+            .into_iter()
+            .map(|r| ImportFlag {
+                patient_key: r.patient_external_id,
+                source_id: r.external_id,
+                flag: r.flag,
+                dated: r.dated,
+            })
+            .collect(),
+        other_medications: records
+            .other_medications
+            .into_iter()
+            .map(|r| ImportOtherMedication {
+                patient_key: r.patient_external_id,
+                source_id: r.external_id,
+                medication: r.medication,
+            })
             .collect(),
     };
     (batch, origins)

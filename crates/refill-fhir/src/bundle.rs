@@ -35,8 +35,11 @@ pub struct FhirPatientRecord {
     pub pdmp_reviews: Vec<PdmpReview>,
     pub physician_reviews: Vec<PhysicianReview>,
     pub agreements: Vec<AgreementFacts>,
-    /// Active benzodiazepine orders and active orders for opioid use disorder.
+    /// Benzodiazepine and opioid-use-disorder treatment orders and statements, current ones `active`
+    /// (the rules read only those) and stopped ones inactive, so a re-import can clear them.
     pub other_medications: Vec<OtherMedication>,
+    /// The resource each of `other_medications` came from (`MedicationRequest/x`, same order).
+    pub other_medication_sources: Vec<String>,
     pub naloxone_events: Vec<NaloxoneEvent>,
     pub conditions: Vec<MappedCondition>,
 }
@@ -53,6 +56,7 @@ impl FhirPatientRecord {
             physician_reviews: Vec::new(),
             agreements: Vec::new(),
             other_medications: Vec::new(),
+            other_medication_sources: Vec::new(),
             naloxone_events: Vec::new(),
             conditions: Vec::new(),
         }
@@ -283,8 +287,12 @@ fn group(collected: &[Collected<'_>], default_patient: Option<&str>) -> Result<V
                     Monitoring::Ignored => {}
                 })
             }
-            "MedicationStatement" => map_medication_statement(item.resource, &item.location, &lookup)
-                .map(|found| record.other_medications.extend(found)),
+            "MedicationStatement" => map_medication_statement(item.resource, &item.location, &lookup).map(|found| {
+                if let Some((source, medication)) = found {
+                    record.other_medication_sources.push(source);
+                    record.other_medications.push(medication);
+                }
+            }),
             "Condition" => map_condition(item.resource, &item.location).map(|condition| {
                 if let Some(condition) = condition {
                     record.conditions.push(condition);
@@ -346,14 +354,15 @@ fn add_other_medication(record: &mut FhirPatientRecord, request: &MappedMedicati
         }
         _ => return,
     };
-    if !request.active {
+    if request.status == "entered-in-error" {
         return;
     }
+    record.other_medication_sources.push(request.id.clone());
     record.other_medications.push(OtherMedication {
         class,
         text: request.order.label(),
         started_on: request.authored_on,
-        active: true,
+        active: request.active,
         confidentiality: request.order.confidentiality,
     });
 }

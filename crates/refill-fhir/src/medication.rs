@@ -176,11 +176,14 @@ pub(crate) fn map_medication_request(
 /// opioid treatment program) -> an other medication the rules read: an active benzodiazepine, or active
 /// methadone or buprenorphine for opioid use disorder (by reason, or sublingual buprenorphine).
 /// Opioid analgesics reported here are not orders of the clinic and are left to the PDMP review.
+/// A MedicationStatement for a benzodiazepine or an opioid-use-disorder treatment, with its resource
+/// label; `active` follows `status`, so a statement marked completed or stopped at the source clears
+/// what an earlier import recorded.
 pub(crate) fn map_medication_statement(
     value: &Value,
     fallback: &str,
     lookup: &MedicationLookup<'_>,
-) -> Result<Option<OtherMedication>, Vec<FhirError>> {
+) -> Result<Option<(String, OtherMedication)>, Vec<FhirError>> {
     let mut reader = Reader::new(value, fallback);
     let status = reader.string_at(value, "", "status").map(str::to_string);
     let code = medication_code(&mut reader, value, lookup);
@@ -194,11 +197,12 @@ pub(crate) fn map_medication_statement(
     if status.is_none() {
         reader.problem("status", "missing");
     }
+    let label = reader.label.clone();
     let problems = reader.finish();
     if !problems.is_empty() {
         return Err(problems);
     }
-    if status.as_deref() != Some("active") {
+    if matches!(status.as_deref(), Some("entered-in-error")) {
         return Ok(None);
     }
     let class = match classify(&code) {
@@ -209,13 +213,16 @@ pub(crate) fn map_medication_statement(
         _ => return Ok(None),
     };
     let text = code.text.clone().or_else(|| code.rxcui.as_ref().map(|c| format!("RxNorm {c}"))).unwrap_or_default();
-    Ok(Some(OtherMedication {
-        class,
-        text,
-        started_on,
-        active: true,
-        confidentiality: if is_part2(value) { Confidentiality::Part2 } else { Confidentiality::Normal },
-    }))
+    Ok(Some((
+        label,
+        OtherMedication {
+            class,
+            text,
+            started_on,
+            active: status.as_deref() == Some("active"),
+            confidentiality: if is_part2(value) { Confidentiality::Part2 } else { Confidentiality::Normal },
+        },
+    )))
 }
 
 /// `medicationCodeableConcept`, else `medicationReference` -> contained or bundled Medication.code.

@@ -274,9 +274,13 @@ fn a_full_bundle_maps_every_fact() {
     assert_eq!(record.pdmp_reviews.len(), 1);
     assert_eq!(record.conditions[0].kinds, vec![ClinicalFlagKind::SleepDisorderedBreathing]);
     // Methadone from a treatment program, reported by the patient: OUD treatment from another source.
-    assert_eq!(record.other_medications.len(), 1);
-    assert_eq!(record.other_medications[0].class, OtherMedicationClass::OudTreatment);
-    assert_eq!(record.other_medications[0].started_on, chrono::NaiveDate::from_ymd_opt(2022, 3, 1));
+    // The completed statement is kept as inactive (a re-import clears what it once recorded).
+    assert_eq!(record.other_medication_sources, vec!["MedicationStatement/otp", "MedicationStatement/old"]);
+    let active: Vec<_> = record.other_medications.iter().filter(|m| m.active).collect();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].class, OtherMedicationClass::OudTreatment);
+    assert_eq!(active[0].started_on, chrono::NaiveDate::from_ymd_opt(2022, 3, 1));
+    assert!(!record.other_medications[1].active);
     // It is not an order of the clinic: the regimen and the MME are unchanged.
     assert_eq!(record.regimen().len(), 1);
 }

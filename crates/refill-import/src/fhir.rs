@@ -4,7 +4,9 @@
 //! so their natural keys here are built from what identifies them clinically: a fill by its order and
 //! date, a drug test by its collection date and method, a PDMP review by its date, an agreement by its
 //! signature date and prescriber, a physician review by its date and kind, a naloxone event by its date
-//! and kind. Importing the same bundle again yields the same keys and changes
+//! and kind. Conditions become clinical flags keyed by condition and flag kind; benzodiazepines and
+//! opioid-use-disorder treatment are keyed by their MedicationRequest or MedicationStatement, stopped
+//! ones imported as inactive. Importing the same bundle again yields the same keys and changes
 //! nothing; a corrected quantity on the same fill updates it in place.
 
 use refill_fhir::{FhirError, FhirPatientRecord, MedicationClass};
@@ -12,8 +14,8 @@ use refill_rules::{ReviewKind, UdsKind};
 
 use crate::error::{ImportError, Location, Problem};
 use crate::records::{
-    AgreementRecord, ClinicRecords, ContactPreference, FillRecord, NaloxoneRecord, OrderRecord, OrderStatus,
-    PatientRecord, PdmpRecord, ReviewRecord, UdsRecord,
+    AgreementRecord, ClinicRecords, ContactPreference, FillRecord, FlagRecord, NaloxoneRecord, OrderRecord,
+    OrderStatus, OtherMedicationRecord, PatientRecord, PdmpRecord, ReviewRecord, UdsRecord,
 };
 
 /// Parse a FHIR R4 Bundle (JSON bytes) into clinic records; every problem names the resource and field.
@@ -163,6 +165,28 @@ fn add_patient(
             external_id: format!("fhir-agreement:{}:{}", agreement.signed_on, agreement.prescriber_of_record.0),
             patient_external_id: key.clone(),
             agreement: agreement.clone(),
+        });
+    }
+    // A condition without a date is dated the day it is first imported (a re-import keeps that date,
+    // so the same bundle changes nothing).
+    let today = chrono::Utc::now().date_naive();
+    for condition in &patient.conditions {
+        for flag in condition.flags(today) {
+            records.flags.push(FlagRecord {
+                origin: Location::Resource(condition.id.clone()),
+                external_id: format!("fhir-flag:{}:{:?}", condition.id, flag.kind).to_lowercase(),
+                patient_external_id: key.clone(),
+                flag,
+                dated: condition.recorded_on.is_some(),
+            });
+        }
+    }
+    for (source, medication) in patient.other_medication_sources.iter().zip(&patient.other_medications) {
+        records.other_medications.push(OtherMedicationRecord {
+            origin: Location::Resource(source.clone()),
+            external_id: format!("fhir-medication:{source}"),
+            patient_external_id: key.clone(),
+            medication: medication.clone(),
         });
     }
 }

@@ -3,8 +3,8 @@
 
 use chrono::NaiveDate;
 use refill_rules::{
-    AgreementFacts, Fill, MedicationOrder, NaloxoneEvent, PdmpReview, PhysicianReview, PrescriberId, RiskTier, Sex,
-    TaperState, UdsResult,
+    AgreementFacts, ClinicalFlag, Fill, MedicationOrder, NaloxoneEvent, OtherMedication, PdmpReview, PhysicianReview,
+    PrescriberId, RiskTier, Sex, TaperState, UdsResult,
 };
 
 use crate::error::Location;
@@ -174,6 +174,29 @@ pub struct NaloxoneRecord {
     pub event: NaloxoneEvent,
 }
 
+/// A clinical flag from a diagnosis at the source (FHIR Condition): exclusions, overdose or
+/// substance-use history, sleep-disordered breathing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlagRecord {
+    pub origin: Location,
+    pub external_id: String,
+    pub patient_external_id: String,
+    pub flag: ClinicalFlag,
+    /// The source dated the diagnosis; when not, `flag.recorded_on` is the import date and a later
+    /// re-import must not move it.
+    pub dated: bool,
+}
+
+/// A benzodiazepine or an opioid-use-disorder treatment known at the source (order or statement);
+/// `medication.active` false when the source marks it stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtherMedicationRecord {
+    pub origin: Location,
+    pub external_id: String,
+    pub patient_external_id: String,
+    pub medication: OtherMedication,
+}
+
 /// One step of a physician-authored taper plan: from `starts_on`, the patient takes `regimen`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaperStepRecord {
@@ -211,6 +234,8 @@ pub struct ClinicRecords {
     pub tapers: Vec<TaperRecord>,
     pub reviews: Vec<ReviewRecord>,
     pub naloxone: Vec<NaloxoneRecord>,
+    pub flags: Vec<FlagRecord>,
+    pub other_medications: Vec<OtherMedicationRecord>,
 }
 
 impl ClinicRecords {
@@ -226,6 +251,8 @@ impl ClinicRecords {
             + self.tapers.len()
             + self.reviews.len()
             + self.naloxone.len()
+            + self.flags.len()
+            + self.other_medications.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -11,8 +11,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::NaiveDate;
 use refill_rules::{
-    AgreementFacts, Fill, MedicationOrder, NaloxoneEvent, PdmpReview, PhysicianReview, ReviewKind, RiskTier, Sex,
-    TaperState, UdsResult,
+    AgreementFacts, ClinicalFlag, Fill, MedicationOrder, NaloxoneEvent, OtherMedication, PdmpReview, PhysicianReview,
+    ReviewKind, RiskTier, Sex, TaperState, UdsResult,
 };
 use serde_json::json;
 
@@ -102,6 +102,25 @@ pub struct ImportNaloxone {
     pub event: NaloxoneEvent,
 }
 
+/// A clinical flag from a diagnosis at the source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportFlag {
+    pub patient_key: String,
+    pub source_id: String,
+    pub flag: ClinicalFlag,
+    /// False when the source gave no date (`flag.recorded_on` is then the import date, kept as first
+    /// stored on every re-import).
+    pub dated: bool,
+}
+
+/// A benzodiazepine or opioid-use-disorder treatment at the source; inactive when stopped there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportOtherMedication {
+    pub patient_key: String,
+    pub source_id: String,
+    pub medication: OtherMedication,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImportTaperStep {
     pub step_number: u32,
@@ -141,6 +160,8 @@ pub struct ImportBatch {
     pub tapers: Vec<ImportTaper>,
     pub reviews: Vec<ImportReview>,
     pub naloxone: Vec<ImportNaloxone>,
+    pub flags: Vec<ImportFlag>,
+    pub other_medications: Vec<ImportOtherMedication>,
 }
 
 /// Which list of an [`ImportBatch`] a record is in.
@@ -156,6 +177,8 @@ pub enum ImportKind {
     Tapers,
     Reviews,
     Naloxone,
+    Flags,
+    OtherMedications,
 }
 
 impl ImportKind {
@@ -171,6 +194,8 @@ impl ImportKind {
             ImportKind::Tapers => "taper_plans",
             ImportKind::Reviews => "physician_reviews",
             ImportKind::Naloxone => "naloxone_events",
+            ImportKind::Flags => "clinical_flags",
+            ImportKind::OtherMedications => "other_medications",
         }
     }
 }
@@ -342,6 +367,30 @@ values ($1, $2, $3, $4, $5, $6)
 on conflict (patient_id, source_id) do update set occurred_on = excluded.occurred_on, kind = excluded.kind
 where naloxone_events.occurred_on is distinct from excluded.occurred_on
     or naloxone_events.kind is distinct from excluded.kind
+returning patient_id"#;
+
+// $6: whether the source dated the flag; an undated one keeps the date it was first stored under.
+const UPSERT_FLAG: &str = r#"
+insert into clinical_flags (patient_id, source_id, kind, recorded_on, confidentiality, created_at)
+values ($1, $2, $3, $4, $5, $7)
+on conflict (patient_id, source_id) do update set kind = excluded.kind,
+    recorded_on = case when $6 then excluded.recorded_on else clinical_flags.recorded_on end,
+    confidentiality = excluded.confidentiality
+where clinical_flags.kind is distinct from excluded.kind
+    or ($6 and clinical_flags.recorded_on is distinct from excluded.recorded_on)
+    or clinical_flags.confidentiality is distinct from excluded.confidentiality
+returning patient_id"#;
+
+const UPSERT_OTHER_MEDICATION: &str = r#"
+insert into other_medications (patient_id, source_id, class, text, started_on, active, confidentiality, created_at)
+values ($1, $2, $3, $4, $5, $6, $7, $8)
+on conflict (patient_id, source_id) do update set class = excluded.class, text = excluded.text,
+    started_on = excluded.started_on, active = excluded.active, confidentiality = excluded.confidentiality
+where other_medications.class is distinct from excluded.class
+    or other_medications.text is distinct from excluded.text
+    or other_medications.started_on is distinct from excluded.started_on
+    or other_medications.active is distinct from excluded.active
+    or other_medications.confidentiality is distinct from excluded.confidentiality
 returning patient_id"#;
 
 const SELECT_PATIENT_KEYS: &str = "select external_id, id from patients";
@@ -534,7 +583,9 @@ async fn write_batch(
         && batch.agreements.is_empty()
         && batch.tapers.is_empty()
         && batch.reviews.is_empty()
-        && batch.naloxone.is_empty());
+        && batch.naloxone.is_empty()
+        && batch.flags.is_empty()
+        && batch.other_medications.is_empty());
     if !has_children {
         return Ok(Ok(tally));
     }
@@ -569,6 +620,14 @@ async fn write_batch(
         batch.reviews.iter().enumerate().map(|(i, r)| resolve(ImportKind::Reviews, i, &r.patient_key)).collect();
     let naloxone: Vec<Option<i64>> =
         batch.naloxone.iter().enumerate().map(|(i, r)| resolve(ImportKind::Naloxone, i, &r.patient_key)).collect();
+    let flags: Vec<Option<i64>> =
+        batch.flags.iter().enumerate().map(|(i, r)| resolve(ImportKind::Flags, i, &r.patient_key)).collect();
+    let other_medications: Vec<Option<i64>> = batch
+        .other_medications
+        .iter()
+        .enumerate()
+        .map(|(i, r)| resolve(ImportKind::OtherMedications, i, &r.patient_key))
+        .collect();
     if !rejections.is_empty() {
         return Ok(Err(rejections));
     }
@@ -722,6 +781,41 @@ async fn write_batch(
         tally.record(ImportKind::Naloxone, written);
         tally.tick(progress);
     }
+    for (record, patient_id) in batch.flags.iter().zip(flags.into_iter().flatten()) {
+        let flag = &record.flag;
+        let written: Option<i64> = with_tx!(tx, conn => {
+            sqlx::query_scalar(UPSERT_FLAG)
+                .bind(patient_id)
+                .bind(record.source_id.clone())
+                .bind(codec::flag_kind_name(flag.kind))
+                .bind(flag.recorded_on)
+                .bind(codec::confidentiality_name(flag.confidentiality))
+                .bind(record.dated)
+                .bind(at)
+                .fetch_optional(&mut *conn)
+                .await?
+        });
+        tally.record(ImportKind::Flags, written);
+        tally.tick(progress);
+    }
+    for (record, patient_id) in batch.other_medications.iter().zip(other_medications.into_iter().flatten()) {
+        let medication = &record.medication;
+        let written: Option<i64> = with_tx!(tx, conn => {
+            sqlx::query_scalar(UPSERT_OTHER_MEDICATION)
+                .bind(patient_id)
+                .bind(record.source_id.clone())
+                .bind(codec::other_medication_class_name(medication.class))
+                .bind(medication.text.clone())
+                .bind(medication.started_on)
+                .bind(medication.active)
+                .bind(codec::confidentiality_name(medication.confidentiality))
+                .bind(at)
+                .fetch_optional(&mut *conn)
+                .await?
+        });
+        tally.record(ImportKind::OtherMedications, written);
+        tally.tick(progress);
+    }
     Ok(Ok(tally))
 }
 
@@ -782,7 +876,7 @@ async fn patient_keys(tx: &mut Tx) -> Result<HashMap<String, i64>, StoreError> {
 }
 
 /// Tables an import writes, in the order [`imported_row_counts`] reports them.
-pub const IMPORTED_TABLES: [&str; 12] = [
+pub const IMPORTED_TABLES: [&str; 14] = [
     "prescribers",
     "patients",
     "medication_orders",
@@ -794,6 +888,8 @@ pub const IMPORTED_TABLES: [&str; 12] = [
     "taper_steps",
     "physician_reviews",
     "naloxone_events",
+    "clinical_flags",
+    "other_medications",
     "audit_events",
 ];
 
