@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 
 use crate::error::RulesError;
 use crate::facts::MedicationOrder;
+use crate::text;
 
 /// The drug table as shipped (hashed into the policy version).
 pub const EMBEDDED_DRUG_CSV: &str = include_str!("../data/opioid-drugs.csv");
@@ -165,6 +166,9 @@ impl Unidentified {
 pub struct DrugTable {
     products: Vec<Product>,
     by_rxcui: HashMap<String, usize, FastHash>,
+    /// The codes written as plain decimal numbers (every RxCUI in the shipped table), by value: the
+    /// lookup every coded order makes then hashes four bytes and compares no strings.
+    by_rxcui_number: HashMap<u32, usize, FastHash>,
     by_name: HashMap<String, usize, FastHash>,
     ingredients: BTreeSet<String>,
     /// Lower-case brand names (`kadian`, `oxycontin`) from the bracketed part of branded names.
@@ -220,6 +224,7 @@ impl DrugTable {
         let mut table = DrugTable {
             products: Vec::new(),
             by_rxcui: HashMap::default(),
+            by_rxcui_number: HashMap::default(),
             by_name: HashMap::default(),
             ingredients: BTreeSet::new(),
             brands: BTreeSet::new(),
@@ -266,6 +271,9 @@ impl DrugTable {
             }
             let position = table.products.len();
             table.by_rxcui.insert(fields[0].clone(), position);
+            if let Some(number) = rxcui_number(&fields[0]) {
+                table.by_rxcui_number.insert(number, position);
+            }
             table.by_name.entry(normalise_text(&name)).or_insert(position);
             table.products.push(Product {
                 rxcui: Some(fields[0].clone()),
@@ -287,7 +295,12 @@ impl DrugTable {
 
     /// The product with this RxCUI.
     pub fn by_rxcui(&self, rxcui: &str) -> Option<&Product> {
-        self.by_rxcui.get(rxcui.trim()).map(|&index| &self.products[index])
+        let code = text::trim(rxcui);
+        let index = match rxcui_number(code) {
+            Some(number) => self.by_rxcui_number.get(&number),
+            None => self.by_rxcui.get(code),
+        };
+        index.map(|&index| &self.products[index])
     }
 
     /// Every opioid ingredient name in the table (lower case).
@@ -328,7 +341,7 @@ impl DrugTable {
         rxcui: Option<&str>,
         text: Option<&str>,
     ) -> Result<Cow<'a, Product>, Unidentified> {
-        if let Some(code) = rxcui.map(str::trim).filter(|code| !code.is_empty())
+        if let Some(code) = rxcui.map(text::trim).filter(|code| !code.is_empty())
             && let Some(product) = self.by_rxcui(code)
         {
             return Ok(Cow::Borrowed(product));
@@ -420,6 +433,24 @@ impl DrugTable {
             source: ProductSource::ParsedText,
         })
     }
+}
+
+/// The value of a code written as a plain decimal number without leading zeros, the way RxNorm writes
+/// RxCUIs; `None` for any other spelling. Such a spelling is unique to its value, so looking the value
+/// up finds exactly the key the text would.
+fn rxcui_number(code: &str) -> Option<u32> {
+    let bytes = code.as_bytes();
+    if bytes.is_empty() || bytes.len() > 9 || bytes[0] == b'0' {
+        return None;
+    }
+    let mut value = 0u32;
+    for &byte in bytes {
+        if !byte.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u32::from(byte - b'0');
+    }
+    Some(value)
 }
 
 /// The strength of one component: a positive number and an RxNorm unit (MCG is converted to MG).
@@ -644,6 +675,20 @@ mod tests {
             confidentiality: Default::default(),
         };
         assert_eq!(table().ingredient_of(&order), Some("oxycodone"));
+    }
+
+    #[test]
+    fn codes_are_found_only_as_written() {
+        assert_eq!(table().by_rxcui(" 1049621 ").map(|p| p.ingredient()), Some("oxycodone"));
+        for other_spelling in ["01049621", "1049621.0", "+1049621", "1049621x", "", "0"] {
+            assert!(table().by_rxcui(other_spelling).is_none(), "{other_spelling:?}");
+        }
+        assert_eq!(rxcui_number("999999999"), Some(999_999_999));
+        assert_eq!(rxcui_number("1234567890"), None);
+        // A table may hold a code that is not a plain number: it is found by its text.
+        let csv = "rxcui,name,ingredient,strength,strength_unit,dose_form,long_acting\n\
+                   X-7,oxycodone hydrochloride 5 MG Oral Tablet,oxycodone,5,MG,Oral Tablet,false\n";
+        assert_eq!(DrugTable::parse(csv).unwrap().by_rxcui("X-7").map(|p| p.ingredient()), Some("oxycodone"));
     }
 
     #[test]

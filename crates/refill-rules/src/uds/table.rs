@@ -101,7 +101,12 @@ impl UdsTable {
 
     /// Every analyte the ingredient may leave (parent and metabolites, minor ones included).
     pub fn analytes_of(&self, ingredient: &str) -> Vec<&ExpectedAnalyte> {
-        self.expected.get(ingredient).map(|rows| rows.iter().collect()).unwrap_or_default()
+        self.analytes_of_slice(ingredient).iter().collect()
+    }
+
+    /// `analytes_of` without collecting: the table's own rows, empty for an ingredient it does not list.
+    pub fn analytes_of_slice(&self, ingredient: &str) -> &[ExpectedAnalyte] {
+        self.expected.get(ingredient).map(Vec::as_slice).unwrap_or_default()
     }
 
     pub fn is_confirmatory(assay: &str) -> bool {
