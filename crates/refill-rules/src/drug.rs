@@ -9,12 +9,11 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use crate::error::RulesError;
 use crate::facts::MedicationOrder;
-use crate::text;
+use crate::text::{self, FastHash};
 
 /// The drug table as shipped (hashed into the policy version).
 pub const EMBEDDED_DRUG_CSV: &str = include_str!("../data/opioid-drugs.csv");
@@ -175,28 +174,6 @@ pub struct DrugTable {
     brands: BTreeSet<String>,
     dose_forms: Vec<String>,
 }
-
-/// FNV-1a: the keys are short codes and names from our own table (no untrusted key flooding), and the
-/// lookup runs for every order in every refill decision, where SipHash was a visible share of the time.
-#[derive(Default)]
-struct Fnv1a(u64);
-
-impl Hasher for Fnv1a {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for byte in bytes {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
-}
-
-type FastHash = BuildHasherDefault<Fnv1a>;
 
 static EMBEDDED: OnceLock<DrugTable> = OnceLock::new();
 

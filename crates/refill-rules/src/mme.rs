@@ -403,6 +403,25 @@ pub(crate) fn daily_mme_total(orders: &[MedicationOrder], factor_set: FactorSet)
     MmeTotal { total_daily_mme, undetermined }
 }
 
+/// `daily_mme(orders, factor_set).undetermined`, without building the items and exclusions: what the
+/// refill rule reports when the MME cannot be determined.
+pub(crate) fn undetermined_products(orders: &[MedicationOrder], factor_set: FactorSet) -> Vec<MmeUndetermined> {
+    let (drugs, factors) = (DrugTable::embedded(), ConversionFactors::embedded());
+    let mut undetermined = Vec::new();
+    for order in orders {
+        assess(order, factor_set, drugs, factors, &mut |assessed| {
+            if let Assessed::Undetermined(why) = assessed {
+                undetermined.push(MmeUndetermined {
+                    order_id: order.id.clone(),
+                    medication: order.label(),
+                    reason: why.describe(factor_set),
+                });
+            }
+        });
+    }
+    undetermined
+}
+
 /// Assess one order, handing one `Assessed` per distinct opioid ingredient to `emit` (no allocation
 /// for the usual single-ingredient product: this runs once per order in every refill decision).
 fn assess(
@@ -785,6 +804,7 @@ mod tests {
                 let total = daily_mme_total(&orders, set);
                 prop_assert_eq!(total.total_daily_mme.map(f64::to_bits), full.total_daily_mme.map(f64::to_bits));
                 prop_assert_eq!(total.undetermined, !full.undetermined.is_empty());
+                prop_assert_eq!(undetermined_products(&orders, set), full.undetermined);
             }
 
             #[test]

@@ -14,12 +14,13 @@ mod schedule;
 mod table;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 pub use schedule::{DrawnDate, SPLITMIX64_V1, SplitMix64, UdsSeed, draw_next_date};
+use table::AssayCoverage;
+pub(crate) use table::Lookup;
 pub use table::{CONFIRMATORY_ASSAYS, Coverage, ExpectedAnalyte, Relation, UdsTable};
 
 use crate::facts::{RiskTier, UdsFacts, UdsResult};
@@ -275,7 +276,7 @@ enum Seen<'a> {
     /// A positive is the named analyte; a negative rules it out when `negative_rules_out`.
     Named { negative_rules_out: bool },
     /// A positive may be any analyte the assay covers; a negative rules out those it sees reliably.
-    Class(&'a BTreeMap<String, Coverage>),
+    Class(&'a AssayCoverage<'a>),
 }
 
 impl Line<'_> {
@@ -283,7 +284,7 @@ impl Line<'_> {
     fn could_be(&self, analyte: &str) -> bool {
         match self.seen {
             Seen::Named { .. } => self.analyte == analyte,
-            Seen::Class(covered) => covered.contains_key(analyte),
+            Seen::Class(covered) => covered.covers(analyte),
         }
     }
 
@@ -291,29 +292,29 @@ impl Line<'_> {
     fn rules_out(&self, analyte: &str) -> bool {
         match self.seen {
             Seen::Named { negative_rules_out } => negative_rules_out && self.analyte == analyte,
-            Seen::Class(covered) => covered.get(analyte) == Some(&Coverage::Reliable),
+            Seen::Class(covered) => covered.get(analyte) == Some(Coverage::Reliable),
         }
     }
 
     /// Everything a positive could be is illicit (and it could be something).
-    fn only_illicit(&self, illicit: &BTreeSet<String>) -> bool {
+    fn only_illicit(&self, lookup: &Lookup) -> bool {
         match self.seen {
-            Seen::Named { .. } => illicit.contains(self.analyte.as_ref()),
-            Seen::Class(covered) => !covered.is_empty() && covered.keys().all(|a| illicit.contains(a)),
+            Seen::Named { .. } => lookup.is_illicit(&self.analyte),
+            Seen::Class(covered) => covered.only_illicit(),
         }
     }
 }
 
-fn read_line<'a>(table: &'a UdsTable, assay: &'a str, analyte: &'a str, detected: bool) -> Line<'a> {
+fn read_line<'a>(lookup: &'a Lookup<'a>, assay: &'a str, analyte: &'a str, detected: bool) -> Line<'a> {
     let assay = canonical_analyte(assay);
     let analyte = canonical_analyte(analyte);
     let seen = if UdsTable::is_confirmatory(&assay) {
         Seen::Named { negative_rules_out: true }
-    } else if let Some(covered) = table.coverage.get(assay.as_ref()) {
+    } else if let Some(covered) = lookup.coverage(&assay) {
         let class_result = analyte == assay;
-        match (class_result, covered.get(analyte.as_ref())) {
+        match (class_result, covered.get(&analyte)) {
             // A named analyte on an immunoassay channel that covers it.
-            (false, Some(level)) => Seen::Named { negative_rules_out: *level == Coverage::Reliable },
+            (false, Some(level)) => Seen::Named { negative_rules_out: level == Coverage::Reliable },
             // A class result (`opiates` positive, or a channel reported under the assay's own name such
             // as `oxycodone`): any analyte the assay covers.
             _ => Seen::Class(covered),
@@ -325,8 +326,8 @@ fn read_line<'a>(table: &'a UdsTable, assay: &'a str, analyte: &'a str, detected
     Line { assay, analyte, detected, seen }
 }
 
-fn read_lines<'a>(table: &'a UdsTable, result: &'a UdsResult) -> Vec<Line<'a>> {
-    result.analytes.iter().map(|a| read_line(table, &a.assay, &a.analyte, a.detected)).collect()
+fn read_lines<'a>(lookup: &'a Lookup<'a>, result: &'a UdsResult) -> Vec<Line<'a>> {
+    result.analytes.iter().map(|a| read_line(lookup, &a.assay, &a.analyte, a.detected)).collect()
 }
 
 /// What a positive line means: explained by a prescribed ingredient (which one, through which analyte),
@@ -337,13 +338,13 @@ enum Reported<'p, 't> {
     Unexpected,
 }
 
-fn reported<'p, 't>(table: &'t UdsTable, prescribed: &'p [impl AsRef<str>], line: &Line) -> Reported<'p, 't> {
+fn reported<'p, 't>(lookup: &Lookup<'t>, prescribed: &'p [impl AsRef<str>], line: &Line) -> Reported<'p, 't> {
     for ingredient in prescribed.iter().map(|p| prescribed_name(p.as_ref())) {
-        if let Some(expected) = table.analytes_of_slice(&ingredient).iter().find(|e| line.could_be(&e.analyte)) {
+        if let Some(expected) = lookup.analytes_of(&ingredient).iter().find(|e| line.could_be(&e.analyte)) {
             return Reported::Explained { ingredient, analyte: &expected.analyte };
         }
     }
-    if line.only_illicit(&table.illicit) { Reported::Illicit } else { Reported::Unexpected }
+    if line.only_illicit(lookup) { Reported::Illicit } else { Reported::Unexpected }
 }
 
 impl Reported<'_, '_> {
@@ -391,15 +392,23 @@ fn prescribed_finding(lines: &[Line], analytes: &[ExpectedAnalyte]) -> AnalyteFi
 
 /// `interpret` with an explicit table (tests, or a clinic-specific table).
 pub fn interpret_with(table: &UdsTable, result: &UdsResult, prescribed_ingredients: &[&str]) -> UdsInterpretation {
-    let lines = read_lines(table, result);
+    if std::ptr::eq(table, UdsTable::embedded()) {
+        interpret_by(Lookup::embedded(), result, prescribed_ingredients)
+    } else {
+        interpret_by(&Lookup::new(table), result, prescribed_ingredients)
+    }
+}
+
+fn interpret_by(lookup: &Lookup, result: &UdsResult, prescribed_ingredients: &[&str]) -> UdsInterpretation {
+    let lines = read_lines(lookup, result);
     let mut unknown_assays: Vec<String> =
-        lines.iter().filter(|line| !table.knows_assay(&line.assay)).map(|line| line.assay.to_string()).collect();
+        lines.iter().filter(|line| !lookup.knows_assay(&line.assay)).map(|line| line.assay.to_string()).collect();
     unknown_assays.sort();
     unknown_assays.dedup();
 
     let mut findings = Vec::new();
     for line in lines.iter().filter(|line| line.detected) {
-        let reported = reported(table, prescribed_ingredients, line);
+        let reported = reported(lookup, prescribed_ingredients, line);
         findings.push(AnalyteInterpretation {
             substance: line.analyte.to_string(),
             finding: reported.finding(),
@@ -410,7 +419,7 @@ pub fn interpret_with(table: &UdsTable, result: &UdsResult, prescribed_ingredien
     }
 
     for ingredient in prescribed_ingredients.iter().copied().map(prescribed_name) {
-        let analytes = table.analytes_of_slice(&ingredient);
+        let analytes = lookup.analytes_of(&ingredient);
         let finding = prescribed_finding(&lines, analytes);
         let found = || lines.iter().filter(|line| shows_taken(line, analytes));
         let (mut assays, explanation): (Vec<String>, String) = match finding {
@@ -444,8 +453,8 @@ pub fn interpret_with(table: &UdsTable, result: &UdsResult, prescribed_ingredien
 /// the refill rule records), or `None` when nothing needs review. The same reading as `interpret`
 /// without its assay lists and explanations, which the refill rule does not record.
 pub(crate) fn flagged_findings(result: &UdsResult, prescribed_ingredients: &[impl AsRef<str>]) -> Option<String> {
-    let table = UdsTable::embedded();
-    let lines = read_lines(table, result);
+    let lookup = Lookup::embedded();
+    let lines = read_lines(lookup, result);
     let mut flagged: Option<String> = None;
     let mut flag = |substance: &str, finding: AnalyteFinding| {
         if finding.needs_review() {
@@ -459,10 +468,10 @@ pub(crate) fn flagged_findings(result: &UdsResult, prescribed_ingredients: &[imp
         }
     };
     for line in lines.iter().filter(|line| line.detected) {
-        flag(&line.analyte, reported(table, prescribed_ingredients, line).finding());
+        flag(&line.analyte, reported(lookup, prescribed_ingredients, line).finding());
     }
     for ingredient in prescribed_ingredients.iter().map(|p| prescribed_name(p.as_ref())) {
-        flag(&ingredient, prescribed_finding(&lines, table.analytes_of_slice(&ingredient)));
+        flag(&ingredient, prescribed_finding(&lines, lookup.analytes_of(&ingredient)));
     }
     flagged
 }

@@ -134,15 +134,15 @@ pub(super) fn check_mme_changes(ctx: &mut RuleContext) {
     if ctx.mme.undetermined {
         // The words are built only here, for the few requests whose MME cannot be determined.
         let computed;
-        let full = match ctx.mme.full {
-            Some(full) => full,
+        let undetermined = match ctx.mme.full {
+            Some(full) => &full.undetermined,
             None => {
-                computed = mme::daily_mme(&ctx.request.regimen, ctx.policy.factor_set());
+                computed = mme::undetermined_products(&ctx.request.regimen, ctx.policy.factor_set());
                 &computed
             }
         };
-        let products: Vec<&str> = full.undetermined.iter().map(|u| u.medication.as_str()).collect();
-        let why: Vec<&str> = full.undetermined.iter().map(|u| u.reason.as_str()).collect();
+        let products: Vec<&str> = undetermined.iter().map(|u| u.medication.as_str()).collect();
+        let why: Vec<&str> = undetermined.iter().map(|u| u.reason.as_str()).collect();
         let evidence = vec![
             Evidence::integer("undetermined_products", products.len() as i64),
             Evidence::text("products", products.join("; ")),

@@ -11,7 +11,7 @@ use crate::decision::{Evidence, ReasonCode, Task};
 use crate::drug::DrugTable;
 use crate::facts::{DrugClass, OtherMedicationClass, ReviewKind, UdsKind, UdsResult};
 use crate::text;
-use crate::uds::{self, UdsTable};
+use crate::uds::{self, Lookup, UdsTable};
 
 /// PDMP last reviewed more than `pdmp_review_max_age_days` ago (or never): approve with the review
 /// as a task that must be done before the prescription is released.
@@ -140,12 +140,13 @@ pub(super) fn check_uds_results(ctx: &mut RuleContext) {
         return;
     }
     let prescribed = prescribed_ingredients(ctx);
+    let prescribed = prescribed.as_slice();
     let mut fired = Vec::new();
     for result in pending() {
-        if shows_exactly_what_is_prescribed(result, &prescribed) {
+        if shows_exactly_what_is_prescribed(result, prescribed) {
             continue;
         }
-        let Some(findings) = uds::flagged_findings(result, &prescribed) else {
+        let Some(findings) = uds::flagged_findings(result, prescribed) else {
             continue;
         };
         let evidence = vec![
@@ -174,11 +175,10 @@ pub(super) fn check_uds_results(ctx: &mut RuleContext) {
 /// missing, unexpected or illicit, so `uds::interpret` would flag nothing (the refill tests check this
 /// agreement); anything else goes through the full interpretation.
 pub(crate) fn shows_exactly_what_is_prescribed(result: &UdsResult, prescribed: &[impl AsRef<str>]) -> bool {
-    let table = UdsTable::embedded();
+    let lookup = Lookup::embedded();
     let seen_by_assay = |assay: &str, analyte: &str| {
-        table.expected.contains_key(analyte)
-            && (UdsTable::is_confirmatory(assay)
-                || table.coverage.get(assay).is_some_and(|sees| sees.contains_key(analyte)))
+        lookup.lists_ingredient(analyte)
+            && (UdsTable::is_confirmatory(assay) || lookup.coverage(assay).is_some_and(|sees| sees.covers(analyte)))
     };
     !prescribed.is_empty()
         && result.analytes.iter().all(|line| {
@@ -192,11 +192,11 @@ pub(crate) fn shows_exactly_what_is_prescribed(result: &UdsResult, prescribed: &
 /// What the patient is known to take, as lower-case ingredient names for UDS interpretation: the opioid
 /// regimen of record and the requested one (through the drug table), OUD treatment from elsewhere and
 /// other active medications (their first word, e.g. `alprazolam`).
-fn prescribed_ingredients<'a>(ctx: &RuleContext<'a>) -> Vec<Cow<'a, str>> {
+fn prescribed_ingredients<'a>(ctx: &RuleContext<'a>) -> Names<'a> {
     let table = DrugTable::embedded();
-    let mut names: Vec<Cow<'a, str>> = Vec::with_capacity(4);
+    let mut names = Names::default();
     let mut add = |name: Cow<'a, str>| {
-        if !name.is_empty() && !names.contains(&name) {
+        if !name.is_empty() && !names.as_slice().contains(&name) {
             names.push(name);
         }
     };
@@ -236,6 +236,33 @@ fn prescribed_ingredients<'a>(ctx: &RuleContext<'a>) -> Vec<Cow<'a, str>> {
         }
     }
     names
+}
+
+/// The names `prescribed_ingredients` collects: a handful (a regimen and a few other medications), kept
+/// in place rather than in a heap allocation for every decision; more than fit move to a vector.
+#[derive(Default)]
+struct Names<'a> {
+    inline: [Cow<'a, str>; 6],
+    len: usize,
+    spilled: Vec<Cow<'a, str>>,
+}
+
+impl<'a> Names<'a> {
+    fn as_slice(&self) -> &[Cow<'a, str>] {
+        if self.spilled.is_empty() { &self.inline[..self.len] } else { &self.spilled }
+    }
+
+    fn push(&mut self, name: Cow<'a, str>) {
+        if self.spilled.is_empty() && self.len < self.inline.len() {
+            self.inline[self.len] = name;
+            self.len += 1;
+        } else {
+            if self.spilled.is_empty() {
+                self.spilled.extend(self.inline.iter_mut().map(std::mem::take));
+            }
+            self.spilled.push(name);
+        }
+    }
 }
 
 /// The ingredient of a common benzodiazepine brand name (lower case), `None` for anything else.
@@ -312,4 +339,20 @@ pub(super) fn check_benzodiazepines(ctx: &mut RuleContext) {
     dated_evidence(&mut evidence, "acknowledged_on", "acknowledgement_age_days", acknowledged, today);
     evidence.push(Evidence::integer("policy_max_days", max_age));
     ctx.fire(ReasonCode::BenzodiazepineUnacknowledged, evidence, None, restricted);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_keep_their_order_when_they_outgrow_the_inline_slots() {
+        let words = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+        let mut names = Names::default();
+        for (count, word) in words.iter().enumerate() {
+            names.push(Cow::Borrowed(word));
+            let expected: Vec<&str> = words[..=count].to_vec();
+            assert_eq!(names.as_slice().iter().map(|n| n.as_ref()).collect::<Vec<_>>(), expected);
+        }
+    }
 }

@@ -79,9 +79,14 @@ pub(super) fn check_scope(ctx: &mut RuleContext) {
 /// since), it still counts as overdose history for naloxone.
 pub(super) fn check_overdose_signal(ctx: &mut RuleContext) {
     let window = ctx.policy.refill.overdose_signal_window_days;
+    let mut signals =
+        ctx.facts.flags.iter().filter(|f| f.kind == ClinicalFlagKind::OverdoseOrSedationSignal).peekable();
+    if signals.peek().is_none() {
+        return;
+    }
     let last_review = ctx.latest_review(|kind| *kind == ReviewKind::BenefitRisk).map(|r| r.reviewed_on);
     let mut fired = Vec::new();
-    for flag in ctx.facts.flags.iter().filter(|f| f.kind == ClinicalFlagKind::OverdoseOrSedationSignal) {
+    for flag in signals {
         let age = ctx.age_days(flag.recorded_on);
         let reviewed_since = last_review.is_some_and(|on| on > flag.recorded_on);
         if !(0..=window).contains(&age) || reviewed_since {

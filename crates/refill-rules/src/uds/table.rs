@@ -2,10 +2,11 @@
 //! and embedded at build time: which analytes each opioid leaves in urine, which analytes each assay can
 //! see, and which analytes are illicit whatever is prescribed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::OnceLock;
 
 use crate::error::RulesError;
+use crate::text::FastHash;
 
 const EXPECTED_CSV: &str = include_str!("../../data/uds-expected-analytes.csv");
 const COVERAGE_CSV: &str = include_str!("../../data/uds-assay-coverage.csv");
@@ -123,6 +124,83 @@ impl UdsTable {
 
     pub fn knows_assay(&self, assay: &str) -> bool {
         UdsTable::is_confirmatory(assay) || self.coverage.contains_key(assay)
+    }
+}
+
+/// The table's lookups by hash. Its maps are B-trees keyed by strings, where one lookup costs about ten
+/// string comparisons, and reading a result makes several per line. Built once for the embedded table
+/// (`Lookup::embedded`), per interpretation for any other; it answers exactly what the maps answer.
+pub(crate) struct Lookup<'t> {
+    expected: HashMap<&'t str, &'t [ExpectedAnalyte], FastHash>,
+    coverage: HashMap<&'t str, AssayCoverage<'t>, FastHash>,
+    illicit: HashSet<&'t str, FastHash>,
+}
+
+/// What one immunoassay sees (`UdsTable::coverage` of the assay).
+pub(crate) struct AssayCoverage<'t> {
+    analytes: HashMap<&'t str, Coverage, FastHash>,
+    /// It covers some analyte, and every analyte it covers is illicit.
+    only_illicit: bool,
+}
+
+impl<'t> Lookup<'t> {
+    pub fn new(table: &'t UdsTable) -> Lookup<'t> {
+        let expected = table.expected.iter().map(|(ingredient, rows)| (ingredient.as_str(), rows.as_slice())).collect();
+        let coverage = table
+            .coverage
+            .iter()
+            .map(|(assay, analytes)| {
+                let only_illicit = !analytes.is_empty() && analytes.keys().all(|a| table.illicit.contains(a));
+                let analytes = analytes.iter().map(|(analyte, level)| (analyte.as_str(), *level)).collect();
+                (assay.as_str(), AssayCoverage { analytes, only_illicit })
+            })
+            .collect();
+        let illicit = table.illicit.iter().map(String::as_str).collect();
+        Lookup { expected, coverage, illicit }
+    }
+
+    /// The lookups of `UdsTable::embedded`, built once.
+    pub fn embedded() -> &'static Lookup<'static> {
+        static LOOKUP: OnceLock<Lookup<'static>> = OnceLock::new();
+        LOOKUP.get_or_init(|| Lookup::new(UdsTable::embedded()))
+    }
+
+    /// `UdsTable::analytes_of_slice`.
+    pub fn analytes_of(&self, ingredient: &str) -> &'t [ExpectedAnalyte] {
+        self.expected.get(ingredient).copied().unwrap_or_default()
+    }
+
+    /// Whether the table lists the ingredient (`UdsTable::expected` has it).
+    pub fn lists_ingredient(&self, ingredient: &str) -> bool {
+        self.expected.contains_key(ingredient)
+    }
+
+    /// `UdsTable::coverage` of an immunoassay.
+    pub fn coverage(&self, assay: &str) -> Option<&AssayCoverage<'t>> {
+        self.coverage.get(assay)
+    }
+
+    pub fn is_illicit(&self, analyte: &str) -> bool {
+        self.illicit.contains(analyte)
+    }
+
+    /// `UdsTable::knows_assay`.
+    pub fn knows_assay(&self, assay: &str) -> bool {
+        UdsTable::is_confirmatory(assay) || self.coverage.contains_key(assay)
+    }
+}
+
+impl AssayCoverage<'_> {
+    pub fn get(&self, analyte: &str) -> Option<Coverage> {
+        self.analytes.get(analyte).copied()
+    }
+
+    pub fn covers(&self, analyte: &str) -> bool {
+        self.analytes.contains_key(analyte)
+    }
+
+    pub fn only_illicit(&self) -> bool {
+        self.only_illicit
     }
 }
 
