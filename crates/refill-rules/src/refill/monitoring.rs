@@ -11,7 +11,7 @@ use crate::decision::{Evidence, ReasonCode, Task};
 use crate::drug::DrugTable;
 use crate::facts::{DrugClass, OtherMedicationClass, ReviewKind, UdsKind, UdsResult};
 use crate::text;
-use crate::uds::{self, Lookup, UdsTable};
+use crate::uds::{self, Lookup};
 
 /// PDMP last reviewed more than `pdmp_review_max_age_days` ago (or never): approve with the review
 /// as a task that must be done before the prescription is released.
@@ -176,15 +176,11 @@ pub(super) fn check_uds_results(ctx: &mut RuleContext) {
 /// agreement); anything else goes through the full interpretation.
 pub(crate) fn shows_exactly_what_is_prescribed(result: &UdsResult, prescribed: &[impl AsRef<str>]) -> bool {
     let lookup = Lookup::embedded();
-    let seen_by_assay = |assay: &str, analyte: &str| {
-        lookup.lists_ingredient(analyte)
-            && (UdsTable::is_confirmatory(assay) || lookup.coverage(assay).is_some_and(|sees| sees.covers(analyte)))
-    };
     !prescribed.is_empty()
         && result.analytes.iter().all(|line| {
             line.detected
                 && prescribed.iter().any(|p| p.as_ref() == line.analyte)
-                && seen_by_assay(&line.assay, &line.analyte)
+                && lookup.sees_listed_ingredient(&line.assay, &line.analyte)
         })
         && prescribed.iter().all(|p| result.analytes.iter().any(|line| line.analyte == p.as_ref()))
 }

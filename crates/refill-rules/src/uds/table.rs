@@ -134,6 +134,8 @@ pub(crate) struct Lookup<'t> {
     expected: HashMap<&'t str, &'t [ExpectedAnalyte], FastHash>,
     coverage: HashMap<&'t str, AssayCoverage<'t>, FastHash>,
     illicit: HashSet<&'t str, FastHash>,
+    /// (assay, analyte) for every immunoassay row whose analyte is an ingredient the table lists.
+    sees_listed: HashSet<(&'t str, &'t str), FastHash>,
 }
 
 /// What one immunoassay sees (`UdsTable::coverage` of the assay).
@@ -156,7 +158,13 @@ impl<'t> Lookup<'t> {
             })
             .collect();
         let illicit = table.illicit.iter().map(String::as_str).collect();
-        Lookup { expected, coverage, illicit }
+        let sees_listed = table
+            .coverage
+            .iter()
+            .flat_map(|(assay, analytes)| analytes.keys().map(move |analyte| (assay.as_str(), analyte.as_str())))
+            .filter(|(_, analyte)| table.expected.contains_key(*analyte))
+            .collect();
+        Lookup { expected, coverage, illicit, sees_listed }
     }
 
     /// The lookups of `UdsTable::embedded`, built once.
@@ -170,9 +178,14 @@ impl<'t> Lookup<'t> {
         self.expected.get(ingredient).copied().unwrap_or_default()
     }
 
-    /// Whether the table lists the ingredient (`UdsTable::expected` has it).
-    pub fn lists_ingredient(&self, ingredient: &str) -> bool {
-        self.expected.contains_key(ingredient)
+    /// `analyte` is an ingredient the table lists, and `assay` sees it: a confirmatory method, or an
+    /// immunoassay that covers it. One lookup for what the refill rule's shortcut asks of every line.
+    pub fn sees_listed_ingredient(&self, assay: &str, analyte: &str) -> bool {
+        if UdsTable::is_confirmatory(assay) {
+            self.expected.contains_key(analyte)
+        } else {
+            self.sees_listed.contains(&(assay, analyte))
+        }
     }
 
     /// `UdsTable::coverage` of an immunoassay.
@@ -267,6 +280,34 @@ mod tests {
         }
         assert_eq!(table.coverage_of("opiates", "morphine"), Some(Coverage::Reliable));
         assert_eq!(table.coverage_of("lcms", "anything"), Some(Coverage::Reliable));
+    }
+
+    #[test]
+    fn the_lookup_answers_what_the_maps_answer() {
+        let table = UdsTable::embedded();
+        let lookup = Lookup::new(table);
+        let mut assays: Vec<&str> = table.coverage.keys().map(String::as_str).collect();
+        assays.extend(CONFIRMATORY_ASSAYS);
+        assays.extend(["thc", "OPIATES", ""]);
+        let mut names: Vec<&str> = table.expected.keys().map(String::as_str).collect();
+        names.extend(table.coverage.values().flat_map(|analytes| analytes.keys().map(String::as_str)));
+        names.extend(table.illicit.iter().map(String::as_str));
+        names.extend(["gabapentin", "Oxycodone", ""]);
+        for assay in &assays {
+            assert_eq!(lookup.knows_assay(assay), table.knows_assay(assay), "{assay}");
+            for name in &names {
+                let listed_and_seen = table.expected.contains_key(*name)
+                    && (UdsTable::is_confirmatory(assay)
+                        || table.coverage.get(*assay).is_some_and(|sees| sees.contains_key(*name)));
+                assert_eq!(lookup.sees_listed_ingredient(assay, name), listed_and_seen, "{assay} {name}");
+                let covered = table.coverage.get(*assay).and_then(|sees| sees.get(*name)).copied();
+                assert_eq!(lookup.coverage(assay).and_then(|sees| sees.get(name)), covered, "{assay} {name}");
+            }
+        }
+        for name in &names {
+            assert_eq!(lookup.is_illicit(name), table.illicit.contains(*name), "{name}");
+            assert_eq!(lookup.analytes_of(name), table.analytes_of_slice(name), "{name}");
+        }
     }
 
     #[test]
