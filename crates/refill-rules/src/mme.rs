@@ -9,13 +9,11 @@
 //! mg/mL x doses per day; countable units = units x strength x doses per day. Methadone under CDC 2016
 //! is tiered by the TOTAL daily methadone mg of the regimen, with half-open bounds.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use crate::drug::{DrugTable, EMBEDDED_FACTOR_CSV, Product, StrengthUnit, Unidentified, split_csv_line};
 use crate::error::RulesError;
 use crate::facts::{DoseUnit, MedicationOrder, OrderPurpose};
-use crate::text::FastHash;
 
 /// Which conversion-factor table is used; recorded with every result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -132,8 +130,6 @@ pub struct FactorRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConversionFactors {
     rows: Vec<FactorRow>,
-    /// Row positions by ingredient, in table order: `factor` runs for every order of every decision.
-    by_ingredient: HashMap<String, Vec<usize>, FastHash>,
 }
 
 static EMBEDDED_FACTORS: OnceLock<ConversionFactors> = OnceLock::new();
@@ -193,11 +189,7 @@ impl ConversionFactors {
                 cdc2016: cell(&fields[3])?,
             });
         }
-        let mut by_ingredient: HashMap<String, Vec<usize>, FastHash> = HashMap::default();
-        for (position, row) in rows.iter().enumerate() {
-            by_ingredient.entry(row.ingredient.clone()).or_default().push(position);
-        }
-        Ok(ConversionFactors { rows, by_ingredient })
+        Ok(ConversionFactors { rows })
     }
 
     pub fn rows(&self) -> &[FactorRow] {
@@ -206,10 +198,7 @@ impl ConversionFactors {
 
     /// The factor for an ingredient in a dose form; `None` when the ingredient has no row at all.
     pub fn factor(&self, ingredient: &str, dose_form: &str, factor_set: FactorSet) -> Option<Factor> {
-        // The first row of the ingredient, in table order, whose dose-form pattern matches.
-        let positions = self.by_ingredient.get(ingredient)?;
-        let row =
-            positions.iter().map(|&position| &self.rows[position]).find(|row| row.dose_forms.matches(dose_form))?;
+        let row = self.rows.iter().find(|row| row.ingredient == ingredient && row.dose_forms.matches(dose_form))?;
         Some(match factor_set {
             FactorSet::Cdc2022 => row.cdc2022,
             FactorSet::Cdc2016 => row.cdc2016,
