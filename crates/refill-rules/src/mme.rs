@@ -429,22 +429,31 @@ fn assess(
     factor_set: FactorSet,
     drugs: &DrugTable,
     factors: &ConversionFactors,
-    emit: &mut dyn FnMut(Assessed<'_>),
+    emit: &mut impl FnMut(Assessed<'_>),
 ) {
     if order.purpose == OrderPurpose::OpioidUseDisorder {
         emit(Assessed::Excluded { why: Why::OudTreatment, oud_treatment: true });
         return;
     }
-    let product = match drugs.identify(order) {
-        Ok(product) => product,
-        Err(unidentified) => return emit(Assessed::Undetermined(Why::Unidentified(unidentified))),
+    // A coded product in the table (the usual order) is borrowed straight from it: `identify` would
+    // find it the same way first, but wraps it in a `Cow` and a `Result` that are copied around.
+    let identified;
+    let product: &Product = match order.rxcui.as_deref().and_then(|code| drugs.by_rxcui(code)) {
+        Some(product) => product,
+        None => match drugs.identify(order) {
+            Ok(product) => {
+                identified = product;
+                &identified
+            }
+            Err(unidentified) => return emit(Assessed::Undetermined(Why::Unidentified(unidentified))),
+        },
     };
     for (index, row) in product.ingredients.iter().enumerate() {
         // Rows of the same ingredient (two salts) are summed by `strength_of`: assess it once.
         if product.ingredients[..index].iter().any(|earlier| earlier.ingredient == row.ingredient) {
             continue;
         }
-        emit(assess_ingredient(order, &product, &row.ingredient, factor_set, factors));
+        emit(assess_ingredient(order, product, &row.ingredient, factor_set, factors));
     }
 }
 
