@@ -16,6 +16,16 @@
 //! it); the wall-clock rate is printed next to it. Full `evaluate` is timed: MME of the requested regimen from the
 //! embedded drug table, every rule, the `Decision` with its reasons and policy version. Building the
 //! population is not timed.
+//!
+//! `REFILL_BENCH_DUMP=FILE` also writes, per patient, the decision's stored JSON form, the MME result and
+//! the interpretation of each unreviewed UDS result (`Debug` form), so a change made for speed can be
+//! checked to change no output: dump before and after, and compare the files.
+//!
+//! `REFILL_BENCH_PROFILE=1` evaluates the population twice (the warm-up pass and one more) and stops,
+//! for counting instructions per decision with callgrind, which wall-clock noise does not affect:
+//! `valgrind --tool=callgrind --toggle-collect='refill_rules::refill::evaluate'
+//! --toggle-collect='core::ptr::drop_in_place<refill_rules::decision::Decision>' BENCH 1000`, then
+//! divide the instructions collected by 2,000. The embedded tables are loaded before either pass.
 
 use std::hint::black_box;
 use std::time::{Duration as StdDuration, Instant};
@@ -270,6 +280,9 @@ fn main() {
     let policy = Policy::defaults();
     let version = "sha256:benchmark";
 
+    // The embedded tables are parsed once per process: not part of any decision.
+    black_box(uds::UdsTable::embedded());
+
     // Warm-up pass, which also gives the outcome mix.
     let mut mix = [0usize; 5];
     let mut reasons = 0usize;
@@ -281,6 +294,16 @@ fn main() {
         for reason in &decision.reasons {
             *by_code.entry(reason.code.as_str()).or_insert(0usize) += 1;
         }
+    }
+
+    if std::env::var_os("REFILL_BENCH_PROFILE").is_some() {
+        for (facts, request) in &population {
+            black_box(evaluate(black_box(facts), &clinic, black_box(request), &policy, version));
+        }
+        return;
+    }
+    if let Some(path) = std::env::var_os("REFILL_BENCH_DUMP") {
+        dump(&population, &clinic, &policy, version, std::path::Path::new(&path));
     }
 
     let budget = StdDuration::from_secs(seconds);
@@ -338,6 +361,31 @@ fn main() {
     println!("outcome mix: {}", shares.join(", "));
     let codes: Vec<String> = by_code.iter().map(|(code, count)| format!("{code} {count}")).collect();
     println!("reasons fired: {}", codes.join(", "));
+}
+
+/// Every output the benchmark exercises, one patient per block, for comparing two builds.
+fn dump(
+    population: &[(PatientFacts, RefillRequest)],
+    clinic: &ClinicFacts,
+    policy: &Policy,
+    version: &str,
+    path: &std::path::Path,
+) {
+    use std::io::Write;
+    let file = std::fs::File::create(path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+    let mut out = std::io::BufWriter::new(file);
+    for (index, (facts, request)) in population.iter().enumerate() {
+        let decision = evaluate(facts, clinic, request, policy, version);
+        let json = serde_json::to_string(&decision).expect("decision serialises");
+        writeln!(out, "patient {index}\n{json}\n{decision:?}").expect("dump write");
+        writeln!(out, "{:?}", daily_mme(&request.regimen, policy.factor_set())).expect("dump write");
+        let prescribed: Vec<&str> =
+            request.regimen.iter().filter_map(|order| DrugTable::embedded().ingredient_of(order)).collect();
+        for result in &facts.uds.results {
+            writeln!(out, "{:?}", uds::interpret(result, &prescribed)).expect("dump write");
+        }
+    }
+    out.flush().expect("dump write");
 }
 
 /// CPU time this thread has run, from the first field of /proc/thread-self/schedstat (nanoseconds on

@@ -6,9 +6,10 @@
 //! signed it, or when it was voided explicitly. The refill policy escalates an expired or void
 //! agreement; the reminder jobs use `RenewalDueSoon` and `Due` to ask for a renewal in time.
 
-use chrono::{Duration, NaiveDate};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::days::{add_days, days_between};
 use crate::facts::{AgreementFacts, PrescriberId};
 
 /// `[agreement]` in config/policy.toml.
@@ -114,7 +115,7 @@ impl AgreementState {
 
 /// The last day an agreement signed on `signed_on` is valid.
 pub fn expires_on(signed_on: NaiveDate, policy: &AgreementPolicy) -> NaiveDate {
-    signed_on + Duration::days(policy.valid_days)
+    add_days(signed_on, policy.valid_days)
 }
 
 /// The agreement's state on `today`.
@@ -145,10 +146,10 @@ pub fn agreement_state(
     if agreement.signed_on > today {
         return AgreementState::Void { reason: format!("signed date {} is after {today}", agreement.signed_on) };
     }
-    let age_days = (today - agreement.signed_on).num_days();
+    let age_days = days_between(today, agreement.signed_on);
     let expires = expires_on(agreement.signed_on, policy);
     if age_days > policy.valid_days {
-        AgreementState::Expired { expired_on: expires + Duration::days(1), age_days }
+        AgreementState::Expired { expired_on: add_days(expires, 1), age_days }
     } else if age_days == policy.valid_days {
         AgreementState::Due { expires_on: expires }
     } else if age_days >= policy.valid_days - policy.renewal_notice_days {
@@ -165,6 +166,8 @@ pub fn missing_elements(agreement: &AgreementFacts, policy: &AgreementPolicy) ->
 
 #[cfg(test)]
 mod tests {
+    use chrono::Duration;
+
     use super::*;
 
     fn date(y: i32, m: u32, d: u32) -> NaiveDate {

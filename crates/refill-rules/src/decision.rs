@@ -1,5 +1,7 @@
 //! Decisions as data: the outcome, every reason with its evidence, the tasks, and the policy version.
 
+use std::borrow::Cow;
+
 use chrono::NaiveDate;
 
 /// Refill outcomes in order of severity. The engine never emits "discontinue" or "dismiss": there is
@@ -180,7 +182,9 @@ pub enum EvidenceValue {
     Date(NaiveDate),
     Number(f64),
     Integer(i64),
-    Text(String),
+    /// Borrowed when the text is one of the rules' fixed words (a state, a kind, a condition), so
+    /// recording it allocates nothing; owned when built from facts or read back from storage.
+    Text(Cow<'static, str>),
     Flag(bool),
     Missing,
 }
@@ -195,7 +199,7 @@ impl Evidence {
     pub fn integer(name: &'static str, value: i64) -> Self {
         Evidence { name, value: EvidenceValue::Integer(value) }
     }
-    pub fn text(name: &'static str, value: impl Into<String>) -> Self {
+    pub fn text(name: &'static str, value: impl Into<Cow<'static, str>>) -> Self {
         Evidence { name, value: EvidenceValue::Text(value.into()) }
     }
     pub fn flag(name: &'static str, value: bool) -> Self {
@@ -348,7 +352,9 @@ mod wire {
                     Ok(EvidenceValue::Number(v))
                 }
                 fn visit_str<E: de::Error>(self, v: &str) -> Result<EvidenceValue, E> {
-                    Ok(parse_iso_date(v).map(EvidenceValue::Date).unwrap_or_else(|| EvidenceValue::Text(v.to_string())))
+                    Ok(parse_iso_date(v)
+                        .map(EvidenceValue::Date)
+                        .unwrap_or_else(|| EvidenceValue::Text(v.to_string().into())))
                 }
                 fn visit_unit<E: de::Error>(self) -> Result<EvidenceValue, E> {
                     Ok(EvidenceValue::Missing)

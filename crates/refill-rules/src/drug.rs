@@ -9,11 +9,11 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use crate::error::RulesError;
 use crate::facts::MedicationOrder;
+use crate::text::{self, FastHash};
 
 /// The drug table as shipped (hashed into the policy version).
 pub const EMBEDDED_DRUG_CSV: &str = include_str!("../data/opioid-drugs.csv");
@@ -165,34 +165,15 @@ impl Unidentified {
 pub struct DrugTable {
     products: Vec<Product>,
     by_rxcui: HashMap<String, usize, FastHash>,
+    /// The codes written as plain decimal numbers (every RxCUI in the shipped table), by value: the
+    /// lookup every coded order makes then hashes four bytes and compares no strings.
+    by_rxcui_number: HashMap<u32, usize, FastHash>,
     by_name: HashMap<String, usize, FastHash>,
     ingredients: BTreeSet<String>,
     /// Lower-case brand names (`kadian`, `oxycontin`) from the bracketed part of branded names.
     brands: BTreeSet<String>,
     dose_forms: Vec<String>,
 }
-
-/// FNV-1a: the keys are short codes and names from our own table (no untrusted key flooding), and the
-/// lookup runs for every order in every refill decision, where SipHash was a visible share of the time.
-#[derive(Default)]
-struct Fnv1a(u64);
-
-impl Hasher for Fnv1a {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for byte in bytes {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
-}
-
-type FastHash = BuildHasherDefault<Fnv1a>;
 
 static EMBEDDED: OnceLock<DrugTable> = OnceLock::new();
 
@@ -220,6 +201,7 @@ impl DrugTable {
         let mut table = DrugTable {
             products: Vec::new(),
             by_rxcui: HashMap::default(),
+            by_rxcui_number: HashMap::default(),
             by_name: HashMap::default(),
             ingredients: BTreeSet::new(),
             brands: BTreeSet::new(),
@@ -266,6 +248,9 @@ impl DrugTable {
             }
             let position = table.products.len();
             table.by_rxcui.insert(fields[0].clone(), position);
+            if let Some(number) = rxcui_number(&fields[0]) {
+                table.by_rxcui_number.insert(number, position);
+            }
             table.by_name.entry(normalise_text(&name)).or_insert(position);
             table.products.push(Product {
                 rxcui: Some(fields[0].clone()),
@@ -287,7 +272,12 @@ impl DrugTable {
 
     /// The product with this RxCUI.
     pub fn by_rxcui(&self, rxcui: &str) -> Option<&Product> {
-        self.by_rxcui.get(rxcui.trim()).map(|&index| &self.products[index])
+        let code = text::trim(rxcui);
+        let index = match rxcui_number(code) {
+            Some(number) => self.by_rxcui_number.get(&number),
+            None => self.by_rxcui.get(code),
+        };
+        index.map(|&index| &self.products[index])
     }
 
     /// Every opioid ingredient name in the table (lower case).
@@ -328,7 +318,7 @@ impl DrugTable {
         rxcui: Option<&str>,
         text: Option<&str>,
     ) -> Result<Cow<'a, Product>, Unidentified> {
-        if let Some(code) = rxcui.map(str::trim).filter(|code| !code.is_empty())
+        if let Some(code) = rxcui.map(text::trim).filter(|code| !code.is_empty())
             && let Some(product) = self.by_rxcui(code)
         {
             return Ok(Cow::Borrowed(product));
@@ -420,6 +410,24 @@ impl DrugTable {
             source: ProductSource::ParsedText,
         })
     }
+}
+
+/// The value of a code written as a plain decimal number without leading zeros, the way RxNorm writes
+/// RxCUIs; `None` for any other spelling. Such a spelling is unique to its value, so looking the value
+/// up finds exactly the key the text would.
+fn rxcui_number(code: &str) -> Option<u32> {
+    let bytes = code.as_bytes();
+    if bytes.is_empty() || bytes.len() > 9 || bytes[0] == b'0' {
+        return None;
+    }
+    let mut value = 0u32;
+    for &byte in bytes {
+        if !byte.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u32::from(byte - b'0');
+    }
+    Some(value)
 }
 
 /// The strength of one component: a positive number and an RxNorm unit (MCG is converted to MG).
@@ -644,6 +652,20 @@ mod tests {
             confidentiality: Default::default(),
         };
         assert_eq!(table().ingredient_of(&order), Some("oxycodone"));
+    }
+
+    #[test]
+    fn codes_are_found_only_as_written() {
+        assert_eq!(table().by_rxcui(" 1049621 ").map(|p| p.ingredient()), Some("oxycodone"));
+        for other_spelling in ["01049621", "1049621.0", "+1049621", "1049621x", "", "0"] {
+            assert!(table().by_rxcui(other_spelling).is_none(), "{other_spelling:?}");
+        }
+        assert_eq!(rxcui_number("999999999"), Some(999_999_999));
+        assert_eq!(rxcui_number("1234567890"), None);
+        // A table may hold a code that is not a plain number: it is found by its text.
+        let csv = "rxcui,name,ingredient,strength,strength_unit,dose_form,long_acting\n\
+                   X-7,oxycodone hydrochloride 5 MG Oral Tablet,oxycodone,5,MG,Oral Tablet,false\n";
+        assert_eq!(DrugTable::parse(csv).unwrap().by_rxcui("X-7").map(|p| p.ingredient()), Some("oxycodone"));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! Clinical outcomes are values (`Decision`), never errors; `RulesError` is for malformed input only.
 
 pub mod agreement;
+mod days;
 pub mod decision;
 pub mod drug;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod policy;
 pub mod refill;
 pub mod screening;
 pub mod taper;
+mod text;
 pub mod uds;
 
 pub use decision::{Decision, Evidence, EvidenceValue, Outcome, Reason, ReasonCode, Task};

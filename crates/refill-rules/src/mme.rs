@@ -11,7 +11,7 @@
 
 use std::sync::OnceLock;
 
-use crate::drug::{DrugTable, EMBEDDED_FACTOR_CSV, Product, StrengthUnit, split_csv_line};
+use crate::drug::{DrugTable, EMBEDDED_FACTOR_CSV, Product, StrengthUnit, Unidentified, split_csv_line};
 use crate::error::RulesError;
 use crate::facts::{DoseUnit, MedicationOrder, OrderPurpose};
 
@@ -225,11 +225,60 @@ pub fn daily_mme(orders: &[MedicationOrder], factor_set: FactorSet) -> MmeResult
     daily_mme_with(orders, factor_set, DrugTable::embedded(), ConversionFactors::embedded())
 }
 
-/// Per order, before the factor: either a daily dose of one ingredient or a reason it is not counted.
-enum Assessed {
-    Dose { ingredient: String, daily_dose: f64, unit: &'static str, factor: Factor },
-    Excluded { reason: String, oud_treatment: bool },
-    Undetermined(String),
+/// Per order, before the factor: either a daily dose of one ingredient or why it is not counted. It
+/// borrows from the product and order, so assessing allocates nothing; the words of a reason are
+/// written only by callers that report them (`Why::describe`).
+enum Assessed<'p> {
+    Dose { ingredient: &'p str, daily_dose: f64, unit: &'static str, factor: Factor },
+    Excluded { why: Why<'p>, oud_treatment: bool },
+    Undetermined(Why<'p>),
+}
+
+/// Why an order is excluded from the total or its MME is undetermined.
+enum Why<'p> {
+    OudTreatment,
+    Buprenorphine,
+    Unidentified(Unidentified),
+    NoFactor { ingredient: &'p str, dose_form: &'p str },
+    NoStrength { ingredient: &'p str },
+    NoDose,
+    DoseNotPositive(f64),
+    DosesPerDayNotPositive(f64),
+    NoTiming,
+    PatchNotCounted(&'p DoseUnit),
+    MillilitresNotPerMl(StrengthUnit),
+    UnitsNotPerUnit(StrengthUnit),
+    NoUnit,
+    UnusableUnit(&'p str),
+}
+
+impl Why<'_> {
+    fn describe(&self, factor_set: FactorSet) -> String {
+        match self {
+            Why::OudTreatment => "treatment of opioid use disorder is not counted in MME".to_string(),
+            Why::Buprenorphine => "buprenorphine is not counted in MME (partial agonist; CDC 2022 Table 1)".to_string(),
+            Why::Unidentified(unidentified) => unidentified.describe(),
+            Why::NoFactor { ingredient, dose_form } => {
+                format!("no {} clinical conversion factor for {ingredient} ({dose_form})", factor_set.as_str())
+            }
+            Why::NoStrength { ingredient } => format!("no strength for {ingredient} in the product"),
+            Why::NoDose => "the order has no dose".to_string(),
+            Why::DoseNotPositive(value) => format!("dose {value} is not a positive number"),
+            Why::DosesPerDayNotPositive(value) => format!("{value} doses per day is not a positive number"),
+            Why::NoTiming => "the order has no timing (doses per day)".to_string(),
+            Why::PatchNotCounted(unit) => {
+                format!("a patch dose must count patches, not {}", describe_unit(unit))
+            }
+            Why::MillilitresNotPerMl(unit) => {
+                format!("dose in mL for a product whose strength is {} (not per mL)", unit.as_str())
+            }
+            Why::UnitsNotPerUnit(unit) => {
+                format!("dose counted in units for a product whose strength is {}", unit.as_str())
+            }
+            Why::NoUnit => "the dose has no unit, so it cannot be converted to an amount of drug".to_string(),
+            Why::UnusableUnit(unit) => format!("dose unit '{unit}' cannot be converted to an amount of drug"),
+        }
+    }
 }
 
 /// `daily_mme` with explicit tables (tests and tools that load other tables).
@@ -250,18 +299,18 @@ pub fn daily_mme_with(
     for order in orders {
         assess(order, factor_set, drugs, factors, &mut |assessed| match assessed {
             Assessed::Dose { ingredient, daily_dose, unit, factor } => {
-                counted.push((order, ingredient, daily_dose, unit, factor));
+                counted.push((order, ingredient.to_string(), daily_dose, unit, factor));
             }
-            Assessed::Excluded { reason, oud_treatment } => result.excluded.push(MmeExcluded {
+            Assessed::Excluded { why, oud_treatment } => result.excluded.push(MmeExcluded {
                 order_id: order.id.clone(),
                 medication: order.label(),
-                reason,
+                reason: why.describe(factor_set),
                 oud_treatment,
             }),
-            Assessed::Undetermined(reason) => result.undetermined.push(MmeUndetermined {
+            Assessed::Undetermined(why) => result.undetermined.push(MmeUndetermined {
                 order_id: order.id.clone(),
                 medication: order.label(),
-                reason,
+                reason: why.describe(factor_set),
             }),
         });
     }
@@ -272,11 +321,7 @@ pub fn daily_mme_with(
         .map(|(_, _, daily_dose, _, _)| daily_dose)
         .sum();
     for (order, ingredient, daily_dose, unit, factor) in counted {
-        let factor = match factor {
-            Factor::Flat(value) => value,
-            Factor::MethadoneTiers2016 => methadone_2016_factor(total_methadone_mg),
-            Factor::Undefined => unreachable!("undefined factors are reported as undetermined in assess"),
-        };
+        let factor = factor_value(factor, total_methadone_mg);
         result.items.push(MmeItem {
             order_id: order.id.clone(),
             medication: order.label(),
@@ -299,6 +344,84 @@ pub fn daily_mme_with(
     result
 }
 
+/// The factor of a counted dose, once the regimen's total methadone is known.
+fn factor_value(factor: Factor, total_methadone_mg: f64) -> f64 {
+    match factor {
+        Factor::Flat(value) => value,
+        Factor::MethadoneTiers2016 => methadone_2016_factor(total_methadone_mg),
+        Factor::Undefined => unreachable!("undefined factors are reported as undetermined in assess"),
+    }
+}
+
+/// The total daily MME of a regimen and whether any product was undetermined, as `daily_mme` computes
+/// them but without building items or reasons: the refill rules need only the number on most requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct MmeTotal {
+    /// Equal to `daily_mme(..).total_daily_mme`, bit for bit (the same sums in the same order).
+    pub total_daily_mme: Option<f64>,
+    /// Equal to `!daily_mme(..).undetermined.is_empty()`.
+    pub undetermined: bool,
+}
+
+/// `daily_mme(orders, factor_set)` reduced to `MmeTotal`, allocating nothing.
+pub(crate) fn daily_mme_total(orders: &[MedicationOrder], factor_set: FactorSet) -> MmeTotal {
+    let (drugs, factors) = (DrugTable::embedded(), ConversionFactors::embedded());
+    let mut total = 0.0;
+    let mut counted = false;
+    let mut excluded = false;
+    let mut undetermined = false;
+    let mut total_methadone_mg = 0.0;
+    let mut tiered = false;
+    for order in orders {
+        assess(order, factor_set, drugs, factors, &mut |assessed| match assessed {
+            Assessed::Dose { daily_dose, factor, .. } => {
+                counted = true;
+                if factor == Factor::MethadoneTiers2016 {
+                    tiered = true;
+                    total_methadone_mg += daily_dose;
+                } else {
+                    total += daily_dose * factor_value(factor, 0.0);
+                }
+            }
+            Assessed::Excluded { .. } => excluded = true,
+            Assessed::Undetermined(_) => undetermined = true,
+        });
+    }
+    if tiered && !undetermined {
+        // The tier is known only now: add the items again in order, as `daily_mme_with` does, so the
+        // rounding of the sum is the same.
+        total = 0.0;
+        for order in orders {
+            assess(order, factor_set, drugs, factors, &mut |assessed| {
+                if let Assessed::Dose { daily_dose, factor, .. } = assessed {
+                    total += daily_dose * factor_value(factor, total_methadone_mg);
+                }
+            });
+        }
+    }
+    let total_daily_mme = if undetermined || (!counted && excluded) { None } else { Some(total) };
+    MmeTotal { total_daily_mme, undetermined }
+}
+
+/// `daily_mme(orders, factor_set).undetermined`, without building the items and exclusions: what the
+/// refill rule reports when the MME cannot be determined.
+pub(crate) fn undetermined_products(orders: &[MedicationOrder], factor_set: FactorSet) -> Vec<MmeUndetermined> {
+    let (drugs, factors) = (DrugTable::embedded(), ConversionFactors::embedded());
+    let mut undetermined = Vec::new();
+    for order in orders {
+        assess(order, factor_set, drugs, factors, &mut |assessed| {
+            if let Assessed::Undetermined(why) = assessed {
+                undetermined.push(MmeUndetermined {
+                    order_id: order.id.clone(),
+                    medication: order.label(),
+                    reason: why.describe(factor_set),
+                });
+            }
+        });
+    }
+    undetermined
+}
+
 /// Assess one order, handing one `Assessed` per distinct opioid ingredient to `emit` (no allocation
 /// for the usual single-ingredient product: this runs once per order in every refill decision).
 fn assess(
@@ -306,75 +429,71 @@ fn assess(
     factor_set: FactorSet,
     drugs: &DrugTable,
     factors: &ConversionFactors,
-    emit: &mut dyn FnMut(Assessed),
+    emit: &mut impl FnMut(Assessed<'_>),
 ) {
     if order.purpose == OrderPurpose::OpioidUseDisorder {
-        emit(Assessed::Excluded {
-            reason: "treatment of opioid use disorder is not counted in MME".to_string(),
-            oud_treatment: true,
-        });
+        emit(Assessed::Excluded { why: Why::OudTreatment, oud_treatment: true });
         return;
     }
-    let product = match drugs.identify(order) {
-        Ok(product) => product,
-        Err(unidentified) => return emit(Assessed::Undetermined(unidentified.describe())),
+    // A coded product in the table (the usual order) is borrowed straight from it: `identify` would
+    // find it the same way first, but wraps it in a `Cow` and a `Result` that are copied around.
+    let identified;
+    let product: &Product = match order.rxcui.as_deref().and_then(|code| drugs.by_rxcui(code)) {
+        Some(product) => product,
+        None => match drugs.identify(order) {
+            Ok(product) => {
+                identified = product;
+                &identified
+            }
+            Err(unidentified) => return emit(Assessed::Undetermined(Why::Unidentified(unidentified))),
+        },
     };
     for (index, row) in product.ingredients.iter().enumerate() {
         // Rows of the same ingredient (two salts) are summed by `strength_of`: assess it once.
         if product.ingredients[..index].iter().any(|earlier| earlier.ingredient == row.ingredient) {
             continue;
         }
-        emit(assess_ingredient(order, &product, &row.ingredient, factor_set, factors));
+        emit(assess_ingredient(order, product, &row.ingredient, factor_set, factors));
     }
 }
 
-fn assess_ingredient(
-    order: &MedicationOrder,
-    product: &Product,
-    ingredient: &str,
+fn assess_ingredient<'p>(
+    order: &'p MedicationOrder,
+    product: &'p Product,
+    ingredient: &'p str,
     factor_set: FactorSet,
     factors: &ConversionFactors,
-) -> Assessed {
+) -> Assessed<'p> {
     if ingredient == "buprenorphine" {
-        return Assessed::Excluded {
-            reason: "buprenorphine is not counted in MME (partial agonist; CDC 2022 Table 1)".to_string(),
-            oud_treatment: false,
-        };
+        return Assessed::Excluded { why: Why::Buprenorphine, oud_treatment: false };
     }
     let factor = match factors.factor(ingredient, &product.dose_form, factor_set) {
         None | Some(Factor::Undefined) => {
-            return Assessed::Undetermined(format!(
-                "no {} clinical conversion factor for {ingredient} ({})",
-                factor_set.as_str(),
-                product.dose_form
-            ));
+            return Assessed::Undetermined(Why::NoFactor { ingredient, dose_form: &product.dose_form });
         }
         Some(factor) => factor,
     };
     let Some((strength, strength_unit)) = product.strength_of(ingredient) else {
-        return Assessed::Undetermined(format!("no strength for {ingredient} in the product"));
+        return Assessed::Undetermined(Why::NoStrength { ingredient });
     };
     let Some(dose) = &order.dose else {
-        return Assessed::Undetermined("the order has no dose".to_string());
+        return Assessed::Undetermined(Why::NoDose);
     };
     if !(dose.value.is_finite() && dose.value > 0.0) {
-        return Assessed::Undetermined(format!("dose {} is not a positive number", dose.value));
+        return Assessed::Undetermined(Why::DoseNotPositive(dose.value));
     }
     let doses_per_day = match order.doses_per_day {
         Some(value) if value.is_finite() && value > 0.0 => value,
-        Some(value) => return Assessed::Undetermined(format!("{value} doses per day is not a positive number")),
-        None => return Assessed::Undetermined("the order has no timing (doses per day)".to_string()),
+        Some(value) => return Assessed::Undetermined(Why::DosesPerDayNotPositive(value)),
+        None => return Assessed::Undetermined(Why::NoTiming),
     };
     if strength_unit == StrengthUnit::MgPerHr {
         // Transdermal: mcg/hr x patches worn at once; the schedule does not enter (CDC 2.4 factor).
         return match dose.unit {
-            DoseUnit::DoseFormUnit => Assessed::Dose {
-                ingredient: ingredient.to_string(),
-                daily_dose: strength * 1000.0 * dose.value,
-                unit: "mcg/hr",
-                factor,
-            },
-            _ => Assessed::Undetermined(format!("a patch dose must count patches, not {}", describe_unit(&dose.unit))),
+            DoseUnit::DoseFormUnit => {
+                Assessed::Dose { ingredient, daily_dose: strength * 1000.0 * dose.value, unit: "mcg/hr", factor }
+            }
+            _ => Assessed::Undetermined(Why::PatchNotCounted(&dose.unit)),
         };
     }
     let daily_mg = match &dose.unit {
@@ -382,32 +501,16 @@ fn assess_ingredient(
         DoseUnit::Microgram => dose.value / 1000.0 * doses_per_day,
         DoseUnit::Milliliter => match strength_unit {
             StrengthUnit::MgPerMl => dose.value * strength * doses_per_day,
-            _ => {
-                return Assessed::Undetermined(format!(
-                    "dose in mL for a product whose strength is {} (not per mL)",
-                    strength_unit.as_str()
-                ));
-            }
+            _ => return Assessed::Undetermined(Why::MillilitresNotPerMl(strength_unit)),
         },
         DoseUnit::DoseFormUnit => match strength_unit {
             StrengthUnit::Mg | StrengthUnit::MgPerActuation => dose.value * strength * doses_per_day,
-            _ => {
-                return Assessed::Undetermined(format!(
-                    "dose counted in units for a product whose strength is {}",
-                    strength_unit.as_str()
-                ));
-            }
+            _ => return Assessed::Undetermined(Why::UnitsNotPerUnit(strength_unit)),
         },
-        DoseUnit::Unusable(unit) if unit.trim().is_empty() => {
-            return Assessed::Undetermined(
-                "the dose has no unit, so it cannot be converted to an amount of drug".to_string(),
-            );
-        }
-        DoseUnit::Unusable(unit) => {
-            return Assessed::Undetermined(format!("dose unit '{unit}' cannot be converted to an amount of drug"));
-        }
+        DoseUnit::Unusable(unit) if unit.trim().is_empty() => return Assessed::Undetermined(Why::NoUnit),
+        DoseUnit::Unusable(unit) => return Assessed::Undetermined(Why::UnusableUnit(unit)),
     };
-    Assessed::Dose { ingredient: ingredient.to_string(), daily_dose: daily_mg, unit: "mg", factor }
+    Assessed::Dose { ingredient, daily_dose: daily_mg, unit: "mg", factor }
 }
 
 fn describe_unit(unit: &DoseUnit) -> String {
@@ -641,6 +744,34 @@ mod tests {
             })
         }
 
+        /// Orders over every branch of `assess`.
+        fn varied_order() -> impl Strategy<Value = MedicationOrder> {
+            const TEXTS: [&str; 4] = [
+                "methadone hydrochloride 10 MG Oral Tablet",
+                "Oxycodone Hydrochloride 5 MG Oral Tablet",
+                "Morphine Sulfate 10 MG [Kadian]",
+                "72 HR Fentanyl 0.0375 MG/HR Transdermal System",
+            ];
+            (any_order(), proptest::option::of(0..TEXTS.len()), 0..8usize, proptest::option::of(-1.0f64..6.0), 0..6u8)
+                .prop_map(|(mut order, text, variant, per_day, oud)| {
+                    if let Some(text) = text {
+                        order.rxcui = None;
+                        order.text = Some(TEXTS[text].to_string());
+                    }
+                    match variant {
+                        0 => order.dose = None,
+                        1 => order.dose = Some(DoseQuantity { value: 1.0, unit: DoseUnit::Unusable(" ".into()) }),
+                        2 => order.dose = Some(DoseQuantity { value: 2.0, unit: DoseUnit::Unusable("puff".into()) }),
+                        3 => order.doses_per_day = per_day,
+                        _ => {}
+                    }
+                    if oud == 0 {
+                        order.purpose = OrderPurpose::OpioidUseDisorder;
+                    }
+                    order
+                })
+        }
+
         proptest! {
             #[test]
             fn every_order_is_accounted_for_and_the_total_is_honest(
@@ -667,6 +798,22 @@ mod tests {
                 }
                 // The same input gives the same result.
                 prop_assert_eq!(daily_mme(&orders, set), result);
+            }
+
+            /// The refill rules' allocation-free total is `daily_mme`'s, bit for bit, with the same
+            /// undetermined flag: coded and text-only products, patches, solutions, methadone tiers,
+            /// buprenorphine, OUD orders, unusable units, missing doses and timings, both factor sets.
+            #[test]
+            fn the_rules_total_is_the_full_total(
+                orders in proptest::collection::vec(varied_order(), 0..5),
+                cdc2016 in any::<bool>(),
+            ) {
+                let set = if cdc2016 { FactorSet::Cdc2016 } else { FactorSet::Cdc2022 };
+                let full = daily_mme(&orders, set);
+                let total = daily_mme_total(&orders, set);
+                prop_assert_eq!(total.total_daily_mme.map(f64::to_bits), full.total_daily_mme.map(f64::to_bits));
+                prop_assert_eq!(total.undetermined, !full.undetermined.is_empty());
+                prop_assert_eq!(undetermined_products(&orders, set), full.undetermined);
             }
 
             #[test]

@@ -25,6 +25,7 @@ mod tests;
 
 use chrono::NaiveDate;
 
+use crate::days::days_between;
 use crate::decision::{Decision, Evidence, Outcome, Reason, ReasonCode, Task};
 use crate::facts::{ClinicFacts, PatientFacts, PhysicianReview, PrescriberId, RefillRequest, ReviewKind};
 use crate::mme::{self, MmeResult};
@@ -38,8 +39,11 @@ pub fn evaluate(
     policy: &Policy,
     policy_version: &str,
 ) -> Decision {
-    let requested_mme = mme::daily_mme(&request.regimen, policy.factor_set());
-    evaluate_with_mme(facts, clinic, request, policy, &requested_mme, policy_version)
+    // The rules need only the total on almost every request: the items and reasons of a full
+    // `MmeResult` are built later, and only when a rule reports them (an undetermined MME).
+    let total = mme::daily_mme_total(&request.regimen, policy.factor_set());
+    let mme = RequestedMme { total_daily_mme: total.total_daily_mme, undetermined: total.undetermined, full: None };
+    evaluate_rules(facts, clinic, request, policy, mme, policy_version)
 }
 
 /// `evaluate` with the requested regimen's MME already computed, for callers that show the MME anyway
@@ -53,13 +57,31 @@ pub fn evaluate_with_mme(
     requested_mme: &MmeResult,
     policy_version: &str,
 ) -> Decision {
+    let mme = RequestedMme {
+        total_daily_mme: requested_mme.total_daily_mme,
+        undetermined: !requested_mme.undetermined.is_empty(),
+        full: Some(requested_mme),
+    };
+    evaluate_rules(facts, clinic, request, policy, mme, policy_version)
+}
+
+fn evaluate_rules(
+    facts: &PatientFacts,
+    clinic: &ClinicFacts,
+    request: &RefillRequest,
+    policy: &Policy,
+    mme: RequestedMme,
+    policy_version: &str,
+) -> Decision {
+    let total_daily_mme = mme.total_daily_mme;
     let mut ctx = RuleContext {
         facts,
         clinic,
         request,
         policy,
         today: request.requested_on,
-        mme: requested_mme,
+        mme,
+        same_regimen_as_record: dose::same_regimen(&request.regimen, &facts.regimen),
         reasons: Vec::new(),
         eligible_on: None,
     };
@@ -80,7 +102,17 @@ pub fn evaluate_with_mme(
     safety::check_scope(&mut ctx);
     safety::check_overdose_signal(&mut ctx);
     let eligible_on = ctx.eligible_on;
-    Decision::from_reasons(ctx.reasons, eligible_on, requested_mme.total_daily_mme, policy_version)
+    Decision::from_reasons(ctx.reasons, eligible_on, total_daily_mme, policy_version)
+}
+
+/// The MME of the requested regimen as the rules see it.
+pub(crate) struct RequestedMme<'a> {
+    /// `MmeResult::total_daily_mme`.
+    pub total_daily_mme: Option<f64>,
+    /// Some product's MME is undetermined (`MmeResult::undetermined` is not empty).
+    pub undetermined: bool,
+    /// The full result, when the caller computed one (`evaluate_with_mme`).
+    pub full: Option<&'a MmeResult>,
 }
 
 /// What every rule reads, and where it writes its reasons.
@@ -92,7 +124,10 @@ pub(crate) struct RuleContext<'a> {
     /// The request date: every age is counted to it.
     pub today: NaiveDate,
     /// MME of the requested regimen.
-    pub mme: &'a MmeResult,
+    pub mme: RequestedMme<'a>,
+    /// The requested regimen is the regimen of record (`dose::same_regimen`), worked out once for the
+    /// rules that ask.
+    pub same_regimen_as_record: bool,
     pub reasons: Vec<Reason>,
     /// Set by the timing rules when the request is held until a date.
     pub eligible_on: Option<NaiveDate>,
@@ -111,7 +146,7 @@ impl<'a> RuleContext<'a> {
 
     /// Age in days of a date, counted to the request date (negative for a date after it).
     pub fn age_days(&self, date: NaiveDate) -> i64 {
-        (self.today - date).num_days()
+        days_between(self.today, date)
     }
 
     /// The latest physician review of a kind on or before the request date.
@@ -142,7 +177,7 @@ pub(crate) fn dated_evidence(
     match date {
         Some(date) => {
             evidence.push(Evidence::date(date_name, date));
-            evidence.push(Evidence::integer(age_name, (today - date).num_days()));
+            evidence.push(Evidence::integer(age_name, days_between(today, date)));
         }
         None => {
             evidence.push(Evidence::missing(date_name));

@@ -13,13 +13,18 @@
 mod schedule;
 mod table;
 
+use std::borrow::Cow;
+
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 pub use schedule::{DrawnDate, SPLITMIX64_V1, SplitMix64, UdsSeed, draw_next_date};
+use table::AssayCoverage;
+pub(crate) use table::Lookup;
 pub use table::{CONFIRMATORY_ASSAYS, Coverage, ExpectedAnalyte, Relation, UdsTable};
 
 use crate::facts::{RiskTier, UdsFacts, UdsResult};
+use crate::text;
 
 /// `[uds]` in config/policy.toml.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -223,25 +228,32 @@ impl UdsInterpretation {
     }
 }
 
-/// Common spellings laboratories use, mapped to the names in the table.
-fn canonical_analyte(name: &str) -> String {
-    let lower = name.trim().to_lowercase();
-    match lower.as_str() {
-        "6-am" | "6-mam" | "6am" | "6-monoacetylmorphine" => "6-acetylmorphine".to_string(),
-        "o-dsmt" | "odt" | "o-desmethyl tramadol" => "o-desmethyltramadol".to_string(),
-        "pcp" => "phencyclidine".to_string(),
+/// Common spellings laboratories use, mapped to the names in the table. Borrows the name when it is
+/// already canonical (trimmed, lower case, not an alias), which is what laboratories usually send.
+fn canonical_analyte(name: &str) -> Cow<'_, str> {
+    let lower = text::lower_case(text::trim(name));
+    let alias = match lower.as_ref() {
+        "6-am" | "6-mam" | "6am" | "6-monoacetylmorphine" => "6-acetylmorphine",
+        "o-dsmt" | "odt" | "o-desmethyl tramadol" => "o-desmethyltramadol",
+        "pcp" => "phencyclidine",
         // BZO is the benzodiazepines channel on point-of-care cups (BZE is benzoylecgonine).
-        "bze" | "benzoylecgonine (cocaine metabolite)" => "benzoylecgonine".to_string(),
-        "bzo" | "bzd" | "benzodiazepine" | "benzos" => "benzodiazepines".to_string(),
+        "bze" | "benzoylecgonine (cocaine metabolite)" => "benzoylecgonine",
+        "bzo" | "bzd" | "benzodiazepine" | "benzos" => "benzodiazepines",
         "alpha-oh-alprazolam" | "a-hydroxyalprazolam" | "α-hydroxyalprazolam" | "alpha hydroxyalprazolam" => {
-            "alpha-hydroxyalprazolam".to_string()
+            "alpha-hydroxyalprazolam"
         }
-        "7-amino-clonazepam" | "7-amino clonazepam" => "7-aminoclonazepam".to_string(),
-        "nordazepam" | "desmethyldiazepam" | "n-desmethyldiazepam" => "nordiazepam".to_string(),
-        "2-ethylidene-1,5-dimethyl-3,3-diphenylpyrrolidine" => "eddp".to_string(),
-        "opiate" => "opiates".to_string(),
-        _ => lower,
-    }
+        "7-amino-clonazepam" | "7-amino clonazepam" => "7-aminoclonazepam",
+        "nordazepam" | "desmethyldiazepam" | "n-desmethyldiazepam" => "nordiazepam",
+        "2-ethylidene-1,5-dimethyl-3,3-diphenylpyrrolidine" => "eddp",
+        "opiate" => "opiates",
+        _ => return lower,
+    };
+    Cow::Borrowed(alias)
+}
+
+/// A prescribed ingredient as the table spells it: trimmed and lower case.
+fn prescribed_name(ingredient: &str) -> Cow<'_, str> {
+    text::lower_case(text::trim(ingredient))
 }
 
 /// Interpret one result against the prescribed opioid ingredients (lower-case generic names), with the
@@ -251,118 +263,182 @@ pub fn interpret(result: &UdsResult, prescribed_ingredients: &[&str]) -> UdsInte
 }
 
 /// A result line as the table sees it: which analytes a positive could be, which a negative rules out.
-struct Line {
-    assay: String,
-    analyte: String,
+struct Line<'a> {
+    assay: Cow<'a, str>,
+    analyte: Cow<'a, str>,
     detected: bool,
-    /// A positive may be any of these.
-    could_be: Vec<String>,
-    /// A negative rules these out.
-    rules_out: Vec<String>,
+    seen: Seen<'a>,
 }
 
-fn read_line(table: &UdsTable, assay: &str, analyte: &str, detected: bool) -> Line {
+/// What a line can tell: about its named analyte only, or (a class result) about everything the assay
+/// covers.
+enum Seen<'a> {
+    /// A positive is the named analyte; a negative rules it out when `negative_rules_out`.
+    Named { negative_rules_out: bool },
+    /// A positive may be any analyte the assay covers; a negative rules out those it sees reliably.
+    Class(&'a AssayCoverage<'a>),
+}
+
+impl Line<'_> {
+    /// A positive on this line may be `analyte`.
+    fn could_be(&self, analyte: &str) -> bool {
+        match self.seen {
+            Seen::Named { .. } => self.analyte == analyte,
+            Seen::Class(covered) => covered.covers(analyte),
+        }
+    }
+
+    /// A negative on this line rules `analyte` out.
+    fn rules_out(&self, analyte: &str) -> bool {
+        match self.seen {
+            Seen::Named { negative_rules_out } => negative_rules_out && self.analyte == analyte,
+            Seen::Class(covered) => covered.get(analyte) == Some(Coverage::Reliable),
+        }
+    }
+
+    /// Everything a positive could be is illicit (and it could be something).
+    fn only_illicit(&self, lookup: &Lookup) -> bool {
+        match self.seen {
+            Seen::Named { .. } => lookup.is_illicit(&self.analyte),
+            Seen::Class(covered) => covered.only_illicit(),
+        }
+    }
+}
+
+fn read_line<'a>(lookup: &'a Lookup<'a>, assay: &'a str, analyte: &'a str, detected: bool) -> Line<'a> {
     let assay = canonical_analyte(assay);
     let analyte = canonical_analyte(analyte);
-    let (could_be, rules_out) = if UdsTable::is_confirmatory(&assay) {
-        (vec![analyte.clone()], vec![analyte.clone()])
-    } else if let Some(covered) = table.coverage.get(&assay) {
+    let seen = if UdsTable::is_confirmatory(&assay) {
+        Seen::Named { negative_rules_out: true }
+    } else if let Some(covered) = lookup.coverage(&assay) {
         let class_result = analyte == assay;
-        if let (false, Some(level)) = (class_result, covered.get(&analyte)) {
+        match (class_result, covered.get(&analyte)) {
             // A named analyte on an immunoassay channel that covers it.
-            let rules_out = if *level == Coverage::Reliable { vec![analyte.clone()] } else { Vec::new() };
-            (vec![analyte.clone()], rules_out)
-        } else {
+            (false, Some(level)) => Seen::Named { negative_rules_out: level == Coverage::Reliable },
             // A class result (`opiates` positive, or a channel reported under the assay's own name such
             // as `oxycodone`): any analyte the assay covers.
-            let could_be = covered.keys().cloned().collect();
-            let rules_out =
-                covered.iter().filter(|(_, level)| **level == Coverage::Reliable).map(|(a, _)| a.clone()).collect();
-            (could_be, rules_out)
+            _ => Seen::Class(covered),
         }
     } else {
         // Unknown assay: trust the analyte name for a positive; a negative proves nothing.
-        (vec![analyte.clone()], Vec::new())
+        Seen::Named { negative_rules_out: false }
     };
-    Line { assay, analyte, detected, could_be, rules_out }
+    Line { assay, analyte, detected, seen }
+}
+
+fn read_lines<'a>(lookup: &'a Lookup<'a>, result: &'a UdsResult) -> Vec<Line<'a>> {
+    result.analytes.iter().map(|a| read_line(lookup, &a.assay, &a.analyte, a.detected)).collect()
+}
+
+/// What a positive line means: explained by a prescribed ingredient (which one, through which analyte),
+/// illicit, or unexpected.
+enum Reported<'p, 't> {
+    Explained { ingredient: Cow<'p, str>, analyte: &'t str },
+    Illicit,
+    Unexpected,
+}
+
+fn reported<'p, 't>(lookup: &Lookup<'t>, prescribed: &'p [impl AsRef<str>], line: &Line) -> Reported<'p, 't> {
+    for ingredient in prescribed.iter().map(|p| prescribed_name(p.as_ref())) {
+        if let Some(expected) = lookup.analytes_of(&ingredient).iter().find(|e| line.could_be(&e.analyte)) {
+            return Reported::Explained { ingredient, analyte: &expected.analyte };
+        }
+    }
+    if line.only_illicit(lookup) { Reported::Illicit } else { Reported::Unexpected }
+}
+
+impl Reported<'_, '_> {
+    fn finding(&self) -> AnalyteFinding {
+        match self {
+            Reported::Explained { .. } => AnalyteFinding::Expected,
+            Reported::Illicit => AnalyteFinding::Illicit,
+            Reported::Unexpected => AnalyteFinding::Unexpected,
+        }
+    }
+
+    fn explanation(&self) -> String {
+        match self {
+            Reported::Explained { ingredient, analyte } => format!("explained by prescribed {ingredient} ({analyte})"),
+            Reported::Illicit => "illicit whatever is prescribed".to_string(),
+            Reported::Unexpected => "not prescribed and not a metabolite of anything prescribed".to_string(),
+        }
+    }
+}
+
+/// A positive line that shows the ingredient is taken. Only the parent and main metabolites count
+/// either way: a minor metabolite alone (hydromorphone for morphine) does not show the prescribed drug
+/// is taken, and its absence means nothing.
+fn shows_taken(line: &Line, analytes: &[ExpectedAnalyte]) -> bool {
+    line.detected && analytes.iter().any(|a| a.relation != Relation::MinorMetabolite && line.could_be(&a.analyte))
+}
+
+/// A negative line that would have seen the ingredient.
+fn shows_absent(line: &Line, analytes: &[ExpectedAnalyte]) -> bool {
+    !line.detected && analytes.iter().any(|a| a.relation != Relation::MinorMetabolite && line.rules_out(&a.analyte))
+}
+
+/// The finding about one prescribed ingredient: found, missing or not tested (and why not tested).
+fn prescribed_finding(lines: &[Line], analytes: &[ExpectedAnalyte]) -> AnalyteFinding {
+    if lines.iter().any(|line| shows_taken(line, analytes)) {
+        AnalyteFinding::Expected
+    } else if analytes.is_empty() {
+        AnalyteFinding::NotTested
+    } else if lines.iter().any(|line| shows_absent(line, analytes)) {
+        AnalyteFinding::Missing
+    } else {
+        AnalyteFinding::NotTested
+    }
 }
 
 /// `interpret` with an explicit table (tests, or a clinic-specific table).
 pub fn interpret_with(table: &UdsTable, result: &UdsResult, prescribed_ingredients: &[&str]) -> UdsInterpretation {
-    let prescribed: Vec<String> = prescribed_ingredients.iter().map(|p| p.trim().to_lowercase()).collect();
-    let explained: Vec<(String, &ExpectedAnalyte)> = prescribed
-        .iter()
-        .flat_map(|ingredient| table.analytes_of(ingredient).into_iter().map(move |a| (ingredient.clone(), a)))
-        .collect();
-    let lines: Vec<Line> = result.analytes.iter().map(|a| read_line(table, &a.assay, &a.analyte, a.detected)).collect();
+    if std::ptr::eq(table, UdsTable::embedded()) {
+        interpret_by(Lookup::embedded(), result, prescribed_ingredients)
+    } else {
+        interpret_by(&Lookup::new(table), result, prescribed_ingredients)
+    }
+}
+
+fn interpret_by(lookup: &Lookup, result: &UdsResult, prescribed_ingredients: &[&str]) -> UdsInterpretation {
+    let lines = read_lines(lookup, result);
     let mut unknown_assays: Vec<String> =
-        lines.iter().filter(|line| !table.knows_assay(&line.assay)).map(|line| line.assay.clone()).collect();
+        lines.iter().filter(|line| !lookup.knows_assay(&line.assay)).map(|line| line.assay.to_string()).collect();
     unknown_assays.sort();
     unknown_assays.dedup();
 
     let mut findings = Vec::new();
     for line in lines.iter().filter(|line| line.detected) {
-        let explaining: Vec<&(String, &ExpectedAnalyte)> =
-            explained.iter().filter(|(_, expected)| line.could_be.contains(&expected.analyte)).collect();
-        let (finding, explanation) = if let Some((ingredient, expected)) = explaining.first() {
-            (AnalyteFinding::Expected, format!("explained by prescribed {ingredient} ({})", expected.analyte))
-        } else if !line.could_be.is_empty() && line.could_be.iter().all(|a| table.illicit.contains(a)) {
-            (AnalyteFinding::Illicit, "illicit whatever is prescribed".to_string())
-        } else {
-            (AnalyteFinding::Unexpected, "not prescribed and not a metabolite of anything prescribed".to_string())
-        };
+        let reported = reported(lookup, prescribed_ingredients, line);
         findings.push(AnalyteInterpretation {
-            substance: line.analyte.clone(),
-            finding,
+            substance: line.analyte.to_string(),
+            finding: reported.finding(),
             subject: FindingSubject::ReportedAnalyte,
-            assays: vec![line.assay.clone()],
-            explanation,
+            assays: vec![line.assay.to_string()],
+            explanation: reported.explanation(),
         });
     }
 
-    for ingredient in &prescribed {
-        let analytes = table.analytes_of(ingredient);
-        let found: Vec<&Line> = lines
-            .iter()
-            .filter(|line| {
-                line.detected
-                    && analytes
-                        .iter()
-                        .any(|a| a.relation != Relation::MinorMetabolite && line.could_be.contains(&a.analyte))
-            })
-            .collect();
-        // Only the parent and main metabolites count either way: a minor metabolite alone (hydromorphone
-        // for morphine) does not show the prescribed drug is taken, and its absence means nothing.
-        let looked_for: Vec<&Line> = lines
-            .iter()
-            .filter(|line| {
-                !line.detected
-                    && analytes
-                        .iter()
-                        .any(|a| a.relation != Relation::MinorMetabolite && line.rules_out.contains(&a.analyte))
-            })
-            .collect();
-        let (finding, assays, explanation) = if !found.is_empty() {
-            (
-                AnalyteFinding::Expected,
-                found.iter().map(|l| l.assay.clone()).collect(),
-                format!("found as {}", found.iter().map(|l| l.analyte.as_str()).collect::<Vec<_>>().join(", ")),
-            )
-        } else if analytes.is_empty() {
-            (AnalyteFinding::NotTested, Vec::new(), "no expected analytes in the table for this ingredient".to_string())
-        } else if !looked_for.is_empty() {
-            (
-                AnalyteFinding::Missing,
-                looked_for.iter().map(|l| l.assay.clone()).collect(),
+    for ingredient in prescribed_ingredients.iter().copied().map(prescribed_name) {
+        let analytes = lookup.analytes_of(&ingredient);
+        let finding = prescribed_finding(&lines, analytes);
+        let found = || lines.iter().filter(|line| shows_taken(line, analytes));
+        let (mut assays, explanation): (Vec<String>, String) = match finding {
+            AnalyteFinding::Expected => (
+                found().map(|l| l.assay.to_string()).collect(),
+                format!("found as {}", found().map(|l| l.analyte.as_ref()).collect::<Vec<_>>().join(", ")),
+            ),
+            AnalyteFinding::Missing => (
+                lines.iter().filter(|line| shows_absent(line, analytes)).map(|l| l.assay.to_string()).collect(),
                 "prescribed, detectable by the assay, and absent".to_string(),
-            )
-        } else {
-            (AnalyteFinding::NotTested, Vec::new(), "no assay in this result can see it".to_string())
+            ),
+            _ if analytes.is_empty() => {
+                (Vec::new(), "no expected analytes in the table for this ingredient".to_string())
+            }
+            _ => (Vec::new(), "no assay in this result can see it".to_string()),
         };
-        let mut assays = assays;
         assays.dedup();
         findings.push(AnalyteInterpretation {
-            substance: ingredient.clone(),
+            substance: ingredient.into_owned(),
             finding,
             subject: FindingSubject::PrescribedIngredient,
             assays,
@@ -371,6 +447,33 @@ pub fn interpret_with(table: &UdsTable, result: &UdsResult, prescribed_ingredien
     }
 
     UdsInterpretation { findings, confirmatory: result.confirmatory, unknown_assays }
+}
+
+/// The findings of `interpret` that need review, as `substance: finding` joined by `; ` (the evidence
+/// the refill rule records), or `None` when nothing needs review. The same reading as `interpret`
+/// without its assay lists and explanations, which the refill rule does not record.
+pub(crate) fn flagged_findings(result: &UdsResult, prescribed_ingredients: &[impl AsRef<str>]) -> Option<String> {
+    let lookup = Lookup::embedded();
+    let lines = read_lines(lookup, result);
+    let mut flagged: Option<String> = None;
+    let mut flag = |substance: &str, finding: AnalyteFinding| {
+        if finding.needs_review() {
+            let text = flagged.get_or_insert_with(String::new);
+            if !text.is_empty() {
+                text.push_str("; ");
+            }
+            text.push_str(substance);
+            text.push_str(": ");
+            text.push_str(finding.as_str());
+        }
+    };
+    for line in lines.iter().filter(|line| line.detected) {
+        flag(&line.analyte, reported(lookup, prescribed_ingredients, line).finding());
+    }
+    for ingredient in prescribed_ingredients.iter().map(|p| prescribed_name(p.as_ref())) {
+        flag(&ingredient, prescribed_finding(&lines, lookup.analytes_of(&ingredient)));
+    }
+    flagged
 }
 
 #[cfg(test)]

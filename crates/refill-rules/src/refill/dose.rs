@@ -5,10 +5,13 @@
 //!
 //! MME values are compared unrounded with the thresholds (49.95 is below 50).
 
+use std::borrow::Cow;
+
 use super::{RuleContext, dated_evidence};
 use crate::decision::{Evidence, ReasonCode, Task};
 use crate::facts::{ClinicalFlagKind, DoseQuantity, MedicationOrder, OtherMedicationClass, ReviewKind, TaperState};
 use crate::mme;
+use crate::text;
 
 /// Whether any order of the requested regimen is a Part 2 record: MME-based reasons then rest on it.
 fn regimen_restricted(ctx: &RuleContext) -> bool {
@@ -63,7 +66,7 @@ pub(super) fn check_naloxone(ctx: &mut RuleContext) {
         return;
     }
     let mut evidence = Vec::with_capacity(6);
-    evidence.push(Evidence::text("triggers", triggers.as_slice().join(", ")));
+    evidence.push(Evidence::text("triggers", triggers.text()));
     evidence.push(match ctx.mme.total_daily_mme {
         Some(total) => Evidence::number("total_daily_mme", total),
         None => Evidence::missing("total_daily_mme"),
@@ -94,6 +97,13 @@ impl Triggers {
     fn as_slice(&self) -> &[&'static str] {
         &self.names[..self.len]
     }
+    /// The triggers joined by ", "; a single trigger is recorded as its fixed name, without allocating.
+    fn text(&self) -> Cow<'static, str> {
+        match self.as_slice() {
+            [only] => Cow::Borrowed(only),
+            several => Cow::Owned(several.join(", ")),
+        }
+    }
 }
 
 /// MME >= the high threshold: with a current physician review the refill is approved and the flag is
@@ -107,8 +117,9 @@ pub(super) fn check_high_mme(ctx: &mut RuleContext) {
     let today = ctx.today;
     let last_review = ctx.latest_review(|kind| *kind == ReviewKind::BenefitRisk).map(|r| r.reviewed_on);
     let current = last_review.is_some_and(|on| ctx.age_days(on) <= policy.physician_review_max_age_days);
-    let mut evidence =
-        vec![Evidence::number("total_daily_mme", total), Evidence::number("threshold", policy.high_mme_threshold)];
+    let mut evidence = Vec::with_capacity(5);
+    evidence.push(Evidence::number("total_daily_mme", total));
+    evidence.push(Evidence::number("threshold", policy.high_mme_threshold));
     dated_evidence(&mut evidence, "review_last_on", "review_age_days", last_review, today);
     evidence.push(Evidence::integer("policy_max_days", policy.physician_review_max_age_days));
     let code = if current { ReasonCode::HighMmeReviewed } else { ReasonCode::HighMmeReviewOverdue };
@@ -120,9 +131,18 @@ pub(super) fn check_high_mme(ctx: &mut RuleContext) {
 /// last decision escalates.
 pub(super) fn check_mme_changes(ctx: &mut RuleContext) {
     let restricted = regimen_restricted(ctx);
-    if !ctx.mme.undetermined.is_empty() {
-        let products: Vec<&str> = ctx.mme.undetermined.iter().map(|u| u.medication.as_str()).collect();
-        let why: Vec<&str> = ctx.mme.undetermined.iter().map(|u| u.reason.as_str()).collect();
+    if ctx.mme.undetermined {
+        // The words are built only here, for the few requests whose MME cannot be determined.
+        let computed;
+        let undetermined = match ctx.mme.full {
+            Some(full) => &full.undetermined,
+            None => {
+                computed = mme::undetermined_products(&ctx.request.regimen, ctx.policy.factor_set());
+                &computed
+            }
+        };
+        let products: Vec<&str> = undetermined.iter().map(|u| u.medication.as_str()).collect();
+        let why: Vec<&str> = undetermined.iter().map(|u| u.reason.as_str()).collect();
         let evidence = vec![
             Evidence::integer("undetermined_products", products.len() as i64),
             Evidence::text("products", products.join("; ")),
@@ -141,11 +161,12 @@ pub(super) fn check_mme_changes(ctx: &mut RuleContext) {
     else {
         return;
     };
-    let mut evidence = vec![
+    let mut evidence = Vec::with_capacity(4);
+    evidence.extend([
         Evidence::number("previous_total_daily_mme", previous),
         Evidence::number("total_daily_mme", current),
         Evidence::number("threshold", threshold),
-    ];
+    ]);
     if let Some(last) = &ctx.facts.last_decision {
         evidence.push(Evidence::date("last_decision_on", last.decided_on));
     }
@@ -156,16 +177,16 @@ pub(super) fn check_mme_changes(ctx: &mut RuleContext) {
 /// taper is active or paused. Any difference goes to a physician; the evidence says whether the total
 /// MME goes up or down.
 pub(super) fn check_regimen_change(ctx: &mut RuleContext) {
-    let (baseline, compared_with) = match &ctx.facts.taper {
+    let (baseline, compared_with, unchanged) = match &ctx.facts.taper {
         Some(taper) if matches!(taper.state, TaperState::Active | TaperState::Paused) => {
-            (taper.step_regimen.as_slice(), "taper_step")
+            (taper.step_regimen.as_slice(), "taper_step", same_regimen(&ctx.request.regimen, &taper.step_regimen))
         }
-        _ => (ctx.facts.regimen.as_slice(), "regimen_of_record"),
+        _ => (ctx.facts.regimen.as_slice(), "regimen_of_record", ctx.same_regimen_as_record),
     };
-    if same_regimen(&ctx.request.regimen, baseline) {
+    if unchanged {
         return;
     }
-    let current = mme::daily_mme(baseline, ctx.policy.factor_set());
+    let current = mme::daily_mme_total(baseline, ctx.policy.factor_set());
     let change = match (ctx.mme.total_daily_mme, current.total_daily_mme) {
         (Some(requested), Some(current)) if requested > current + 1e-9 => "increase",
         (Some(requested), Some(current)) if requested < current - 1e-9 => "decrease",
@@ -223,15 +244,15 @@ fn same_order(a: &MedicationOrder, b: &MedicationOrder) -> bool {
 }
 
 fn same_product(a: &MedicationOrder, b: &MedicationOrder) -> bool {
-    fn code(order: &MedicationOrder) -> Option<&str> {
-        order.rxcui.as_deref().map(str::trim).filter(|c| !c.is_empty())
+    fn code_of(order: &MedicationOrder) -> Option<&str> {
+        order.rxcui.as_deref().map(text::trim).filter(|c| !c.is_empty())
     }
-    fn text(order: &MedicationOrder) -> Option<&str> {
-        order.text.as_deref().map(str::trim).filter(|t| !t.is_empty())
+    fn text_of(order: &MedicationOrder) -> Option<&str> {
+        order.text.as_deref().map(text::trim).filter(|t| !t.is_empty())
     }
-    match (code(a), code(b)) {
+    match (code_of(a), code_of(b)) {
         (Some(x), Some(y)) => x == y,
-        _ => matches!((text(a), text(b)), (Some(x), Some(y)) if x.eq_ignore_ascii_case(y)),
+        _ => matches!((text_of(a), text_of(b)), (Some(x), Some(y)) if x.eq_ignore_ascii_case(y)),
     }
 }
 

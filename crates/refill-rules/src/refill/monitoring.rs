@@ -6,10 +6,12 @@ use std::borrow::Cow;
 
 use super::{RuleContext, dated_evidence};
 use crate::agreement::{self, AgreementState};
+use crate::days::days_between;
 use crate::decision::{Evidence, ReasonCode, Task};
 use crate::drug::DrugTable;
 use crate::facts::{DrugClass, OtherMedicationClass, ReviewKind, UdsKind, UdsResult};
-use crate::uds::{self, UdsTable};
+use crate::text;
+use crate::uds::{self, Lookup};
 
 /// PDMP last reviewed more than `pdmp_review_max_age_days` ago (or never): approve with the review
 /// as a task that must be done before the prescription is released.
@@ -71,12 +73,13 @@ pub(super) fn check_pdmp_outside_prescribers(ctx: &mut RuleContext) {
                 DrugClass::Benzodiazepine => "benzodiazepine",
                 DrugClass::OtherControlled => "other_controlled",
             };
-            let mut evidence = vec![
+            let mut evidence = Vec::with_capacity(7);
+            evidence.extend([
                 Evidence::text("prescriber", finding.prescriber.0.clone()),
                 Evidence::text("drug_class", class),
                 Evidence::date("filled_on", finding.filled_on),
                 Evidence::date("pdmp_reviewed_on", review.reviewed_on),
-            ];
+            ]);
             dated_evidence(
                 &mut evidence,
                 "acknowledged_on",
@@ -130,25 +133,22 @@ pub(super) fn check_uds_results(ctx: &mut RuleContext) {
         ctx.facts.uds.results.iter().filter(move |r| {
             r.physician_reviewed_on.is_none()
                 && r.collected_on <= today
-                && (today - r.collected_on).num_days() <= lookback
+                && days_between(today, r.collected_on) <= lookback
         })
     };
     if pending().next().is_none() {
         return;
     }
     let prescribed = prescribed_ingredients(ctx);
-    let prescribed: Vec<&str> = prescribed.iter().map(|name| name.as_ref()).collect();
+    let prescribed = prescribed.as_slice();
     let mut fired = Vec::new();
     for result in pending() {
-        if shows_exactly_what_is_prescribed(result, &prescribed) {
+        if shows_exactly_what_is_prescribed(result, prescribed) {
             continue;
         }
-        let interpretation = uds::interpret(result, &prescribed);
-        if !interpretation.needs_review() {
+        let Some(findings) = uds::flagged_findings(result, prescribed) else {
             continue;
-        }
-        let findings: Vec<String> =
-            interpretation.flagged().map(|f| format!("{}: {}", f.substance, f.finding.as_str())).collect();
+        };
         let evidence = vec![
             Evidence::date("collected_on", result.collected_on),
             Evidence::text(
@@ -159,7 +159,7 @@ pub(super) fn check_uds_results(ctx: &mut RuleContext) {
                 },
             ),
             Evidence::flag("confirmatory", result.confirmatory),
-            Evidence::text("findings", findings.join("; ")),
+            Evidence::text("findings", findings),
         ];
         let task = (!result.confirmatory).then_some(Task::ConfirmatoryTest);
         fired.push((evidence, task, result.confidentiality.is_restricted()));
@@ -174,37 +174,30 @@ pub(super) fn check_uds_results(ctx: &mut RuleContext) {
 /// itself a prescribed ingredient listed in the table, and every prescribed ingredient shows up. Nothing can then be
 /// missing, unexpected or illicit, so `uds::interpret` would flag nothing (the refill tests check this
 /// agreement); anything else goes through the full interpretation.
-pub(crate) fn shows_exactly_what_is_prescribed(result: &UdsResult, prescribed: &[&str]) -> bool {
-    let table = UdsTable::embedded();
-    let seen_by_assay = |assay: &str, analyte: &str| {
-        table.expected.contains_key(analyte)
-            && (UdsTable::is_confirmatory(assay)
-                || table.coverage.get(assay).is_some_and(|sees| sees.contains_key(analyte)))
-    };
+pub(crate) fn shows_exactly_what_is_prescribed(result: &UdsResult, prescribed: &[impl AsRef<str>]) -> bool {
+    let lookup = Lookup::embedded();
     !prescribed.is_empty()
         && result.analytes.iter().all(|line| {
-            line.detected && prescribed.contains(&line.analyte.as_str()) && seen_by_assay(&line.assay, &line.analyte)
+            line.detected
+                && prescribed.iter().any(|p| p.as_ref() == line.analyte)
+                && lookup.sees_listed_ingredient(&line.assay, &line.analyte)
         })
-        && prescribed.iter().all(|p| result.analytes.iter().any(|line| line.analyte == *p))
+        && prescribed.iter().all(|p| result.analytes.iter().any(|line| line.analyte == p.as_ref()))
 }
 
 /// What the patient is known to take, as lower-case ingredient names for UDS interpretation: the opioid
 /// regimen of record and the requested one (through the drug table), OUD treatment from elsewhere and
 /// other active medications (their first word, e.g. `alprazolam`).
-fn prescribed_ingredients<'a>(ctx: &RuleContext<'a>) -> Vec<Cow<'a, str>> {
+fn prescribed_ingredients<'a>(ctx: &RuleContext<'a>) -> Names<'a> {
     let table = DrugTable::embedded();
-    let mut names: Vec<Cow<'a, str>> = Vec::with_capacity(4);
+    let mut names = Names::default();
     let mut add = |name: Cow<'a, str>| {
-        if !name.is_empty() && !names.contains(&name) {
+        if !name.is_empty() && !names.as_slice().contains(&name) {
             names.push(name);
         }
     };
     // The regimen of record is usually the requested one: look it up once.
-    let record = if super::dose::same_regimen(&ctx.request.regimen, &ctx.facts.regimen) {
-        &[][..]
-    } else {
-        ctx.facts.regimen.as_slice()
-    };
+    let record = if ctx.same_regimen_as_record { &[][..] } else { ctx.facts.regimen.as_slice() };
     for order in ctx.request.regimen.iter().chain(record) {
         // Coded products: the table's ingredient is already canonical; otherwise identify by text.
         let coded = order.rxcui.as_deref().and_then(|code| table.by_rxcui(code)).map(|product| product.ingredient());
@@ -213,24 +206,59 @@ fn prescribed_ingredients<'a>(ctx: &RuleContext<'a>) -> Vec<Cow<'a, str>> {
         }
     }
     for medication in ctx.facts.other_medications.iter().filter(|m| m.active) {
-        let lower = medication.text.to_lowercase();
+        // Usually already lower case: then the words are borrowed from the fact, not copied.
+        let lower = text::lower_case(&medication.text);
         for known in ["methadone", "buprenorphine"] {
             if lower.contains(known) {
                 add(Cow::Borrowed(known));
             }
         }
-        if medication.class == OtherMedicationClass::Benzodiazepine
-            && let Some(first) = lower.split(|c: char| !c.is_alphanumeric() && c != '-').find(|w| !w.is_empty())
-        {
+        if medication.class == OtherMedicationClass::Benzodiazepine {
+            fn first_word(text: &str) -> Option<&str> {
+                text.split(|c: char| !c.is_alphanumeric() && c != '-').find(|w| !w.is_empty())
+            }
+            let first = match &lower {
+                Cow::Borrowed(text) => first_word(text).map(Cow::Borrowed),
+                Cow::Owned(text) => first_word(text).map(|word| Cow::Owned(word.to_string())),
+            };
             // Brand names map to the ingredient the UDS table lists, so a prescribed benzodiazepine
             // found on a screen reads as expected rather than unexpected.
-            match benzodiazepine_brand_ingredient(first) {
-                Some(ingredient) => add(Cow::Borrowed(ingredient)),
-                None => add(Cow::Owned(first.to_string())),
+            if let Some(first) = first {
+                match benzodiazepine_brand_ingredient(&first) {
+                    Some(ingredient) => add(Cow::Borrowed(ingredient)),
+                    None => add(first),
+                }
             }
         }
     }
     names
+}
+
+/// The names `prescribed_ingredients` collects: a handful (a regimen and a few other medications), kept
+/// in place rather than in a heap allocation for every decision; more than fit move to a vector.
+#[derive(Default)]
+struct Names<'a> {
+    inline: [Cow<'a, str>; 6],
+    len: usize,
+    spilled: Vec<Cow<'a, str>>,
+}
+
+impl<'a> Names<'a> {
+    fn as_slice(&self) -> &[Cow<'a, str>] {
+        if self.spilled.is_empty() { &self.inline[..self.len] } else { &self.spilled }
+    }
+
+    fn push(&mut self, name: Cow<'a, str>) {
+        if self.spilled.is_empty() && self.len < self.inline.len() {
+            self.inline[self.len] = name;
+            self.len += 1;
+        } else {
+            if self.spilled.is_empty() {
+                self.spilled.extend(self.inline.iter_mut().map(std::mem::take));
+            }
+            self.spilled.push(name);
+        }
+    }
 }
 
 /// The ingredient of a common benzodiazepine brand name (lower case), `None` for anything else.
@@ -257,7 +285,8 @@ pub(super) fn check_agreement(ctx: &mut RuleContext) {
         AgreementState::Void { .. } => ReasonCode::AgreementVoid,
         _ => return,
     };
-    let mut evidence = vec![Evidence::text("agreement_state", state.as_str())];
+    let mut evidence = Vec::with_capacity(5);
+    evidence.push(Evidence::text("agreement_state", state.as_str()));
     dated_evidence(&mut evidence, "agreement_signed_on", "agreement_age_days", agreement.map(|a| a.signed_on), today);
     evidence.push(Evidence::integer("policy_valid_days", policy.valid_days));
     if let AgreementState::Void { reason } = &state {
@@ -301,8 +330,25 @@ pub(super) fn check_benzodiazepines(ctx: &mut RuleContext) {
     }
     let restricted = benzodiazepines.clone().any(|m| m.confidentiality.is_restricted());
     let medications: Vec<&str> = benzodiazepines.map(|m| m.text.as_str()).collect();
-    let mut evidence = vec![Evidence::text("medication", medications.join("; "))];
+    let mut evidence = Vec::with_capacity(4);
+    evidence.push(Evidence::text("medication", medications.join("; ")));
     dated_evidence(&mut evidence, "acknowledged_on", "acknowledgement_age_days", acknowledged, today);
     evidence.push(Evidence::integer("policy_max_days", max_age));
     ctx.fire(ReasonCode::BenzodiazepineUnacknowledged, evidence, None, restricted);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_keep_their_order_when_they_outgrow_the_inline_slots() {
+        let words = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+        let mut names = Names::default();
+        for (count, word) in words.iter().enumerate() {
+            names.push(Cow::Borrowed(word));
+            let expected: Vec<&str> = words[..=count].to_vec();
+            assert_eq!(names.as_slice().iter().map(|n| n.as_ref()).collect::<Vec<_>>(), expected);
+        }
+    }
 }

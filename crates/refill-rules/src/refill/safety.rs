@@ -4,9 +4,8 @@
 //! end-of-life care) and overdose or sedation signals (CDC 2022 Rec 5: the one situation that is
 //! urgent). Their outcomes are safety floors the policy file cannot lower.
 
-use chrono::Duration;
-
 use super::RuleContext;
+use crate::days::add_days;
 use crate::decision::{Evidence, ReasonCode};
 use crate::facts::{ClinicalFlagKind, OrderPurpose, OtherMedicationClass, RequestKind, ReviewKind};
 
@@ -25,8 +24,9 @@ pub(super) fn check_oud_treatment_elsewhere(ctx: &mut RuleContext) {
     for medication in ctx.facts.other_medications.iter().filter(|m| {
         m.active && m.class == OtherMedicationClass::OudTreatment && m.started_on.is_none_or(|on| on <= today)
     }) {
-        let mut evidence =
-            vec![Evidence::text("source", "other_medication"), Evidence::text("medication", medication.text.clone())];
+        let mut evidence = Vec::with_capacity(3);
+        evidence.push(Evidence::text("source", "other_medication"));
+        evidence.push(Evidence::text("medication", medication.text.clone()));
         if let Some(started) = medication.started_on {
             evidence.push(Evidence::date("started_on", started));
         }
@@ -79,9 +79,14 @@ pub(super) fn check_scope(ctx: &mut RuleContext) {
 /// since), it still counts as overdose history for naloxone.
 pub(super) fn check_overdose_signal(ctx: &mut RuleContext) {
     let window = ctx.policy.refill.overdose_signal_window_days;
+    let mut signals =
+        ctx.facts.flags.iter().filter(|f| f.kind == ClinicalFlagKind::OverdoseOrSedationSignal).peekable();
+    if signals.peek().is_none() {
+        return;
+    }
     let last_review = ctx.latest_review(|kind| *kind == ReviewKind::BenefitRisk).map(|r| r.reviewed_on);
     let mut fired = Vec::new();
-    for flag in ctx.facts.flags.iter().filter(|f| f.kind == ClinicalFlagKind::OverdoseOrSedationSignal) {
+    for flag in signals {
         let age = ctx.age_days(flag.recorded_on);
         let reviewed_since = last_review.is_some_and(|on| on > flag.recorded_on);
         if !(0..=window).contains(&age) || reviewed_since {
@@ -90,7 +95,7 @@ pub(super) fn check_overdose_signal(ctx: &mut RuleContext) {
         let evidence = vec![
             Evidence::date("signal_recorded_on", flag.recorded_on),
             Evidence::integer("signal_age_days", age),
-            Evidence::date("window_ends_on", flag.recorded_on + Duration::days(window)),
+            Evidence::date("window_ends_on", add_days(flag.recorded_on, window)),
         ];
         fired.push((evidence, flag.confidentiality.is_restricted()));
     }

@@ -471,7 +471,7 @@ fn an_unprescribed_or_inactive_benzodiazepine_stays_unexpected() {
             let decision = case.decide();
             assert!(codes(&decision).contains(&"uds_unexpected_result"), "{medications:?} {extra:?}");
             let findings = evidence(&decision, ReasonCode::UdsUnexpectedResult, "findings");
-            assert_eq!(*findings, EvidenceValue::Text(format!("{}: unexpected", extra.1)));
+            assert_eq!(*findings, EvidenceValue::Text(format!("{}: unexpected", extra.1).into()));
             assert_eq!(decision.outcome, Outcome::Escalate);
         }
     }

@@ -11,9 +11,10 @@
 //! out (last fill + days supply), a hold would leave the patient without medication, so it escalates
 //! instead (HHS 2019: no abrupt discontinuation).
 
-use chrono::{Duration, NaiveDate};
+use chrono::NaiveDate;
 
 use super::RuleContext;
+use crate::days::{add_days, days_between, sub_days};
 use crate::decision::{Evidence, ReasonCode};
 use crate::facts::Fill;
 
@@ -44,9 +45,8 @@ pub(super) fn check(ctx: &mut RuleContext) {
     };
     let policy = &ctx.policy.refill;
     let days_elapsed = ctx.age_days(last_fill.filled_on);
-    let on_time_date =
-        last_fill.filled_on + Duration::days(on_time_day(last_fill.days_supply, policy.on_time_fraction));
-    let runs_out_on = last_fill.filled_on + Duration::days(i64::from(last_fill.days_supply));
+    let on_time_date = add_days(last_fill.filled_on, on_time_day(last_fill.days_supply, policy.on_time_fraction));
+    let runs_out_on = add_days(last_fill.filled_on, i64::from(last_fill.days_supply));
     let accumulation =
         accumulation(&ctx.facts.fills, today, policy.early_fill_lookback_days, policy.early_fill_allowance_days);
 
@@ -123,13 +123,15 @@ pub(crate) fn accumulation(
     lookback_days: i64,
     allowance_days: i64,
 ) -> Option<Accumulation> {
-    let window_start = today - Duration::days(lookback_days);
+    let window_start = sub_days(today, lookback_days);
     let mut first_fill_on: Option<NaiveDate> = None;
     let mut days_supplied = 0i64;
     let mut count = 0i64;
     let in_window = |fill: &&Fill| fill.filled_on >= window_start && fill.filled_on <= today;
-    // Fill lists usually arrive in date order with one fill per day: then no fill can share its day.
-    let distinct_days = fills.windows(2).all(|pair| pair[0].filled_on < pair[1].filled_on);
+    // Fill lists usually arrive in date order (oldest or newest first) with one fill per day: then no
+    // fill can share its day.
+    let distinct_days = fills.windows(2).all(|pair| pair[0].filled_on < pair[1].filled_on)
+        || fills.windows(2).all(|pair| pair[0].filled_on > pair[1].filled_on);
     for (index, fill) in fills.iter().enumerate().filter(|(_, fill)| in_window(fill)) {
         // Fills handed over on the same day (two products of one regimen) are one supply event: count
         // the longest of them once, so a two-product regimen does not look like a stockpile.
@@ -148,7 +150,7 @@ pub(crate) fn accumulation(
         first_fill_on = Some(first_fill_on.map_or(fill.filled_on, |first| first.min(fill.filled_on)));
     }
     let first_fill_on = first_fill_on?;
-    let days_elapsed = (today - first_fill_on).num_days();
+    let days_elapsed = days_between(today, first_fill_on);
     if days_supplied <= days_elapsed + allowance_days {
         return None;
     }
@@ -157,6 +159,6 @@ pub(crate) fn accumulation(
         fills: count,
         days_supplied,
         days_elapsed,
-        clears_on: first_fill_on + Duration::days(days_supplied - allowance_days),
+        clears_on: add_days(first_fill_on, days_supplied - allowance_days),
     })
 }

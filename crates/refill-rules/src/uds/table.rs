@@ -2,10 +2,11 @@
 //! and embedded at build time: which analytes each opioid leaves in urine, which analytes each assay can
 //! see, and which analytes are illicit whatever is prescribed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::OnceLock;
 
 use crate::error::RulesError;
+use crate::text::FastHash;
 
 const EXPECTED_CSV: &str = include_str!("../../data/uds-expected-analytes.csv");
 const COVERAGE_CSV: &str = include_str!("../../data/uds-assay-coverage.csv");
@@ -101,7 +102,12 @@ impl UdsTable {
 
     /// Every analyte the ingredient may leave (parent and metabolites, minor ones included).
     pub fn analytes_of(&self, ingredient: &str) -> Vec<&ExpectedAnalyte> {
-        self.expected.get(ingredient).map(|rows| rows.iter().collect()).unwrap_or_default()
+        self.analytes_of_slice(ingredient).iter().collect()
+    }
+
+    /// `analytes_of` without collecting: the table's own rows, empty for an ingredient it does not list.
+    pub fn analytes_of_slice(&self, ingredient: &str) -> &[ExpectedAnalyte] {
+        self.expected.get(ingredient).map(Vec::as_slice).unwrap_or_default()
     }
 
     pub fn is_confirmatory(assay: &str) -> bool {
@@ -118,6 +124,96 @@ impl UdsTable {
 
     pub fn knows_assay(&self, assay: &str) -> bool {
         UdsTable::is_confirmatory(assay) || self.coverage.contains_key(assay)
+    }
+}
+
+/// The table's lookups by hash. Its maps are B-trees keyed by strings, where one lookup costs about ten
+/// string comparisons, and reading a result makes several per line. Built once for the embedded table
+/// (`Lookup::embedded`), per interpretation for any other; it answers exactly what the maps answer.
+pub(crate) struct Lookup<'t> {
+    expected: HashMap<&'t str, &'t [ExpectedAnalyte], FastHash>,
+    coverage: HashMap<&'t str, AssayCoverage<'t>, FastHash>,
+    illicit: HashSet<&'t str, FastHash>,
+    /// (assay, analyte) for every immunoassay row whose analyte is an ingredient the table lists.
+    sees_listed: HashSet<(&'t str, &'t str), FastHash>,
+}
+
+/// What one immunoassay sees (`UdsTable::coverage` of the assay).
+pub(crate) struct AssayCoverage<'t> {
+    analytes: HashMap<&'t str, Coverage, FastHash>,
+    /// It covers some analyte, and every analyte it covers is illicit.
+    only_illicit: bool,
+}
+
+impl<'t> Lookup<'t> {
+    pub fn new(table: &'t UdsTable) -> Lookup<'t> {
+        let expected = table.expected.iter().map(|(ingredient, rows)| (ingredient.as_str(), rows.as_slice())).collect();
+        let coverage = table
+            .coverage
+            .iter()
+            .map(|(assay, analytes)| {
+                let only_illicit = !analytes.is_empty() && analytes.keys().all(|a| table.illicit.contains(a));
+                let analytes = analytes.iter().map(|(analyte, level)| (analyte.as_str(), *level)).collect();
+                (assay.as_str(), AssayCoverage { analytes, only_illicit })
+            })
+            .collect();
+        let illicit = table.illicit.iter().map(String::as_str).collect();
+        let sees_listed = table
+            .coverage
+            .iter()
+            .flat_map(|(assay, analytes)| analytes.keys().map(move |analyte| (assay.as_str(), analyte.as_str())))
+            .filter(|(_, analyte)| table.expected.contains_key(*analyte))
+            .collect();
+        Lookup { expected, coverage, illicit, sees_listed }
+    }
+
+    /// The lookups of `UdsTable::embedded`, built once.
+    pub fn embedded() -> &'static Lookup<'static> {
+        static LOOKUP: OnceLock<Lookup<'static>> = OnceLock::new();
+        LOOKUP.get_or_init(|| Lookup::new(UdsTable::embedded()))
+    }
+
+    /// `UdsTable::analytes_of_slice`.
+    pub fn analytes_of(&self, ingredient: &str) -> &'t [ExpectedAnalyte] {
+        self.expected.get(ingredient).copied().unwrap_or_default()
+    }
+
+    /// `analyte` is an ingredient the table lists, and `assay` sees it: a confirmatory method, or an
+    /// immunoassay that covers it. One lookup for what the refill rule's shortcut asks of every line.
+    pub fn sees_listed_ingredient(&self, assay: &str, analyte: &str) -> bool {
+        if UdsTable::is_confirmatory(assay) {
+            self.expected.contains_key(analyte)
+        } else {
+            self.sees_listed.contains(&(assay, analyte))
+        }
+    }
+
+    /// `UdsTable::coverage` of an immunoassay.
+    pub fn coverage(&self, assay: &str) -> Option<&AssayCoverage<'t>> {
+        self.coverage.get(assay)
+    }
+
+    pub fn is_illicit(&self, analyte: &str) -> bool {
+        self.illicit.contains(analyte)
+    }
+
+    /// `UdsTable::knows_assay`.
+    pub fn knows_assay(&self, assay: &str) -> bool {
+        UdsTable::is_confirmatory(assay) || self.coverage.contains_key(assay)
+    }
+}
+
+impl AssayCoverage<'_> {
+    pub fn get(&self, analyte: &str) -> Option<Coverage> {
+        self.analytes.get(analyte).copied()
+    }
+
+    pub fn covers(&self, analyte: &str) -> bool {
+        self.analytes.contains_key(analyte)
+    }
+
+    pub fn only_illicit(&self) -> bool {
+        self.only_illicit
     }
 }
 
@@ -184,6 +280,34 @@ mod tests {
         }
         assert_eq!(table.coverage_of("opiates", "morphine"), Some(Coverage::Reliable));
         assert_eq!(table.coverage_of("lcms", "anything"), Some(Coverage::Reliable));
+    }
+
+    #[test]
+    fn the_lookup_answers_what_the_maps_answer() {
+        let table = UdsTable::embedded();
+        let lookup = Lookup::new(table);
+        let mut assays: Vec<&str> = table.coverage.keys().map(String::as_str).collect();
+        assays.extend(CONFIRMATORY_ASSAYS);
+        assays.extend(["thc", "OPIATES", ""]);
+        let mut names: Vec<&str> = table.expected.keys().map(String::as_str).collect();
+        names.extend(table.coverage.values().flat_map(|analytes| analytes.keys().map(String::as_str)));
+        names.extend(table.illicit.iter().map(String::as_str));
+        names.extend(["gabapentin", "Oxycodone", ""]);
+        for assay in &assays {
+            assert_eq!(lookup.knows_assay(assay), table.knows_assay(assay), "{assay}");
+            for name in &names {
+                let listed_and_seen = table.expected.contains_key(*name)
+                    && (UdsTable::is_confirmatory(assay)
+                        || table.coverage.get(*assay).is_some_and(|sees| sees.contains_key(*name)));
+                assert_eq!(lookup.sees_listed_ingredient(assay, name), listed_and_seen, "{assay} {name}");
+                let covered = table.coverage.get(*assay).and_then(|sees| sees.get(*name)).copied();
+                assert_eq!(lookup.coverage(assay).and_then(|sees| sees.get(name)), covered, "{assay} {name}");
+            }
+        }
+        for name in &names {
+            assert_eq!(lookup.is_illicit(name), table.illicit.contains(*name), "{name}");
+            assert_eq!(lookup.analytes_of(name), table.analytes_of_slice(name), "{name}");
+        }
     }
 
     #[test]

@@ -287,7 +287,64 @@ mod properties {
             prop_assert!(gap >= policy.min_gap_days && gap <= policy.period_days(tier) && gap <= 365);
             prop_assert_eq!(drawn, draw_next_date(last, tier, &UdsSeed::splitmix64(seed), PatientId(patient), period, &policy).unwrap());
         }
+
+        /// The refill rule's short reading (`flagged_findings`) says exactly what the full
+        /// interpretation flags, over assays the table knows and does not know, confirmatory lines,
+        /// aliases, capitals and stray spaces, class results, negatives, and prescribed lists with
+        /// repeats, capitals and names the table does not list.
+        #[test]
+        fn the_rule_reading_agrees_with_the_full_interpretation(
+            lines in proptest::collection::vec((0..ASSAYS.len(), 0..ANALYTES.len(), any::<bool>(), 0..3usize), 0..6),
+            prescribed in proptest::collection::vec((0..PRESCRIBED.len(), any::<bool>()), 0..4),
+            confirmatory in any::<bool>(),
+        ) {
+            let spell = |name: &str, how: usize| match how {
+                0 => name.to_string(),
+                1 => name.to_uppercase(),
+                _ => format!(" {name} "),
+            };
+            let lines: Vec<(String, String, bool)> = lines
+                .iter()
+                .map(|&(assay, analyte, detected, how)| {
+                    // A class result reports the assay's own name as the analyte.
+                    let analyte = if analyte == 0 { ASSAYS[assay] } else { ANALYTES[analyte] };
+                    (spell(ASSAYS[assay], how), spell(analyte, how), detected)
+                })
+                .collect();
+            let borrowed: Vec<(&str, &str, bool)> = lines.iter().map(|(a, b, d)| (a.as_str(), b.as_str(), *d)).collect();
+            let result = result(confirmatory, &borrowed);
+            let prescribed: Vec<String> =
+                prescribed.iter().map(|&(name, upper)| spell(PRESCRIBED[name], usize::from(upper))).collect();
+            let prescribed: Vec<&str> = prescribed.iter().map(String::as_str).collect();
+            let full = interpret(&result, &prescribed);
+            let expected = full.needs_review().then(|| {
+                full.flagged().map(|f| format!("{}: {}", f.substance, f.finding.as_str())).collect::<Vec<_>>().join("; ")
+            });
+            prop_assert_eq!(flagged_findings(&result, &prescribed), expected);
+        }
     }
+
+    const ASSAYS: [&str; 10] =
+        ["opiates", "oxycodone", "fentanyl", "benzodiazepines", "cocaine", "lcms", "GC-MS", "bzo", "opiate", "thc-cup"];
+    /// Index 0 stands for the assay's own name (a class result).
+    const ANALYTES: [&str; 14] = [
+        "",
+        "morphine",
+        "codeine",
+        "hydromorphone",
+        "oxycodone",
+        "oxymorphone",
+        "fentanyl",
+        "norfentanyl",
+        "6-MAM",
+        "benzoylecgonine",
+        "alpha-OH-alprazolam",
+        "lorazepam",
+        "thc",
+        "α-hydroxyalprazolam",
+    ];
+    const PRESCRIBED: [&str; 8] =
+        ["oxycodone", "morphine", "codeine", "fentanyl", "alprazolam", "lorazepam", "gabapentin", "buprenorphine"];
 }
 
 #[test]
