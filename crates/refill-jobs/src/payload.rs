@@ -25,7 +25,9 @@ pub enum JobPayload {
     DailyChunk { site: String, date: NaiveDate, first_patient: i64, last_patient: i64 },
     /// Draw the next scheduled UDS date for one patient (after a test, or when none is drawn).
     UdsDraw { patient: i64, date: NaiveDate },
-    /// Apply step `step` of taper plan `plan` taking effect on `effective_on`.
+    /// Apply step `step` of taper plan `plan` taking effect on `effective_on`. The daily chunk applies
+    /// the day's steps itself; this job is for applying one step outside the daily run (a backfill, or
+    /// a step dated today signed after the run), and does nothing for a plan no longer in force.
     TaperStep { plan: i64, step: u32, patient: i64, effective_on: NaiveDate },
     /// Turn one patient reminder into an outbox email (the notifier renders and sends it).
     PatientReminder { patient: i64, reminder: ReminderKind, about: NaiveDate, date: NaiveDate },
