@@ -182,7 +182,11 @@ impl StoreEvaluator {
             && taper.step_started_on == date
             && taper.step_regimen != facts.regimen
         {
-            tx.replace_regimen(facts.patient_id, &taper.step_regimen).await?;
+            let system = refill_store::Actor::system();
+            let plan = refill_store::TaperPlanId(taper.plan_id);
+            self.store
+                .apply_taper_step_in(tx, facts.patient_id, plan, taper.step_started_on, &taper.step_regimen, &system)
+                .await?;
         }
         Ok(())
     }

@@ -866,6 +866,37 @@ impl Store {
         Ok(plan_id)
     }
 
+    /// Make a taper step the regimen of record, with its audit event (before: the order ids of record,
+    /// after: the step's), in the caller's transaction. Used by the daily run on a step's day and by a
+    /// physician's signature of a plan whose step is already in force.
+    pub async fn apply_taper_step_in(
+        &self,
+        tx: &mut Tx,
+        patient_id: PatientId,
+        plan_id: TaperPlanId,
+        step_starts_on: NaiveDate,
+        step_regimen: &[MedicationOrder],
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
+        let before: Vec<String> = with_tx!(tx, conn => {
+            sqlx::query_scalar(
+                "select source_id from medication_orders where patient_id = $1 and active = true order by id",
+            )
+            .bind(patient_id.0)
+            .fetch_all(&mut *conn)
+            .await?
+        });
+        tx.replace_regimen(patient_id, step_regimen).await?;
+        let after: Vec<&str> = step_regimen.iter().map(|order| order.id.as_str()).collect();
+        let event = AuditEvent::new(actor, "regimen.taper_step", "taper_plan")
+            .resource_id(plan_id.to_string())
+            .patient(patient_id)
+            .before(json!({ "orders": before }))
+            .after(json!({ "orders": after, "step_starts_on": step_starts_on }));
+        self.append_audit(tx, &event).await?;
+        Ok(())
+    }
+
     /// Pause the patient's active taper plan from `paused_on` (physician action, in the caller's
     /// transaction): the step in force that day stays the reference, no later step takes effect until
     /// the plan is resumed. A step starting that day that the daily run has not applied yet is not in

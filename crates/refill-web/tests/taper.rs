@@ -238,3 +238,39 @@ async fn a_faster_preset_without_attestation_is_refused_in_plain_words_and_nothi
     let row = screens::exception(&setup.state.store, setup.state.today(), id).await.expect("exception");
     assert!(row.resolution.is_none());
 }
+
+/// A taper signed to start today is in force at once: its first step becomes the regimen of record in
+/// the signing transaction (the day's run may be past), audited, and the re-run rules see no
+/// difference between the regimen and the step.
+#[tokio::test]
+async fn a_taper_signed_to_start_today_becomes_the_regimen_at_once() {
+    let setup = setup().await;
+    let id = setup.exception_id;
+    let today = setup.state.today();
+    let mut parameters = vec![
+        ("decision", "taper_start".to_string()),
+        ("version", setup.exception_version.to_string()),
+        ("preset", "cdc_default".to_string()),
+        ("target_mme", String::new()),
+        ("start_on", today.to_string()),
+    ];
+    let (status, preview) = setup.send("POST", &format!("/exceptions/{id}/taper/preview"), &parameters).await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    let patient = refill_rules::PatientId(setup.patient_id);
+    let before = setup.state.store.load_patient_facts(patient, today).await.expect("facts").regimen;
+    parameters.push(("patient_version", hidden(&preview, "patient_version")));
+    parameters.push(("rationale", "Agreed with the patient: a slow taper from today.".to_string()));
+    let (status, page) = setup.send("POST", &format!("/exceptions/{id}/taper/sign"), &parameters).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+
+    let facts = setup.state.store.load_patient_facts(patient, today).await.expect("facts");
+    let taper = facts.taper.clone().expect("a taper in force");
+    assert_eq!(taper.step_started_on, today);
+    assert_ne!(before, taper.step_regimen, "the first step lowers the dose");
+    assert_eq!(facts.regimen, taper.step_regimen, "the first step is the regimen of record");
+    let events = setup.state.store.audit_events_for_patient(patient, 100).await.expect("audit");
+    assert!(events.iter().any(|e| e.action == "regimen.taper_step"), "the regimen change is audited");
+    let decision = setup.state.store.decisions_for_patient(patient, 1).await.expect("decisions").remove(0);
+    let codes: Vec<_> = decision.decision.reasons.iter().map(|r| r.code).collect();
+    assert!(!codes.contains(&refill_rules::ReasonCode::RegimenChanged), "{codes:?}");
+}

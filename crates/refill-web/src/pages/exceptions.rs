@@ -311,11 +311,22 @@ pub(crate) async fn sign_decision(
     match plan {
         PlanChange::None => {}
         PlanChange::Store { plan, patient_version } => {
-            state
+            let plan_id = state
                 .store
                 .create_taper_plan_in(&mut tx, patient, patient_version, plan, &actor)
                 .await
                 .map_err(conflict)?;
+            // A plan whose first step starts today (or earlier) is in force now: the daily run of today
+            // may be past, so the signature makes that step the regimen of record at once.
+            let facts = tx.load_patient_facts(patient, today).await?;
+            if let Some(taper) = facts.taper.as_ref().filter(|t| t.plan_id == plan_id.0)
+                && taper.step_regimen != facts.regimen
+            {
+                state
+                    .store
+                    .apply_taper_step_in(&mut tx, patient, plan_id, taper.step_started_on, &taper.step_regimen, &actor)
+                    .await?;
+            }
         }
         PlanChange::Pause => {
             state.store.pause_taper_plan_in(&mut tx, patient, today, &actor, rationale).await.map_err(conflict)?;
