@@ -142,6 +142,11 @@ fn value_words(value: Option<&Value>) -> String {
             Some((_, inner)) => value_words(Some(inner)),
             None => String::new(),
         },
+        // Whole numbers print through the integer formatter: the same text, without the exact float
+        // formatting that dominated a queue page's evidence.
+        Some(Value::Number(number)) if number.as_i64().is_some_and(|whole| whole.unsigned_abs() < 1 << 53) => {
+            number.to_string()
+        }
         Some(Value::Number(number)) => match number.as_f64() {
             Some(value) if value.fract() == 0.0 => format!("{value:.0}"),
             Some(value) => format!("{value:.1}"),
@@ -219,5 +224,13 @@ mod tests {
         assert_eq!(lines[1].text, "Rule fired");
         assert!(reasons(Some("not json"), false).is_empty());
         assert!(reasons(None, false).is_empty());
+    }
+
+    #[test]
+    fn numbers_in_evidence_print_the_same_whole_or_not() {
+        for (json, words) in [("114", "114"), ("-2", "-2"), ("90.0", "90"), ("37.5", "37.5"), ("0.25", "0.2")] {
+            let value: Value = serde_json::from_str(json).expect("number");
+            assert_eq!(value_words(Some(&value)), words, "{json}");
+        }
     }
 }

@@ -70,8 +70,18 @@ pub fn name_actors(names: &std::collections::HashMap<String, String>, message: &
 
 /// A number with at most two decimals and no trailing zeros ("0.33", "2", "1.5").
 fn short_number(value: f64) -> String {
+    if let Some(text) = whole_number(value) {
+        return text;
+    }
     let text = format!("{value:.2}");
     text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A whole number as text through the integer formatter (the text `{:.0}` would print, far cheaper:
+/// doses and MME are mostly whole and a queue page prints hundreds); `None` otherwise.
+fn whole_number(value: f64) -> Option<String> {
+    let whole = value.fract() == 0.0 && value.abs() < 1e15 && !(value == 0.0 && value.is_sign_negative());
+    whole.then(|| (value as i64).to_string())
 }
 
 pub fn regimen_text(lines: &[&RegimenLine], may_see_part2: bool) -> String {
@@ -133,7 +143,10 @@ pub fn row_view(
         reasons: wording::reasons(row.reasons.as_deref(), false),
         due: wording::due(row.tasks.as_deref()),
         regimen: regimen_text(&lines, false),
-        mme: row.total_daily_mme.map(|m| format!("{m:.0}")).unwrap_or_else(|| "—".into()),
+        mme: row
+            .total_daily_mme
+            .map(|m| whole_number(m).unwrap_or_else(|| format!("{m:.0}")))
+            .unwrap_or_else(|| "—".into()),
         working: working.join(", "),
         done: row.status == "done",
     }
@@ -651,4 +664,23 @@ pub async fn note_change(state: &AppState, patient_id: i64, kind: &str, actor_na
     tx.commit().await?;
     publish_latest(state).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_print_as_the_float_formatter_would() {
+        for value in [0.0, 1.0, 2.0, 10.0, 45.0, 90.0, 120.0, 1_000_000.0, -3.0, 1e14] {
+            assert_eq!(whole_number(value).as_deref(), Some(format!("{value:.0}").as_str()), "{value}");
+        }
+        for value in [0.5, 37.5, 0.33, -0.0, f64::NAN, f64::INFINITY, 1e300] {
+            assert_eq!(whole_number(value), None, "{value}");
+        }
+        assert_eq!(short_number(10.0), "10");
+        assert_eq!(short_number(0.33), "0.33");
+        assert_eq!(short_number(1.5), "1.5");
+        assert_eq!(short_number(2.499), "2.5");
+    }
 }
