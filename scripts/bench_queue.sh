@@ -76,9 +76,10 @@ rows=$(curl -s -H "Cookie: $COOKIE" "http://127.0.0.1:$PORT/queue" | grep -c 'tr
 echo "   first page has $rows rows"
 
 # The first page of each filter is shared by every screen until something changes (see
-# crates/refill-web/src/queue_cache.rs); page 2 (`page=1`) always loads from the store, so its figures
-# are what a page costs when the cache cannot help (after every change, the first request pays it).
-for target in "/queue" "/queue?page=1"; do
+# crates/refill-web/src/queue_cache.rs); deeper pages always load from the store, so page 2 (`page=1`)
+# shows what a page costs when the cache cannot help (after every change, the first request pays it)
+# and the last page (`page=49` of 5,000 rows) what a deep OFFSET costs.
+for target in "/queue" "/queue?page=1" "/queue?page=$(( DUE / 100 - 1 ))"; do
   echo "== warm-up 5s $target"
   wrk -t2 -c50 -d5s -H "Cookie: $COOKIE" "http://127.0.0.1:$PORT$target" > /dev/null
   echo "== wrk -t2 -c50 -d$DURATION --latency GET $target"
