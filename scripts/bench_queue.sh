@@ -9,6 +9,9 @@
 # queue page query, tallies, regimens, presence, and the audit event of the view (group commit).
 #
 # Usage: scripts/bench_queue.sh [DURATION]   (default 30s; needs a release build: cargo build --release)
+# CLINIC_CACHE=path keeps the built clinic (before its queue is cut and a user added) at that path and
+# reuses it on later runs, so before/after comparisons run on the same data without the 2-minute build.
+# PERF_DATA=path also samples the server with `perf record` (cpu-clock, call graphs) during the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-30s}
@@ -28,10 +31,20 @@ trap cleanup EXIT
 command -v wrk >/dev/null || { echo "wrk is not installed" >&2; exit 1; }
 [ -x "$REFILL" ] || { echo "no release build at $REFILL (cargo build --release)" >&2; exit 1; }
 
-echo "== building a clinic of $PATIENTS patients"
-start=$(date +%s)
-"$REFILL" demo --patients "$PATIENTS" --no-serve --db "$DB" > "$WORK/demo.log"
-echo "   built in $(( $(date +%s) - start )) s"
+CLINIC_CACHE=${CLINIC_CACHE:-}
+if [ -n "$CLINIC_CACHE" ] && [ -f "$CLINIC_CACHE" ]; then
+  echo "== reusing the clinic at $CLINIC_CACHE"
+  cp "$CLINIC_CACHE" "$DB"
+else
+  echo "== building a clinic of $PATIENTS patients"
+  start=$(date +%s)
+  "$REFILL" demo --patients "$PATIENTS" --no-serve --db "$DB" > "$WORK/demo.log"
+  echo "   built in $(( $(date +%s) - start )) s"
+  if [ -n "$CLINIC_CACHE" ]; then
+    sqlite3 "$DB" "pragma wal_checkpoint(truncate)" >/dev/null 2>&1 || true
+    cp "$DB" "$CLINIC_CACHE"
+  fi
+fi
 
 python3 - "$DB" "$DUE" <<'PY'
 import sqlite3, sys
@@ -62,7 +75,22 @@ COOKIE=$(awk '$6 == "refill_session" { print "refill_session=" $7 }' "$JAR")
 rows=$(curl -s -H "Cookie: $COOKIE" "http://127.0.0.1:$PORT/queue" | grep -c 'tr class="row' || true)
 echo "   first page has $rows rows"
 
-echo "== warm-up 5s"
-wrk -t2 -c50 -d5s -H "Cookie: $COOKIE" "http://127.0.0.1:$PORT/queue" > /dev/null
-echo "== wrk -t2 -c50 -d$DURATION --latency GET /queue"
-wrk -t2 -c50 -d"$DURATION" --latency -H "Cookie: $COOKIE" "http://127.0.0.1:$PORT/queue"
+# The first page of each filter is shared by every screen until something changes (see
+# crates/refill-web/src/queue_cache.rs); deeper pages always load from the store, so page 2 (`page=1`)
+# shows what a page costs when the cache cannot help (after every change, the first request pays it)
+# and the last page (`page=49` of 5,000 rows) what a deep OFFSET costs.
+for target in "/queue" "/queue?page=1" "/queue?page=$(( DUE / 100 - 1 ))"; do
+  echo "== warm-up 5s $target"
+  wrk -t2 -c50 -d5s -H "Cookie: $COOKIE" "http://127.0.0.1:$PORT$target" > /dev/null
+  echo "== wrk -t2 -c50 -d$DURATION --latency GET $target"
+  echo "   before: $(uptime)"
+  PERF_PID=""
+  if [ -n "${PERF_DATA:-}" ]; then
+    perf record -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$SERVER_PID" -o "$PERF_DATA.$(echo "$target" | tr -c 'a-z0-9\n' _)" \
+      -- sleep "${DURATION%s}" 2>/dev/null &
+    PERF_PID=$!
+  fi
+  wrk -t2 -c50 -d"$DURATION" --latency -H "Cookie: $COOKIE" "http://127.0.0.1:$PORT$target"
+  echo "   after:  $(uptime)"
+  if [ -n "$PERF_PID" ]; then wait "$PERF_PID" || true; fi
+done

@@ -137,11 +137,16 @@ pub async fn queue_page(
     offset: i64,
 ) -> Result<Vec<QueueRow>, StoreError> {
     let runs_out_by = clinic_date.succ_opt().unwrap_or(clinic_date);
+    // The page is cut from the queue rows alone (the screen index walks them in order) and only its rows
+    // are joined to patients and decisions: rows skipped by OFFSET are never joined, so the last page of
+    // 5,000 costs about what the first does.
     let sql = format!(
-        "SELECT {QUEUE_COLUMNS} FROM daily_queue q JOIN patients p ON p.id = q.patient_id \
+        "SELECT {QUEUE_COLUMNS} FROM ( \
+           SELECT * FROM daily_queue q WHERE q.clinic_date = $1 AND {} \
+           ORDER BY q.urgency DESC, q.run_out_on, q.patient_id LIMIT $2 OFFSET $3 \
+         ) q JOIN patients p ON p.id = q.patient_id \
          LEFT JOIN decisions d ON d.id = q.decision_id \
-         WHERE q.clinic_date = $1 AND {} \
-         ORDER BY q.urgency DESC, q.run_out_on, q.patient_id LIMIT $2 OFFSET $3",
+         ORDER BY q.urgency DESC, q.run_out_on, q.patient_id",
         filter.condition()
     );
     let rows = with_read_pool!(store, pool => {

@@ -226,7 +226,11 @@ async fn the_queue_page_sorts_by_urgency_then_run_out_and_counts_tallies() {
         let soon = screens::queue_page(store, today, QueueFilter::RunningOut, 100, 0).await.expect("page");
         assert_eq!(soon.iter().map(|r| r.family_name.as_str()).collect::<Vec<_>>(), ["p-hold-soon", "p-tasks"]);
         let second_page = screens::queue_page(store, today, QueueFilter::Open, 2, 2).await.expect("page");
-        assert_eq!(second_page.len(), 2);
+        let second: Vec<&str> = second_page.iter().map(|r| r.family_name.as_str()).collect();
+        assert_eq!(second, ["p-hold-late", "p-tasks"], "{}: a deeper page is the same order, cut", db.name);
+        let last_page = screens::queue_page(store, today, QueueFilter::Open, 2, 4).await.expect("page");
+        assert_eq!(last_page.iter().map(|r| r.family_name.as_str()).collect::<Vec<_>>(), ["p-approve"]);
+        assert!(last_page[0].reasons.as_deref().is_some_and(|r| r.contains("naloxone_offer_due")), "{}", db.name);
         let open = screens::open_exceptions(store, today, 10).await.expect("exceptions");
         assert_eq!(open.len(), 1, "{}: the urgent escalation raised one exception", db.name);
         assert_eq!(open[0].urgency, "urgent");

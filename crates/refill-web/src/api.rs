@@ -44,7 +44,7 @@ pub async fn queue(
         serde_json::json!({ "api": true, "filter": filter.as_str(), "page": page, "rows": rows.len() }),
     )
     .await?;
-    Ok(Json(serde_json::json!({ "clinic_date": state.today(), "filter": filter.as_str(), "page": page, "tallies": tallies, "rows": rows })).into_response())
+    Ok(Json(serde_json::json!({ "clinic_date": state.today(), "filter": filter.as_str(), "page": page, "tallies": tallies, "rows": rows.as_slice() })).into_response())
 }
 
 pub async fn queue_item(

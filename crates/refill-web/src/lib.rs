@@ -14,6 +14,7 @@ mod chart;
 mod error;
 pub mod live;
 pub mod pages;
+mod queue_cache;
 mod security;
 pub mod tls;
 pub mod totp;
@@ -117,6 +118,8 @@ pub struct AppState {
     pub live: live::LiveFeed,
     /// Group-committed audit of views.
     pub view_audit: view_audit::ViewAudit,
+    /// Today's tallies and each filter's first page, shared by every screen until something changes.
+    pub queue_cache: Arc<queue_cache::QueueCache>,
 }
 
 impl AppState {
@@ -135,6 +138,7 @@ impl AppState {
             policy_version,
             clock: Clock::system(),
             live: live::LiveFeed::new(),
+            queue_cache: Arc::default(),
         }
     }
 

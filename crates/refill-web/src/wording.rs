@@ -70,27 +70,49 @@ pub struct ReasonLine {
     pub restricted: bool,
 }
 
+/// A reason in the form the store writes (`outcome` and `task` are not needed here and are skipped).
+#[derive(serde::Deserialize)]
+struct StoredReason {
+    code: String,
+    restricted: bool,
+    #[serde(default)]
+    evidence: Option<Value>,
+}
+
 /// The reasons of a stored decision in plain words; restricted ones are masked unless `may_see_part2`.
 pub fn reasons(stored: Option<&str>, may_see_part2: bool) -> Vec<ReasonLine> {
-    let Some(value) = stored.and_then(|text| serde_json::from_str::<Value>(text).ok()) else { return Vec::new() };
+    let Some(text) = stored else { return Vec::new() };
+    // The store's own form reads straight into fields (a queue page reads a hundred of these); anything
+    // else is read leniently, field by field.
+    if let Ok(list) = serde_json::from_str::<Vec<StoredReason>>(text) {
+        return list
+            .into_iter()
+            .map(|reason| reason_line(reason.code, reason.restricted, reason.evidence.as_ref(), may_see_part2))
+            .collect();
+    }
+    let Ok(value) = serde_json::from_str::<Value>(text) else { return Vec::new() };
     let Some(list) = value.as_array() else { return Vec::new() };
     list.iter()
         .map(|reason| {
             let code = reason.get("code").and_then(Value::as_str).unwrap_or("").to_string();
             let restricted = reason.get("restricted").and_then(Value::as_bool).unwrap_or(false);
-            let text = if restricted && !may_see_part2 {
-                RESTRICTED.to_string()
-            } else {
-                let evidence = evidence_words(reason.get("evidence"));
-                if evidence.is_empty() {
-                    reason_sentence(&code).to_string()
-                } else {
-                    format!("{}: {}", reason_sentence(&code), evidence)
-                }
-            };
-            ReasonLine { code, text, restricted }
+            reason_line(code, restricted, reason.get("evidence"), may_see_part2)
         })
         .collect()
+}
+
+fn reason_line(code: String, restricted: bool, evidence: Option<&Value>, may_see_part2: bool) -> ReasonLine {
+    let text = if restricted && !may_see_part2 {
+        RESTRICTED.to_string()
+    } else {
+        let evidence = evidence_words(evidence);
+        if evidence.is_empty() {
+            reason_sentence(&code).to_string()
+        } else {
+            format!("{}: {}", reason_sentence(&code), evidence)
+        }
+    };
+    ReasonLine { code, text, restricted }
 }
 
 /// `name value; name value` from stored evidence (either the store's list form or a name-keyed map).
@@ -120,6 +142,11 @@ fn value_words(value: Option<&Value>) -> String {
             Some((_, inner)) => value_words(Some(inner)),
             None => String::new(),
         },
+        // Whole numbers print through the integer formatter: the same text, without the exact float
+        // formatting that dominated a queue page's evidence.
+        Some(Value::Number(number)) if number.as_i64().is_some_and(|whole| whole.unsigned_abs() < 1 << 53) => {
+            number.to_string()
+        }
         Some(Value::Number(number)) => match number.as_f64() {
             Some(value) if value.fract() == 0.0 => format!("{value:.0}"),
             Some(value) => format!("{value:.1}"),
@@ -184,5 +211,26 @@ mod tests {
         assert_eq!(masked[1].text, "PDMP review overdue: last reviewed 2026-08-01; days since 114; policy days 90");
         let open = reasons(Some(stored), true);
         assert!(open[0].text.contains("buprenorphine"));
+    }
+
+    #[test]
+    fn reasons_outside_the_stored_form_are_read_leniently() {
+        // No `restricted` field and a code that is not a string: the strict form refuses it, the lenient
+        // reading still prints what it can (and treats a missing flag as not restricted).
+        let odd = r#"[{"code":"uds_overdue","evidence":{"days_since":40}},{"code":7}]"#;
+        let lines = reasons(Some(odd), false);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].text, "Urine drug test overdue: days since 40");
+        assert_eq!(lines[1].text, "Rule fired");
+        assert!(reasons(Some("not json"), false).is_empty());
+        assert!(reasons(None, false).is_empty());
+    }
+
+    #[test]
+    fn numbers_in_evidence_print_the_same_whole_or_not() {
+        for (json, words) in [("114", "114"), ("-2", "-2"), ("90.0", "90"), ("37.5", "37.5"), ("0.25", "0.2")] {
+            let value: Value = serde_json::from_str(json).expect("number");
+            assert_eq!(value_words(Some(&value)), words, "{json}");
+        }
     }
 }

@@ -3,6 +3,8 @@
 //! optimistic version (the loser of two staff acting at once is told who won), records the fact, runs
 //! the rules again and records the new decision, so the row updates in place on every screen.
 
+use std::sync::Arc;
+
 use askama::Template;
 use axum::Extension;
 use axum::extract::{Form, Path, Query, State};
@@ -20,6 +22,7 @@ use serde::Deserialize;
 
 use super::{Chrome, actor, audit_view, days_until, render};
 use crate::auth::Principal;
+use crate::queue_cache::Freshness;
 use crate::{AppState, WebError, wording};
 
 /// A queue row as the screen prints it.
@@ -67,8 +70,18 @@ pub fn name_actors(names: &std::collections::HashMap<String, String>, message: &
 
 /// A number with at most two decimals and no trailing zeros ("0.33", "2", "1.5").
 fn short_number(value: f64) -> String {
+    if let Some(text) = whole_number(value) {
+        return text;
+    }
     let text = format!("{value:.2}");
     text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A whole number as text through the integer formatter (the text `{:.0}` would print, far cheaper:
+/// doses and MME are mostly whole and a queue page prints hundreds); `None` otherwise.
+fn whole_number(value: f64) -> Option<String> {
+    let whole = value.fract() == 0.0 && value.abs() < 1e15 && !(value == 0.0 && value.is_sign_negative());
+    whole.then(|| (value as i64).to_string())
 }
 
 pub fn regimen_text(lines: &[&RegimenLine], may_see_part2: bool) -> String {
@@ -130,7 +143,10 @@ pub fn row_view(
         reasons: wording::reasons(row.reasons.as_deref(), false),
         due: wording::due(row.tasks.as_deref()),
         regimen: regimen_text(&lines, false),
-        mme: row.total_daily_mme.map(|m| format!("{m:.0}")).unwrap_or_else(|| "—".into()),
+        mme: row
+            .total_daily_mme
+            .map(|m| whole_number(m).unwrap_or_else(|| format!("{m:.0}")))
+            .unwrap_or_else(|| "—".into()),
         working: working.join(", "),
         done: row.status == "done",
     }
@@ -151,29 +167,29 @@ pub struct QueueParams {
 
 #[derive(Template)]
 #[template(path = "web/queue.html")]
-struct QueuePage {
+struct QueuePage<'a> {
     chrome: Chrome,
     today: String,
-    tallies: Vec<(String, &'static str, i64, bool)>,
-    rows: Vec<RowView>,
-    filter: String,
+    tallies: Vec<(&'static str, &'static str, i64, bool)>,
+    rows: &'a [RowView],
+    filter: &'static str,
     page: i64,
     has_next: bool,
 }
 
 #[derive(Template)]
 #[template(path = "web/queue_rows.html")]
-struct QueueRows {
-    tallies: Vec<(String, &'static str, i64, bool)>,
-    rows: Vec<RowView>,
+struct QueueRows<'a> {
+    tallies: Vec<(&'static str, &'static str, i64, bool)>,
+    rows: &'a [RowView],
 }
 
 #[derive(Template)]
 #[template(path = "web/wall.html")]
-struct WallPage {
+struct WallPage<'a> {
     clinic_name: String,
     today: String,
-    rows: Vec<RowView>,
+    rows: &'a [RowView],
 }
 
 pub fn tally_label(filter: QueueFilter) -> &'static str {
@@ -188,21 +204,50 @@ pub fn tally_label(filter: QueueFilter) -> &'static str {
     }
 }
 
-/// Load one page of the queue as the screen shows it.
+/// Load one page of the queue as the screen shows it, with today's tallies. The tallies and the first
+/// page of each filter come from `queue_cache` while nothing has changed (see there); deeper pages load
+/// fresh.
 pub async fn load_rows(
     state: &AppState,
     filter: QueueFilter,
     page: i64,
     limit: i64,
-) -> Result<(Vec<RowView>, screens::QueueTallies), WebError> {
+) -> Result<(Arc<Vec<RowView>>, screens::QueueTallies), WebError> {
+    let today = state.today();
+    // Read the change counter before the queries: a change committed after this makes the entry stale.
+    let freshness = Freshness { clinic_date: today, change_seq: state.live.highest_sent() };
+    let max_age = state.settings.live_poll_interval;
+    let tallies = state
+        .queue_cache
+        .tallies(freshness, max_age, || async { Ok(screens::queue_tallies(&state.store, today).await?) })
+        .await?;
+    let rows = if page == 0 {
+        state
+            .queue_cache
+            .first_page(filter, limit, freshness, max_age, || load_row_views(state, filter, 0, limit))
+            .await?
+    } else {
+        load_row_views(state, filter, page, limit).await?
+    };
+    Ok((rows, tallies))
+}
+
+/// One page of rows from the store: the page query, then the regimens of its patients in one query and
+/// who has rows open; names of staff only when a row is claimed.
+async fn load_row_views(
+    state: &AppState,
+    filter: QueueFilter,
+    page: i64,
+    limit: i64,
+) -> Result<Arc<Vec<RowView>>, WebError> {
     let today = state.today();
     let rows = screens::queue_page(&state.store, today, filter, limit, page * state.settings.queue_page_size).await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.patient_id).collect();
     let regimens = screens::regimens(&state.store, &ids).await?;
-    let names = actor_names(state).await?;
+    let claimed = rows.iter().any(|r| r.status == "in_progress" && r.assigned_to.is_some());
+    let names = if claimed { actor_names(state).await? } else { std::collections::HashMap::new() };
     let presence = accounts::row_presence(&state.store, state.clock.now_ms() - 10 * 60_000).await?;
-    let tallies = screens::queue_tallies(&state.store, today).await?;
-    Ok((rows.iter().map(|r| row_view(r, today, &regimens, &names, &presence)).collect(), tallies))
+    Ok(Arc::new(rows.iter().map(|r| row_view(r, today, &regimens, &names, &presence)).collect()))
 }
 
 pub async fn page(
@@ -214,9 +259,10 @@ pub async fn page(
     let page = params.page.unwrap_or(0).max(0);
     let wall = params.display.as_deref() == Some("wall") || matches!(principal, Principal::Wall { .. });
     let size = state.settings.queue_page_size;
-    let (mut rows, tallies) = load_rows(&state, filter, page, size + 1).await?;
-    let has_next = rows.len() as i64 > size;
-    rows.truncate(size as usize);
+    // One row more than the page shows tells whether there is a next page.
+    let (loaded, tallies) = load_rows(&state, filter, page, size + 1).await?;
+    let has_next = loaded.len() as i64 > size;
+    let rows = &loaded[..loaded.len().min(usize::try_from(size).unwrap_or(usize::MAX))];
     audit_view(
         &state,
         &principal,
@@ -231,10 +277,8 @@ pub async fn page(
     if wall {
         return render(&WallPage { clinic_name: state.settings.clinic_name.clone(), today, rows });
     }
-    let tallies: Vec<(String, &'static str, i64, bool)> = QueueFilter::ALL
-        .into_iter()
-        .map(|f| (f.as_str().to_string(), tally_label(f), tallies.count(f), f == filter))
-        .collect();
+    let tallies: Vec<(&'static str, &'static str, i64, bool)> =
+        QueueFilter::ALL.into_iter().map(|f| (f.as_str(), tally_label(f), tallies.count(f), f == filter)).collect();
     if params.partial.as_deref() == Some("rows") {
         return render(&QueueRows { tallies, rows });
     }
@@ -243,7 +287,7 @@ pub async fn page(
         today,
         tallies,
         rows,
-        filter: filter.as_str().to_string(),
+        filter: filter.as_str(),
         page,
         has_next,
     })
@@ -644,4 +688,23 @@ pub async fn note_change(
 ) -> Result<(), WebError> {
     accounts::record_screen_change(tx, Some(patient_id), kind, Some(actor_name), state.clock.now_ms()).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_print_as_the_float_formatter_would() {
+        for value in [0.0, 1.0, 2.0, 10.0, 45.0, 90.0, 120.0, 1_000_000.0, -3.0, 1e14] {
+            assert_eq!(whole_number(value).as_deref(), Some(format!("{value:.0}").as_str()), "{value}");
+        }
+        for value in [0.5, 37.5, 0.33, -0.0, f64::NAN, f64::INFINITY, 1e300] {
+            assert_eq!(whole_number(value), None, "{value}");
+        }
+        assert_eq!(short_number(10.0), "10");
+        assert_eq!(short_number(0.33), "0.33");
+        assert_eq!(short_number(1.5), "1.5");
+        assert_eq!(short_number(2.499), "2.5");
+    }
 }
