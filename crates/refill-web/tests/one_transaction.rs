@@ -21,6 +21,9 @@ use refill_web::auth::{random_token, sha256_hex};
 use refill_web::{AppState, Clock, WebSettings, app};
 use tower::ServiceExt;
 
+mod support;
+use support::urlencode;
+
 const DAY_MS: i64 = 86_400_000;
 
 struct Setup {
@@ -186,15 +189,6 @@ impl Setup {
     async fn taper_in_force(&self, on: NaiveDate) -> refill_rules::TaperInForce {
         self.state.store.load_patient_facts(self.patient, on).await.expect("facts").taper.expect("a taper in force")
     }
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -4,60 +4,15 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use chrono::Utc;
 use refill_rules::{Decision, PatientId};
-use refill_store::accounts::{self, Role};
+use refill_store::accounts::Role;
 use refill_store::{Actor, AuditKey, NewDecision, PatientDetails, Store, StoreSettings};
-use refill_web::auth::{random_token, sha256_hex};
 use refill_web::{AppState, WebSettings, app};
-use serde_json::{Value, json};
+use serde_json::json;
 use tower::ServiceExt;
 
-struct Person {
-    cookie: String,
-    csrf: String,
-}
-
-async fn person(state: &AppState, username: &str, name: &str) -> Person {
-    let now = Utc::now().timestamp_millis();
-    let user = accounts::create_user(
-        &state.store,
-        &accounts::NewUser {
-            username: username.into(),
-            display_name: name.into(),
-            role: Role::Staff,
-            password_hash: "$argon2id$unused".into(),
-        },
-        now,
-    )
-    .await
-    .expect("user");
-    let (token, csrf) = (random_token(), random_token());
-    accounts::create_person_session(&state.store, &sha256_hex(&token), user.id, &csrf, now, now + 3_600_000)
-        .await
-        .expect("session");
-    Person { cookie: format!("refill_session={token}"), csrf }
-}
-
-async fn call(state: &AppState, who: &Person, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, "localhost")
-        .header(header::COOKIE, &who.cookie)
-        .header("x-csrf-token", &who.csrf);
-    let body = match body {
-        Some(body) => {
-            builder = builder.header(header::CONTENT_TYPE, "application/json");
-            Body::from(body.to_string())
-        }
-        None => Body::empty(),
-    };
-    let response = app(state.clone()).oneshot(builder.body(body).expect("request")).await.expect("response");
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 4 << 20).await.expect("body");
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
+mod support;
+use support::{Person, call, count_events, person};
 
 async fn page_html(state: &AppState, who: &Person, path: &str) -> String {
     let request = Request::builder()
@@ -69,11 +24,6 @@ async fn page_html(state: &AppState, who: &Person, path: &str) -> String {
     let response = app(state.clone()).oneshot(request).await.expect("response");
     assert_eq!(response.status(), StatusCode::OK);
     String::from_utf8(axum::body::to_bytes(response.into_body(), 4 << 20).await.expect("body").to_vec()).expect("utf-8")
-}
-
-async fn count_views(store: &Store) -> usize {
-    let head = store.audit_head().await.expect("head");
-    store.audit_events(1, head.seq).await.expect("events").iter().filter(|e| e.action == "queue.view").count()
 }
 
 #[tokio::test]
@@ -118,10 +68,10 @@ async fn a_staff_action_shows_on_the_next_list_load_and_every_load_is_audited() 
     tx.commit().await.expect("commit");
     let PatientId(first) = patients[0];
 
-    let dana = person(&state, "dana", "Dana Whitfield").await;
-    let omar = person(&state, "omar", "Omar Reyes").await;
+    let dana = person(&state, "dana", "Dana Whitfield", Role::Staff).await;
+    let omar = person(&state, "omar", "Omar Reyes", Role::Staff).await;
 
-    let before = count_views(&store).await;
+    let before = count_events(&store, "queue.view").await;
     let (status, queue) = call(&state, &dana, "GET", "/api/queue", None).await;
     assert_eq!(status, StatusCode::OK, "{queue}");
     assert_eq!(queue["tallies"]["with_physician"], json!(0), "{queue}");
@@ -132,7 +82,7 @@ async fn a_staff_action_shows_on_the_next_list_load_and_every_load_is_audited() 
     let html = page_html(&state, &omar, "/queue").await;
     assert!(html.contains("Alder, Ines"), "the page shows the row");
     assert!(html.contains("<strong>0</strong> With a physician"), "the tallies are on the page");
-    assert_eq!(count_views(&store).await, before + 2, "each load is audited, cached or not");
+    assert_eq!(count_events(&store, "queue.view").await, before + 2, "each load is audited, cached or not");
 
     // Dana sends the row to a physician; both desks see it on their next load.
     let action = json!({ "action": "physician", "version": version, "note": "pain worse, wants a dose change" });
@@ -145,5 +95,5 @@ async fn a_staff_action_shows_on_the_next_list_load_and_every_load_is_audited() 
     assert!(outcome.starts_with("ESCALATE"), "{outcome}");
     let html = page_html(&state, &omar, "/queue").await;
     assert!(html.contains("<strong>1</strong> With a physician"), "the other desk's tallies changed too");
-    assert_eq!(count_views(&store).await, before + 4);
+    assert_eq!(count_events(&store, "queue.view").await, before + 4);
 }

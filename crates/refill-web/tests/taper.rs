@@ -15,6 +15,9 @@ use refill_web::auth::{random_token, sha256_hex};
 use refill_web::{AppState, WebSettings, app};
 use tower::ServiceExt;
 
+mod support;
+use support::urlencode;
+
 struct Setup {
     _dir: tempfile::TempDir,
     state: AppState,
@@ -135,15 +138,6 @@ impl Setup {
         let bytes = axum::body::to_bytes(response.into_body(), 4 << 20).await.expect("body");
         (status, String::from_utf8_lossy(&bytes).into_owned())
     }
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The value of `<input ... name="NAME" value="...">` in a page.

@@ -3,68 +3,15 @@
 //! breaks the glass, a signed physician decision that feeds back into the queue row, and one audit
 //! event per view.
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use chrono::Utc;
+use axum::http::StatusCode;
 use refill_rules::{Decision, Outcome, PatientId, Reason, ReasonCode};
-use refill_store::accounts::{self, Role};
+use refill_store::accounts::Role;
 use refill_store::{Actor, AuditKey, NewDecision, PatientDetails, Store, StoreSettings};
-use refill_web::auth::{random_token, sha256_hex};
-use refill_web::{AppState, WebSettings, app};
-use serde_json::{Value, json};
-use tower::ServiceExt;
+use refill_web::{AppState, WebSettings};
+use serde_json::json;
 
-struct Person {
-    cookie: String,
-    csrf: String,
-}
-
-async fn person(state: &AppState, username: &str, name: &str, role: Role) -> Person {
-    let user = accounts::create_user(
-        &state.store,
-        &accounts::NewUser {
-            username: username.into(),
-            display_name: name.into(),
-            role,
-            password_hash: "$argon2id$unused".into(),
-        },
-        Utc::now().timestamp_millis(),
-    )
-    .await
-    .expect("user");
-    let token = random_token();
-    let csrf = random_token();
-    let now = Utc::now().timestamp_millis();
-    accounts::create_person_session(&state.store, &sha256_hex(&token), user.id, &csrf, now, now + 3_600_000)
-        .await
-        .expect("session");
-    Person { cookie: format!("refill_session={token}"), csrf }
-}
-
-async fn call(state: &AppState, who: &Person, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, "localhost")
-        .header(header::COOKIE, &who.cookie)
-        .header("x-csrf-token", &who.csrf);
-    let body = match body {
-        Some(body) => {
-            builder = builder.header(header::CONTENT_TYPE, "application/json");
-            Body::from(body.to_string())
-        }
-        None => Body::empty(),
-    };
-    let response = app(state.clone()).oneshot(builder.body(body).expect("request")).await.expect("response");
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 4 << 20).await.expect("body");
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
-
-async fn count_views(store: &Store, action: &str) -> usize {
-    let head = store.audit_head().await.expect("head");
-    store.audit_events(1, head.seq).await.expect("events").iter().filter(|e| e.action == action).count()
-}
+mod support;
+use support::{call, count_events, person};
 
 #[tokio::test]
 async fn two_staff_one_row_restricted_reasons_and_a_signed_decision() {
@@ -122,10 +69,10 @@ async fn two_staff_one_row_restricted_reasons_and_a_signed_decision() {
     let doc = person(&state, "doc", "Dr Ada Lind", Role::Physician).await;
 
     // The queue list is one audit event per view, and the restricted reason is masked for staff.
-    let before = count_views(&store, "queue.view").await;
+    let before = count_events(&store, "queue.view").await;
     let (status, queue) = call(&state, &dana, "GET", "/api/queue", None).await;
     assert_eq!(status, StatusCode::OK, "{queue}");
-    assert_eq!(count_views(&store, "queue.view").await, before + 1);
+    assert_eq!(count_events(&store, "queue.view").await, before + 1);
     let row = &queue["rows"][0];
     assert_eq!(row["patient_id"], json!(pid));
     let reasons = row["reasons"].to_string();
@@ -152,7 +99,7 @@ async fn two_staff_one_row_restricted_reasons_and_a_signed_decision() {
     )
     .await;
     assert_eq!(granted, StatusCode::OK);
-    assert_eq!(count_views(&store, "part2.break_glass").await, 1);
+    assert_eq!(count_events(&store, "part2.break_glass").await, 1);
     let (_, detail) = call(&state, &doc, "GET", &format!("/api/exceptions/{exception_id}"), None).await;
     assert!(detail["exception"]["reasons"].to_string().contains("methadone"), "{}", detail["exception"]["reasons"]);
     // Staff cannot break the glass at all.
