@@ -723,24 +723,76 @@ impl Tx {
 /// Read the fact rows of the patients `$first..=$last` through `$executor` (a pool, or `&mut *conn` of
 /// a transaction): one query per fact table. A macro because each backend and each executor kind is a
 /// different type, while the statements and binds are the same.
+/// Whether the fact queries may keep prepared statements across calls. On PostgreSQL they must not: a
+/// kept statement is switched to a generic plan after five runs, and a plan that cannot see the bound
+/// patient range reads a one-patient load like a 1,000-patient chunk (25 ms instead of 3 ms at 100,000
+/// patients; BENCHMARKS.md, Store). Unnamed statements are planned with their values every time. On
+/// SQLite a kept statement only saves the parse, so it is kept.
+fn prepared_plans_fit(backend: crate::Backend) -> bool {
+    backend == crate::Backend::Sqlite
+}
+
 macro_rules! fetch_fact_rows {
-    ($executor:expr, $first:expr, $last:expr, $as_of:expr, $active_only:expr) => {{
+    ($executor:expr, $first:expr, $last:expr, $as_of:expr, $active_only:expr, $persistent:expr) => {{
+        let persistent: bool = $persistent;
         let (a, b, as_of): (i64, i64, NaiveDate) = ($first.0, $last.0, $as_of);
         let patient_sql = if $active_only { SELECT_PATIENTS_ACTIVE } else { SELECT_PATIENTS };
         FactRows {
-            patients: sqlx::query_as(patient_sql).bind(a).bind(b).fetch_all($executor).await?,
-            orders: sqlx::query_as(SELECT_ORDERS).bind(a).bind(b).fetch_all($executor).await?,
-            fills: sqlx::query_as(SELECT_FILLS).bind(a).bind(b).fetch_all($executor).await?,
-            agreements: sqlx::query_as(SELECT_AGREEMENTS).bind(a).bind(b).fetch_all($executor).await?,
-            uds_orders: sqlx::query_as(SELECT_UDS_ORDERS).bind(a).bind(b).fetch_all($executor).await?,
-            uds_results: sqlx::query_as(SELECT_UDS_RESULTS).bind(a).bind(b).fetch_all($executor).await?,
-            pdmp_reviews: sqlx::query_as(SELECT_PDMP).bind(a).bind(b).fetch_all($executor).await?,
-            physician_reviews: sqlx::query_as(SELECT_REVIEWS).bind(a).bind(b).fetch_all($executor).await?,
-            naloxone_events: sqlx::query_as(SELECT_NALOXONE).bind(a).bind(b).fetch_all($executor).await?,
-            flags: sqlx::query_as(SELECT_FLAGS).bind(a).bind(b).fetch_all($executor).await?,
-            other_medications: sqlx::query_as(SELECT_OTHER_MEDICATIONS).bind(a).bind(b).fetch_all($executor).await?,
-            taper_steps: sqlx::query_as(SELECT_TAPER_STEPS).bind(a).bind(b).bind(as_of).fetch_all($executor).await?,
+            patients: sqlx::query_as(patient_sql).persistent(persistent).bind(a).bind(b).fetch_all($executor).await?,
+            orders: sqlx::query_as(SELECT_ORDERS).persistent(persistent).bind(a).bind(b).fetch_all($executor).await?,
+            fills: sqlx::query_as(SELECT_FILLS).persistent(persistent).bind(a).bind(b).fetch_all($executor).await?,
+            agreements: sqlx::query_as(SELECT_AGREEMENTS)
+                .persistent(persistent)
+                .bind(a)
+                .bind(b)
+                .fetch_all($executor)
+                .await?,
+            uds_orders: sqlx::query_as(SELECT_UDS_ORDERS)
+                .persistent(persistent)
+                .bind(a)
+                .bind(b)
+                .fetch_all($executor)
+                .await?,
+            uds_results: sqlx::query_as(SELECT_UDS_RESULTS)
+                .persistent(persistent)
+                .bind(a)
+                .bind(b)
+                .fetch_all($executor)
+                .await?,
+            pdmp_reviews: sqlx::query_as(SELECT_PDMP)
+                .persistent(persistent)
+                .bind(a)
+                .bind(b)
+                .fetch_all($executor)
+                .await?,
+            physician_reviews: sqlx::query_as(SELECT_REVIEWS)
+                .persistent(persistent)
+                .bind(a)
+                .bind(b)
+                .fetch_all($executor)
+                .await?,
+            naloxone_events: sqlx::query_as(SELECT_NALOXONE)
+                .persistent(persistent)
+                .bind(a)
+                .bind(b)
+                .fetch_all($executor)
+                .await?,
+            flags: sqlx::query_as(SELECT_FLAGS).persistent(persistent).bind(a).bind(b).fetch_all($executor).await?,
+            other_medications: sqlx::query_as(SELECT_OTHER_MEDICATIONS)
+                .persistent(persistent)
+                .bind(a)
+                .bind(b)
+                .fetch_all($executor)
+                .await?,
+            taper_steps: sqlx::query_as(SELECT_TAPER_STEPS)
+                .persistent(persistent)
+                .bind(a)
+                .bind(b)
+                .bind(as_of)
+                .fetch_all($executor)
+                .await?,
             prior_decisions: sqlx::query_as(SELECT_PRIOR_DECISIONS)
+                .persistent(persistent)
                 .bind(a)
                 .bind(b)
                 .bind(as_of)
@@ -1066,7 +1118,8 @@ impl Store {
         as_of: NaiveDate,
         active_only: bool,
     ) -> Result<Vec<PatientFacts>, StoreError> {
-        let rows = with_read_pool!(self, pool => fetch_fact_rows!(pool, first, last, as_of, active_only));
+        let persistent = prepared_plans_fit(self.backend());
+        let rows = with_read_pool!(self, pool => fetch_fact_rows!(pool, first, last, as_of, active_only, persistent));
         rows.assemble()
     }
 }
@@ -1083,7 +1136,9 @@ impl Tx {
         patient_id: PatientId,
         as_of: NaiveDate,
     ) -> Result<PatientFacts, StoreError> {
-        let rows = with_tx!(self, conn => fetch_fact_rows!(&mut *conn, patient_id, patient_id, as_of, false));
+        let persistent = prepared_plans_fit(self.backend());
+        let rows =
+            with_tx!(self, conn => fetch_fact_rows!(&mut *conn, patient_id, patient_id, as_of, false, persistent));
         rows.assemble()?.pop().ok_or_else(|| StoreError::NotFound(format!("patient {}", patient_id.0)))
     }
 }

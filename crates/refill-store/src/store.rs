@@ -3,7 +3,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::StoreError;
@@ -171,15 +171,7 @@ impl Store {
                 .await?;
             Ok(Store { pools: Pools::Sqlite { read, write }, audit_key: settings.audit_key.clone() })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            // Custom plans for every execution: sqlx prepares each statement once per connection, and
-            // after five runs PostgreSQL may switch to a generic plan that cannot see the bound patient
-            // range, so a one-patient fact load read like a 1,000-patient chunk (25 ms instead of 3 ms
-            // at 100,000 patients; BENCHMARKS.md, Store). Planning the statements anew costs far less.
-            let options = PgConnectOptions::from_str(url)
-                .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
-                .options([("plan_cache_mode", "force_custom_plan")]);
-            let pool =
-                PgPoolOptions::new().max_connections(settings.max_connections.max(2)).connect_with(options).await?;
+            let pool = PgPoolOptions::new().max_connections(settings.max_connections.max(2)).connect(url).await?;
             Ok(Store { pools: Pools::Postgres(pool), audit_key: settings.audit_key.clone() })
         } else {
             Err(StoreError::InvalidUrl("expected a sqlite: or postgres:// url".into()))
