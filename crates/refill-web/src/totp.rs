@@ -5,10 +5,18 @@
 //! A code is accepted for the current step and one step either side (clock drift on phones), and each
 //! step is accepted once per user (the store keeps the last step used), so a code seen over a shoulder
 //! cannot be replayed.
+//!
+//! Secrets are sealed at rest ([`seal`], [`open`]): ChaCha20-Poly1305 under a key derived from the
+//! configured audit key with its own label, so a copy of the database alone does not yield them.
+//! Rotating the audit key therefore voids enrolments (an admin resets them; people enrol again).
 
+use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use rand::RngCore;
+use refill_store::AuditKey;
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use sha1::Sha1;
+use sha2::Sha256;
 
 /// Seconds per step (RFC 6238 default; authenticator apps assume it).
 pub const STEP_SECONDS: i64 = 30;
@@ -55,6 +63,45 @@ pub fn matching_step(secret: &str, code: &str, unix_seconds: i64) -> Option<i64>
     let key = base32_decode(secret)?;
     let now = step_of(unix_seconds);
     (now - DRIFT_STEPS..=now + DRIFT_STEPS).find(|step| *step >= 0 && hotp(&key, *step as u64, DIGITS) == wanted)
+}
+
+/// The prefix of a sealed secret (a stored value without it is a plain secret from before sealing).
+const SEALED_PREFIX: &str = "v1.";
+
+/// The sealing key: HMAC-SHA256 of a fixed label under the audit key (key separation: the audit chain
+/// and the secrets never share a key directly).
+fn sealing_key(key: &AuditKey) -> LessSafeKey {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(b"refill-clinic second-factor secret v1");
+    let bytes = mac.finalize().into_bytes();
+    LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &bytes).expect("32-byte key"))
+}
+
+/// Seal a base32 secret for storage: `v1.` and base64url(nonce ‖ ciphertext ‖ tag).
+pub fn seal(key: &AuditKey, secret: &str) -> String {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rng().fill_bytes(&mut nonce);
+    let mut sealed = secret.as_bytes().to_vec();
+    sealing_key(key)
+        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(SEALED_PREFIX), &mut sealed)
+        .expect("ChaCha20-Poly1305 seals any length");
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&sealed);
+    format!("{SEALED_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out))
+}
+
+/// The secret of a stored value: unsealed, or as is when stored before sealing; `None` when it does not
+/// open under this key (tampered, or sealed under another audit key).
+pub fn open(key: &AuditKey, stored: &str) -> Option<String> {
+    let Some(encoded) = stored.strip_prefix(SEALED_PREFIX) else { return Some(stored.to_string()) };
+    let mut bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    if bytes.len() < NONCE_LEN {
+        return None;
+    }
+    let mut ciphertext = bytes.split_off(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(&bytes).ok()?;
+    let plain = sealing_key(key).open_in_place(nonce, Aad::from(SEALED_PREFIX), &mut ciphertext).ok()?;
+    String::from_utf8(plain.to_vec()).ok()
 }
 
 /// HOTP (RFC 4226 §5.3): HMAC-SHA1 of the counter, dynamic truncation, modulo 10^digits.
@@ -168,6 +215,23 @@ mod tests {
         assert_eq!(base32_decode(&grouped).unwrap(), bytes);
         assert_eq!(base32_decode("not base32!"), None);
         assert_eq!(new_secret().len(), 32);
+    }
+
+    #[test]
+    fn sealed_secrets_open_only_under_their_key() {
+        let key = AuditKey::new("an-audit-key-of-at-least-32-characters!!");
+        let secret = new_secret();
+        let sealed = seal(&key, &secret);
+        assert!(sealed.starts_with("v1.") && !sealed.contains(&secret), "{sealed}");
+        assert_ne!(sealed, seal(&key, &secret), "a fresh nonce each time");
+        assert_eq!(open(&key, &sealed).as_deref(), Some(secret.as_str()));
+        let other = AuditKey::new("another-audit-key-of-at-least-32-chars!!");
+        assert_eq!(open(&other, &sealed), None);
+        let mut tampered = sealed.clone().into_bytes();
+        let last = tampered.len() - 2;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        assert_eq!(open(&key, &String::from_utf8(tampered).unwrap()), None);
+        assert_eq!(open(&key, "JBSWY3DPEHPK3PXP").as_deref(), Some("JBSWY3DPEHPK3PXP"), "stored before sealing");
     }
 
     #[test]

@@ -440,7 +440,9 @@ async fn a_physician_enrols_a_second_factor_and_sign_in_then_needs_a_fresh_code(
         .await;
     assert_eq!(enrol.status(), StatusCode::SEE_OTHER);
     let stored = accounts::find_user_by_username(&harness.state.store, "okafor").await.unwrap().unwrap();
-    assert_eq!(stored.totp_secret.as_deref(), Some(secret.as_str()));
+    let sealed = stored.totp_secret.expect("enrolled");
+    assert!(!sealed.contains(&secret), "the secret is sealed at rest: {sealed}");
+    assert_eq!(totp::open(&harness.state.store.audit_key, &sealed).as_deref(), Some(secret.as_str()));
 
     // Password alone no longer signs in; the enrolment code cannot be replayed; the next step's code can.
     let password = "correct+horse+battery";

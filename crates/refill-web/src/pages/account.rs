@@ -89,7 +89,8 @@ pub async fn enrol(
         return second_factor_page(&state, &principal, Some(secret), None, Some(problem.into())).await;
     };
     let store = &state.store;
-    refill_store::accounts::set_totp_secret(store, user.id, Some(&secret), &actor(&principal), "enrolled by the user")
+    let sealed = totp::seal(&store.audit_key, &secret);
+    refill_store::accounts::set_totp_secret(store, user.id, Some(&sealed), &actor(&principal), "enrolled by the user")
         .await?;
     // The code just used cannot be used again to sign in.
     refill_store::accounts::use_totp_step(store, user.id, step).await?;
@@ -111,9 +112,11 @@ pub async fn remove(
     Form(form): Form<RemoveForm>,
 ) -> Result<Response, WebError> {
     let user = principal.person()?;
-    let Some(secret) = user.totp_secret.clone() else {
+    let Some(stored) = user.totp_secret.as_deref() else {
         return Ok(Redirect::to("/account/second-factor").into_response());
     };
+    // A secret that does not open (sealed under another key) cannot prove anything: an admin resets it.
+    let secret = totp::open(&state.store.audit_key, stored).unwrap_or_default();
     let now_s = state.clock.now_ms().div_euclid(1000);
     let accepted = match totp::matching_step(&secret, &form.code, now_s) {
         Some(step) => refill_store::accounts::use_totp_step(&state.store, user.id, step).await?,

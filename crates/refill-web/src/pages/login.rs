@@ -139,8 +139,13 @@ async fn sign_in(
     };
     // A second factor, when enrolled: a wrong or missing code counts against the same attempt budget, so
     // the six digits cannot be guessed faster than a password.
-    if let Some(secret) = &user.totp_secret {
-        let accepted = match crate::totp::matching_step(secret, &form.code, now_ms.div_euclid(1000)) {
+    if let Some(stored) = &user.totp_secret {
+        let secret = crate::totp::open(&state.store.audit_key, stored);
+        if secret.is_none() {
+            tracing::warn!(user_id = user.id, "second-factor secret does not open under the configured key; reset it");
+        }
+        let now_s = now_ms.div_euclid(1000);
+        let accepted = match secret.and_then(|secret| crate::totp::matching_step(&secret, &form.code, now_s)) {
             Some(step) => accounts::use_totp_step(&state.store, user.id, step).await.map_err(store_failed)?,
             None => false,
         };
