@@ -720,9 +720,6 @@ impl Tx {
     }
 }
 
-/// Read the fact rows of the patients `$first..=$last` through `$executor` (a pool, or `&mut *conn` of
-/// a transaction): one query per fact table. A macro because each backend and each executor kind is a
-/// different type, while the statements and binds are the same.
 /// Whether the fact queries may keep prepared statements across calls. On PostgreSQL they must not: a
 /// kept statement is switched to a generic plan after five runs, and a plan that cannot see the bound
 /// patient range reads a one-patient load like a 1,000-patient chunk (25 ms instead of 3 ms at 100,000
@@ -732,72 +729,42 @@ fn prepared_plans_fit(backend: crate::Backend) -> bool {
     backend == crate::Backend::Sqlite
 }
 
+/// One fact query over a patient-id range: `$sql` with the range bound (and `as_of`, for the queries
+/// that take it), fetched through `$executor`.
+macro_rules! fetch_in_range {
+    ($executor:expr, $sql:expr, $persistent:expr, $first:expr, $last:expr $(, $extra:expr)?) => {
+        sqlx::query_as($sql)
+            .persistent($persistent)
+            .bind($first)
+            .bind($last)
+            $(.bind($extra))?
+            .fetch_all($executor)
+            .await?
+    };
+}
+
+/// Read the fact rows of the patients `$first..=$last` through `$executor` (a pool, or `&mut *conn` of
+/// a transaction): one query per fact table. A macro because each backend and each executor kind is a
+/// different type, while the statements and binds are the same.
 macro_rules! fetch_fact_rows {
     ($executor:expr, $first:expr, $last:expr, $as_of:expr, $active_only:expr, $persistent:expr) => {{
         let persistent: bool = $persistent;
         let (a, b, as_of): (i64, i64, NaiveDate) = ($first.0, $last.0, $as_of);
         let patient_sql = if $active_only { SELECT_PATIENTS_ACTIVE } else { SELECT_PATIENTS };
         FactRows {
-            patients: sqlx::query_as(patient_sql).persistent(persistent).bind(a).bind(b).fetch_all($executor).await?,
-            orders: sqlx::query_as(SELECT_ORDERS).persistent(persistent).bind(a).bind(b).fetch_all($executor).await?,
-            fills: sqlx::query_as(SELECT_FILLS).persistent(persistent).bind(a).bind(b).fetch_all($executor).await?,
-            agreements: sqlx::query_as(SELECT_AGREEMENTS)
-                .persistent(persistent)
-                .bind(a)
-                .bind(b)
-                .fetch_all($executor)
-                .await?,
-            uds_orders: sqlx::query_as(SELECT_UDS_ORDERS)
-                .persistent(persistent)
-                .bind(a)
-                .bind(b)
-                .fetch_all($executor)
-                .await?,
-            uds_results: sqlx::query_as(SELECT_UDS_RESULTS)
-                .persistent(persistent)
-                .bind(a)
-                .bind(b)
-                .fetch_all($executor)
-                .await?,
-            pdmp_reviews: sqlx::query_as(SELECT_PDMP)
-                .persistent(persistent)
-                .bind(a)
-                .bind(b)
-                .fetch_all($executor)
-                .await?,
-            physician_reviews: sqlx::query_as(SELECT_REVIEWS)
-                .persistent(persistent)
-                .bind(a)
-                .bind(b)
-                .fetch_all($executor)
-                .await?,
-            naloxone_events: sqlx::query_as(SELECT_NALOXONE)
-                .persistent(persistent)
-                .bind(a)
-                .bind(b)
-                .fetch_all($executor)
-                .await?,
-            flags: sqlx::query_as(SELECT_FLAGS).persistent(persistent).bind(a).bind(b).fetch_all($executor).await?,
-            other_medications: sqlx::query_as(SELECT_OTHER_MEDICATIONS)
-                .persistent(persistent)
-                .bind(a)
-                .bind(b)
-                .fetch_all($executor)
-                .await?,
-            taper_steps: sqlx::query_as(SELECT_TAPER_STEPS)
-                .persistent(persistent)
-                .bind(a)
-                .bind(b)
-                .bind(as_of)
-                .fetch_all($executor)
-                .await?,
-            prior_decisions: sqlx::query_as(SELECT_PRIOR_DECISIONS)
-                .persistent(persistent)
-                .bind(a)
-                .bind(b)
-                .bind(as_of)
-                .fetch_all($executor)
-                .await?,
+            patients: fetch_in_range!($executor, patient_sql, persistent, a, b),
+            orders: fetch_in_range!($executor, SELECT_ORDERS, persistent, a, b),
+            fills: fetch_in_range!($executor, SELECT_FILLS, persistent, a, b),
+            agreements: fetch_in_range!($executor, SELECT_AGREEMENTS, persistent, a, b),
+            uds_orders: fetch_in_range!($executor, SELECT_UDS_ORDERS, persistent, a, b),
+            uds_results: fetch_in_range!($executor, SELECT_UDS_RESULTS, persistent, a, b),
+            pdmp_reviews: fetch_in_range!($executor, SELECT_PDMP, persistent, a, b),
+            physician_reviews: fetch_in_range!($executor, SELECT_REVIEWS, persistent, a, b),
+            naloxone_events: fetch_in_range!($executor, SELECT_NALOXONE, persistent, a, b),
+            flags: fetch_in_range!($executor, SELECT_FLAGS, persistent, a, b),
+            other_medications: fetch_in_range!($executor, SELECT_OTHER_MEDICATIONS, persistent, a, b),
+            taper_steps: fetch_in_range!($executor, SELECT_TAPER_STEPS, persistent, a, b, as_of),
+            prior_decisions: fetch_in_range!($executor, SELECT_PRIOR_DECISIONS, persistent, a, b, as_of),
         }
     }};
 }

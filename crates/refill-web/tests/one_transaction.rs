@@ -12,17 +12,15 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use refill_rules::facts::{Confidentiality, DoseQuantity, DoseUnit, MedicationOrder, OrderPurpose};
-use refill_rules::{Decision, Outcome, PatientId, Reason, ReasonCode, RefillRequest, RequestKind, TaperState};
+use refill_rules::{PatientId, ReasonCode, RefillRequest, RequestKind, TaperState};
 use refill_store::accounts::{self, Role};
-use refill_store::{
-    Actor, AuditKey, NewDecision, NewTaperPlan, NewTaperStep, PatientDetails, Pools, Store, StoreSettings, Tx, screens,
-};
+use refill_store::{Actor, NewTaperPlan, NewTaperStep, PatientDetails, Pools, Tx, screens};
 use refill_web::auth::{random_token, sha256_hex};
 use refill_web::{AppState, Clock, WebSettings, app};
 use tower::ServiceExt;
 
 mod support;
-use support::urlencode;
+use support::{escalation, record_today, sqlite_app, urlencode};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -55,23 +53,15 @@ fn morphine(id: &str, tablets_per_day: f64) -> MedicationOrder {
 /// The clock is fixed at noon in New York on a June day (no daylight-saving change nearby).
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("dir");
-    let url = format!("sqlite:{}", dir.path().join("one-tx.db").display());
-    let store = Store::connect(&StoreSettings::new(url, AuditKey::new(b"one-tx-test-key-one-tx-test-key-0123")))
-        .await
-        .expect("store");
-    store.migrate().await.expect("migrate");
     let start: DateTime<Utc> = "2026-06-10T16:00:00Z".parse().expect("instant");
     let now_ms = Arc::new(AtomicI64::new(start.timestamp_millis()));
     let clock_ms = now_ms.clone();
     let clock =
         Clock::from_fn(move || DateTime::from_timestamp_millis(clock_ms.load(Ordering::SeqCst)).unwrap_or_default());
-    let state = AppState::new(
-        store.clone(),
-        WebSettings { secure_cookies: false, ..WebSettings::default() },
-        Default::default(),
-        "test".into(),
-    )
-    .with_clock(clock);
+    let settings = WebSettings { secure_cookies: false, ..WebSettings::default() };
+    let state =
+        sqlite_app(dir.path(), "one-tx.db", b"one-tx-test-key-one-tx-test-key-0123", settings).await.with_clock(clock);
+    let store = state.store.clone();
     let mut tx = store.begin().await.expect("begin");
     let patient = tx.insert_patient(&PatientDetails::new("tx-1", "Ines", "Marlow"), &Actor::system()).await.expect("p");
     tx.replace_regimen(patient, &[morphine("order-1", 3.0)]).await.expect("regimen");
@@ -88,35 +78,9 @@ impl Setup {
 
     /// Record an escalation for today, as the daily run would: a queue row and an open exception.
     async fn escalate_today(&self) {
-        let decision = Decision::from_reasons(
-            vec![Reason {
-                code: ReasonCode::HighMmeReviewOverdue,
-                outcome: Outcome::Escalate,
-                evidence: vec![refill_rules::Evidence::text("mme", "90 MME/day")],
-                task: None,
-                restricted: false,
-            }],
-            None,
-            Some(90.0),
-            "test",
-        );
+        let decision = escalation(ReasonCode::HighMmeReviewOverdue, ("mme", "90 MME/day"), false, 90.0);
         let mut tx = self.state.store.begin().await.expect("begin");
-        self.state
-            .store
-            .record_decision(
-                &mut tx,
-                &NewDecision {
-                    patient_id: self.patient,
-                    clinic_date: self.today(),
-                    refill_request_id: None,
-                    decision: &decision,
-                    decided_by: &Actor::system(),
-                    run_out_on: self.today().succ_opt(),
-                    dedupe_key: None,
-                },
-            )
-            .await
-            .expect("decision");
+        record_today(&self.state.store, &mut tx, self.patient, self.today(), &decision).await;
         tx.commit().await.expect("commit");
     }
 

@@ -6,13 +6,13 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use refill_rules::{Decision, PatientId};
 use refill_store::accounts::Role;
-use refill_store::{Actor, AuditKey, NewDecision, PatientDetails, Store, StoreSettings};
+use refill_store::{Actor, PatientDetails};
 use refill_web::{AppState, WebSettings, app};
 use serde_json::json;
 use tower::ServiceExt;
 
 mod support;
-use support::{Person, call, count_events, person};
+use support::{Person, call, count_events, person, record_today, sqlite_app};
 
 async fn page_html(state: &AppState, who: &Person, path: &str) -> String {
     let request = Request::builder()
@@ -29,18 +29,14 @@ async fn page_html(state: &AppState, who: &Person, path: &str) -> String {
 #[tokio::test]
 async fn a_staff_action_shows_on_the_next_list_load_and_every_load_is_audited() {
     let dir = tempfile::tempdir().expect("dir");
-    let url = format!("sqlite:{}", dir.path().join("queue.db").display());
-    let store = Store::connect(&StoreSettings::new(url, AuditKey::new(b"queue-screen-test-key-queue-screen")))
-        .await
-        .expect("store");
-    store.migrate().await.expect("migrate");
     // A poll interval far longer than the test: only the change sequence can make an entry stale here.
     let settings = WebSettings {
         secure_cookies: false,
         live_poll_interval: std::time::Duration::from_secs(3600),
         ..WebSettings::default()
     };
-    let state = AppState::new(store.clone(), settings, Default::default(), "test".into());
+    let state = sqlite_app(dir.path(), "queue.db", b"queue-screen-test-key-queue-screen", settings).await;
+    let store = state.store.clone();
     let today = state.today();
     let actor = Actor::system();
     let mut patients = Vec::new();
@@ -48,21 +44,7 @@ async fn a_staff_action_shows_on_the_next_list_load_and_every_load_is_audited() 
     for (mrn, given, family) in [("q-1", "Ines", "Alder"), ("q-2", "Bo", "Birch")] {
         let patient = tx.insert_patient(&PatientDetails::new(mrn, given, family), &actor).await.expect("patient");
         let decision = Decision::from_reasons(Vec::new(), None, Some(30.0), "test");
-        store
-            .record_decision(
-                &mut tx,
-                &NewDecision {
-                    patient_id: patient,
-                    clinic_date: today,
-                    refill_request_id: None,
-                    decision: &decision,
-                    decided_by: &actor,
-                    run_out_on: today.succ_opt(),
-                    dedupe_key: None,
-                },
-            )
-            .await
-            .expect("decision");
+        record_today(&store, &mut tx, patient, today, &decision).await;
         patients.push(patient);
     }
     tx.commit().await.expect("commit");

@@ -6,17 +6,15 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use chrono::Utc;
 use refill_rules::facts::{Confidentiality, DoseQuantity, DoseUnit, MedicationOrder, OrderPurpose};
-use refill_rules::{Decision, Outcome, PatientId, Reason, ReasonCode};
-use refill_store::accounts::{self, Role};
-use refill_store::{Actor, AuditKey, NewDecision, PatientDetails, Store, StoreSettings, screens};
-use refill_web::auth::{random_token, sha256_hex};
+use refill_rules::{PatientId, ReasonCode};
+use refill_store::accounts::Role;
+use refill_store::{Actor, PatientDetails, screens};
 use refill_web::{AppState, WebSettings, app};
 use tower::ServiceExt;
 
 mod support;
-use support::urlencode;
+use support::{escalation, person, record_today, sqlite_app, urlencode};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -31,17 +29,9 @@ struct Setup {
 /// A patient on morphine ER 30 mg three times a day (90 MME/day), escalated today, and a physician.
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("dir");
-    let url = format!("sqlite:{}", dir.path().join("taper.db").display());
-    let store = Store::connect(&StoreSettings::new(url, AuditKey::new(b"taper-test-key-taper-test-key-0123")))
-        .await
-        .expect("store");
-    store.migrate().await.expect("migrate");
-    let state = AppState::new(
-        store.clone(),
-        WebSettings { secure_cookies: false, ..WebSettings::default() },
-        Default::default(),
-        "test".into(),
-    );
+    let settings = WebSettings { secure_cookies: false, ..WebSettings::default() };
+    let state = sqlite_app(dir.path(), "taper.db", b"taper-test-key-taper-test-key-0123", settings).await;
+    let store = state.store.clone();
     let today = state.today();
     let actor = Actor::system();
     let mut tx = store.begin().await.expect("begin");
@@ -59,63 +49,21 @@ async fn setup() -> Setup {
         confidentiality: Confidentiality::Normal,
     };
     tx.replace_regimen(patient, &[order]).await.expect("regimen");
-    let decision = Decision::from_reasons(
-        vec![Reason {
-            code: ReasonCode::HighMmeReviewOverdue,
-            outcome: Outcome::Escalate,
-            evidence: vec![refill_rules::Evidence::text("mme", "90 MME/day")],
-            task: None,
-            restricted: false,
-        }],
-        None,
-        Some(90.0),
-        "test",
-    );
-    store
-        .record_decision(
-            &mut tx,
-            &NewDecision {
-                patient_id: patient,
-                clinic_date: today,
-                refill_request_id: None,
-                decision: &decision,
-                decided_by: &actor,
-                run_out_on: today.succ_opt(),
-                dedupe_key: None,
-            },
-        )
-        .await
-        .expect("decision");
+    let decision = escalation(ReasonCode::HighMmeReviewOverdue, ("mme", "90 MME/day"), false, 90.0);
+    record_today(&store, &mut tx, patient, today, &decision).await;
     tx.commit().await.expect("commit");
     let PatientId(patient_id) = patient;
     let open = screens::open_exceptions(&store, today, 10).await.expect("exceptions");
     let row = open.iter().find(|row| row.patient_id == patient_id).expect("an open exception for the patient");
-    let user = accounts::create_user(
-        &store,
-        &accounts::NewUser {
-            username: "doc".into(),
-            display_name: "Dr Okafor".into(),
-            role: Role::Physician,
-            password_hash: "$argon2id$unused".into(),
-        },
-        Utc::now().timestamp_millis(),
-    )
-    .await
-    .expect("user");
-    let token = random_token();
-    let csrf = random_token();
-    let now = Utc::now().timestamp_millis();
-    accounts::create_person_session(&store, &sha256_hex(&token), user.id, &csrf, now, now + 3_600_000)
-        .await
-        .expect("session");
+    let doc = person(&state, "doc", "Dr Okafor", Role::Physician).await;
     Setup {
         _dir: dir,
         state,
         patient_id,
         exception_id: row.exception_id,
         exception_version: row.version,
-        cookie: format!("refill_session={token}"),
-        csrf,
+        cookie: doc.cookie,
+        csrf: doc.csrf,
     }
 }
 

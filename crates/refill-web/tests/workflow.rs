@@ -4,29 +4,21 @@
 //! event per view.
 
 use axum::http::StatusCode;
-use refill_rules::{Decision, Outcome, PatientId, Reason, ReasonCode};
+use refill_rules::{PatientId, ReasonCode};
 use refill_store::accounts::Role;
-use refill_store::{Actor, AuditKey, NewDecision, PatientDetails, Store, StoreSettings};
-use refill_web::{AppState, WebSettings};
+use refill_store::{Actor, PatientDetails};
+use refill_web::WebSettings;
 use serde_json::json;
 
 mod support;
-use support::{call, count_events, person};
+use support::{call, count_events, escalation, person, record_today, sqlite_app};
 
 #[tokio::test]
 async fn two_staff_one_row_restricted_reasons_and_a_signed_decision() {
     let dir = tempfile::tempdir().expect("dir");
-    let url = format!("sqlite:{}", dir.path().join("workflow.db").display());
-    let store = Store::connect(&StoreSettings::new(url, AuditKey::new(b"workflow-test-key-workflow-test-key")))
-        .await
-        .expect("store");
-    store.migrate().await.expect("migrate");
-    let state = AppState::new(
-        store.clone(),
-        WebSettings { secure_cookies: false, ..WebSettings::default() },
-        Default::default(),
-        "test".into(),
-    );
+    let settings = WebSettings { secure_cookies: false, ..WebSettings::default() };
+    let state = sqlite_app(dir.path(), "workflow.db", b"workflow-test-key-workflow-test-key", settings).await;
+    let store = state.store.clone();
     let today = state.today();
     // A patient escalated today on a reason that rests on a Part 2 record.
     let actor = Actor::system();
@@ -34,33 +26,13 @@ async fn two_staff_one_row_restricted_reasons_and_a_signed_decision() {
     let mut details = PatientDetails::new("w-1", "Rosa", "Quill");
     details.part2 = true;
     let patient = tx.insert_patient(&details, &actor).await.expect("patient");
-    let decision = Decision::from_reasons(
-        vec![Reason {
-            code: ReasonCode::OudMedicationFromOtherSource,
-            outcome: Outcome::Escalate,
-            evidence: vec![refill_rules::Evidence::text("medication", "methadone from an opioid treatment program")],
-            task: None,
-            restricted: true,
-        }],
-        None,
-        Some(45.0),
-        "test",
+    let decision = escalation(
+        ReasonCode::OudMedicationFromOtherSource,
+        ("medication", "methadone from an opioid treatment program"),
+        true,
+        45.0,
     );
-    store
-        .record_decision(
-            &mut tx,
-            &NewDecision {
-                patient_id: patient,
-                clinic_date: today,
-                refill_request_id: None,
-                decision: &decision,
-                decided_by: &actor,
-                run_out_on: today.succ_opt(),
-                dedupe_key: None,
-            },
-        )
-        .await
-        .expect("decision");
+    record_today(&store, &mut tx, patient, today, &decision).await;
     tx.commit().await.expect("commit");
     let PatientId(pid) = patient;
 

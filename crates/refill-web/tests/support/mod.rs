@@ -1,16 +1,63 @@
-//! Shared pieces of the web tests: a signed-in person with a session made directly in the store, a
-//! JSON call through the router, form encoding, and counting audit events by action.
+//! Shared pieces of the web tests: an app over a migrated SQLite file, decisions recorded as the daily
+//! run would, a signed-in person with a session made directly in the store, a JSON call through the
+//! router, form encoding, and counting audit events by action.
 #![allow(dead_code)]
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use chrono::Utc;
-use refill_store::Store;
+use chrono::{NaiveDate, Utc};
+use refill_rules::{Decision, Evidence, Outcome, PatientId, Reason, ReasonCode};
 use refill_store::accounts::{self, Role};
+use refill_store::{Actor, AuditKey, NewDecision, Store, StoreSettings, Tx};
 use refill_web::auth::{random_token, sha256_hex};
-use refill_web::{AppState, app};
+use refill_web::{AppState, WebSettings, app};
 use serde_json::Value;
 use tower::ServiceExt;
+
+/// The app over a migrated store in the SQLite file `name` under `dir`, with `settings` and the default
+/// policy.
+pub async fn sqlite_app(dir: &std::path::Path, name: &str, key: &[u8], settings: WebSettings) -> AppState {
+    let url = format!("sqlite:{}", dir.join(name).display());
+    let store = Store::connect(&StoreSettings::new(url, AuditKey::new(key))).await.expect("store");
+    store.migrate().await.expect("migrate");
+    AppState::new(store, settings, Default::default(), "test".into())
+}
+
+/// A decision that escalates on one reason with one piece of evidence, at `mme` MME/day.
+pub fn escalation(code: ReasonCode, evidence: (&'static str, &'static str), restricted: bool, mme: f64) -> Decision {
+    Decision::from_reasons(
+        vec![Reason {
+            code,
+            outcome: Outcome::Escalate,
+            evidence: vec![Evidence::text(evidence.0, evidence.1)],
+            task: None,
+            restricted,
+        }],
+        None,
+        Some(mme),
+        "test",
+    )
+}
+
+/// Record `decision` for `patient` on `today` inside `tx`, as the daily run would: a queue row whose
+/// supply runs out tomorrow, and an open exception when the decision escalates.
+pub async fn record_today(store: &Store, tx: &mut Tx, patient: PatientId, today: NaiveDate, decision: &Decision) {
+    store
+        .record_decision(
+            tx,
+            &NewDecision {
+                patient_id: patient,
+                clinic_date: today,
+                refill_request_id: None,
+                decision,
+                decided_by: &Actor::system(),
+                run_out_on: today.succ_opt(),
+                dedupe_key: None,
+            },
+        )
+        .await
+        .expect("decision");
+}
 
 /// A signed-in person: the session cookie and its CSRF token.
 pub struct Person {
