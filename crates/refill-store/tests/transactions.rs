@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{date, oxycodone};
+use common::{date, new_decision, oxycodone};
 
 use chrono::{Duration, NaiveDate};
 use refill_rules::decision::{Evidence, Reason, ReasonCode};
@@ -57,13 +57,8 @@ async fn escalated_patient(store: &Store, external_id: &str, clinic_date: NaiveD
         .record_decision(
             &mut tx,
             &NewDecision {
-                patient_id: id,
-                clinic_date,
-                refill_request_id: None,
-                decision: &decision,
-                decided_by: &Actor::system(),
                 run_out_on: Some(clinic_date + Duration::days(3)),
-                dedupe_key: None,
+                ..new_decision(id, clinic_date, &decision, &Actor::system())
             },
         )
         .await
@@ -103,21 +98,7 @@ async fn a_staff_action_in_one_transaction_sees_its_fact_and_a_rollback_leaves_n
         let outside = store.load_patient_facts(id, today).await.unwrap();
         assert!(outside.pdmp_reviews.is_empty(), "{}: nobody else sees it before commit", db.name);
         let decision = approve("policy-test");
-        store
-            .record_decision(
-                &mut tx,
-                &NewDecision {
-                    patient_id: id,
-                    clinic_date: today,
-                    refill_request_id: None,
-                    decision: &decision,
-                    decided_by: &alice,
-                    run_out_on: None,
-                    dedupe_key: None,
-                },
-            )
-            .await
-            .unwrap();
+        store.record_decision(&mut tx, &new_decision(id, today, &decision, &alice)).await.unwrap();
         accounts::record_screen_change(&mut tx, Some(id.0), "queue.pdmp", Some("Alice"), 1).await.unwrap();
         tx.rollback().await.unwrap();
         assert_eq!(footprint(store).await, before, "{}: no fact, decision, audit event or screen change", db.name);
@@ -139,21 +120,7 @@ async fn a_staff_action_in_one_transaction_sees_its_fact_and_a_rollback_leaves_n
             .record_fact_in(&mut tx, id, version, &StaffFact::PdmpReview { review: review.clone() }, &alice, None)
             .await
             .unwrap();
-        store
-            .record_decision(
-                &mut tx,
-                &NewDecision {
-                    patient_id: id,
-                    clinic_date: today,
-                    refill_request_id: None,
-                    decision: &decision,
-                    decided_by: &alice,
-                    run_out_on: None,
-                    dedupe_key: None,
-                },
-            )
-            .await
-            .unwrap();
+        store.record_decision(&mut tx, &new_decision(id, today, &decision, &alice)).await.unwrap();
         let done = tx.queue_item(item_id).await.unwrap();
         tx.commit().await.unwrap();
         let [pdmp, _, decisions, audit, _, _] = footprint(store).await;

@@ -11,8 +11,10 @@
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use refill_rules::{Confidentiality, DoseQuantity, DoseUnit, MedicationOrder, OrderPurpose, PrescriberId};
-use refill_store::{AuditKey, Backend, Store, StoreSettings};
+use refill_rules::{
+    Confidentiality, Decision, DoseQuantity, DoseUnit, MedicationOrder, OrderPurpose, PatientId, PrescriberId,
+};
+use refill_store::{Actor, AuditKey, Backend, NewDecision, Store, StoreSettings};
 use sqlx::Connection;
 
 /// The audit key of every test store.
@@ -157,5 +159,25 @@ pub fn oxycodone(id: &str, mg: f64) -> MedicationOrder {
         prescriber: Some(PrescriberId("1111111111".into())),
         purpose: OrderPurpose::Pain,
         confidentiality: Confidentiality::Normal,
+    }
+}
+
+/// `decision` for `patient_id` on `clinic_date` by `by`, outside any refill request, with no run-out
+/// date and no dedupe key (set those with struct update syntax where a test needs them).
+#[allow(dead_code)]
+pub fn new_decision<'a>(
+    patient_id: PatientId,
+    clinic_date: NaiveDate,
+    decision: &'a Decision,
+    by: &'a Actor,
+) -> NewDecision<'a> {
+    NewDecision {
+        patient_id,
+        clinic_date,
+        refill_request_id: None,
+        decision,
+        decided_by: by,
+        run_out_on: None,
+        dedupe_key: None,
     }
 }
