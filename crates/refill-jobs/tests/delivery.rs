@@ -4,6 +4,8 @@
 
 #[path = "../../refill-store/tests/common/mod.rs"]
 mod common;
+#[path = "../../refill-notify/tests/support/sample.rs"]
+mod sample;
 #[path = "../../refill-notify/tests/support/smtp_peer.rs"]
 mod smtp_peer;
 
@@ -24,16 +26,7 @@ fn zone() -> Tz {
 }
 
 fn composer() -> Composer {
-    Composer::new(NotifySettings {
-        sender_name: "Northside Care".into(),
-        sender_address: "no-reply@northside.example".into(),
-        message_id_domain: "mail.northside.example".into(),
-        callback_number: "+1 555 0123".into(),
-        sign_in_url: "https://portal.northside.example/sign-in".into(),
-        staff_recipients: vec!["desk@northside.example".into()],
-        physician_recipients: vec![],
-    })
-    .unwrap()
+    Composer::new(sample::northside(&["desk@northside.example"], &[])).unwrap()
 }
 
 fn mailer(port: u16) -> Mailer {

@@ -9,6 +9,8 @@
 
 #[path = "../../refill-store/tests/common/mod.rs"]
 mod common;
+#[path = "../../refill-notify/tests/support/sample.rs"]
+mod sample;
 #[path = "../../refill-notify/tests/support/smtp_peer.rs"]
 mod smtp_peer;
 
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rand::{Rng, SeedableRng};
 use refill_jobs::delivery::{self, DeliverySettings};
-use refill_notify::{Composer, Mailer, Moment, NotifySettings, PatientNoticeKind, SmtpSettings};
+use refill_notify::{Composer, Mailer, Moment, PatientNoticeKind, SmtpSettings};
 use refill_store::outbox::{self, OutboxState};
 use refill_store::{Actor, AuditKey, ContactPreference, PatientDetails, Store, StoreSettings};
 use smtp_peer::{PeerOptions, SmtpPeer};
@@ -45,16 +47,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 async fn queue(store: &Store, count: usize) {
-    let composer = Composer::new(NotifySettings {
-        sender_name: "Northside Care".into(),
-        sender_address: "no-reply@northside.example".into(),
-        message_id_domain: "mail.northside.example".into(),
-        callback_number: "+1 555 0123".into(),
-        sign_in_url: "https://portal.northside.example/sign-in".into(),
-        staff_recipients: vec![],
-        physician_recipients: vec![],
-    })
-    .unwrap();
+    let composer = Composer::new(sample::northside(&[], &[])).unwrap();
     let zone: chrono_tz::Tz = "America/New_York".parse().unwrap();
     let today = Utc::now().with_timezone(&zone).date_naive();
     let about = today + chrono::Days::new(7);

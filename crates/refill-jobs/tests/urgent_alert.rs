@@ -5,6 +5,8 @@
 
 #[path = "../../refill-store/tests/common/mod.rs"]
 mod common;
+#[path = "../../refill-notify/tests/support/sample.rs"]
+mod sample;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +16,7 @@ use chrono_tz::Tz;
 use refill_jobs::delivery::{DeliverySettings, OutboxMailer};
 use refill_jobs::pipeline::{StoreEvaluator, run_daily};
 use refill_jobs::{JobContext, StoreQueue, WorkerSettings};
-use refill_notify::{Composer, Mailer, NotifySettings, SmtpSettings};
+use refill_notify::{Composer, Mailer, SmtpSettings};
 use refill_rules::policy::Policy;
 use refill_rules::uds::UdsSeed;
 use refill_rules::{ClinicalFlag, ClinicalFlagKind, Confidentiality, Fill, Outcome, PatientId};
@@ -67,16 +69,7 @@ fn evaluator(store: &Store) -> Arc<StoreEvaluator> {
 }
 
 fn outbox_mailer() -> OutboxMailer {
-    let composer = Composer::new(NotifySettings {
-        sender_name: "Northside Care".into(),
-        sender_address: "no-reply@northside.example".into(),
-        message_id_domain: "mail.northside.example".into(),
-        callback_number: "+1 555 0123".into(),
-        sign_in_url: "https://portal.northside.example/sign-in".into(),
-        staff_recipients: vec!["desk@northside.example".into()],
-        physician_recipients: PHYSICIANS.iter().map(|r| r.to_string()).collect(),
-    })
-    .unwrap();
+    let composer = Composer::new(sample::northside(&["desk@northside.example"], &PHYSICIANS)).unwrap();
     // Composing never talks SMTP: the relay is only contacted by deliveries, which this test does not run.
     let mailer = Mailer::new(&SmtpSettings::loopback_plain(9)).unwrap();
     let clinic_zone: Tz = "America/New_York".parse().unwrap();

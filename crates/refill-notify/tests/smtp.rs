@@ -2,26 +2,17 @@
 //! headers and bodies, STARTTLS with a certificate the test trusts, refusal of a server without
 //! STARTTLS, and how failures are classified.
 
+#[path = "support/sample.rs"]
+mod sample;
 #[path = "support/smtp_peer.rs"]
 mod smtp_peer;
 
 use chrono::{NaiveDate, Utc};
-use refill_notify::{
-    Composer, Mailer, Moment, NotifySettings, PatientNotice, PatientNoticeKind, SendOutcome, SmtpSettings, TlsMode,
-};
+use refill_notify::{Composer, Mailer, Moment, PatientNotice, PatientNoticeKind, SendOutcome, SmtpSettings, TlsMode};
 use smtp_peer::{PeerOptions, SmtpPeer, test_certificates};
 
 fn composer() -> Composer {
-    Composer::new(NotifySettings {
-        sender_name: "Northside Care".into(),
-        sender_address: "no-reply@northside.example".into(),
-        message_id_domain: "mail.northside.example".into(),
-        callback_number: "+1 555 0123".into(),
-        sign_in_url: "https://portal.northside.example/sign-in".into(),
-        staff_recipients: vec![],
-        physician_recipients: vec![],
-    })
-    .unwrap()
+    Composer::new(sample::northside(&[], &[])).unwrap()
 }
 
 fn notice() -> PatientNotice {

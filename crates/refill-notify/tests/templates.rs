@@ -2,6 +2,8 @@
 //! patient's record other than the first name and the message's own date, anywhere in the message
 //! (subject, headers, plain text, HTML). Also the template files themselves, and the staff digests.
 
+#[path = "support/sample.rs"]
+mod sample;
 use chrono::{NaiveDate, TimeZone, Utc};
 use refill_notify::wording::{first_forbidden_word, forbidden_words_in};
 use refill_notify::{
@@ -76,15 +78,7 @@ const SAMPLES: [SampleRecord; 3] = [
 ];
 
 fn settings() -> NotifySettings {
-    NotifySettings {
-        sender_name: "Northside Care".into(),
-        sender_address: "no-reply@northside.example".into(),
-        message_id_domain: "mail.northside.example".into(),
-        callback_number: "+1 555 0123".into(),
-        sign_in_url: "https://portal.northside.example/sign-in".into(),
-        staff_recipients: vec!["desk@northside.example".into()],
-        physician_recipients: vec!["dr.lee@northside.example".into()],
-    }
+    sample::northside(&["desk@northside.example"], &["dr.lee@northside.example"])
 }
 
 fn now() -> chrono::DateTime<Utc> {
