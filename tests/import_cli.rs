@@ -233,6 +233,62 @@ fn bundle_with_benzo(benzo_status: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// A bundle with a cancer diagnosis and an overdose, both with clinical status `status`.
+fn bundle_with_conditions(status: &str) -> Vec<u8> {
+    let condition = |id: &str, code: &str, display: &str| {
+        serde_json::json!({"resource": {"resourceType": "Condition", "id": id,
+            "subject": {"reference": "Patient/p-onc"}, "onsetDateTime": "2025-03-04",
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                "code": status}]},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": code, "display": display}]}}})
+    };
+    serde_json::to_vec(&serde_json::json!({
+        "resourceType": "Bundle", "type": "collection",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p-onc", "birthDate": "1958-07-09", "gender": "male",
+                "name": [{"family": "Varga", "given": ["Imre"]}]}},
+            condition("ca", "363346000", "Malignant neoplastic disease"),
+            condition("od", "55680006", "Drug overdose"),
+        ]
+    }))
+    .unwrap()
+}
+
+/// A condition the source later marks resolved stops counting: the cancer exclusion an earlier import
+/// wrote is retired by the re-import (the same row, not a new one), while the overdose stays history;
+/// the resolved bundle imported again changes nothing.
+#[tokio::test]
+async fn a_resolved_condition_retires_its_flag_and_history_stays() {
+    use refill_rules::ClinicalFlagKind;
+    for db in common::backends().await {
+        let store = &db.store;
+        import_file(store, "onc.json", &bundle_with_conditions("active"), &actor(), false).await.unwrap().unwrap();
+        let patient = store.patient_by_external_id("p-onc").await.unwrap().expect("imported").id;
+        let today = chrono::Utc::now().date_naive();
+        let kinds = |facts: refill_rules::PatientFacts| facts.flags.iter().map(|f| f.kind).collect::<Vec<_>>();
+        let before = kinds(store.load_patient_facts(patient, today).await.unwrap());
+        assert!(before.contains(&ClinicalFlagKind::Cancer), "{}: {before:?}", db.name);
+        assert!(before.contains(&ClinicalFlagKind::OverdoseHistory), "{}: {before:?}", db.name);
+
+        let resolved = bundle_with_conditions("resolved");
+        let summary = import_file(store, "onc.json", &resolved, &actor(), false).await.unwrap().unwrap();
+        assert_eq!(
+            summary.written(),
+            1,
+            "{}: only the cancer flag changes: {}",
+            db.name,
+            summary_line("onc.json", &summary)
+        );
+        let after = kinds(store.load_patient_facts(patient, today).await.unwrap());
+        assert_eq!(after, vec![ClinicalFlagKind::OverdoseHistory], "{}", db.name);
+
+        let (counts, seq, mac) = snapshot(store).await;
+        let again = import_file(store, "onc.json", &resolved, &actor(), false).await.unwrap().unwrap();
+        assert_eq!(again.written(), 0, "{}: {}", db.name, summary_line("onc.json", &again));
+        assert_eq!(snapshot(store).await, (counts, seq, mac), "{}: a re-import changed something", db.name);
+    }
+}
+
 /// Diagnoses and benzodiazepines reach the rules from FHIR: a Condition becomes a clinical flag, a
 /// benzodiazepine order an other medication; the same bundle again changes nothing, and the order
 /// stopped at the source is imported as inactive.

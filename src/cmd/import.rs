@@ -305,6 +305,7 @@ pub fn batch_from_records(name: &str, bytes: &[u8], records: ClinicRecords) -> (
                 source_id: r.external_id,
                 flag: r.flag,
                 dated: r.dated,
+                active: r.active,
             })
             .collect(),
         other_medications: records

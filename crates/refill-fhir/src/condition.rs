@@ -3,7 +3,8 @@
 //!
 //! Exclusions (cancer, sickle cell, palliative, end of life) need an active condition; history flags
 //! (overdose, SUD) count whatever the clinical status, because a resolved overdose is still history.
-//! Refuted and entered-in-error conditions never count.
+//! A resolved or inactive condition still maps, so that an importer can retire the flags an earlier
+//! import wrote for it. Refuted and entered-in-error conditions never count.
 
 use chrono::NaiveDate;
 use refill_rules::{ClinicalFlag, ClinicalFlagKind, Confidentiality};
@@ -16,17 +17,32 @@ use crate::read::{Reader, codings, is_part2};
 #[derive(Debug, Clone, PartialEq)]
 pub struct MappedCondition {
     pub id: String,
+    /// Every flag kind the condition's code maps to, whatever its clinical status.
     pub kinds: Vec<ClinicalFlagKind>,
+    /// clinicalStatus is active, recurrence or relapse, or absent (FHIR leaves it optional).
+    pub active: bool,
     /// onset[x], else recordedDate; `None` when the source gives neither.
     pub recorded_on: Option<NaiveDate>,
     pub confidentiality: Confidentiality,
 }
 
 impl MappedCondition {
-    /// Flags dated `recorded_on`, or `as_of` (the import date) when the source has no date.
+    /// The flags in force, dated `recorded_on`, or `as_of` (the import date) when the source has no
+    /// date: every kind of an active condition, only the history kinds of a resolved one.
     pub fn flags(&self, as_of: NaiveDate) -> Vec<ClinicalFlag> {
+        self.flags_where(as_of, |kind| self.active || is_history(kind))
+    }
+
+    /// The flags a resolved or inactive condition no longer supports (none for an active one), dated
+    /// as `flags` dates them.
+    pub fn resolved_flags(&self, as_of: NaiveDate) -> Vec<ClinicalFlag> {
+        self.flags_where(as_of, |kind| !self.active && !is_history(kind))
+    }
+
+    fn flags_where(&self, as_of: NaiveDate, keep: impl Fn(ClinicalFlagKind) -> bool) -> Vec<ClinicalFlag> {
         self.kinds
             .iter()
+            .filter(|kind| keep(**kind))
             .map(|kind| ClinicalFlag {
                 kind: *kind,
                 recorded_on: self.recorded_on.unwrap_or(as_of),
@@ -36,8 +52,13 @@ impl MappedCondition {
     }
 }
 
+/// Overdose and substance-use-disorder history: true whatever the condition's clinical status.
+fn is_history(kind: ClinicalFlagKind) -> bool {
+    matches!(kind, ClinicalFlagKind::OverdoseHistory | ClinicalFlagKind::SubstanceUseDisorderHistory)
+}
+
 pub(crate) fn map_condition(value: &Value, fallback: &str) -> Result<Option<MappedCondition>, Vec<FhirError>> {
-    let mut kinds = condition_flags(value.get("code"));
+    let kinds = condition_flags(value.get("code"));
     if kinds.is_empty() {
         return Ok(None);
     }
@@ -48,14 +69,6 @@ pub(crate) fn map_condition(value: &Value, fallback: &str) -> Result<Option<Mapp
     }
     let clinical = codings(value.get("clinicalStatus")).first().map(|(_, code, _)| code.to_string());
     let active = matches!(clinical.as_deref(), None | Some("active" | "recurrence" | "relapse"));
-    if !active {
-        kinds.retain(|kind| {
-            matches!(kind, ClinicalFlagKind::OverdoseHistory | ClinicalFlagKind::SubstanceUseDisorderHistory)
-        });
-        if kinds.is_empty() {
-            return Ok(None);
-        }
-    }
     let recorded_on = if value.get("onsetDateTime").is_some() {
         reader.date_at(value, "", "onsetDateTime")
     } else if value.get("onsetPeriod").and_then(|p| p.get("start")).is_some() {
@@ -73,6 +86,7 @@ pub(crate) fn map_condition(value: &Value, fallback: &str) -> Result<Option<Mapp
     Ok(Some(MappedCondition {
         id: reader.label,
         kinds,
+        active,
         recorded_on,
         confidentiality: if is_part2(value) { Confidentiality::Part2 } else { Confidentiality::Normal },
     }))

@@ -170,14 +170,18 @@ fn add_patient(
     // A condition without a date is dated the day it is first imported (a re-import keeps that date,
     // so the same bundle changes nothing).
     let today = chrono::Utc::now().date_naive();
+    // A resolved condition retires the flags it no longer supports (same key, `active` false).
     for condition in &patient.conditions {
-        for flag in condition.flags(today) {
+        let in_force = condition.flags(today).into_iter().map(|flag| (flag, true));
+        let resolved = condition.resolved_flags(today).into_iter().map(|flag| (flag, false));
+        for (flag, active) in in_force.chain(resolved) {
             records.flags.push(FlagRecord {
                 origin: Location::Resource(condition.id.clone()),
                 external_id: format!("fhir-flag:{}:{:?}", condition.id, flag.kind).to_lowercase(),
                 patient_external_id: key.clone(),
                 flag,
                 dated: condition.recorded_on.is_some(),
+                active,
             });
         }
     }

@@ -185,6 +185,8 @@ pub struct FlagRecord {
     /// The source dated the diagnosis; when not, `flag.recorded_on` is the import date and a later
     /// re-import must not move it.
     pub dated: bool,
+    /// False when the source marks the condition resolved or inactive: the flag stops counting.
+    pub active: bool,
 }
 
 /// A benzodiazepine or an opioid-use-disorder treatment known at the source (order or statement);

@@ -1143,7 +1143,7 @@ select patient_id, occurred_on, kind from naloxone_events
 where patient_id >= $1 and patient_id <= $2 order by patient_id, occurred_on, id"#;
 const SELECT_FLAGS: &str = r#"
 select patient_id, kind, recorded_on, confidentiality from clinical_flags
-where patient_id >= $1 and patient_id <= $2 order by patient_id, recorded_on, id"#;
+where patient_id >= $1 and patient_id <= $2 and active order by patient_id, recorded_on, id"#;
 const SELECT_OTHER_MEDICATIONS: &str = r#"
 select patient_id, class, text, started_on, active, confidentiality from other_medications
 where patient_id >= $1 and patient_id <= $2 order by patient_id, id"#;

@@ -111,6 +111,8 @@ pub struct ImportFlag {
     /// False when the source gave no date (`flag.recorded_on` is then the import date, kept as first
     /// stored on every re-import).
     pub dated: bool,
+    /// False when the source marks the condition resolved or inactive: the stored flag stops counting.
+    pub active: bool,
 }
 
 /// A benzodiazepine or opioid-use-disorder treatment at the source; inactive when stopped there.
@@ -371,14 +373,15 @@ returning patient_id"#;
 
 // $6: whether the source dated the flag; an undated one keeps the date it was first stored under.
 const UPSERT_FLAG: &str = r#"
-insert into clinical_flags (patient_id, source_id, kind, recorded_on, confidentiality, created_at)
-values ($1, $2, $3, $4, $5, $7)
+insert into clinical_flags (patient_id, source_id, kind, recorded_on, confidentiality, active, created_at)
+values ($1, $2, $3, $4, $5, $8, $7)
 on conflict (patient_id, source_id) do update set kind = excluded.kind,
     recorded_on = case when $6 then excluded.recorded_on else clinical_flags.recorded_on end,
-    confidentiality = excluded.confidentiality
+    confidentiality = excluded.confidentiality, active = excluded.active
 where clinical_flags.kind is distinct from excluded.kind
     or ($6 and clinical_flags.recorded_on is distinct from excluded.recorded_on)
     or clinical_flags.confidentiality is distinct from excluded.confidentiality
+    or clinical_flags.active is distinct from excluded.active
 returning patient_id"#;
 
 const UPSERT_OTHER_MEDICATION: &str = r#"
@@ -792,6 +795,7 @@ async fn write_batch(
                 .bind(codec::confidentiality_name(flag.confidentiality))
                 .bind(record.dated)
                 .bind(at)
+                .bind(record.active)
                 .fetch_optional(&mut *conn)
                 .await?
         });
