@@ -48,6 +48,9 @@ pub struct WebSection {
     pub login_failures_per_ip_per_minute: i64,
     #[serde(default = "default_poll")]
     pub live_poll_ms: u64,
+    /// Physicians and admins must enrol a TOTP second factor before using anything else.
+    #[serde(default)]
+    pub require_second_factor: bool,
 }
 
 fn default_idle() -> u64 {
@@ -102,6 +105,7 @@ pub fn web_settings(config: &Config, loopback: bool) -> anyhow::Result<refill_we
         login_failures_per_ip_per_minute: web.login_failures_per_ip_per_minute,
         live_poll_interval: Duration::from_millis(web.live_poll_ms.max(100)),
         queue_page_size: 100,
+        require_second_factor: web.require_second_factor,
     })
 }
 

@@ -1,6 +1,9 @@
 //! Who may call what: every route with the roles allowed on it, enforced by one middleware, and the
 //! CSRF check for every state-changing request.
 //!
+//! When the clinic requires a second factor, a physician or admin who has not enrolled one reaches
+//! only the enrolment page and sign-out until they do.
+//!
 //! Deny by default: a route missing from `ROUTES` answers 403 to everyone (the router test fails first,
 //! because it walks `ROUTES` against the router). Minimum necessary: staff work the queue and see
 //! patient pages; physicians also review exceptions and may break the glass on Part 2 records; admins
@@ -109,8 +112,21 @@ pub fn allows(access: Access, principal: &Principal, path: &str, query: Option<&
     }
 }
 
-/// Middleware: apply the access table and the CSRF check.
-pub async fn enforce(State(_state): State<AppState>, request: Request, next: Next) -> Response {
+/// The routes a physician or admin without a required second factor may still use: enrolment and
+/// sign-out (public routes are open to everyone anyway).
+const BEFORE_ENROLMENT: &[(&str, &str)] =
+    &[("GET", "/account/second-factor"), ("POST", "/account/second-factor"), ("POST", "/logout")];
+
+/// Whether `principal` is a physician or admin who must enrol a second factor before anything else.
+pub fn must_enrol_second_factor(state: &AppState, principal: &Principal) -> bool {
+    state.settings.require_second_factor
+        && principal
+            .user()
+            .is_some_and(|user| matches!(user.role, Role::Physician | Role::Admin) && user.totp_secret.is_none())
+}
+
+/// Middleware: apply the access table, the second-factor requirement and the CSRF check.
+pub async fn enforce(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let principal = request.extensions().get::<Principal>().cloned().unwrap_or(Principal::Anonymous);
     let path = request.uri().path().to_string();
     let Some(matched) = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()) else {
@@ -127,6 +143,16 @@ pub async fn enforce(State(_state): State<AppState>, request: Request, next: Nex
             }
             Principal::Anonymous => WebError::Unauthenticated.into_response(),
             _ => WebError::Forbidden.into_response(),
+        };
+    }
+    if access != Access::Public
+        && must_enrol_second_factor(&state, &principal)
+        && !BEFORE_ENROLMENT.iter().any(|(method, path)| request.method() == *method && matched == *path)
+    {
+        return if wants_html(request.headers()) && request.method() == Method::GET {
+            Redirect::to("/account/second-factor").into_response()
+        } else {
+            WebError::SecondFactorRequired.into_response()
         };
     }
     if is_state_changing(request.method()) {

@@ -11,6 +11,9 @@ pub enum WebError {
     Unauthenticated,
     #[error("not allowed for this role")]
     Forbidden,
+    /// The clinic requires physicians and admins to enrol a second factor, and this one has not.
+    #[error("enrol a second factor first: /account/second-factor")]
+    SecondFactorRequired,
     #[error("the form's security token is missing or stale; reload the page and try again")]
     Csrf,
     #[error("not found: {0}")]
@@ -38,7 +41,7 @@ impl WebError {
     pub fn status(&self) -> StatusCode {
         match self {
             WebError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            WebError::Forbidden | WebError::Csrf => StatusCode::FORBIDDEN,
+            WebError::Forbidden | WebError::Csrf | WebError::SecondFactorRequired => StatusCode::FORBIDDEN,
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::BadRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
             WebError::Conflict(_) => StatusCode::CONFLICT,

@@ -57,6 +57,9 @@ pub struct WebSettings {
     pub live_poll_interval: Duration,
     /// Rows on one queue page.
     pub queue_page_size: i64,
+    /// Physicians and admins must enrol a second factor: until they do, every route but the enrolment
+    /// page and sign-out sends them there, and they cannot remove the one they have.
+    pub require_second_factor: bool,
 }
 
 impl Default for WebSettings {
@@ -73,6 +76,7 @@ impl Default for WebSettings {
             login_failures_per_ip_per_minute: 30,
             live_poll_interval: Duration::from_millis(1000),
             queue_page_size: 100,
+            require_second_factor: false,
         }
     }
 }

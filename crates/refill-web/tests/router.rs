@@ -23,13 +23,16 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Harness {
+        Harness::with_settings(WebSettings { secure_cookies: false, ..WebSettings::default() }).await
+    }
+
+    async fn with_settings(settings: WebSettings) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite:{}", dir.path().join("web.db").display());
         let store = Store::connect(&StoreSettings::new(url, AuditKey::new(b"router-test-key-router-test-key-0123")))
             .await
             .expect("open store");
         store.migrate().await.expect("migrate");
-        let settings = WebSettings { secure_cookies: false, ..WebSettings::default() };
         let now_ms = Arc::new(AtomicI64::new(Utc::now().timestamp_millis()));
         let clock_ms = now_ms.clone();
         let clock = Clock::from_fn(move || {
@@ -465,4 +468,71 @@ async fn a_physician_enrols_a_second_factor_and_sign_in_then_needs_a_fresh_code(
     let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).filter(|a| a.contains("second_factor")).collect();
     assert_eq!(actions, vec!["account.second_factor.enrolled", "account.second_factor.removed"]);
     assert!(events.iter().all(|e| !format!("{e:?}").contains(&secret)), "the secret is never audited");
+}
+
+/// With `require_second_factor`, a physician or admin without one reaches only the enrolment page (and
+/// sign-out): pages redirect there, the API refuses in words; staff are unaffected. Once enrolled, the
+/// physician works as usual and cannot remove the factor (an admin resets it).
+#[tokio::test]
+async fn a_required_second_factor_gates_physicians_and_admins_until_they_enrol() {
+    use refill_web::totp;
+    let settings = WebSettings { secure_cookies: false, require_second_factor: true, ..WebSettings::default() };
+    let harness = Harness::with_settings(settings).await;
+    let html_get = |path: &str, cookie: &str| {
+        Request::builder()
+            .uri(path)
+            .header(header::HOST, "localhost")
+            .header(header::ACCEPT, "text/html")
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .expect("request")
+    };
+    let location = |response: &axum::response::Response| {
+        response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+    };
+
+    let (staff, _) = harness.session(Role::Staff).await;
+    assert_eq!(harness.send(request("GET", "/api/queue", Some(&staff), None)).await.status(), StatusCode::OK);
+
+    let (admin, _) = harness.session(Role::Admin).await;
+    let page = harness.send(html_get("/admin", &admin)).await;
+    assert_eq!((page.status(), location(&page)), (StatusCode::SEE_OTHER, "/account/second-factor".to_string()));
+
+    let (doc, doc_csrf) = harness.session(Role::Physician).await;
+    let page = harness.send(html_get("/exceptions", &doc)).await;
+    assert_eq!((page.status(), location(&page)), (StatusCode::SEE_OTHER, "/account/second-factor".to_string()));
+    let api = harness.send(request("GET", "/api/exceptions", Some(&doc), None)).await;
+    assert_eq!(api.status(), StatusCode::FORBIDDEN);
+    let body =
+        String::from_utf8_lossy(&axum::body::to_bytes(api.into_body(), 1 << 20).await.expect("body")).to_string();
+    assert!(body.contains("enrol a second factor first"), "{body}");
+    let enrol_page = harness.send(html_get("/account/second-factor", &doc)).await;
+    assert_eq!(enrol_page.status(), StatusCode::OK);
+    let html = String::from_utf8_lossy(&axum::body::to_bytes(enrol_page.into_body(), 1 << 20).await.expect("body"))
+        .to_string();
+    assert!(html.contains("requires a second factor"), "the page says why");
+    let secret = html
+        .split("name=\"secret\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page carries the secret")
+        .to_string();
+    let step = totp::step_of(harness.now_ms() / 1000);
+    let code_at = |step: i64| format!("{:06}", totp::code_at(&secret, step).expect("valid secret"));
+    let enrol = harness
+        .send(form_post("/account/second-factor", &doc, &doc_csrf, &[("secret", &secret), ("code", &code_at(step))]))
+        .await;
+    assert_eq!(enrol.status(), StatusCode::SEE_OTHER);
+
+    assert_eq!(harness.send(request("GET", "/api/exceptions", Some(&doc), None)).await.status(), StatusCode::OK);
+    harness.now_ms.fetch_add(30_000, Ordering::SeqCst);
+    let remove = harness
+        .send(form_post("/account/second-factor/remove", &doc, &doc_csrf, &[("code", &code_at(step + 1))]))
+        .await;
+    assert_eq!(remove.status(), StatusCode::OK);
+    let html =
+        String::from_utf8_lossy(&axum::body::to_bytes(remove.into_body(), 1 << 20).await.expect("body")).to_string();
+    assert!(html.contains("ask an admin to reset it"), "the refusal says what to do");
+    let users = accounts::list_users(&harness.state.store).await.expect("users");
+    assert!(users.iter().any(|u| u.role == Role::Physician && u.totp_secret.is_some()), "still enrolled");
 }

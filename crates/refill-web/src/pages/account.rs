@@ -17,6 +17,8 @@ use crate::{AppState, WebError, totp};
 struct SecondFactorPage {
     chrome: Chrome,
     enrolled: bool,
+    /// The clinic requires a second factor of this person (and they cannot remove theirs).
+    required: bool,
     /// A new secret to enrol (when not enrolled), in groups of four for typing.
     secret: String,
     secret_grouped: String,
@@ -45,6 +47,7 @@ async fn second_factor_page(
     render(&SecondFactorPage {
         chrome: Chrome::new(state, principal, "/account/second-factor"),
         enrolled,
+        required: state.settings.require_second_factor,
         secret,
         secret_grouped,
         provisioning_uri,
@@ -115,6 +118,10 @@ pub async fn remove(
     let Some(stored) = user.totp_secret.as_deref() else {
         return Ok(Redirect::to("/account/second-factor").into_response());
     };
+    if state.settings.require_second_factor {
+        let problem = "This clinic requires a second factor. To move it to a new phone, ask an admin to reset it.";
+        return second_factor_page(&state, &principal, None, None, Some(problem.into())).await;
+    }
     // A secret that does not open (sealed under another key) cannot prove anything: an admin resets it.
     let secret = totp::open(&state.store.audit_key, stored).unwrap_or_default();
     let now_s = state.clock.now_ms().div_euclid(1000);
