@@ -423,6 +423,8 @@ async fn a_physician_enrols_a_second_factor_and_sign_in_then_needs_a_fresh_code(
     assert_eq!(page.status(), StatusCode::OK);
     let html =
         String::from_utf8_lossy(&axum::body::to_bytes(page.into_body(), 1 << 20).await.expect("body")).to_string();
+    let qr = html.split(r#"<svg role="img" aria-label="Setup QR code""#).nth(1).expect("a QR code to scan");
+    assert!(qr.contains("<path") && !html.contains("<?xml"), "an inline SVG with its modules");
     let secret = html
         .split("name=\"secret\" value=\"")
         .nth(1)

@@ -23,6 +23,8 @@ struct SecondFactorPage {
     secret: String,
     secret_grouped: String,
     provisioning_uri: String,
+    /// The provisioning URI as an inline SVG QR code, for scanning with the phone's app.
+    qr_svg: String,
     message: Option<String>,
     problem: Option<String>,
 }
@@ -44,6 +46,7 @@ async fn second_factor_page(
     } else {
         totp::provisioning_uri(&secret, &state.settings.clinic_name, &user.username)
     };
+    let qr_svg = if enrolled { String::new() } else { qr_svg(&provisioning_uri) };
     render(&SecondFactorPage {
         chrome: Chrome::new(state, principal, "/account/second-factor"),
         enrolled,
@@ -51,9 +54,23 @@ async fn second_factor_page(
         secret,
         secret_grouped,
         provisioning_uri,
+        qr_svg,
         message,
         problem,
     })
+}
+
+/// `text` as an inline SVG QR code (medium error correction, with its quiet zone); empty when it does
+/// not fit a QR code, and the page then offers the typed setup key alone.
+fn qr_svg(text: &str) -> String {
+    let Ok(code) = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M) else {
+        return String::new();
+    };
+    let svg = code.render::<qrcode::render::svg::Color>().min_dimensions(220, 220).build();
+    // Inline in HTML: drop the XML declaration, and name the image for screen readers.
+    svg.find("<svg")
+        .map(|start| svg[start..].replacen("<svg", r#"<svg role="img" aria-label="Setup QR code" id="totp-qr""#, 1))
+        .unwrap_or_default()
 }
 
 /// `GET /account/second-factor`.
