@@ -4,7 +4,9 @@
 //! fentanyl patches, methadone, tramadol and a few patients on buprenorphine for pain; most patients
 //! between 20 and 90 MME with a tail at 90 or more and a few above 200; some tapers in progress; ORT
 //! tiers spread low / moderate / high; fills spread over the month so every day has a queue; some
-//! overdue screening, PDMP reviews and agreements, and some unexpected drug-test results.
+//! overdue screening, PDMP reviews and agreements, and some unexpected drug-test results; a few
+//! diagnoses that matter to the rules (sleep apnea, overdose or substance-use history, now and then a
+//! cancer) and a few benzodiazepines, most of them acknowledged by the physician.
 //!
 //! The clinic is written out in the documented CSV import format ([`DemoClinic::csv_files`]), so the
 //! demo exercises the same import path a real clinic uses. Names are drawn from lists of name parts;
@@ -16,9 +18,10 @@ mod rng;
 
 use chrono::{Datelike, Duration, NaiveDate};
 use refill_rules::{
-    AgreementFacts, Confidentiality, DoseQuantity, DoseUnit, DrugClass, Fill, MedicationOrder, NaloxoneEvent,
-    NaloxoneEventKind, OrderPurpose, PdmpFinding, PdmpReview, PhysicianReview, PrescriberId, ReviewKind, RiskTier, Sex,
-    UdsAnalyteResult, UdsKind, UdsResult,
+    AgreementFacts, ClinicalFlag, ClinicalFlagKind, Confidentiality, DoseQuantity, DoseUnit, DrugClass, Fill,
+    MedicationOrder, NaloxoneEvent, NaloxoneEventKind, OrderPurpose, OtherMedication, OtherMedicationClass,
+    PdmpFinding, PdmpReview, PhysicianReview, PrescriberId, ReviewKind, RiskTier, Sex, UdsAnalyteResult, UdsKind,
+    UdsResult,
 };
 
 use crate::products::{Dosing, Family, dosings};
@@ -84,6 +87,10 @@ pub struct DemoPatient {
     /// Benefit-risk reviews and acknowledgements.
     pub reviews: Vec<(String, PhysicianReview)>,
     pub naloxone: Vec<(String, NaloxoneEvent)>,
+    /// Diagnoses the rules use, by condition id; `false` when resolved at the source.
+    pub conditions: Vec<(String, ClinicalFlag, bool)>,
+    /// Benzodiazepines on the medication list, by medication id.
+    pub other_medications: Vec<(String, OtherMedication)>,
     /// Built with an unexpected drug-test result not yet reviewed.
     pub unexpected_uds: bool,
     /// Built with an overdue drug test, PDMP review or agreement.
@@ -122,6 +129,35 @@ pub fn generate(settings: &DemoSettings) -> DemoClinic {
         })
         .collect();
     DemoClinic { today: settings.today, physicians, patients }
+}
+
+/// Diagnoses that matter to the rules, more often at a higher ORT tier: sleep apnea, overdose and
+/// substance-use history (some resolved at the source, which keeps them history), rarely a cancer
+/// (out of the refill protocol's scope: a physician sees the patient) or one in remission.
+fn draw_conditions(
+    rng: &mut DemoRng,
+    number: usize,
+    today: NaiveDate,
+    tier: RiskTier,
+) -> Vec<(String, ClinicalFlag, bool)> {
+    let high = tier == RiskTier::High;
+    let table = [
+        (ClinicalFlagKind::SleepDisorderedBreathing, 0.06),
+        (ClinicalFlagKind::OverdoseHistory, if high { 0.08 } else { 0.01 }),
+        (ClinicalFlagKind::SubstanceUseDisorderHistory, if high { 0.10 } else { 0.02 }),
+        (ClinicalFlagKind::Cancer, 0.01),
+    ];
+    let mut conditions = Vec::new();
+    for (index, (kind, probability)) in table.into_iter().enumerate() {
+        if !rng.chance(probability) {
+            continue;
+        }
+        let recorded_on = today - Duration::days(rng.range(200, 3_000));
+        let active = kind != ClinicalFlagKind::Cancer || rng.chance(0.5);
+        let flag = ClinicalFlag { kind, recorded_on, confidentiality: Confidentiality::Normal };
+        conditions.push((format!("DX-{number}-{}", index + 1), flag, active));
+    }
+    conditions
 }
 
 /// Draw the intended daily MME: most between 20 and 90, 10-15% at 90 or more, a few above 200.
@@ -500,6 +536,42 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
         ))
     };
 
+    let conditions = draw_conditions(rng, number, today, risk_tier);
+    // Benzodiazepines: a few patients, most with the physician's acknowledgement on file, and a few
+    // stopped ones that no longer count.
+    let mut other_medications = Vec::new();
+    let benzo_roll = rng.unit();
+    if benzo_roll < 0.07 {
+        let started_on = today - Duration::days(rng.range(60, 900));
+        let active = benzo_roll < 0.05;
+        let text = *rng.pick(&[
+            "alprazolam 0.5 MG Oral Tablet",
+            "clonazepam 0.5 MG Oral Tablet",
+            "lorazepam 1 MG Oral Tablet",
+            "diazepam 5 MG Oral Tablet",
+        ]);
+        other_medications.push((
+            format!("BZD-{number}"),
+            OtherMedication {
+                class: OtherMedicationClass::Benzodiazepine,
+                text: text.to_string(),
+                started_on: Some(started_on),
+                active,
+                confidentiality: Confidentiality::Normal,
+            },
+        ));
+        if active && rng.chance(0.7) {
+            reviews.push((
+                format!("REV-{number}-5"),
+                PhysicianReview {
+                    reviewed_on: (started_on + Duration::days(rng.range(1, 30))).min(today),
+                    physician: physician.clone(),
+                    kind: ReviewKind::BenzodiazepineAcknowledged,
+                },
+            ));
+        }
+    }
+
     DemoPatient {
         external_id,
         mrn: format!("MRN-{:07}", 1_000_000 + number),
@@ -522,6 +594,8 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
         taper,
         reviews,
         naloxone,
+        conditions,
+        other_medications,
         unexpected_uds,
         overdue_uds,
         overdue_pdmp,
@@ -602,6 +676,9 @@ impl DemoClinic {
         let mut reviews =
             String::from("review_id,patient_id,reviewed_on,physician_id,kind,subject_prescriber_id,note\n");
         let mut naloxone = String::from("event_id,patient_id,occurred_on,kind\n");
+        let mut conditions = String::from("condition_id,patient_id,kind,recorded_on,status,part2\n");
+        let mut other_medications =
+            String::from("medication_id,patient_id,class,medication_text,started_on,status,part2\n");
         let mut tapers = String::from(
             "taper_id,patient_id,state,started_on,physician_id,rationale,step_number,step_starts_on,rxcui,\
              medication_text,dose_value,dose_unit,doses_per_day,step_daily_mme\n",
@@ -703,6 +780,23 @@ impl DemoClinic {
                 };
                 naloxone.push_str(&format!("{event_id},{id},{},{kind}\n", event.on));
             }
+            for (condition_id, flag, active) in &p.conditions {
+                let status = if *active { "active" } else { "resolved" };
+                let kind = condition_kind_name(flag.kind);
+                conditions.push_str(&format!("{condition_id},{id},{kind},{},{status},false\n", flag.recorded_on));
+            }
+            for (medication_id, medication) in &p.other_medications {
+                let class = match medication.class {
+                    OtherMedicationClass::Benzodiazepine => "benzodiazepine",
+                    OtherMedicationClass::OudTreatment => "oud_treatment",
+                };
+                let status = if medication.active { "active" } else { "stopped" };
+                other_medications.push_str(&format!(
+                    "{medication_id},{id},{class},{},{},{status},false\n",
+                    field(&medication.text),
+                    opt(&medication.started_on),
+                ));
+            }
             if let Some(taper) = &p.taper {
                 for step in &taper.steps {
                     for order in &step.regimen {
@@ -732,6 +826,22 @@ impl DemoClinic {
             ("tapers.csv".to_string(), tapers),
             ("reviews.csv".to_string(), reviews),
             ("naloxone.csv".to_string(), naloxone),
+            ("conditions.csv".to_string(), conditions),
+            ("other_medications.csv".to_string(), other_medications),
         ]
+    }
+}
+
+/// The `kind` word of conditions.csv (docs/import-csv.md).
+fn condition_kind_name(kind: ClinicalFlagKind) -> &'static str {
+    match kind {
+        ClinicalFlagKind::Cancer => "cancer",
+        ClinicalFlagKind::SickleCell => "sickle_cell",
+        ClinicalFlagKind::Palliative => "palliative",
+        ClinicalFlagKind::EndOfLife => "end_of_life",
+        ClinicalFlagKind::OverdoseHistory => "overdose_history",
+        ClinicalFlagKind::SubstanceUseDisorderHistory => "substance_use_disorder_history",
+        ClinicalFlagKind::SleepDisorderedBreathing => "sleep_disordered_breathing",
+        ClinicalFlagKind::OverdoseOrSedationSignal => "overdose_or_sedation_signal",
     }
 }

@@ -80,6 +80,25 @@ fn the_population_has_a_refill_clinic_shape() {
         assert!((0.02..=0.2).contains(&share(count)), "{name}: {:.3}", share(count));
     }
 
+    // A few benzodiazepines (most acknowledged by the physician) and diagnoses the rules use.
+    let benzodiazepine = |p: &&refill_demo::DemoPatient| p.other_medications.iter().any(|(_, m)| m.active);
+    let on_benzo: Vec<_> = clinic.patients.iter().filter(benzodiazepine).collect();
+    assert!((0.02..=0.08).contains(&share(on_benzo.len())), "benzodiazepine: {:.3}", share(on_benzo.len()));
+    let acknowledged = on_benzo
+        .iter()
+        .filter(|p| p.reviews.iter().any(|(_, r)| r.kind == refill_rules::ReviewKind::BenzodiazepineAcknowledged))
+        .count();
+    assert!(acknowledged * 2 > on_benzo.len(), "acknowledged: {acknowledged} of {}", on_benzo.len());
+    for kind in [
+        refill_rules::ClinicalFlagKind::SleepDisorderedBreathing,
+        refill_rules::ClinicalFlagKind::OverdoseHistory,
+        refill_rules::ClinicalFlagKind::SubstanceUseDisorderHistory,
+        refill_rules::ClinicalFlagKind::Cancer,
+    ] {
+        let count = clinic.patients.iter().filter(|p| p.conditions.iter().any(|(_, f, _)| f.kind == kind)).count();
+        assert!(count > 0 && share(count) < 0.1, "{kind:?}: {count}");
+    }
+
     // Every family of the clinic's formulary is prescribed to someone.
     let families: HashSet<Family> = clinic
         .patients
@@ -133,7 +152,7 @@ fn products_are_real_rxnorm_rows() {
 fn the_csv_export_imports_without_problems() {
     let clinic = clinic(300, 3);
     let files = clinic.csv_files();
-    assert_eq!(files.len(), 10);
+    assert_eq!(files.len(), 12);
     let mut totals = BTreeMap::new();
     for (name, contents) in &files {
         let records = refill_import::parse_csv(name, contents.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
@@ -145,6 +164,10 @@ fn the_csv_export_imports_without_problems() {
     assert_eq!(totals["orders.csv"].orders.len(), orders);
     let tapers = clinic.patients.iter().filter(|p| p.taper.is_some()).count();
     assert_eq!(totals["tapers.csv"].tapers.len(), tapers);
+    let conditions: usize = clinic.patients.iter().map(|p| p.conditions.len()).sum();
+    assert_eq!(totals["conditions.csv"].flags.len(), conditions);
+    let medications: usize = clinic.patients.iter().map(|p| p.other_medications.len()).sum();
+    assert_eq!(totals["other_medications.csv"].other_medications.len(), medications);
     // Names are synthetic and emails use the reserved example domain.
     assert!(
         totals["patients.csv"].patients.iter().filter_map(|p| p.email.as_deref()).all(|e| e.ends_with("@example.org"))

@@ -30,13 +30,13 @@ impl MappedCondition {
     /// The flags in force, dated `recorded_on`, or `as_of` (the import date) when the source has no
     /// date: every kind of an active condition, only the history kinds of a resolved one.
     pub fn flags(&self, as_of: NaiveDate) -> Vec<ClinicalFlag> {
-        self.flags_where(as_of, |kind| self.active || is_history(kind))
+        self.flags_where(as_of, |kind| self.active || kind.is_history())
     }
 
     /// The flags a resolved or inactive condition no longer supports (none for an active one), dated
     /// as `flags` dates them.
     pub fn resolved_flags(&self, as_of: NaiveDate) -> Vec<ClinicalFlag> {
-        self.flags_where(as_of, |kind| !self.active && !is_history(kind))
+        self.flags_where(as_of, |kind| !self.active && !kind.is_history())
     }
 
     fn flags_where(&self, as_of: NaiveDate, keep: impl Fn(ClinicalFlagKind) -> bool) -> Vec<ClinicalFlag> {
@@ -50,11 +50,6 @@ impl MappedCondition {
             })
             .collect()
     }
-}
-
-/// Overdose and substance-use-disorder history: true whatever the condition's clinical status.
-fn is_history(kind: ClinicalFlagKind) -> bool {
-    matches!(kind, ClinicalFlagKind::OverdoseHistory | ClinicalFlagKind::SubstanceUseDisorderHistory)
 }
 
 pub(crate) fn map_condition(value: &Value, fallback: &str) -> Result<Option<MappedCondition>, Vec<FhirError>> {

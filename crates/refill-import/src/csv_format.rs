@@ -7,15 +7,17 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use refill_rules::{
-    AgreementFacts, Confidentiality, DoseQuantity, DoseUnit, DrugClass, Fill, MedicationOrder, NaloxoneEvent,
-    NaloxoneEventKind, OrderPurpose, PdmpFinding, PdmpReview, PhysicianReview, PrescriberId, ReviewKind, RiskTier, Sex,
-    TaperState, UdsAnalyteResult, UdsKind, UdsResult,
+    AgreementFacts, ClinicalFlag, ClinicalFlagKind, Confidentiality, DoseQuantity, DoseUnit, DrugClass, Fill,
+    MedicationOrder, NaloxoneEvent, NaloxoneEventKind, OrderPurpose, OtherMedication, OtherMedicationClass,
+    PdmpFinding, PdmpReview, PhysicianReview, PrescriberId, ReviewKind, RiskTier, Sex, TaperState, UdsAnalyteResult,
+    UdsKind, UdsResult,
 };
 
 use crate::error::{ImportError, Location, Problems};
 use crate::records::{
-    AgreementRecord, ClinicRecords, ContactPreference, FillRecord, NaloxoneRecord, OrderRecord, OrderStatus,
-    PatientRecord, PdmpRecord, PhysicianRecord, PrescriberRole, ReviewRecord, TaperRecord, TaperStepRecord, UdsRecord,
+    AgreementRecord, ClinicRecords, ContactPreference, FillRecord, FlagRecord, NaloxoneRecord, OrderRecord,
+    OrderStatus, OtherMedicationRecord, PatientRecord, PdmpRecord, PhysicianRecord, PrescriberRole, ReviewRecord,
+    TaperRecord, TaperStepRecord, UdsRecord,
 };
 
 /// The record type of a CSV file.
@@ -31,6 +33,8 @@ pub enum CsvKind {
     Tapers,
     Reviews,
     Naloxone,
+    Conditions,
+    OtherMedications,
 }
 
 /// One documented column.
@@ -204,8 +208,30 @@ const NALOXONE: &[Column] = &[
     col("kind", true, "offered|declined|dispensed", "dispensed", "what happened"),
 ];
 
+const CONDITION_KINDS: &str = "cancer|sickle_cell|palliative|end_of_life|overdose_history|\
+                               substance_use_disorder_history|sleep_disordered_breathing|overdose_or_sedation_signal";
+
+const CONDITIONS: &[Column] = &[
+    col("condition_id", true, "text", "DX-4410", "the source's diagnosis id; unique key"),
+    col("patient_id", true, "text", "P000123", "the patient"),
+    col("kind", true, CONDITION_KINDS, "sleep_disordered_breathing", "what the diagnosis means for the rules"),
+    col("recorded_on", true, "date", "2024-08-19", "onset or date recorded"),
+    col("status", false, "active|resolved", "active", "resolved retires it (history kinds stay); default active"),
+    col("part2", false, "boolean", "false", "true for a 42 CFR Part 2 record"),
+];
+
+const OTHER_MEDICATIONS: &[Column] = &[
+    col("medication_id", true, "text", "RX-90211", "the source's order or statement id; unique key"),
+    col("patient_id", true, "text", "P000123", "the patient"),
+    col("class", true, "benzodiazepine|oud_treatment", "benzodiazepine", "what the rules look for"),
+    col("medication_text", true, "text", "alprazolam 0.5 MG Oral Tablet", "product name"),
+    col("started_on", false, "date", "2026-01-10", "when the patient started it"),
+    col("status", true, "active|stopped", "active", "stopped: the rules no longer count it"),
+    col("part2", false, "boolean", "false", "true for a 42 CFR Part 2 record"),
+];
+
 impl CsvKind {
-    pub const ALL: [CsvKind; 10] = [
+    pub const ALL: [CsvKind; 12] = [
         CsvKind::Physicians,
         CsvKind::Patients,
         CsvKind::Orders,
@@ -216,6 +242,8 @@ impl CsvKind {
         CsvKind::Tapers,
         CsvKind::Reviews,
         CsvKind::Naloxone,
+        CsvKind::Conditions,
+        CsvKind::OtherMedications,
     ];
 
     /// The file-name prefix that selects this kind, also the canonical file name without `.csv`.
@@ -231,6 +259,8 @@ impl CsvKind {
             CsvKind::Tapers => "tapers",
             CsvKind::Reviews => "reviews",
             CsvKind::Naloxone => "naloxone",
+            CsvKind::Conditions => "conditions",
+            CsvKind::OtherMedications => "other_medications",
         }
     }
 
@@ -246,6 +276,8 @@ impl CsvKind {
             CsvKind::Tapers => TAPERS,
             CsvKind::Reviews => REVIEWS,
             CsvKind::Naloxone => NALOXONE,
+            CsvKind::Conditions => CONDITIONS,
+            CsvKind::OtherMedications => OTHER_MEDICATIONS,
         }
     }
 
@@ -447,6 +479,20 @@ fn parse_date(text: &str) -> Option<NaiveDate> {
     (date >= NaiveDate::from_ymd_opt(1900, 1, 1)?).then_some(date)
 }
 
+fn parse_condition_kind(text: &str) -> Option<ClinicalFlagKind> {
+    Some(match text {
+        "cancer" => ClinicalFlagKind::Cancer,
+        "sickle_cell" => ClinicalFlagKind::SickleCell,
+        "palliative" => ClinicalFlagKind::Palliative,
+        "end_of_life" => ClinicalFlagKind::EndOfLife,
+        "overdose_history" => ClinicalFlagKind::OverdoseHistory,
+        "substance_use_disorder_history" => ClinicalFlagKind::SubstanceUseDisorderHistory,
+        "sleep_disordered_breathing" => ClinicalFlagKind::SleepDisorderedBreathing,
+        "overdose_or_sedation_signal" => ClinicalFlagKind::OverdoseOrSedationSignal,
+        _ => return None,
+    })
+}
+
 fn parse_bool(text: &str) -> Option<bool> {
     match text.to_ascii_lowercase().as_str() {
         "true" => Some(true),
@@ -604,6 +650,8 @@ impl Builder {
             CsvKind::Tapers => self.add_taper(row),
             CsvKind::Reviews => self.add_review(row),
             CsvKind::Naloxone => self.add_naloxone(row),
+            CsvKind::Conditions => self.add_condition(row),
+            CsvKind::OtherMedications => self.add_other_medication(row),
         }
     }
 
@@ -888,6 +936,65 @@ impl Builder {
                 external_id: id,
                 patient_external_id: patient,
                 event: NaloxoneEvent { on, kind },
+            });
+        }
+    }
+
+    fn add_condition(&mut self, row: &mut Row<'_>) {
+        let id = row.required("condition_id");
+        let patient = row.required("patient_id");
+        let kind = row.required_parsed("kind", &CONDITION_KINDS.replace('|', ", "), parse_condition_kind);
+        let recorded_on = row.required_date("recorded_on");
+        let resolved = row.optional("status", "active or resolved", |v| match v {
+            "active" => Some(false),
+            "resolved" => Some(true),
+            _ => None,
+        });
+        let confidentiality = row.part2();
+        let (Some(id), Some(patient), Some(kind), Some(recorded_on), Ok(resolved), Some(confidentiality)) =
+            (id, patient, kind, recorded_on, resolved, confidentiality)
+        else {
+            return;
+        };
+        if self.unique_key(row, "condition_id", &id) {
+            self.records.flags.push(FlagRecord {
+                origin: row.origin(),
+                external_id: id,
+                patient_external_id: patient,
+                flag: ClinicalFlag { kind, recorded_on, confidentiality },
+                dated: true,
+                active: resolved != Some(true) || kind.is_history(),
+            });
+        }
+    }
+
+    fn add_other_medication(&mut self, row: &mut Row<'_>) {
+        let id = row.required("medication_id");
+        let patient = row.required("patient_id");
+        let class = row.required_parsed("class", "benzodiazepine or oud_treatment", |v| match v {
+            "benzodiazepine" => Some(OtherMedicationClass::Benzodiazepine),
+            "oud_treatment" => Some(OtherMedicationClass::OudTreatment),
+            _ => None,
+        });
+        let text = row.required("medication_text");
+        let started_on = row.optional("started_on", "a date YYYY-MM-DD", parse_date);
+        let active = row.required_parsed("status", "active or stopped", |v| match v {
+            "active" => Some(true),
+            "stopped" => Some(false),
+            _ => None,
+        });
+        let confidentiality = row.part2();
+        let (Some(id), Some(patient), Some(class), Some(text), Ok(started_on), Some(active), Some(confidentiality)) =
+            (id, patient, class, text, started_on, active, confidentiality)
+        else {
+            return;
+        };
+        if self.unique_key(row, "medication_id", &id) {
+            self.records.other_medications.push(OtherMedicationRecord {
+                origin: row.origin(),
+                external_id: id,
+                patient_external_id: patient,
+                medication: OtherMedication { class, text, started_on, active, confidentiality },
             });
         }
     }

@@ -164,3 +164,40 @@ fn the_documentation_lists_every_column() {
         }
     }
 }
+
+/// Diagnoses and other medications from CSV: each row one record keyed by its id; a resolved exclusion
+/// is retired while resolved history stays in force; a stopped benzodiazepine is inactive; a bad kind
+/// or status is named by line and column.
+#[test]
+fn conditions_and_other_medications() {
+    use refill_rules::{ClinicalFlagKind, OtherMedicationClass};
+    let conditions = "condition_id,patient_id,kind,recorded_on,status,part2\n\
+                      DX-1,P1,cancer,2024-03-01,resolved,\n\
+                      DX-2,P1,overdose_history,2023-05-09,resolved,false\n\
+                      DX-3,P1,sleep_disordered_breathing,2022-01-15,,\n";
+    let records = parse_csv("conditions.csv", conditions.as_bytes()).expect("valid");
+    let flags: Vec<_> = records.flags.iter().map(|r| (r.external_id.as_str(), r.flag.kind, r.active)).collect();
+    assert_eq!(
+        flags,
+        vec![
+            ("DX-1", ClinicalFlagKind::Cancer, false),
+            ("DX-2", ClinicalFlagKind::OverdoseHistory, true),
+            ("DX-3", ClinicalFlagKind::SleepDisorderedBreathing, true),
+        ]
+    );
+
+    let medications = "medication_id,patient_id,class,medication_text,started_on,status\n\
+                       RX-1,P1,benzodiazepine,alprazolam 0.5 MG Oral Tablet,2026-01-10,active\n\
+                       RX-2,P1,benzodiazepine,clonazepam 1 MG Oral Tablet,,stopped\n";
+    let records = parse_csv("other_medications.csv", medications.as_bytes()).expect("valid");
+    let meds: Vec<_> = records.other_medications.iter().map(|r| (r.medication.class, r.medication.active)).collect();
+    assert_eq!(meds, vec![(OtherMedicationClass::Benzodiazepine, true), (OtherMedicationClass::Benzodiazepine, false)]);
+
+    let bad =
+        "condition_id,patient_id,kind,recorded_on,status\nDX-1,P1,cancer,2024-03-01,gone\nDX-2,P1,gout,2024-03-01,\n";
+    let error = parse_csv("conditions.csv", bad.as_bytes()).unwrap_err();
+    assert_eq!(
+        problems(&error),
+        vec![(Location::Line(2), "status".to_string()), (Location::Line(3), "kind".to_string())]
+    );
+}

@@ -255,6 +255,14 @@ pub enum ClinicalFlagKind {
     OverdoseOrSedationSignal,
 }
 
+impl ClinicalFlagKind {
+    /// Overdose and substance-use-disorder history: it stays history when the source marks the
+    /// condition resolved, unlike an exclusion (a cancer in remission) or a comorbidity.
+    pub fn is_history(self) -> bool {
+        matches!(self, ClinicalFlagKind::OverdoseHistory | ClinicalFlagKind::SubstanceUseDisorderHistory)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClinicalFlag {
     pub kind: ClinicalFlagKind,
