@@ -1,4 +1,4 @@
-//! The patient page: header, regimen with MME, open exceptions, the timeline, the MME chart with taper
+//! The patient page: header, regimen with its MME computed order by order, open exceptions, the timeline, the MME chart with taper
 //! steps past and planned, and messages with their delivery. 42 CFR Part 2 facts are hidden unless the
 //! physician breaks the glass with a reason (time-boxed, audited).
 
@@ -10,7 +10,7 @@ use refill_store::accounts;
 use refill_store::screens;
 use serde::Deserialize;
 
-use super::queue::regimen_text;
+use super::queue::{regimen_text, short_number};
 use super::{Chrome, actor, audit_view, may_see_part2, render};
 use crate::auth::Principal;
 use crate::{AppState, WebError, chart, wording};
@@ -20,6 +20,89 @@ pub struct TimelineLine {
     pub date: String,
     pub kind: &'static str,
     pub text: String,
+}
+
+/// One order of the current regimen in the MME computation: what it is, how its daily MME follows from
+/// the daily dose and the conversion factor, or why it is not counted.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MmeLine {
+    pub medication: String,
+    pub computation: String,
+    pub mme: String,
+}
+
+/// The MME of the regimen of record, computed line by line as the rules compute it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MmeBreakdown {
+    pub lines: Vec<MmeLine>,
+    /// The total, or why there is none.
+    pub total: String,
+    /// The conversion factors used (the policy's factor set).
+    pub factors: &'static str,
+}
+
+/// `daily_mme` over `regimen` with the policy's factors, Part 2 orders masked for those without access
+/// (their line says so; the total still counts them, as the rules do).
+pub fn mme_breakdown(
+    regimen: &[refill_rules::MedicationOrder],
+    factor_set: refill_rules::mme::FactorSet,
+    part2_open: bool,
+) -> MmeBreakdown {
+    let result = refill_rules::mme::daily_mme(regimen, factor_set);
+    let hidden =
+        |order_id: &str| !part2_open && regimen.iter().any(|o| o.id == order_id && o.confidentiality.is_restricted());
+    let restricted =
+        || MmeLine { medication: wording::RESTRICTED.to_string(), computation: String::new(), mme: String::new() };
+    let mut lines = Vec::new();
+    for item in &result.items {
+        lines.push(if hidden(&item.order_id) {
+            restricted()
+        } else {
+            MmeLine {
+                medication: item.medication.clone(),
+                computation: format!(
+                    "{} {} {}/day × factor {}",
+                    item.ingredient,
+                    short_number(item.daily_dose),
+                    item.unit,
+                    short_number(item.factor)
+                ),
+                mme: short_number(item.mme),
+            }
+        });
+    }
+    for excluded in &result.excluded {
+        lines.push(if hidden(&excluded.order_id) {
+            restricted()
+        } else {
+            MmeLine {
+                medication: excluded.medication.clone(),
+                computation: format!("not counted: {}", excluded.reason),
+                mme: "—".into(),
+            }
+        });
+    }
+    for undetermined in &result.undetermined {
+        lines.push(if hidden(&undetermined.order_id) {
+            restricted()
+        } else {
+            MmeLine {
+                medication: undetermined.medication.clone(),
+                computation: format!("cannot be computed: {}", undetermined.reason),
+                mme: "?".into(),
+            }
+        });
+    }
+    let total = match result.total_daily_mme {
+        Some(total) => format!("{} MME/day", short_number(total)),
+        None if !result.undetermined.is_empty() => "undetermined: a physician checks the order above".into(),
+        None => "none counted".into(),
+    };
+    let factors = match factor_set {
+        refill_rules::mme::FactorSet::Cdc2022 => "CDC 2022 conversion factors",
+        refill_rules::mme::FactorSet::Cdc2016 => "CDC 2016 conversion factors",
+    };
+    MmeBreakdown { lines, total, factors }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -33,6 +116,7 @@ pub struct PatientView {
     pub part2_open: bool,
     pub regimen: String,
     pub mme: String,
+    pub mme_breakdown: MmeBreakdown,
     pub timeline: Vec<TimelineLine>,
     pub chart_svg: String,
     pub taper_steps: Vec<(String, String, String)>,
@@ -88,6 +172,7 @@ pub async fn load_patient_view(state: &AppState, patient_id: i64, part2_open: bo
     let decided = screens::decided_mme(&state.store, patient_id).await?;
     let steps = screens::taper_steps(&state.store, patient_id).await?;
     let messages = screens::patient_messages(&state.store, patient_id).await?;
+    let facts = state.store.load_patient_facts(refill_rules::PatientId(patient_id), today).await?;
     let past: Vec<(chrono::NaiveDate, f64)> =
         decided.iter().filter_map(|p| p.total_daily_mme.map(|m| (p.on_date, m))).collect();
     let planned: Vec<(chrono::NaiveDate, f64)> = steps
@@ -107,6 +192,7 @@ pub async fn load_patient_view(state: &AppState, patient_id: i64, part2_open: bo
         part2_open,
         regimen: regimen_text(&regimen.iter().collect::<Vec<_>>(), part2_open),
         mme: latest_mme.map(|m| format!("{m:.0}")).unwrap_or_else(|| "—".into()),
+        mme_breakdown: mme_breakdown(&facts.regimen, state.policy.factor_set(), part2_open),
         timeline: timeline.iter().map(|e| timeline_line(e, part2_open)).collect(),
         chart_svg: chart::mme_chart(
             "Daily MME over time: decided (solid) and planned taper steps (dashed)",
@@ -212,4 +298,44 @@ pub async fn break_glass(
 ) -> Result<Response, WebError> {
     grant(&state, &principal, patient_id, &form.reason).await?;
     Ok(Redirect::to(&format!("/patients/{patient_id}")).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use refill_rules::mme::FactorSet;
+    use refill_rules::{Confidentiality, DoseQuantity, DoseUnit, MedicationOrder, OrderPurpose};
+
+    use super::mme_breakdown;
+
+    fn order(id: &str, text: &str, mg: f64, per_day: f64, confidentiality: Confidentiality) -> MedicationOrder {
+        MedicationOrder {
+            id: id.into(),
+            rxcui: None,
+            text: Some(text.into()),
+            dose: Some(DoseQuantity { value: mg, unit: DoseUnit::Milligram }),
+            doses_per_day: Some(per_day),
+            days_supply: Some(30),
+            dispense_quantity: None,
+            prescriber: None,
+            purpose: OrderPurpose::Pain,
+            confidentiality,
+        }
+    }
+
+    #[test]
+    fn each_order_shows_its_dose_and_factor_and_part2_lines_are_masked_but_counted() {
+        let regimen = [
+            order("a", "oxycodone hydrochloride 5 MG Oral Tablet", 10.0, 3.0, Confidentiality::Normal),
+            order("b", "methadone hydrochloride 10 MG Oral Tablet", 10.0, 1.0, Confidentiality::Part2),
+        ];
+        let closed = mme_breakdown(&regimen, FactorSet::Cdc2022, false);
+        assert_eq!(closed.lines[0].computation, "oxycodone 30 mg/day × factor 1.5");
+        assert_eq!(closed.lines[0].mme, "45");
+        assert_eq!(closed.lines[1].medication, crate::wording::RESTRICTED);
+        assert!(closed.lines[1].computation.is_empty() && closed.lines[1].mme.is_empty());
+        let open = mme_breakdown(&regimen, FactorSet::Cdc2022, true);
+        assert!(open.lines[1].computation.starts_with("methadone 10 mg/day × factor"), "{:?}", open.lines[1]);
+        assert_eq!(closed.total, open.total, "the total counts the restricted order either way");
+        assert_ne!(closed.total, "45 MME/day");
+    }
 }

@@ -69,7 +69,7 @@ pub fn name_actors(names: &std::collections::HashMap<String, String>, message: &
 }
 
 /// A number with at most two decimals and no trailing zeros ("0.33", "2", "1.5").
-fn short_number(value: f64) -> String {
+pub(crate) fn short_number(value: f64) -> String {
     if let Some(text) = whole_number(value) {
         return text;
     }
