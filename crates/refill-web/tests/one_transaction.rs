@@ -123,6 +123,23 @@ impl Setup {
         (status, String::from_utf8_lossy(&bytes).into_owned())
     }
 
+    /// The decisions the exception page offers (the labels of its options and radio buttons).
+    async fn offered(&self, session: &Session, exception_id: i64) -> Vec<&'static str> {
+        let request = Request::builder()
+            .uri(format!("/exceptions/{exception_id}"))
+            .header(header::HOST, "localhost")
+            .header(header::COOKIE, &session.0)
+            .body(Body::empty())
+            .expect("request");
+        let response = app(self.state.clone()).oneshot(request).await.expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+        let page = String::from_utf8(axum::body::to_bytes(response.into_body(), 4 << 20).await.expect("body").to_vec())
+            .expect("utf-8");
+        let labels =
+            ["Start a taper", "Slow the taper", "Pause the taper", "Resume the paused taper", "Revise the taper"];
+        labels.into_iter().filter(|label| page.contains(label)).collect()
+    }
+
     async fn count(&self, sql: &str) -> i64 {
         let Pools::Sqlite { read, .. } = &self.state.store.pools else { panic!("these tests run on SQLite") };
         sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(read).await.expect("count")
@@ -248,6 +265,10 @@ async fn pausing_and_resuming_a_taper_from_the_exception_review_changes_the_stor
     assert_eq!(setup.count(resolves).await, 0, "no signature was kept");
     assert_eq!(setup.count("select count(*) from physician_reviews").await, 0, "no review was kept");
 
+    // Only what applies to an active taper is offered.
+    let offered = setup.offered(&doctor, exception.exception_id).await;
+    assert_eq!(offered, vec!["Slow the taper", "Pause the taper", "Revise the taper"]);
+
     // Pausing: the plan is paused with who and why, and the second step does not come into force.
     let (status, page) =
         setup.post(&doctor, &path, &decide("taper_pause", exception.version, "withdrawal symptoms")).await;
@@ -267,6 +288,8 @@ async fn pausing_and_resuming_a_taper_from_the_exception_review_changes_the_stor
     // A session of four days ago has timed out: the physician signs in again.
     let doctor = setup.session(Role::Physician, "Dr Lind").await;
     let exception = setup.open_exception().await;
+    let offered = setup.offered(&doctor, exception.exception_id).await;
+    assert_eq!(offered, vec!["Resume the paused taper", "Revise the taper"], "a paused taper");
     let path = format!("/exceptions/{}/decide", exception.exception_id);
     let (status, page) =
         setup.post(&doctor, &path, &decide("taper_resume", exception.version, "symptoms settled")).await;

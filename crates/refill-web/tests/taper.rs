@@ -102,6 +102,9 @@ async fn a_physician_previews_a_taper_schedule_signs_it_and_it_shows_on_the_pati
     let (status, detail) = setup.send("GET", &format!("/exceptions/{id}"), &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert!(detail.contains("id=\"taper-form\"") && detail.contains("cdc_default"), "taper form on the detail page");
+    // No taper in force: starting one is offered, pausing or resuming is not.
+    assert!(detail.contains("Start a taper") && !detail.contains("Pause the taper"), "options that apply");
+    assert!(!detail.contains("Resume the paused taper"), "options that apply");
     // The MME the rules used, order by order: 30 mg three times a day of morphine at factor 1.
     assert!(detail.contains("id=\"mme-breakdown\""), "the MME computation is on the detail page");
     assert!(detail.contains("morphine 90 mg/day × factor 1") && detail.contains("90 MME/day"), "{detail}");

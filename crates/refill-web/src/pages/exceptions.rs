@@ -120,6 +120,20 @@ pub const DECISIONS: &[(&str, &str)] = &[
     ("stop_therapy", "Stop opioid therapy"),
 ];
 
+/// Whether `decision` applies to a patient whose taper plan in force is `taper`: a taper starts when
+/// none is in force, an active one can be slowed, paused or revised, a paused one resumed or revised.
+/// (The store refuses the others anyway; the form offers only what applies.)
+pub fn decision_applies(decision: &str, taper: Option<refill_rules::TaperState>) -> bool {
+    use refill_rules::TaperState::{Active, Completed, Paused};
+    match decision {
+        "taper_start" => matches!(taper, None | Some(Completed)),
+        "taper_slow" | "taper_pause" => taper == Some(Active),
+        "taper_resume" => taper == Some(Paused),
+        "taper_revise" => matches!(taper, Some(Active | Paused)),
+        _ => true,
+    }
+}
+
 fn resolution_for(decision: &str) -> Option<Resolution> {
     Some(match decision {
         "approve_refill" => Resolution::Continue,
@@ -166,6 +180,7 @@ async fn detail_page(
     let names = actor_names(state).await?;
     let item = exception_view(&row, today, &names, part2);
     let patient = load_patient_view(state, row.patient_id, part2).await?;
+    let taper_state = patient.taper_state;
     audit_view(
         state,
         principal,
@@ -180,8 +195,16 @@ async fn detail_page(
         chrome: Chrome::new(state, principal, "/exceptions"),
         item,
         patient,
-        decisions: DECISIONS.iter().copied().filter(|(key, _)| !TAPER_DECISIONS.contains(key)).collect(),
-        taper_decisions: DECISIONS.iter().copied().filter(|(key, _)| TAPER_DECISIONS.contains(key)).collect(),
+        decisions: DECISIONS
+            .iter()
+            .copied()
+            .filter(|(key, _)| !TAPER_DECISIONS.contains(key) && decision_applies(key, taper_state))
+            .collect(),
+        taper_decisions: DECISIONS
+            .iter()
+            .copied()
+            .filter(|(key, _)| TAPER_DECISIONS.contains(key) && decision_applies(key, taper_state))
+            .collect(),
         presets: preset_choices(state),
         today: today.to_string(),
         problem: problem.clone(),

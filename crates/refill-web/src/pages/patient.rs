@@ -117,6 +117,9 @@ pub struct PatientView {
     pub regimen: String,
     pub mme: String,
     pub mme_breakdown: MmeBreakdown,
+    /// The taper plan in force: `None`, or active / paused / completed.
+    #[serde(skip)]
+    pub taper_state: Option<refill_rules::TaperState>,
     pub timeline: Vec<TimelineLine>,
     pub chart_svg: String,
     pub taper_steps: Vec<(String, String, String)>,
@@ -193,6 +196,7 @@ pub async fn load_patient_view(state: &AppState, patient_id: i64, part2_open: bo
         regimen: regimen_text(&regimen.iter().collect::<Vec<_>>(), part2_open),
         mme: latest_mme.map(|m| format!("{m:.0}")).unwrap_or_else(|| "—".into()),
         mme_breakdown: mme_breakdown(&facts.regimen, state.policy.factor_set(), part2_open),
+        taper_state: facts.taper.as_ref().map(|taper| taper.state),
         timeline: timeline.iter().map(|e| timeline_line(e, part2_open)).collect(),
         chart_svg: chart::mme_chart(
             "Daily MME over time: decided (solid) and planned taper steps (dashed)",
