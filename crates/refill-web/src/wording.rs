@@ -115,24 +115,124 @@ fn reason_line(code: String, restricted: bool, evidence: Option<&Value>, may_see
     ReasonLine { code, text, restricted }
 }
 
-/// `name value; name value` from stored evidence (either the store's list form or a name-keyed map).
+/// The evidence in plain words, `; `-separated: what it is about first (the medication, the
+/// condition), then dates with how long ago ("PDMP last reviewed 2026-08-01, 114 days ago"), then the
+/// values, and the policy's limit last ("policy 90 days"). The store may keep evidence sorted by name,
+/// so a date finds its age by name, not by position. Reads the store's list form or a name-keyed map.
 fn evidence_words(evidence: Option<&Value>) -> String {
-    let mut parts = Vec::new();
-    match evidence {
-        Some(Value::Array(items)) => {
-            for item in items {
-                let name = item.get("name").and_then(Value::as_str).unwrap_or("");
-                parts.push(format!("{} {}", name.replace('_', " "), value_words(item.get("value"))));
+    let items: Vec<(&str, Option<&Value>)> = match evidence {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| (item.get("name").and_then(Value::as_str).unwrap_or(""), item.get("value")))
+            .collect(),
+        Some(Value::Object(map)) => map.iter().map(|(name, value)| (name.as_str(), Some(value))).collect(),
+        _ => Vec::new(),
+    };
+    let age_of = |date_name: &str| -> Option<String> {
+        let age_name = age_name_of(date_name)?;
+        let (_, value) = items.iter().find(|(name, _)| *name == age_name)?;
+        (!is_missing(*value)).then(|| value_words(*value))
+    };
+    let mut parts: Vec<(u8, String)> = Vec::new();
+    for (name, value) in &items {
+        let (name, value) = (*name, *value);
+        let missing = is_missing(value);
+        let words = value_words(value);
+        let part = if let Some(label) = date_label(name) {
+            let text = match (missing, age_of(name)) {
+                (true, _) => format!("{label}: none on record"),
+                (false, Some(age)) => format!("{label} {words}, {}", days_ago(&age)),
+                (false, None) => format!("{label} {words}"),
+            };
+            (1, text)
+        } else if name.ends_with("age_days") {
+            // Said with its date; an age without a known date stands alone.
+            let paired = items.iter().any(|(other, _)| age_name_of(other) == Some(name));
+            if paired || missing {
+                continue;
             }
-        }
-        Some(Value::Object(map)) => {
-            for (name, value) in map {
-                parts.push(format!("{} {}", name.replace('_', " "), value_words(Some(value))));
+            (1, days_ago(&words))
+        } else {
+            match name {
+                "medication" | "products" => (0, words),
+                "condition" => (0, words.replace('_', " ")),
+                "policy_max_days" => (3, format!("policy {words} days")),
+                "policy_valid_days" => (3, format!("valid for {words} days by policy")),
+                "mme_threshold" | "threshold" => (3, format!("threshold {words} MME/day")),
+                "minimum_age_years" => (3, format!("minimum age {words}")),
+                "days_past_due" => (2, format!("{words} days past due")),
+                "days_supply" | "days_supplied" => (2, format!("{words} days supplied")),
+                "days_without_supply" => (2, format!("{words} days without supply")),
+                "days_elapsed" => (2, format!("{words} days elapsed")),
+                "total_daily_mme" if missing => (2, "MME undetermined".to_string()),
+                "total_daily_mme" => (2, format!("{words} MME/day")),
+                "previous_total_daily_mme" => (2, format!("previously {words} MME/day")),
+                "age_years" => (2, format!("age {words}")),
+                "triggers" => (2, format!("because of {}", words.replace('_', " "))),
+                _ => (2, format!("{} {}", name.replace('_', " "), words.replace('_', " "))),
             }
-        }
-        _ => {}
+        };
+        parts.push(part);
     }
-    parts.join("; ")
+    parts.sort_by_key(|(rank, _)| *rank);
+    parts.into_iter().map(|(_, text)| text).collect::<Vec<_>>().join("; ")
+}
+
+/// "today", "1 day ago", "114 days ago".
+fn days_ago(days: &str) -> String {
+    match days {
+        "0" => "today".to_string(),
+        "1" => "1 day ago".to_string(),
+        days => format!("{days} days ago"),
+    }
+}
+
+/// The evidence name of a date's age in days, as the rules pair them (`dated_evidence`).
+fn age_name_of(date_name: &str) -> Option<&'static str> {
+    Some(match date_name {
+        "pdmp_last_reviewed" => "pdmp_age_days",
+        "review_last_on" => "review_age_days",
+        "acknowledged_on" => "acknowledgement_age_days",
+        "agreement_signed_on" => "agreement_age_days",
+        "naloxone_last_on" => "naloxone_age_days",
+        "signal_recorded_on" => "signal_age_days",
+        _ => return None,
+    })
+}
+
+/// The label of an evidence item that holds a date, by its name.
+fn date_label(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "pdmp_last_reviewed" => "PDMP last reviewed",
+        "pdmp_reviewed_on" => "PDMP reviewed",
+        "review_last_on" => "last physician review",
+        "acknowledged_on" => "acknowledged",
+        "agreement_signed_on" => "agreement signed",
+        "naloxone_last_on" => "naloxone last recorded",
+        "collected_on" => "collected",
+        "filled_on" => "filled",
+        "last_fill_on" => "last fill",
+        "first_fill_in_window_on" => "first fill in the window",
+        "eligible_on" => "eligible on",
+        "supply_runs_out_on" => "supply runs out",
+        "uds_due_on" => "UDS due",
+        "window_ends_on" => "window ends",
+        "started_on" => "started",
+        "recorded_on" => "recorded",
+        "signal_recorded_on" => "signal recorded",
+        "last_decision_on" => "last decision",
+        "last_reviewed" => "last reviewed",
+        _ => return None,
+    })
+}
+
+/// An evidence value the rules stored as missing (`{"missing": ...}`), or no value at all.
+fn is_missing(value: Option<&Value>) -> bool {
+    match value {
+        Some(Value::Object(map)) => map.contains_key("missing"),
+        Some(Value::Null) | None => true,
+        _ => false,
+    }
 }
 
 fn value_words(value: Option<&Value>) -> String {
@@ -209,6 +309,28 @@ mod tests {
         assert_eq!(masked[0].text, RESTRICTED);
         assert!(!masked[0].text.contains("buprenorphine"));
         assert_eq!(masked[1].text, "PDMP review overdue: last reviewed 2026-08-01; days since 114; policy days 90");
+        // The rules' own evidence names read as a sentence.
+        let named = r#"[{"code":"pdmp_review_overdue","restricted":false,"evidence":[
+            {"name":"pdmp_last_reviewed","value":{"date":"2026-08-01"}},{"name":"pdmp_age_days","value":{"integer":114}},
+            {"name":"policy_max_days","value":{"integer":90}}]},
+            {"code":"benzodiazepine_unacknowledged","restricted":false,"evidence":[
+            {"name":"medication","value":{"text":"diazepam 5 MG Oral Tablet"}},
+            {"name":"acknowledged_on","value":{"missing":null}},{"name":"acknowledgement_age_days","value":{"missing":null}},
+            {"name":"policy_max_days","value":{"integer":90}}]}]"#;
+        let lines = reasons(Some(named), false);
+        assert_eq!(lines[0].text, "PDMP review overdue: PDMP last reviewed 2026-08-01, 114 days ago; policy 90 days");
+        assert_eq!(
+            lines[1].text,
+            "Benzodiazepine co-prescription not acknowledged: diazepam 5 MG Oral Tablet; acknowledged: none on record; \
+             policy 90 days"
+        );
+        // Sorted by name, as the store may keep them: the age still joins its date.
+        let sorted = r#"[{"code":"physician_review_overdue","restricted":false,"evidence":{
+            "policy_max_days":{"integer":90},"review_age_days":{"integer":108},"review_last_on":{"date":"2026-08-15"}}}]"#;
+        assert_eq!(
+            reasons(Some(sorted), false)[0].text,
+            "Physician benefit-risk review overdue: last physician review 2026-08-15, 108 days ago; policy 90 days"
+        );
         let open = reasons(Some(stored), true);
         assert!(open[0].text.contains("buprenorphine"));
     }
