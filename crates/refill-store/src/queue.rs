@@ -145,13 +145,16 @@ const QUEUE_COLUMNS: &str = "q.id, q.clinic_date, q.patient_id, q.decision_id, q
      q.status, q.assigned_to, q.assigned_at, q.version, q.updated_by, q.updated_at, p.given_name, p.family_name, \
      p.mrn, p.birth_date";
 
-// Served by the index daily_queue_screen (clinic_date, urgency desc, run_out_on, patient_id): the first
-// page reads a few dozen index entries whatever the size of the clinic. `$2`/`$3` are optional filters.
-const QUEUE_PAGE: &str = r#"
+/// The queue's order (screens.md): urgent escalations first, then the day the supply runs out (unknown
+/// first: no fill history needs a look), then status by urgency. Served by the index
+/// daily_queue_screen (migration 0010), which sorts the same way, so the first page reads a few dozen
+/// index entries whatever the size of the clinic.
+pub(crate) const QUEUE_ORDER: &str = "(q.urgency >= 4) DESC, q.run_out_on NULLS FIRST, q.urgency DESC, q.patient_id";
+
+// `$2`/`$3` are optional filters.
+const QUEUE_PAGE_ROWS: &str = r#"
 from daily_queue q join patients p on p.id = q.patient_id
-where q.clinic_date = $1 and ($2 is null or q.status = $2) and ($3 is null or q.urgency >= $3)
-order by q.urgency desc, q.run_out_on nulls first, q.patient_id
-limit $4 offset $5"#;
+where q.clinic_date = $1 and ($2 is null or q.status = $2) and ($3 is null or q.urgency >= $3)"#;
 
 const CLAIM: &str = r#"
 update daily_queue set status = 'in_progress', assigned_to = $1, assigned_at = $2, version = version + 1,
@@ -173,7 +176,7 @@ impl Store {
     /// list view with `record_view` and `QueueQuery::to_audit_json`.
     #[tracing::instrument(skip_all)]
     pub async fn queue_page(&self, query: &QueueQuery) -> Result<Vec<QueueItem>, StoreError> {
-        let sql = format!("select {QUEUE_COLUMNS} {QUEUE_PAGE}");
+        let sql = format!("select {QUEUE_COLUMNS} {QUEUE_PAGE_ROWS} order by {QUEUE_ORDER} limit $4 offset $5");
         // PostgreSQL must know the type of a parameter used only in `is null`; the casts say it.
         let sql = match self.backend() {
             crate::Backend::Sqlite => sql,

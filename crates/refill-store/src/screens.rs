@@ -6,6 +6,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::FromRow;
 
+use crate::queue::QUEUE_ORDER;
 use crate::store::with_read_pool;
 use crate::{Store, StoreError};
 
@@ -128,7 +129,8 @@ impl QueueTallies {
     }
 }
 
-/// One page of today's queue, most urgent first, then by the day the supply runs out.
+/// One page of today's queue: urgent escalations first, then by the day the supply runs out (unknown
+/// first: no fill history needs a look), then by status (escalated, hold, tasks, approve).
 pub async fn queue_page(
     store: &Store,
     clinic_date: NaiveDate,
@@ -143,10 +145,10 @@ pub async fn queue_page(
     let sql = format!(
         "SELECT {QUEUE_COLUMNS} FROM ( \
            SELECT * FROM daily_queue q WHERE q.clinic_date = $1 AND {} \
-           ORDER BY q.urgency DESC, q.run_out_on, q.patient_id LIMIT $2 OFFSET $3 \
+           ORDER BY {QUEUE_ORDER} LIMIT $2 OFFSET $3 \
          ) q JOIN patients p ON p.id = q.patient_id \
          LEFT JOIN decisions d ON d.id = q.decision_id \
-         ORDER BY q.urgency DESC, q.run_out_on, q.patient_id",
+         ORDER BY {QUEUE_ORDER}",
         filter.condition()
     );
     let rows = with_read_pool!(store, pool => {

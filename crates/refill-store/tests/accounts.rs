@@ -175,8 +175,9 @@ fn decision(outcome: Outcome, code: ReasonCode, task: Option<Task>) -> Decision 
     )
 }
 
+/// The order of screens.md: urgent escalations first, then the day the supply runs out, then status.
 #[tokio::test]
-async fn the_queue_page_sorts_by_urgency_then_run_out_and_counts_tallies() {
+async fn the_queue_page_sorts_urgent_first_then_by_run_out_and_counts_tallies() {
     for db in common::backends().await {
         let store = &db.store;
         let today = NaiveDate::from_ymd_opt(2026, 12, 1).expect("date");
@@ -214,7 +215,7 @@ async fn the_queue_page_sorts_by_urgency_then_run_out_and_counts_tallies() {
         tx.commit().await.expect("commit");
         let rows = screens::queue_page(store, today, QueueFilter::Open, 100, 0).await.expect("page");
         let order: Vec<&str> = rows.iter().map(|r| r.family_name.as_str()).collect();
-        assert_eq!(order, ["p-urgent", "p-hold-soon", "p-hold-late", "p-tasks", "p-approve"], "{}", db.name);
+        assert_eq!(order, ["p-urgent", "p-hold-soon", "p-tasks", "p-approve", "p-hold-late"], "{}", db.name);
         assert!(rows[0].reasons.as_deref().is_some_and(|r| r.contains("overdose_or_sedation_signal")), "{}", db.name);
         let tallies = screens::queue_tallies(store, today).await.expect("tallies");
         assert_eq!(tallies.count(QueueFilter::Open), 5);
@@ -227,10 +228,10 @@ async fn the_queue_page_sorts_by_urgency_then_run_out_and_counts_tallies() {
         assert_eq!(soon.iter().map(|r| r.family_name.as_str()).collect::<Vec<_>>(), ["p-hold-soon", "p-tasks"]);
         let second_page = screens::queue_page(store, today, QueueFilter::Open, 2, 2).await.expect("page");
         let second: Vec<&str> = second_page.iter().map(|r| r.family_name.as_str()).collect();
-        assert_eq!(second, ["p-hold-late", "p-tasks"], "{}: a deeper page is the same order, cut", db.name);
+        assert_eq!(second, ["p-tasks", "p-approve"], "{}: a deeper page is the same order, cut", db.name);
         let last_page = screens::queue_page(store, today, QueueFilter::Open, 2, 4).await.expect("page");
-        assert_eq!(last_page.iter().map(|r| r.family_name.as_str()).collect::<Vec<_>>(), ["p-approve"]);
-        assert!(last_page[0].reasons.as_deref().is_some_and(|r| r.contains("naloxone_offer_due")), "{}", db.name);
+        assert_eq!(last_page.iter().map(|r| r.family_name.as_str()).collect::<Vec<_>>(), ["p-hold-late"]);
+        assert!(last_page[0].reasons.as_deref().is_some_and(|r| r.contains("early_fill_accumulation")), "{}", db.name);
         let open = screens::open_exceptions(store, today, 10).await.expect("exceptions");
         assert_eq!(open.len(), 1, "{}: the urgent escalation raised one exception", db.name);
         assert_eq!(open[0].urgency, "urgent");
