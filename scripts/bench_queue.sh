@@ -52,7 +52,8 @@ db, due = sys.argv[1], int(sys.argv[2])
 con = sqlite3.connect(db)
 (today,) = con.execute("select max(clinic_date) from daily_queue").fetchone()
 con.execute("""delete from daily_queue where clinic_date = ? and id not in (
-    select id from daily_queue where clinic_date = ? order by urgency desc, run_out_on, patient_id limit ?)""",
+    select id from daily_queue where clinic_date = ?
+    order by (urgency >= 4) desc, run_out_on, urgency desc, patient_id limit ?)""",
     (today, today, due))
 con.commit()
 (rows,) = con.execute("select count(*) from daily_queue where clinic_date = ?", (today,)).fetchone()

@@ -303,7 +303,11 @@ fn staff_and_physician_work_the_queue_and_see_each_other() {
     );
     staff.click(&format!("#row-{first} td:nth-child(3)"));
     staff.find("#panel .panel-inner");
-    staff.click("#panel details[data-action='n'] summary");
+    // The naloxone offer is due, so its form is already open; other forms stay folded.
+    let open = staff.script(
+        "return [...document.querySelectorAll('#panel details')].filter(d => d.open).map(d => d.dataset.action);",
+    );
+    assert!(open.as_array().is_some_and(|open| open.contains(&json!("n"))), "the due action's form is open: {open}");
     staff.click("#panel details[data-action='n'] button[type=submit]");
     staff.wait_for(
         "the panel to confirm the action",

@@ -142,9 +142,17 @@ async fn a_physician_previews_a_taper_schedule_signs_it_and_it_shows_on_the_pati
     assert!(steps.windows(2).all(|w| w[1].total_daily_mme <= w[0].total_daily_mme), "never increases");
     let row = screens::exception(&setup.state.store, setup.state.today(), id).await.expect("exception");
     assert_eq!(row.resolution.as_deref(), Some("taper"));
+    // Signing lands on the list with what the signature did and what happens next.
+    let (status, list) = setup.send("GET", &format!("/exceptions?signed={id}"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(list.contains("id=\"signed-summary\"") && list.contains("Start a taper."), "{list}");
+    assert!(list.contains("Each step becomes the regimen of record on its date"), "{list}");
     let (status, patient) = setup.send("GET", &format!("/patients/{}", setup.patient_id), &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert!(patient.contains(&format!("plan {} step 1", steps[0].plan_id)), "the plan shows on the patient page");
+    // Today's queue item heads the page: the decision the signature re-ran, with the supply date.
+    let today_line = patient.split("id=\"patient-today\"").nth(1).expect("today's line").split("</p>").next().unwrap();
+    assert!(today_line.contains("supply runs out"), "{today_line}");
 }
 
 #[tokio::test]

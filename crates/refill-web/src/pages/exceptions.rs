@@ -4,7 +4,7 @@
 
 use askama::Template;
 use axum::Extension;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use refill_rules::{PatientId, PhysicianReview, PrescriberId, ReviewKind};
 use refill_store::screens::{self, ExceptionRow};
@@ -77,6 +77,70 @@ pub fn exception_view(
 struct ListPage {
     chrome: Chrome,
     items: Vec<ExceptionView>,
+    signed: Option<SignedSummary>,
+}
+
+/// What a signature just did, shown above the list after signing: the decision, then what happens next,
+/// one sentence each.
+#[derive(Debug, Clone)]
+pub struct SignedSummary {
+    pub headline: String,
+    pub next: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// The exception just signed (`/exceptions?signed=ID`, where signing redirects).
+    #[serde(default)]
+    signed: Option<i64>,
+}
+
+/// The summary of the signed exception `exception_id`: its decision as signed, what follows from it,
+/// and what today's queue row reads now (the rules ran again at the signature).
+async fn signed_summary(state: &AppState, exception_id: i64) -> Result<Option<SignedSummary>, WebError> {
+    let today = state.today();
+    let row = match screens::exception(&state.store, today, exception_id).await {
+        Ok(row) => row,
+        Err(StoreError::NotFound(_)) => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    let Some(resolution) = row.resolution.as_deref() else { return Ok(None) };
+    // The stored rationale starts with the decision's label ("Pause the taper: ...").
+    let label = row.rationale.as_deref().and_then(|r| r.split_once(':')).map(|(label, _)| label).unwrap_or(resolution);
+    let headline = format!("Signed for {}, {}: {label}.", row.family_name, row.given_name);
+    let mut next = Vec::new();
+    match resolution {
+        "continue" | "continue_with_changes" => next.push(
+            "Your benefit-risk review is recorded as today's; the rules count it at the next refill.".to_string(),
+        ),
+        "taper" if label == "Pause the taper" => next.push(
+            "The taper holds at the current step; no later step applies until a physician resumes it.".to_string(),
+        ),
+        "taper" => {
+            next.push("Each step becomes the regimen of record on its date, in the daily run.".to_string());
+            next.push(
+                "Patients who agreed to email get a neutral notice a week before each step; staff see each new \
+                 dose on the queue."
+                    .to_string(),
+            );
+        }
+        "hold" | "refer" => {
+            next.push("The refill stays on hold: staff see the hold on the queue and cannot override it.".to_string())
+        }
+        "stop_therapy" => next.push(
+            "The refill stays on hold; the stop, its rationale and the safety attestation are signed and audited."
+                .to_string(),
+        ),
+        _ => {}
+    }
+    match screens::queue_row(&state.store, today, row.patient_id).await? {
+        Some(queue) => {
+            let (word, _) = wording::status(queue.outcome.as_deref());
+            next.push(format!("Today's queue now reads: {word}."));
+        }
+        None => next.push("The patient is not on today's queue; the next daily run decides again.".to_string()),
+    }
+    Ok(Some(SignedSummary { headline, next }))
 }
 
 pub async fn load_list(state: &AppState) -> Result<Vec<ExceptionView>, WebError> {
@@ -89,8 +153,13 @@ pub async fn load_list(state: &AppState) -> Result<Vec<ExceptionView>, WebError>
 pub async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Query(query): Query<ListQuery>,
 ) -> Result<Response, WebError> {
     let items = load_list(&state).await?;
+    let signed = match query.signed {
+        Some(id) => signed_summary(&state, id).await?,
+        None => None,
+    };
     audit_view(
         &state,
         &principal,
@@ -101,7 +170,7 @@ pub async fn list(
         serde_json::json!({ "status": "open", "rows": items.len() }),
     )
     .await?;
-    render(&ListPage { chrome: Chrome::new(&state, &principal, "/exceptions"), items })
+    render(&ListPage { chrome: Chrome::new(&state, &principal, "/exceptions"), items, signed })
 }
 
 /// The decisions a physician can sign, with the store's resolution each records.
@@ -234,7 +303,7 @@ pub async fn decide(
     Form(form): Form<DecideForm>,
 ) -> Result<Response, WebError> {
     match sign(&state, &principal, exception_id, &form).await {
-        Ok(_) => Ok(Redirect::to("/exceptions").into_response()),
+        Ok(_) => Ok(Redirect::to(&format!("/exceptions?signed={exception_id}")).into_response()),
         Err(error @ (WebError::BadRequest(_) | WebError::Conflict(_))) => {
             detail_page(&state, &principal, exception_id, Some(error.public_message())).await
         }

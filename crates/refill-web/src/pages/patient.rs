@@ -1,4 +1,5 @@
-//! The patient page: header, regimen with its MME computed order by order, open exceptions, the timeline, the MME chart with taper
+//! The patient page: header, today's queue item with what is due, regimen with its MME computed order
+//! by order, open exceptions, the timeline, the MME chart with taper
 //! steps past and planned, and messages with their delivery. 42 CFR Part 2 facts are hidden unless the
 //! physician breaks the glass with a reason (time-boxed, audited).
 
@@ -11,7 +12,7 @@ use refill_store::screens;
 use serde::Deserialize;
 
 use super::queue::{regimen_text, short_number};
-use super::{Chrome, actor, audit_view, may_see_part2, render};
+use super::{Chrome, actor, audit_view, days_until, may_see_part2, render};
 use crate::auth::Principal;
 use crate::{AppState, WebError, chart, wording};
 
@@ -105,6 +106,32 @@ pub fn mme_breakdown(
     MmeBreakdown { lines, total, factors }
 }
 
+/// The patient's item on today's queue: the decision's status, what is due, when the supply runs out
+/// and where the item stands (waiting, being worked, done).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TodayLine {
+    pub status_word: &'static str,
+    pub status_class: &'static str,
+    pub due: Vec<&'static str>,
+    pub run_out: String,
+    pub progress: &'static str,
+}
+
+fn today_line(row: &screens::QueueRow, today: chrono::NaiveDate) -> TodayLine {
+    let (status_word, status_class) = wording::status(row.outcome.as_deref());
+    let run_out = match row.run_out_on {
+        Some(on) => format!("supply runs out {on} ({})", wording::days_left(days_until(today, Some(on)))),
+        None => "no fill on record".to_string(),
+    };
+    let progress = match row.status.as_str() {
+        "pending" => "waiting on the queue",
+        "in_progress" => "being worked now",
+        "done" => "done today",
+        _ => "on the queue",
+    };
+    TodayLine { status_word, status_class, due: wording::due(row.tasks.as_deref()), run_out, progress }
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PatientView {
     pub id: i64,
@@ -117,6 +144,8 @@ pub struct PatientView {
     pub regimen: String,
     pub mme: String,
     pub mme_breakdown: MmeBreakdown,
+    /// Today's queue item, when the patient is on today's queue.
+    pub today: Option<TodayLine>,
     /// The taper plan in force: `None`, or active / paused / completed.
     #[serde(skip)]
     pub taper_state: Option<refill_rules::TaperState>,
@@ -176,6 +205,7 @@ pub async fn load_patient_view(state: &AppState, patient_id: i64, part2_open: bo
     let steps = screens::taper_steps(&state.store, patient_id).await?;
     let messages = screens::patient_messages(&state.store, patient_id).await?;
     let facts = state.store.load_patient_facts(refill_rules::PatientId(patient_id), today).await?;
+    let queue_row = screens::queue_row(&state.store, today, patient_id).await?;
     let past: Vec<(chrono::NaiveDate, f64)> =
         decided.iter().filter_map(|p| p.total_daily_mme.map(|m| (p.on_date, m))).collect();
     let planned: Vec<(chrono::NaiveDate, f64)> = steps
@@ -197,6 +227,7 @@ pub async fn load_patient_view(state: &AppState, patient_id: i64, part2_open: bo
         mme: latest_mme.map(|m| format!("{m:.0}")).unwrap_or_else(|| "—".into()),
         mme_breakdown: mme_breakdown(&facts.regimen, state.policy.factor_set(), part2_open),
         taper_state: facts.taper.as_ref().map(|taper| taper.state),
+        today: queue_row.as_ref().map(|row| today_line(row, today)),
         timeline: timeline.iter().map(|e| timeline_line(e, part2_open)).collect(),
         chart_svg: chart::mme_chart(
             "Daily MME over time: decided (solid) and planned taper steps (dashed)",

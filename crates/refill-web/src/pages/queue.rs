@@ -301,8 +301,19 @@ struct Panel {
     message: Option<String>,
     problem: Option<String>,
     hold: bool,
+    /// The rules have decided on this row today (nothing can be prepared before they have).
+    evaluated: bool,
+    /// The task names due on this row: their forms open first.
+    due_tasks: Vec<String>,
     physician: bool,
     today: String,
+}
+
+impl Panel {
+    /// Whether `task` is due on this row (its form is shown open).
+    fn is_due(&self, task: &str) -> bool {
+        self.due_tasks.iter().any(|due| due == task)
+    }
 }
 
 async fn panel_response(
@@ -322,12 +333,15 @@ async fn panel_response(
     let presence = accounts::row_presence(&state.store, state.clock.now_ms() - 10 * 60_000).await?;
     let view = row_view(&row, today, &regimens, &names, &presence);
     let hold = matches!(row.outcome.as_deref(), Some("HOLD" | "ESCALATE" | "ESCALATE_URGENT"));
+    let due_tasks = row.tasks.as_deref().and_then(|t| serde_json::from_str::<Vec<String>>(t).ok()).unwrap_or_default();
     let panel = Panel {
         row: view,
         csrf: principal.session().map(|s| s.csrf_token.clone()).unwrap_or_default(),
         message,
         problem,
         hold,
+        evaluated: row.outcome.is_some(),
+        due_tasks,
         physician: principal.role() == Some(Role::Physician),
         today: today.to_string(),
     };

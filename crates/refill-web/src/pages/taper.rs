@@ -360,7 +360,7 @@ pub async fn sign(
     Form(form): Form<TaperForm>,
 ) -> Result<Response, WebError> {
     match store_and_sign(&state, &principal, exception_id, &form).await {
-        Ok(()) => Ok(Redirect::to("/exceptions").into_response()),
+        Ok(()) => Ok(Redirect::to(&format!("/exceptions?signed={exception_id}")).into_response()),
         Err(error @ (WebError::BadRequest(_) | WebError::Conflict(_) | WebError::Store(StoreError::Conflict(_)))) => {
             let mut response =
                 preview_page(&state, &principal, exception_id, form.clone(), Some(error.public_message())).await?;
