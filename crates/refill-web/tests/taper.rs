@@ -103,8 +103,8 @@ async fn a_physician_previews_a_taper_schedule_signs_it_and_it_shows_on_the_pati
     assert_eq!(status, StatusCode::OK);
     assert!(detail.contains("id=\"taper-form\"") && detail.contains("cdc_default"), "taper form on the detail page");
     // No taper in force: starting one is offered, pausing or resuming is not.
-    assert!(detail.contains("Start a taper") && !detail.contains("Pause the taper"), "options that apply");
-    assert!(!detail.contains("Resume the paused taper"), "options that apply");
+    assert!(detail.contains("value=\"taper_start\"") && !detail.contains("value=\"taper_pause\""), "what applies");
+    assert!(!detail.contains("value=\"taper_resume\""), "options that apply");
     // The MME the rules used, order by order: 30 mg three times a day of morphine at factor 1.
     assert!(detail.contains("id=\"mme-breakdown\""), "the MME computation is on the detail page");
     assert!(detail.contains("morphine 90 mg/day × factor 1") && detail.contains("90 MME/day"), "{detail}");
@@ -153,6 +153,7 @@ async fn a_physician_previews_a_taper_schedule_signs_it_and_it_shows_on_the_pati
     // Today's queue item heads the page: the decision the signature re-ran, with the supply date.
     let today_line = patient.split("id=\"patient-today\"").nth(1).expect("today's line").split("</p>").next().unwrap();
     assert!(today_line.contains("supply runs out"), "{today_line}");
+    assert!(patient.contains("Physician decision") && patient.contains("High dose with little benefit"), "timeline");
 }
 
 #[tokio::test]
@@ -229,4 +230,33 @@ async fn a_taper_signed_to_start_today_becomes_the_regimen_at_once() {
     let decision = setup.state.store.decisions_for_patient(patient, 1).await.expect("decisions").remove(0);
     let codes: Vec<_> = decision.decision.reasons.iter().map(|r| r.code).collect();
     assert!(!codes.contains(&refill_rules::ReasonCode::RegimenChanged), "{codes:?}");
+}
+
+/// The patient page lists the diagnoses and other medications the rules use, saying what an exclusion
+/// means for the protocol.
+#[tokio::test]
+async fn the_patient_page_lists_conditions_and_benzodiazepines() {
+    use refill_rules::{ClinicalFlag, ClinicalFlagKind, OtherMedication, OtherMedicationClass};
+    let setup = setup().await;
+    let store = &setup.state.store;
+    let patient = PatientId(setup.patient_id);
+    let mut tx = store.begin().await.expect("begin");
+    let on = chrono::NaiveDate::from_ymd_opt(2024, 3, 1).expect("date");
+    let cancer =
+        ClinicalFlag { kind: ClinicalFlagKind::Cancer, recorded_on: on, confidentiality: Confidentiality::Normal };
+    tx.insert_clinical_flag(patient, &cancer, Some("dx-1")).await.expect("flag");
+    let benzo = OtherMedication {
+        class: OtherMedicationClass::Benzodiazepine,
+        text: "lorazepam 1 MG Oral Tablet".into(),
+        started_on: Some(on),
+        active: true,
+        confidentiality: Confidentiality::Normal,
+    };
+    tx.insert_other_medication(patient, &benzo, Some("bzd-1")).await.expect("medication");
+    tx.commit().await.expect("commit");
+    let (status, page) = setup.send("GET", &format!("/patients/{}", setup.patient_id), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let list = page.split("id=\"patient-conditions\"").nth(1).expect("the list").split("</ul>").next().unwrap();
+    assert!(list.contains("cancer (outside the refill protocol: a physician decides), recorded 2024-03-01"), "{list}");
+    assert!(list.contains("lorazepam 1 MG Oral Tablet (benzodiazepine, since 2024-03-01)"), "{list}");
 }

@@ -127,6 +127,36 @@ async fn two_staff_one_row_restricted_reasons_and_a_signed_decision() {
     assert_eq!(exceptions.as_array().map(Vec::len), Some(0), "the signed exception is closed");
     let (_, item) = call(&state, &dana, "GET", &format!("/api/queue/{pid}"), None).await;
     assert_eq!(item["outcome"], json!("HOLD"), "the physician's hold is on the row: {item}");
+    // The signed decision is on the patient's timeline: its rationale for the physician who opened the
+    // Part 2 records; for staff the decision only, the rationale masked (the patient has Part 2 records).
+    let decision_lines = |patient: &serde_json::Value| -> Vec<String> {
+        patient["timeline"]
+            .as_array()
+            .map(|lines| {
+                lines
+                    .iter()
+                    .filter(|line| line["kind"] == "Physician decision")
+                    .map(|line| line["text"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (_, seen_by_doc) = call(&state, &doc, "GET", &format!("/api/patients/{pid}"), None).await;
+    let doc_lines = decision_lines(&seen_by_doc);
+    assert!(
+        doc_lines.len() == 1
+            && doc_lines[0].contains("See in clinic this week")
+            && doc_lines[0].contains("Dr Ada Lind"),
+        "{doc_lines:?}"
+    );
+    let (_, seen_by_staff) = call(&state, &dana, "GET", &format!("/api/patients/{pid}"), None).await;
+    let staff_lines = decision_lines(&seen_by_staff);
+    assert!(
+        staff_lines.len() == 1
+            && staff_lines[0].starts_with("Schedule a visit: restricted information")
+            && !staff_lines[0].contains("See in clinic"),
+        "{staff_lines:?}"
+    );
     let (again, _) = call(
         &state,
         &doc,

@@ -146,6 +146,12 @@ pub struct PatientView {
     pub mme_breakdown: MmeBreakdown,
     /// Today's queue item, when the patient is on today's queue.
     pub today: Option<TodayLine>,
+    /// Diagnoses the rules use ("cancer, recorded 2020-04-01": an exclusion from the protocol) and
+    /// benzodiazepines or OUD treatment on the medication list; Part 2 ones masked without access.
+    pub conditions: Vec<String>,
+    pub other_medications: Vec<String>,
+    /// The patient's exceptions, open and resolved, newest first.
+    pub exceptions: Vec<super::exceptions::ExceptionView>,
     /// The taper plan in force: `None`, or active / paused / completed.
     #[serde(skip)]
     pub taper_state: Option<refill_rules::TaperState>,
@@ -206,6 +212,32 @@ pub async fn load_patient_view(state: &AppState, patient_id: i64, part2_open: bo
     let messages = screens::patient_messages(&state.store, patient_id).await?;
     let facts = state.store.load_patient_facts(refill_rules::PatientId(patient_id), today).await?;
     let queue_row = screens::queue_row(&state.store, today, patient_id).await?;
+    let names = super::queue::actor_names(state).await?;
+    let exception_rows = screens::patient_exceptions(&state.store, today, patient_id).await?;
+    // Signed physician decisions join the timeline on the clinic date of the signature. The decision
+    // itself is always shown; its free-text rationale is masked for users without access when the
+    // patient has Part 2 records or the exception rested on them (a rationale may quote them).
+    let mut timeline: Vec<TimelineLine> = timeline.iter().map(|e| timeline_line(e, part2_open)).collect();
+    for row in &exception_rows {
+        let (Some(signed_at), Some(signed)) = (row.signed_at, row.rationale.as_deref()) else { continue };
+        let restricted =
+            header.part2 || wording::reasons(Some(&row.reasons), false).iter().any(|reason| reason.restricted);
+        let signed_by = row.signed_by.as_deref().map(|s| super::queue::actor_name(&names, s)).unwrap_or_default();
+        // The stored rationale reads "<decision>: <the physician's words>".
+        let text = match signed.split_once(": ") {
+            Some((decision, _)) if restricted && !part2_open => {
+                format!("{decision}: {} (signed by {signed_by})", wording::RESTRICTED)
+            }
+            None if restricted && !part2_open => format!("{} (signed by {signed_by})", wording::RESTRICTED),
+            _ => format!("{signed} (signed by {signed_by})"),
+        };
+        let date = signed_at.with_timezone(&state.settings.time_zone).date_naive().to_string();
+        timeline.push(TimelineLine { date, kind: "Physician decision", text });
+    }
+    // Newest first; on one day the signature comes before the entries of the run it answered.
+    timeline.sort_by(|a, b| {
+        b.date.cmp(&a.date).then_with(|| (b.kind == "Physician decision").cmp(&(a.kind == "Physician decision")))
+    });
     let past: Vec<(chrono::NaiveDate, f64)> =
         decided.iter().filter_map(|p| p.total_daily_mme.map(|m| (p.on_date, m))).collect();
     let planned: Vec<(chrono::NaiveDate, f64)> = steps
@@ -228,7 +260,41 @@ pub async fn load_patient_view(state: &AppState, patient_id: i64, part2_open: bo
         mme_breakdown: mme_breakdown(&facts.regimen, state.policy.factor_set(), part2_open),
         taper_state: facts.taper.as_ref().map(|taper| taper.state),
         today: queue_row.as_ref().map(|row| today_line(row, today)),
-        timeline: timeline.iter().map(|e| timeline_line(e, part2_open)).collect(),
+        conditions: facts
+            .flags
+            .iter()
+            .map(|flag| {
+                if flag.confidentiality.is_restricted() && !part2_open {
+                    wording::RESTRICTED.to_string()
+                } else {
+                    format!("{}, recorded {}", condition_words(flag.kind), flag.recorded_on)
+                }
+            })
+            .collect(),
+        other_medications: facts
+            .other_medications
+            .iter()
+            .filter(|medication| medication.active)
+            .map(|medication| {
+                if medication.confidentiality.is_restricted() && !part2_open {
+                    wording::RESTRICTED.to_string()
+                } else {
+                    let class = match medication.class {
+                        refill_rules::OtherMedicationClass::Benzodiazepine => "benzodiazepine",
+                        refill_rules::OtherMedicationClass::OudTreatment => "OUD treatment",
+                    };
+                    match medication.started_on {
+                        Some(on) => format!("{} ({class}, since {on})", medication.text),
+                        None => format!("{} ({class})", medication.text),
+                    }
+                }
+            })
+            .collect(),
+        exceptions: exception_rows
+            .iter()
+            .map(|row| super::exceptions::exception_view(row, today, &names, part2_open))
+            .collect(),
+        timeline,
         chart_svg: chart::mme_chart(
             "Daily MME over time: decided (solid) and planned taper steps (dashed)",
             &past,
@@ -257,12 +323,26 @@ pub async fn load_patient_view(state: &AppState, patient_id: i64, part2_open: bo
     })
 }
 
+/// A clinical flag in words, saying what it means for the protocol where that matters.
+fn condition_words(kind: refill_rules::ClinicalFlagKind) -> &'static str {
+    use refill_rules::ClinicalFlagKind::*;
+    match kind {
+        Cancer => "cancer (outside the refill protocol: a physician decides)",
+        SickleCell => "sickle cell disease (outside the refill protocol: a physician decides)",
+        Palliative => "palliative care (outside the refill protocol: a physician decides)",
+        EndOfLife => "end-of-life care (outside the refill protocol: a physician decides)",
+        OverdoseHistory => "overdose history",
+        SubstanceUseDisorderHistory => "substance use disorder history",
+        SleepDisorderedBreathing => "sleep-disordered breathing",
+        OverdoseOrSedationSignal => "overdose or sedation event",
+    }
+}
+
 #[derive(Template)]
 #[template(path = "web/patient.html")]
 struct PatientPage {
     chrome: Chrome,
     patient: PatientView,
-    exceptions: Vec<super::exceptions::ExceptionView>,
     can_break_glass: bool,
 }
 
@@ -273,13 +353,6 @@ pub async fn page(
 ) -> Result<Response, WebError> {
     let part2_open = may_see_part2(&state, &principal, patient_id).await?;
     let patient = load_patient_view(&state, patient_id, part2_open).await?;
-    let names = super::queue::actor_names(&state).await?;
-    let today = state.today();
-    let exceptions = screens::patient_exceptions(&state.store, today, patient_id)
-        .await?
-        .iter()
-        .map(|e| super::exceptions::exception_view(e, today, &names, part2_open))
-        .collect();
     audit_view(
         &state,
         &principal,
@@ -291,7 +364,7 @@ pub async fn page(
     )
     .await?;
     let can_break_glass = patient.part2 && !part2_open && principal.role() == Some(accounts::Role::Physician);
-    render(&PatientPage { chrome: Chrome::new(&state, &principal, ""), patient, exceptions, can_break_glass })
+    render(&PatientPage { chrome: Chrome::new(&state, &principal, ""), patient, can_break_glass })
 }
 
 #[derive(Debug, Deserialize)]
