@@ -446,7 +446,8 @@ pub async fn patient_messages(store: &Store, patient_id: i64) -> Result<Vec<Mess
 pub struct Dashboard {
     /// Patients by the daily MME of their latest decision: `<50`, `50-89`, `90-199`, `200+`, `unknown`.
     pub mme_bands: Vec<(String, i64)>,
-    /// Taper plans by state: `active`, `paused`, `completed`, `cancelled`, with the mean days on taper.
+    /// Taper plans by state: `active`, `paused`, `completed`, `cancelled`, with the mean days on taper
+    /// (active: start to today; paused: start to the pause; none for completed and cancelled plans).
     pub tapers: Vec<(String, i64, Option<f64>)>,
     /// Among today's decisions, how many carry each overdue reason.
     pub overdue: Vec<(String, i64)>,
@@ -469,19 +470,29 @@ pub async fn dashboard(store: &Store, clinic_date: NaiveDate) -> Result<Dashboar
            FROM decisions d WHERE d.id IN (SELECT MAX(id) FROM decisions GROUP BY patient_id)) b GROUP BY band")
         .fetch_all(pool)
         .await?);
-    let plans: Vec<(String, NaiveDate)> = with_read_pool!(store, pool => sqlx::query_as(
-        "SELECT state, started_on FROM taper_plans ORDER BY state")
+    // Time on taper: an active plan from its start to today, a paused one from its start to the pause.
+    // Completed and superseded (cancelled) plans are counted without a time: the store keeps no end date.
+    let plans: Vec<(String, NaiveDate, Option<NaiveDate>)> = with_read_pool!(store, pool => sqlx::query_as(
+        "SELECT state, started_on, paused_on FROM taper_plans ORDER BY state")
         .fetch_all(pool)
         .await?);
     let mut tapers: Vec<(String, i64, Option<f64>)> = Vec::new();
-    for (state, started_on) in plans {
-        let days = (clinic_date - started_on).num_days() as f64;
+    for (state, started_on, paused_on) in plans {
+        let until = match state.as_str() {
+            "active" => Some(clinic_date),
+            "paused" => Some(paused_on.unwrap_or(clinic_date)),
+            _ => None,
+        };
+        let days = until.map(|until| (until - started_on).num_days().max(0) as f64);
         match tapers.iter_mut().find(|(s, _, _)| *s == state) {
             Some((_, count, total)) => {
                 *count += 1;
-                *total = Some(total.unwrap_or(0.0) + days);
+                *total = match (*total, days) {
+                    (Some(total), Some(days)) => Some(total + days),
+                    (total, _) => total,
+                };
             }
-            None => tapers.push((state, 1, Some(days))),
+            None => tapers.push((state, 1, days)),
         }
     }
     for (_, count, total) in &mut tapers {

@@ -219,6 +219,12 @@ async fn a_signed_taper_decision_is_one_transaction_and_a_new_plan_supersedes_th
         assert_eq!(events, 1, "{}: with a plan event", db.name);
         let taper = store.load_patient_facts(id, today + Duration::days(2)).await.unwrap().taper.unwrap();
         assert_eq!((taper.plan_id, taper.step_regimen), (second.0, vec![oxycodone("step-1", 7.5)]), "{}", db.name);
+        // On the dashboard ten days on: the active plan started tomorrow (9 days on taper); the replaced
+        // one is counted without a time (the store keeps no end date for it).
+        let dashboard = refill_store::screens::dashboard(store, today + Duration::days(10)).await.unwrap();
+        let by_state = |state: &str| dashboard.tapers.iter().find(|(s, _, _)| s == state).cloned();
+        assert_eq!(by_state("active"), Some(("active".to_string(), 1, Some(9.0))), "{}", db.name);
+        assert_eq!(by_state("cancelled"), Some(("cancelled".to_string(), 1, None)), "{}", db.name);
     }
 }
 
@@ -253,6 +259,9 @@ async fn a_paused_taper_keeps_its_step_and_a_resume_moves_the_rest_by_the_pause(
         let later = store.load_patient_facts(id, second_step + Duration::days(5)).await.unwrap().taper.unwrap();
         assert_eq!((later.state, later.step_started_on), (TaperState::Paused, today), "{}", db.name);
         assert_eq!(later.step_regimen, vec![oxycodone("step-1", 7.5)], "{}", db.name);
+        // The dashboard's time on taper stops at the pause: 3 days, however late it is read.
+        let dashboard = refill_store::screens::dashboard(store, second_step + Duration::days(5)).await.unwrap();
+        assert_eq!(dashboard.tapers, vec![("paused".to_string(), 1, Some(3.0))], "{}", db.name);
         let events = store.audit_events_for_patient(id, 50).await.unwrap();
         let pause = events.iter().find(|e| e.action == "taper_plan.pause").expect("pause audited");
         assert_eq!((pause.actor.as_str(), pause.reason.as_deref()), ("user:drx", Some("withdrawal symptoms")));

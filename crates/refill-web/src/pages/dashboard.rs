@@ -61,7 +61,7 @@ pub async fn load(state: &AppState) -> Result<DashboardView, WebError> {
         tapers: data
             .tapers
             .iter()
-            .map(|(s, c, d)| (s.clone(), *c, d.map(|d| format!("{d:.0} days")).unwrap_or_default()))
+            .map(|(s, c, d)| (s.clone(), *c, d.map(|d| format!("{d:.0} days")).unwrap_or_else(|| "—".into())))
             .collect(),
         overdue,
         exception_ages: ages,
