@@ -498,16 +498,8 @@ pub async fn dashboard(store: &Store, clinic_date: NaiveDate) -> Result<Dashboar
     for (_, count, total) in &mut tapers {
         *total = total.map(|sum| sum / *count as f64);
     }
-    let overdue_codes = [
-        "uds_overdue",
-        "pdmp_review_overdue",
-        "agreement_expired",
-        "agreement_missing",
-        "physician_review_overdue",
-        "high_mme_review_overdue",
-    ];
     let mut overdue = Vec::new();
-    for code in overdue_codes {
+    for code in OVERDUE_CODES {
         let pattern = format!("%\"{code}\"%");
         let count: i64 = with_read_pool!(store, pool => sqlx::query_scalar(
             "SELECT COUNT(*) FROM daily_queue q JOIN decisions d ON d.id = q.decision_id \
@@ -531,4 +523,121 @@ pub async fn dashboard(store: &Store, clinic_date: NaiveDate) -> Result<Dashboar
         .fetch_all(pool)
         .await?);
     Ok(Dashboard { mme_bands, tapers, overdue, open_exception_dates, messages, dead_jobs })
+}
+
+/// The list behind one of the dashboard's numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatientList {
+    /// Patients whose latest decision's daily MME is in a band (the dashboard's bands).
+    MmeBand(MmeBand),
+    /// Patients with a taper plan in a state: `active`, `paused`, `completed` or `cancelled`.
+    TaperState(&'static str),
+    /// Patients on today's queue whose decision carries an overdue-monitoring reason code.
+    Overdue(&'static str),
+}
+
+/// The dashboard's MME bands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MmeBand {
+    Under50,
+    From50To89,
+    From90To199,
+    From200,
+    Unknown,
+}
+
+impl MmeBand {
+    pub const ALL: [MmeBand; 5] =
+        [MmeBand::Under50, MmeBand::From50To89, MmeBand::From90To199, MmeBand::From200, MmeBand::Unknown];
+
+    /// The band's name as the dashboard counts it (`<50`, `50-89`, `90-199`, `200+`, `unknown`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MmeBand::Under50 => "<50",
+            MmeBand::From50To89 => "50-89",
+            MmeBand::From90To199 => "90-199",
+            MmeBand::From200 => "200+",
+            MmeBand::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<MmeBand> {
+        MmeBand::ALL.into_iter().find(|band| band.as_str() == text)
+    }
+
+    /// The SQL condition on `d.total_daily_mme` (a fixed string per band).
+    fn condition(self) -> &'static str {
+        match self {
+            MmeBand::Under50 => "d.total_daily_mme < 50",
+            MmeBand::From50To89 => "d.total_daily_mme >= 50 AND d.total_daily_mme < 90",
+            MmeBand::From90To199 => "d.total_daily_mme >= 90 AND d.total_daily_mme < 200",
+            MmeBand::From200 => "d.total_daily_mme >= 200",
+            MmeBand::Unknown => "d.total_daily_mme IS NULL",
+        }
+    }
+}
+
+/// The overdue-monitoring reason codes the dashboard counts.
+pub const OVERDUE_CODES: [&str; 6] = [
+    "uds_overdue",
+    "pdmp_review_overdue",
+    "agreement_expired",
+    "agreement_missing",
+    "physician_review_overdue",
+    "high_mme_review_overdue",
+];
+
+/// The taper plan states the dashboard counts.
+pub const TAPER_STATES: [&str; 4] = ["active", "paused", "completed", "cancelled"];
+
+/// One patient of a dashboard list: who, the latest daily MME, and the date that put them on it (the
+/// plan's start for tapers, today's supply run-out for overdue monitoring).
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct PatientListRow {
+    pub patient_id: i64,
+    pub given_name: String,
+    pub family_name: String,
+    pub mrn: Option<String>,
+    pub total_daily_mme: Option<f64>,
+    pub on_date: Option<NaiveDate>,
+}
+
+/// The patients behind a dashboard number, by family name, at most `limit`.
+pub async fn patient_list(
+    store: &Store,
+    clinic_date: NaiveDate,
+    list: PatientList,
+    limit: i64,
+) -> Result<Vec<PatientListRow>, StoreError> {
+    const COLUMNS: &str = "p.id AS patient_id, p.given_name, p.family_name, p.mrn, d.total_daily_mme";
+    const LATEST: &str = "(SELECT MAX(id) FROM decisions WHERE patient_id = p.id)";
+    const ORDER: &str = "ORDER BY p.family_name, p.given_name, p.id";
+    // The SQL is fixed text chosen by the enum; values are bound.
+    let sql = match list {
+        PatientList::MmeBand(band) => format!(
+            "SELECT {COLUMNS}, d.clinic_date AS on_date FROM patients p JOIN decisions d ON d.id = {LATEST} \
+             WHERE {} {ORDER} LIMIT $1",
+            band.condition()
+        ),
+        PatientList::TaperState(_) => format!(
+            "SELECT {COLUMNS}, MAX(t.started_on) AS on_date FROM taper_plans t JOIN patients p ON p.id = t.patient_id \
+             LEFT JOIN decisions d ON d.id = {LATEST} WHERE t.state = $1 \
+             GROUP BY p.id, p.given_name, p.family_name, p.mrn, d.total_daily_mme {ORDER} LIMIT $2"
+        ),
+        PatientList::Overdue(_) => format!(
+            "SELECT {COLUMNS}, q.run_out_on AS on_date FROM daily_queue q JOIN patients p ON p.id = q.patient_id \
+             JOIN decisions d ON d.id = q.decision_id \
+             WHERE q.clinic_date = $1 AND CAST(d.reasons AS TEXT) LIKE $2 {ORDER} LIMIT $3"
+        ),
+    };
+    let rows = with_read_pool!(store, pool => {
+        let query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        let query = match list {
+            PatientList::MmeBand(_) => query.bind(limit),
+            PatientList::TaperState(state) => query.bind(state).bind(limit),
+            PatientList::Overdue(code) => query.bind(clinic_date).bind(format!("%\"{code}\"%")).bind(limit),
+        };
+        query.fetch_all(pool).await?
+    });
+    Ok(rows)
 }

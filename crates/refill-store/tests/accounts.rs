@@ -241,5 +241,18 @@ async fn the_queue_page_sorts_urgent_first_then_by_run_out_and_counts_tallies() 
         assert!(!screens::patient_timeline(store, urgent_id, 10).await.expect("timeline").is_empty());
         let dashboard = screens::dashboard(store, today).await.expect("dashboard");
         assert_eq!(dashboard.mme_bands.iter().map(|(_, c)| c).sum::<i64>(), 5, "{}", db.name);
+        // The lists behind the dashboard's numbers.
+        let names = |rows: Vec<screens::PatientListRow>| rows.into_iter().map(|r| r.family_name).collect::<Vec<_>>();
+        let band = screens::PatientList::MmeBand(screens::MmeBand::From50To89);
+        assert_eq!(screens::patient_list(store, today, band, 100).await.expect("band").len(), 5, "{}", db.name);
+        let band = screens::PatientList::MmeBand(screens::MmeBand::From90To199);
+        assert!(screens::patient_list(store, today, band, 100).await.expect("band").is_empty(), "{}", db.name);
+        let overdue = screens::PatientList::Overdue("pdmp_review_overdue");
+        let overdue = names(screens::patient_list(store, today, overdue, 100).await.expect("overdue"));
+        assert_eq!(overdue, ["p-tasks"], "{}", db.name);
+        let tapers = screens::PatientList::TaperState("active");
+        assert!(screens::patient_list(store, today, tapers, 100).await.expect("tapers").is_empty(), "{}", db.name);
+        let limited = screens::PatientList::MmeBand(screens::MmeBand::From50To89);
+        assert_eq!(screens::patient_list(store, today, limited, 2).await.expect("limit").len(), 2, "{}", db.name);
     }
 }

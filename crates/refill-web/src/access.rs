@@ -67,6 +67,7 @@ pub const ROUTES: &[RouteSpec] = &[
     route("POST", "/exceptions/{exception_id}/decide", Access::Roles(PHYSICIANS)),
     route("POST", "/exceptions/{exception_id}/taper/preview", Access::Roles(PHYSICIANS)),
     route("POST", "/exceptions/{exception_id}/taper/sign", Access::Roles(PHYSICIANS)),
+    route("GET", "/patients", Access::Roles(STAFF_AND_PHYSICIANS)),
     route("GET", "/patients/{patient_id}", Access::Roles(STAFF_AND_PHYSICIANS)),
     route("POST", "/patients/{patient_id}/break-glass", Access::Roles(PHYSICIANS)),
     route("GET", "/dashboard", Access::Roles(PHYSICIANS_AND_ADMINS)),

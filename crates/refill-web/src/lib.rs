@@ -81,6 +81,16 @@ impl Default for WebSettings {
     }
 }
 
+/// Percent-encode `text` for a URL component (RFC 3986 unreserved characters kept).
+pub(crate) fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 /// Where "now" comes from: the system clock in production, a settable one in tests (idle sign-out,
 /// break-glass expiry).
 #[derive(Clone)]
@@ -178,6 +188,7 @@ pub fn app(state: AppState) -> Router {
         .route("/exceptions/{exception_id}/decide", post(exceptions::decide))
         .route("/exceptions/{exception_id}/taper/preview", post(taper::preview))
         .route("/exceptions/{exception_id}/taper/sign", post(taper::sign))
+        .route("/patients", get(dashboard::patient_list))
         .route("/patients/{patient_id}", get(patient::page))
         .route("/patients/{patient_id}/break-glass", post(patient::break_glass))
         .route("/dashboard", get(dashboard::page))

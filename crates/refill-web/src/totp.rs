@@ -34,10 +34,10 @@ pub fn new_secret() -> String {
 
 /// The `otpauth://` URI an authenticator app reads (typed or scanned): issuer and account label.
 pub fn provisioning_uri(secret: &str, issuer: &str, account: &str) -> String {
-    let issuer = percent_encode(issuer);
+    let issuer = crate::percent_encode(issuer);
     format!(
         "otpauth://totp/{issuer}:{}?secret={secret}&issuer={issuer}&algorithm=SHA1&digits={DIGITS}&period={STEP_SECONDS}",
-        percent_encode(account)
+        crate::percent_encode(account)
     )
 }
 
@@ -149,15 +149,6 @@ fn base32_decode(text: &str) -> Option<Vec<u8>> {
         }
     }
     (!out.is_empty()).then_some(out)
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -538,3 +538,34 @@ async fn a_required_second_factor_gates_physicians_and_admins_until_they_enrol()
     let users = accounts::list_users(&harness.state.store).await.expect("users");
     assert!(users.iter().any(|u| u.role == Role::Physician && u.totp_secret.is_some()), "still enrolled");
 }
+
+/// The dashboard's numbers link to the lists behind them for a physician (not for an admin, who may not
+/// open patient records); a list names a bad filter and is one audit event per view.
+#[tokio::test]
+async fn dashboard_numbers_link_to_their_lists() {
+    let harness = Harness::new().await;
+    let (doc, _) = harness.session(Role::Physician).await;
+    let (admin, _) = harness.session(Role::Admin).await;
+    let body = |response: axum::response::Response| async move {
+        String::from_utf8_lossy(&axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body")).to_string()
+    };
+    let for_doc = body(harness.send(request("GET", "/dashboard", Some(&doc), None)).await).await;
+    assert!(for_doc.contains("href=\"/patients?band=50-89\"") && for_doc.contains("href=\"/patients?band=%3C50\""));
+    assert!(for_doc.contains("href=\"/patients?overdue=uds_overdue\""), "overdue counts link too");
+    let for_admin = body(harness.send(request("GET", "/dashboard", Some(&admin), None)).await).await;
+    assert!(!for_admin.contains("/patients?"), "no patient lists for an admin");
+    assert_eq!(
+        harness.send(request("GET", "/patients?band=50-89", Some(&admin), None)).await.status(),
+        StatusCode::FORBIDDEN
+    );
+
+    let list = harness.send(request("GET", "/patients?band=%3C50", Some(&doc), None)).await;
+    assert_eq!(list.status(), StatusCode::OK);
+    let list = body(list).await;
+    assert!(list.contains("Patients at &#60;50 MME/day"), "the title names the band (escaped): {list}");
+    let bad = harness.send(request("GET", "/patients?band=lots", Some(&doc), None)).await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body(bad).await.contains("band: no MME band"), "the problem names the parameter");
+    let events = harness.state.store.audit_events(1, 1000).await.expect("audit");
+    assert_eq!(events.iter().filter(|e| e.action == "patients.list.view").count(), 1, "one event per list view");
+}
