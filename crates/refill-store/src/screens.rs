@@ -268,7 +268,8 @@ pub async fn open_exceptions(
          JOIN decisions d ON d.id = e.decision_id \
          LEFT JOIN daily_queue q ON q.patient_id = e.patient_id AND q.clinic_date = $1 \
          WHERE e.status = 'open' \
-         ORDER BY CASE WHEN e.urgency = 'urgent' THEN 0 ELSE 1 END, q.run_out_on, e.raised_at, e.id LIMIT $2"
+         ORDER BY CASE WHEN e.urgency = 'urgent' THEN 0 ELSE 1 END, q.run_out_on NULLS LAST, e.raised_at, e.id \
+         LIMIT $2"
     );
     let rows = with_read_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(clinic_date)

@@ -256,3 +256,43 @@ async fn the_queue_page_sorts_urgent_first_then_by_run_out_and_counts_tallies() 
         assert_eq!(screens::patient_list(store, today, limited, 2).await.expect("limit").len(), 2, "{}", db.name);
     }
 }
+
+/// Open exceptions whose patient is not on today's queue (no run-out date today) come after those with
+/// one, on both backends alike.
+#[tokio::test]
+async fn exceptions_without_a_run_out_today_come_last_on_both_backends() {
+    for db in common::backends().await {
+        let store = &db.store;
+        let today = NaiveDate::from_ymd_opt(2026, 12, 1).expect("date");
+        let actor = Actor::system();
+        let mut tx = store.begin().await.expect("begin");
+        for (external, clinic_date, days) in
+            [("e-yesterday", today.pred_opt().expect("date"), 1), ("e-today", today, 5)]
+        {
+            let patient =
+                tx.insert_patient(&PatientDetails::new(external, "Test", external), &actor).await.expect("patient");
+            let decided = decision(Outcome::Escalate, ReasonCode::PhysicianReviewOverdue, None);
+            store
+                .record_decision(
+                    &mut tx,
+                    &NewDecision {
+                        patient_id: patient,
+                        clinic_date,
+                        refill_request_id: None,
+                        decision: &decided,
+                        decided_by: &actor,
+                        run_out_on: clinic_date.checked_add_days(chrono::Days::new(days)),
+                        dedupe_key: None,
+                    },
+                )
+                .await
+                .expect("decision");
+        }
+        tx.commit().await.expect("commit");
+        let open = screens::open_exceptions(store, today, 10).await.expect("exceptions");
+        let order: Vec<(&str, Option<NaiveDate>)> =
+            open.iter().map(|e| (e.family_name.as_str(), e.run_out_on)).collect();
+        let runs_out = today.checked_add_days(chrono::Days::new(5));
+        assert_eq!(order, [("e-today", runs_out), ("e-yesterday", None)], "{}", db.name);
+    }
+}
