@@ -450,8 +450,9 @@ pub struct Dashboard {
     /// Taper plans by state: `active`, `paused`, `completed`, `cancelled`, with the mean days on taper
     /// (active: start to today; paused: start to the pause; none for completed and cancelled plans).
     pub tapers: Vec<(String, i64, Option<f64>)>,
-    /// Among today's decisions, how many carry each overdue reason.
-    pub overdue: Vec<(String, i64)>,
+    /// Among today's queue, how many carry each overdue reason; and among the queue a week ago, for
+    /// the trend: (code, today, a week ago).
+    pub overdue: Vec<(String, i64, i64)>,
     /// Open exceptions by their clinic date.
     pub open_exception_dates: Vec<(NaiveDate, String)>,
     /// Emails by delivery state (`failed` are the delivery failures).
@@ -499,17 +500,21 @@ pub async fn dashboard(store: &Store, clinic_date: NaiveDate) -> Result<Dashboar
     for (_, count, total) in &mut tapers {
         *total = total.map(|sum| sum / *count as f64);
     }
+    let week_ago = clinic_date - chrono::Duration::days(7);
     let mut overdue = Vec::new();
     for code in OVERDUE_CODES {
         let pattern = format!("%\"{code}\"%");
-        let count: i64 = with_read_pool!(store, pool => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM daily_queue q JOIN decisions d ON d.id = q.decision_id \
-             WHERE q.clinic_date = $1 AND CAST(d.reasons AS TEXT) LIKE $2")
+        let (today, then): (i64, i64) = with_read_pool!(store, pool => sqlx::query_as(
+            "SELECT COALESCE(SUM(CASE WHEN q.clinic_date = $1 THEN 1 ELSE 0 END), 0), \
+                    COALESCE(SUM(CASE WHEN q.clinic_date = $3 THEN 1 ELSE 0 END), 0) \
+             FROM daily_queue q JOIN decisions d ON d.id = q.decision_id \
+             WHERE q.clinic_date IN ($1, $3) AND CAST(d.reasons AS TEXT) LIKE $2")
             .bind(clinic_date)
             .bind(pattern)
+            .bind(week_ago)
             .fetch_one(pool)
             .await?);
-        overdue.push((code.to_string(), count));
+        overdue.push((code.to_string(), today, then));
     }
     let open_exception_dates: Vec<(NaiveDate, String)> = with_read_pool!(store, pool => sqlx::query_as(
         "SELECT clinic_date, urgency FROM exceptions WHERE status = 'open'")

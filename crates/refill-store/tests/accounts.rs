@@ -254,6 +254,29 @@ async fn the_queue_page_sorts_urgent_first_then_by_run_out_and_counts_tallies() 
         assert!(screens::patient_list(store, today, tapers, 100).await.expect("tapers").is_empty(), "{}", db.name);
         let limited = screens::PatientList::MmeBand(screens::MmeBand::From50To89);
         assert_eq!(screens::patient_list(store, today, limited, 2).await.expect("limit").len(), 2, "{}", db.name);
+        // The overdue counts carry the count of a week ago for the trend.
+        let pdmp = |dashboard: &screens::Dashboard| {
+            dashboard.overdue.iter().find(|(code, _, _)| code == "pdmp_review_overdue").cloned().expect("counted")
+        };
+        assert_eq!(pdmp(&dashboard), ("pdmp_review_overdue".to_string(), 1, 0), "{}", db.name);
+        let week_ago = today - chrono::Days::new(7);
+        let mut tx = store.begin().await.expect("begin");
+        let earlier =
+            tx.insert_patient(&PatientDetails::new("p-earlier", "Test", "p-earlier"), &actor).await.expect("p");
+        let decided = decision(Outcome::ApproveWithTasks, ReasonCode::PdmpReviewOverdue, Some(Task::ReviewPdmp));
+        let new = NewDecision {
+            patient_id: earlier,
+            clinic_date: week_ago,
+            refill_request_id: None,
+            decision: &decided,
+            decided_by: &actor,
+            run_out_on: Some(week_ago),
+            dedupe_key: None,
+        };
+        store.record_decision(&mut tx, &new).await.expect("decision");
+        tx.commit().await.expect("commit");
+        let dashboard = screens::dashboard(store, today).await.expect("dashboard");
+        assert_eq!(pdmp(&dashboard), ("pdmp_review_overdue".to_string(), 1, 1), "{}", db.name);
     }
 }
 

@@ -22,8 +22,8 @@ pub struct DashboardView {
     pub mme_bands: Vec<(String, i64, String)>,
     /// (state, plans, mean time on taper, query of the list behind it).
     pub tapers: Vec<(String, i64, String, String)>,
-    /// (label, count, query of the list behind it).
-    pub overdue: Vec<(String, i64, String)>,
+    /// (label, count today, query of the list behind it, the count a week ago).
+    pub overdue: Vec<(String, i64, String, i64)>,
     pub exception_ages: Vec<(String, i64)>,
     pub messages: Vec<(String, i64)>,
     pub dead_jobs: Vec<(String, i64)>,
@@ -43,8 +43,11 @@ pub async fn load(state: &AppState) -> Result<DashboardView, WebError> {
             (format!("{band} MME"), count, format!("band={}", crate::percent_encode(band)))
         })
         .collect();
-    let overdue: Vec<(String, i64, String)> =
-        data.overdue.iter().map(|(code, count)| (code.replace('_', " "), *count, format!("overdue={code}"))).collect();
+    let overdue: Vec<(String, i64, String, i64)> = data
+        .overdue
+        .iter()
+        .map(|(code, today, week_ago)| (code.replace('_', " "), *today, format!("overdue={code}"), *week_ago))
+        .collect();
     let mut ages = vec![
         ("0–1 days".to_string(), 0),
         ("2–3 days".to_string(), 0),
@@ -63,7 +66,10 @@ pub async fn load(state: &AppState) -> Result<DashboardView, WebError> {
     }
     Ok(DashboardView {
         mme_chart: chart::bar_chart("Patients by daily MME band", &bars(&mme_bands)),
-        overdue_chart: chart::bar_chart("Overdue monitoring among today's queue", &bars(&overdue)),
+        overdue_chart: chart::bar_chart(
+            "Overdue monitoring among today's queue",
+            &overdue.iter().map(|(label, count, _, _)| (label.clone(), *count)).collect::<Vec<_>>(),
+        ),
         age_chart: chart::bar_chart("Open exceptions by age", &ages),
         mme_bands,
         tapers: data
