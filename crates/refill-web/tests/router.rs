@@ -367,6 +367,20 @@ async fn revoked_wall_sessions_stop_working() {
 }
 
 /// A POST of an urlencoded form with a session cookie and its CSRF token.
+/// A response body as text.
+async fn body_text(response: axum::response::Response) -> String {
+    String::from_utf8_lossy(&axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body")).to_string()
+}
+
+/// The TOTP secret the enrolment page offers (its hidden `secret` field).
+fn enrolment_secret(html: &str) -> String {
+    html.split("name=\"secret\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page carries the secret")
+        .to_string()
+}
+
 fn form_post(path: &str, cookie: &str, csrf: &str, fields: &[(&str, &str)]) -> Request<Body> {
     let mut body: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={}", v.replace(' ', "+"))).collect();
     body.push(format!("csrf={csrf}"));
@@ -421,16 +435,10 @@ async fn a_physician_enrols_a_second_factor_and_sign_in_then_needs_a_fresh_code(
     // The page offers a fresh secret; a wrong code enrols nothing.
     let page = harness.send(request("GET", "/account/second-factor", Some(&cookie), None)).await;
     assert_eq!(page.status(), StatusCode::OK);
-    let html =
-        String::from_utf8_lossy(&axum::body::to_bytes(page.into_body(), 1 << 20).await.expect("body")).to_string();
+    let html = body_text(page).await;
     let qr = html.split(r#"<svg role="img" aria-label="Setup QR code""#).nth(1).expect("a QR code to scan");
     assert!(qr.contains("<path") && !html.contains("<?xml"), "an inline SVG with its modules");
-    let secret = html
-        .split("name=\"secret\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the page carries the secret")
-        .to_string();
+    let secret = enrolment_secret(&html);
     let wrong = harness
         .send(form_post("/account/second-factor", &cookie, &csrf, &[("secret", &secret), ("code", "000000")]))
         .await;
@@ -505,20 +513,13 @@ async fn a_required_second_factor_gates_physicians_and_admins_until_they_enrol()
     assert_eq!((page.status(), location(&page)), (StatusCode::SEE_OTHER, "/account/second-factor".to_string()));
     let api = harness.send(request("GET", "/api/exceptions", Some(&doc), None)).await;
     assert_eq!(api.status(), StatusCode::FORBIDDEN);
-    let body =
-        String::from_utf8_lossy(&axum::body::to_bytes(api.into_body(), 1 << 20).await.expect("body")).to_string();
+    let body = body_text(api).await;
     assert!(body.contains("enrol a second factor first"), "{body}");
     let enrol_page = harness.send(html_get("/account/second-factor", &doc)).await;
     assert_eq!(enrol_page.status(), StatusCode::OK);
-    let html = String::from_utf8_lossy(&axum::body::to_bytes(enrol_page.into_body(), 1 << 20).await.expect("body"))
-        .to_string();
+    let html = body_text(enrol_page).await;
     assert!(html.contains("requires a second factor"), "the page says why");
-    let secret = html
-        .split("name=\"secret\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the page carries the secret")
-        .to_string();
+    let secret = enrolment_secret(&html);
     let step = totp::step_of(harness.now_ms() / 1000);
     let code_at = |step: i64| format!("{:06}", totp::code_at(&secret, step).expect("valid secret"));
     let enrol = harness
@@ -532,8 +533,7 @@ async fn a_required_second_factor_gates_physicians_and_admins_until_they_enrol()
         .send(form_post("/account/second-factor/remove", &doc, &doc_csrf, &[("code", &code_at(step + 1))]))
         .await;
     assert_eq!(remove.status(), StatusCode::OK);
-    let html =
-        String::from_utf8_lossy(&axum::body::to_bytes(remove.into_body(), 1 << 20).await.expect("body")).to_string();
+    let html = body_text(remove).await;
     assert!(html.contains("ask an admin to reset it"), "the refusal says what to do");
     let users = accounts::list_users(&harness.state.store).await.expect("users");
     assert!(users.iter().any(|u| u.role == Role::Physician && u.totp_secret.is_some()), "still enrolled");
@@ -546,13 +546,10 @@ async fn dashboard_numbers_link_to_their_lists() {
     let harness = Harness::new().await;
     let (doc, _) = harness.session(Role::Physician).await;
     let (admin, _) = harness.session(Role::Admin).await;
-    let body = |response: axum::response::Response| async move {
-        String::from_utf8_lossy(&axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body")).to_string()
-    };
-    let for_doc = body(harness.send(request("GET", "/dashboard", Some(&doc), None)).await).await;
+    let for_doc = body_text(harness.send(request("GET", "/dashboard", Some(&doc), None)).await).await;
     assert!(for_doc.contains("href=\"/patients?band=50-89\"") && for_doc.contains("href=\"/patients?band=%3C50\""));
     assert!(for_doc.contains("href=\"/patients?overdue=uds_overdue\""), "overdue counts link too");
-    let for_admin = body(harness.send(request("GET", "/dashboard", Some(&admin), None)).await).await;
+    let for_admin = body_text(harness.send(request("GET", "/dashboard", Some(&admin), None)).await).await;
     assert!(!for_admin.contains("/patients?"), "no patient lists for an admin");
     assert_eq!(
         harness.send(request("GET", "/patients?band=50-89", Some(&admin), None)).await.status(),
@@ -561,11 +558,11 @@ async fn dashboard_numbers_link_to_their_lists() {
 
     let list = harness.send(request("GET", "/patients?band=%3C50", Some(&doc), None)).await;
     assert_eq!(list.status(), StatusCode::OK);
-    let list = body(list).await;
+    let list = body_text(list).await;
     assert!(list.contains("Patients at &#60;50 MME/day"), "the title names the band (escaped): {list}");
     let bad = harness.send(request("GET", "/patients?band=lots", Some(&doc), None)).await;
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(body(bad).await.contains("band: no MME band"), "the problem names the parameter");
+    assert!(body_text(bad).await.contains("band: no MME band"), "the problem names the parameter");
     let events = harness.state.store.audit_events(1, 1000).await.expect("audit");
     assert_eq!(events.iter().filter(|e| e.action == "patients.list.view").count(), 1, "one event per list view");
 }
