@@ -110,7 +110,7 @@ pub async fn exception(
     let part2 = may_see_part2(&state, &principal, row.patient_id).await?;
     let names = queue::actor_names(&state).await?;
     let view = exceptions::exception_view(&row, today, &names, part2);
-    let patient = load_patient_view(&state, row.patient_id, part2).await?;
+    let patient = load_patient_view(&state, row.patient_id, part2, &names).await?;
     audit_view(
         &state,
         &principal,
@@ -141,7 +141,8 @@ pub async fn patient(
     Path(patient_id): Path<i64>,
 ) -> Result<Response, WebError> {
     let part2 = may_see_part2(&state, &principal, patient_id).await?;
-    let view = load_patient_view(&state, patient_id, part2).await?;
+    let names = queue::actor_names(&state).await?;
+    let view = load_patient_view(&state, patient_id, part2, &names).await?;
     audit_view(
         &state,
         &principal,

@@ -248,7 +248,7 @@ async fn detail_page(
     let part2 = may_see_part2(state, principal, row.patient_id).await?;
     let names = actor_names(state).await?;
     let item = exception_view(&row, today, &names, part2);
-    let patient = load_patient_view(state, row.patient_id, part2).await?;
+    let patient = load_patient_view(state, row.patient_id, part2, &names).await?;
     let taper_state = patient.taper_state;
     audit_view(
         state,

@@ -202,7 +202,14 @@ fn findings_words(detail: Option<&str>) -> String {
     }
 }
 
-pub async fn load_patient_view(state: &AppState, patient_id: i64, part2_open: bool) -> Result<PatientView, WebError> {
+/// Everything the patient page shows. `names` maps actor ids to display names (the caller's
+/// `queue::actor_names`, which a page loads once).
+pub async fn load_patient_view(
+    state: &AppState,
+    patient_id: i64,
+    part2_open: bool,
+    names: &std::collections::HashMap<String, String>,
+) -> Result<PatientView, WebError> {
     let today = state.today();
     let header = screens::patient_header(&state.store, patient_id).await?;
     let regimen = screens::regimens(&state.store, &[patient_id]).await?;
@@ -212,7 +219,6 @@ pub async fn load_patient_view(state: &AppState, patient_id: i64, part2_open: bo
     let messages = screens::patient_messages(&state.store, patient_id).await?;
     let facts = state.store.load_patient_facts(refill_rules::PatientId(patient_id), today).await?;
     let queue_row = screens::queue_row(&state.store, today, patient_id).await?;
-    let names = super::queue::actor_names(state).await?;
     let exception_rows = screens::patient_exceptions(&state.store, today, patient_id).await?;
     // Signed physician decisions join the timeline on the clinic date of the signature. The decision
     // itself is always shown; its free-text rationale is masked for users without access when the
@@ -222,7 +228,7 @@ pub async fn load_patient_view(state: &AppState, patient_id: i64, part2_open: bo
         let (Some(signed_at), Some(signed)) = (row.signed_at, row.rationale.as_deref()) else { continue };
         let restricted =
             header.part2 || wording::reasons(Some(&row.reasons), false).iter().any(|reason| reason.restricted);
-        let signed_by = row.signed_by.as_deref().map(|s| super::queue::actor_name(&names, s)).unwrap_or_default();
+        let signed_by = row.signed_by.as_deref().map(|s| super::queue::actor_name(names, s)).unwrap_or_default();
         // The stored rationale reads "<decision>: <the physician's words>".
         let text = match signed.split_once(": ") {
             Some((decision, _)) if restricted && !part2_open => {
@@ -292,7 +298,7 @@ pub async fn load_patient_view(state: &AppState, patient_id: i64, part2_open: bo
             .collect(),
         exceptions: exception_rows
             .iter()
-            .map(|row| super::exceptions::exception_view(row, today, &names, part2_open))
+            .map(|row| super::exceptions::exception_view(row, today, names, part2_open))
             .collect(),
         timeline,
         chart_svg: chart::mme_chart(
@@ -352,7 +358,8 @@ pub async fn page(
     Path(patient_id): Path<i64>,
 ) -> Result<Response, WebError> {
     let part2_open = may_see_part2(&state, &principal, patient_id).await?;
-    let patient = load_patient_view(&state, patient_id, part2_open).await?;
+    let names = super::queue::actor_names(&state).await?;
+    let patient = load_patient_view(&state, patient_id, part2_open, &names).await?;
     audit_view(
         &state,
         &principal,
