@@ -239,5 +239,10 @@ fn print_summary(clinic: &DemoClinic, db: &Path) {
         "  unexpected drug-test results awaiting review: {}",
         share(patients.iter().filter(|p| p.unexpected_uds).count())
     );
+    println!(
+        "  with a diagnosis the rules use (sleep apnea, overdose or SUD history, cancer): {}; on a benzodiazepine: {}",
+        share(patients.iter().filter(|p| p.conditions.iter().any(|(_, _, active)| *active)).count()),
+        share(patients.iter().filter(|p| p.other_medications.iter().any(|(_, m)| m.active)).count())
+    );
     println!("  supply runs out today: {due_today}");
 }
