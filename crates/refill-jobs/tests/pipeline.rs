@@ -4,33 +4,25 @@
 
 #[path = "../../refill-store/tests/common/mod.rs"]
 mod common;
+mod support;
+use support::{drain_default_queue, patient_with_a_fill};
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::NaiveDate;
 use refill_jobs::pipeline::{StoreEvaluator, run_daily};
-use refill_jobs::{JobContext, JobPayload, StoreQueue, WorkerSettings};
+use refill_jobs::{JobContext, JobPayload};
+use refill_rules::PatientId;
 use refill_rules::policy::Policy;
 use refill_rules::uds::UdsSeed;
-use refill_rules::{Fill, PatientId};
+use refill_store::Store;
 use refill_store::jobs::{self, JobState};
-use refill_store::{Actor, PatientDetails, Store};
 
 async fn add_patients(store: &Store, count: usize) -> Vec<PatientId> {
     let mut ids = Vec::new();
     let mut tx = store.begin().await.unwrap();
     for n in 0..count {
-        let details = PatientDetails::new(format!("ext-{n}"), "Test", format!("Patient{n}"));
-        let id = tx.insert_patient(&details, &Actor::system()).await.unwrap();
-        let fill = Fill {
-            filled_on: NaiveDate::from_ymd_opt(2026, 10, 20).unwrap(),
-            days_supply: 30,
-            order_id: None,
-            quantity: Some(60.0),
-        };
-        tx.insert_fill(id, &fill, None).await.unwrap();
-        ids.push(id);
+        ids.push(patient_with_a_fill(&mut tx, &format!("ext-{n}"), "Test", &format!("Patient{n}")).await);
     }
     tx.commit().await.unwrap();
     ids
@@ -60,13 +52,7 @@ async fn the_daily_pipeline_decides_every_patient_once_per_date() {
         let mut context = JobContext::new("w1");
         context.chunk_size = 3;
         context.daily = Some(evaluator(store));
-        let queue = Arc::new(StoreQueue::new(store.clone(), context, None));
-        let mut settings = WorkerSettings::new("w1");
-        settings.queues = vec!["default".into()];
-        settings.poll_interval = Duration::from_millis(50);
-        settings.tick_interval = Duration::ZERO;
-        settings.drain = true;
-        let report = refill_jobs::run_worker(queue, settings, std::future::pending()).await.unwrap();
+        let report = drain_default_queue(store, "w1", context).await;
         // The pipeline job, 3 chunks; patient reminders fail on a worker without email (retrying).
         assert!(report.completed >= 4, "{}: {report:?}", db.name);
         let chunk_jobs = jobs::list_jobs(store, JobState::Completed, 100).await.unwrap();

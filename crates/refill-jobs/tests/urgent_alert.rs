@@ -5,6 +5,8 @@
 
 #[path = "../../refill-store/tests/common/mod.rs"]
 mod common;
+mod support;
+use support::{drain_default_queue, patient_with_a_fill};
 #[path = "../../refill-notify/tests/support/sample.rs"]
 mod sample;
 
@@ -13,16 +15,16 @@ use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
 use chrono_tz::Tz;
+use refill_jobs::JobContext;
 use refill_jobs::delivery::{DeliverySettings, OutboxMailer};
 use refill_jobs::pipeline::{StoreEvaluator, run_daily};
-use refill_jobs::{JobContext, StoreQueue, WorkerSettings};
 use refill_notify::{Composer, Mailer, SmtpSettings};
 use refill_rules::policy::Policy;
 use refill_rules::uds::UdsSeed;
-use refill_rules::{ClinicalFlag, ClinicalFlagKind, Confidentiality, Fill, Outcome, PatientId};
+use refill_rules::{ClinicalFlag, ClinicalFlagKind, Confidentiality, Outcome, PatientId};
+use refill_store::Store;
 use refill_store::jobs::{self, JobRow, JobState};
 use refill_store::outbox::{self, OutboxAudience, OutboxState};
-use refill_store::{Actor, PatientDetails, Store};
 
 const PHYSICIANS: [&str; 2] = ["dr-a@northside.example", "dr-b@northside.example"];
 
@@ -38,15 +40,7 @@ async fn add_patient(store: &Store, family_name: &str, overdose_signal: bool) ->
 /// `add_patient`, with the overdose flag labelled `Some(confidentiality)`.
 async fn add_patient_with(store: &Store, family_name: &str, overdose_signal: Option<Confidentiality>) -> PatientId {
     let mut tx = store.begin().await.unwrap();
-    let details = PatientDetails::new(format!("ext-{family_name}"), "Zed", family_name);
-    let id = tx.insert_patient(&details, &Actor::system()).await.unwrap();
-    let fill = Fill {
-        filled_on: NaiveDate::from_ymd_opt(2026, 10, 20).unwrap(),
-        days_supply: 30,
-        order_id: None,
-        quantity: Some(60.0),
-    };
-    tx.insert_fill(id, &fill, None).await.unwrap();
+    let id = patient_with_a_fill(&mut tx, &format!("ext-{family_name}"), "Zed", family_name).await;
     if let Some(confidentiality) = overdose_signal {
         let flag = ClinicalFlag {
             kind: ClinicalFlagKind::OverdoseOrSedationSignal,
@@ -106,13 +100,7 @@ async fn an_urgent_decision_alerts_the_physicians_once() {
         let mut context = JobContext::new("w1");
         context.daily = Some(daily.clone());
         context.mailer = Some(Arc::new(outbox_mailer()));
-        let queue = Arc::new(StoreQueue::new(store.clone(), context, None));
-        let mut settings = WorkerSettings::new("w1");
-        settings.queues = vec!["default".into()];
-        settings.poll_interval = Duration::from_millis(50);
-        settings.tick_interval = Duration::ZERO;
-        settings.drain = true;
-        refill_jobs::run_worker(queue, settings, std::future::pending()).await.unwrap();
+        drain_default_queue(store, "w1", context).await;
         assert_eq!(urgent_alert_jobs(store, JobState::Completed).await.len(), 1, "{}", db.name);
 
         let pending = outbox::list_by_state(store, OutboxState::Pending, 100).await.unwrap();
@@ -195,13 +183,7 @@ async fn the_physician_digest_reports_break_the_glass() {
 
         let mut context = JobContext::new("w1");
         context.mailer = Some(Arc::new(outbox_mailer()));
-        let queue = Arc::new(StoreQueue::new(store.clone(), context, None));
-        let mut settings = WorkerSettings::new("w1");
-        settings.queues = vec!["default".into()];
-        settings.poll_interval = Duration::from_millis(50);
-        settings.tick_interval = Duration::ZERO;
-        settings.drain = true;
-        refill_jobs::run_worker(queue, settings, std::future::pending()).await.unwrap();
+        drain_default_queue(store, "w1", context).await;
 
         let claimed = outbox::claim_due(store, Utc::now() + chrono::Duration::minutes(1), Duration::from_secs(60), 100)
             .await
