@@ -13,14 +13,13 @@ use axum::http::{Request, StatusCode, header};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use refill_rules::facts::{Confidentiality, DoseQuantity, DoseUnit, MedicationOrder, OrderPurpose};
 use refill_rules::{PatientId, ReasonCode, RefillRequest, RequestKind, TaperState};
-use refill_store::accounts::{self, Role};
+use refill_store::accounts::Role;
 use refill_store::{Actor, NewTaperPlan, NewTaperStep, PatientDetails, Pools, Tx, screens};
-use refill_web::auth::{random_token, sha256_hex};
 use refill_web::{AppState, Clock, WebSettings, app};
 use tower::ServiceExt;
 
 mod support;
-use support::{escalation, record_today, sqlite_app, urlencode};
+use support::{escalation, person_at, record_today, sqlite_app, urlencode};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -86,23 +85,8 @@ impl Setup {
 
     async fn session(&self, role: Role, name: &str) -> Session {
         let now = self.now_ms.load(Ordering::SeqCst);
-        let user = accounts::create_user(
-            &self.state.store,
-            &accounts::NewUser {
-                username: name.to_lowercase(),
-                display_name: name.into(),
-                role,
-                password_hash: "$argon2id$unused".into(),
-            },
-            now,
-        )
-        .await
-        .expect("user");
-        let (token, csrf) = (random_token(), random_token());
-        accounts::create_person_session(&self.state.store, &sha256_hex(&token), user.id, &csrf, now, now + 30 * DAY_MS)
-            .await
-            .expect("session");
-        (format!("refill_session={token}"), csrf)
+        let person = person_at(&self.state, &name.to_lowercase(), name, role, now, 30 * DAY_MS).await;
+        (person.cookie, person.csrf)
     }
 
     async fn post(&self, session: &Session, path: &str, form: &[(&str, String)]) -> (StatusCode, String) {

@@ -65,9 +65,13 @@ pub struct Person {
     pub csrf: String,
 }
 
-/// A user of `role` with an open session (never signs in with a password).
+/// A user of `role` with an open session of an hour from now (never signs in with a password).
 pub async fn person(state: &AppState, username: &str, name: &str, role: Role) -> Person {
-    let now = Utc::now().timestamp_millis();
+    person_at(state, username, name, role, Utc::now().timestamp_millis(), 3_600_000).await
+}
+
+/// `person`, signed in at `now` (milliseconds, for tests on a set clock) for `lifetime_ms`.
+pub async fn person_at(state: &AppState, username: &str, name: &str, role: Role, now: i64, lifetime_ms: i64) -> Person {
     let user = accounts::create_user(
         &state.store,
         &accounts::NewUser {
@@ -81,7 +85,7 @@ pub async fn person(state: &AppState, username: &str, name: &str, role: Role) ->
     .await
     .expect("user");
     let (token, csrf) = (random_token(), random_token());
-    accounts::create_person_session(&state.store, &sha256_hex(&token), user.id, &csrf, now, now + 3_600_000)
+    accounts::create_person_session(&state.store, &sha256_hex(&token), user.id, &csrf, now, now + lifetime_ms)
         .await
         .expect("session");
     Person { cookie: format!("refill_session={token}"), csrf }
