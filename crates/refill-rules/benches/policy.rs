@@ -254,6 +254,7 @@ fn patient(rng: &mut Rng, id: i64, today: NaiveDate) -> (PatientFacts, RefillReq
             started_on: ago(90),
             step_regimen: facts.regimen.clone(),
             step_started_on: ago(20),
+            next_step: None,
         });
     }
     // The last decision saw the same regimen, except for a few whose dose went up since.

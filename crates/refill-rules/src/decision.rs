@@ -62,10 +62,18 @@ pub enum ReasonCode {
     OverdoseOrSedationSignal,
     TaperStepDue,
     NoFillHistory,
+    /// A hold or exception is unresolved and the supply runs out before a physician could act later:
+    /// urgent, with a bridge offered (refill-cycle.md, "Never a silent lapse").
+    SupplyRunsOutUnresolved,
+    /// A new or transferred patient on a regimen from a previous prescriber: continued while the
+    /// clinic reviews the case.
+    TransferredPatientContinued,
+    /// A recorded request asks for a different dose or product.
+    DoseChangeRequested,
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 24] = [
+    pub const ALL: [ReasonCode; 27] = [
         ReasonCode::EarlyRequest,
         ReasonCode::EarlyRequestSupplyRunsOut,
         ReasonCode::EarlyFillAccumulation,
@@ -90,6 +98,9 @@ impl ReasonCode {
         ReasonCode::OverdoseOrSedationSignal,
         ReasonCode::TaperStepDue,
         ReasonCode::NoFillHistory,
+        ReasonCode::SupplyRunsOutUnresolved,
+        ReasonCode::TransferredPatientContinued,
+        ReasonCode::DoseChangeRequested,
     ];
 
     /// The stable wire name, snake_case.
@@ -119,11 +130,42 @@ impl ReasonCode {
             ReasonCode::OverdoseOrSedationSignal => "overdose_or_sedation_signal",
             ReasonCode::TaperStepDue => "taper_step_due",
             ReasonCode::NoFillHistory => "no_fill_history",
+            ReasonCode::SupplyRunsOutUnresolved => "supply_runs_out_unresolved",
+            ReasonCode::TransferredPatientContinued => "transferred_patient_continued",
+            ReasonCode::DoseChangeRequested => "dose_change_requested",
         }
     }
 
     pub fn parse(text: &str) -> Option<ReasonCode> {
         ReasonCode::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+
+    /// Whether the reason is about the refill being decided (its timing, its regimen, the request) rather
+    /// than monitoring that falls due on its own dates. Refill reasons wait for the refill window;
+    /// monitoring reasons show whenever they are due.
+    pub fn concerns_the_refill(self) -> bool {
+        use ReasonCode as C;
+        matches!(
+            self,
+            C::EarlyRequest
+                | C::EarlyRequestSupplyRunsOut
+                | C::EarlyFillAccumulation
+                | C::NoFillHistory
+                | C::RegimenChanged
+                | C::LostOrStolenReplacement
+                | C::MmeCrossedThreshold
+                | C::MmeUndetermined
+                | C::TaperStepDue
+                | C::SupplyRunsOutUnresolved
+                | C::TransferredPatientContinued
+                | C::DoseChangeRequested
+        )
+    }
+
+    /// Whether the reason is about the fill timing alone: a hold for it lifts by itself on the
+    /// eligible date.
+    pub fn is_timing(self) -> bool {
+        matches!(self, ReasonCode::EarlyRequest | ReasonCode::EarlyFillAccumulation)
     }
 }
 
@@ -233,6 +275,35 @@ pub struct Decision {
     /// Daily MME of the regimen considered; `None` when undetermined or when only excluded products.
     pub total_daily_mme: Option<f64>,
     pub policy_version: String,
+    /// Whether the refill window is open (the refill was decided) or not yet (monitoring only).
+    pub window: RefillWindow,
+    /// Reasons that still fire but that a standing physician decision covers: shown, not counted.
+    pub covered: Vec<Reason>,
+    /// The standing physician decision applied, by id.
+    pub standing: Option<i64>,
+}
+
+/// Where the patient is in the refill cycle on the decision's date (refill-cycle.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RefillWindow {
+    /// The upcoming refill was decided (the window is open, or a request was recorded).
+    #[default]
+    Open,
+    /// The supply lasts beyond the lead time: only monitoring was decided.
+    NotDue,
+}
+
+impl RefillWindow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefillWindow::Open => "open",
+            RefillWindow::NotDue => "not_due",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RefillWindow> {
+        [RefillWindow::Open, RefillWindow::NotDue].into_iter().find(|w| w.as_str() == text)
+    }
 }
 
 impl Decision {
@@ -240,7 +311,13 @@ impl Decision {
     /// or something needs a physician whatever the timing. A patient who is simply not due yet is
     /// decided and recorded, but is not put in front of staff.
     pub fn needs_staff_today(&self) -> bool {
-        self.outcome >= Outcome::Escalate || !self.reasons.iter().any(|r| r.code == ReasonCode::EarlyRequest)
+        match self.window {
+            RefillWindow::Open => {
+                self.outcome >= Outcome::Escalate || !self.reasons.iter().any(|r| r.code == ReasonCode::EarlyRequest)
+            }
+            // Not due: only monitoring that fell due (a task) or something for a physician.
+            RefillWindow::NotDue => self.outcome >= Outcome::Escalate || !self.tasks.is_empty(),
+        }
     }
 
     /// Build a decision from the reasons that fired: the outcome is the most severe one (APPROVE when
@@ -261,7 +338,17 @@ impl Decision {
                 tasks.push(task);
             }
         }
-        Decision { outcome, reasons, tasks, eligible_on, total_daily_mme, policy_version: policy_version.into() }
+        Decision {
+            outcome,
+            reasons,
+            tasks,
+            eligible_on,
+            total_daily_mme,
+            policy_version: policy_version.into(),
+            window: RefillWindow::Open,
+            covered: Vec::new(),
+            standing: None,
+        }
     }
 }
 
@@ -292,7 +379,7 @@ mod wire {
     use serde::ser::{SerializeMap, SerializeStruct, Serializer};
     use serde::{Deserialize, Serialize};
 
-    use super::{Decision, Evidence, EvidenceValue, Outcome, Reason, ReasonCode, Task};
+    use super::{Decision, Evidence, EvidenceValue, Outcome, Reason, ReasonCode, RefillWindow, Task};
 
     macro_rules! string_enum_serde {
         ($type:ty, $what:literal) => {
@@ -469,13 +556,16 @@ mod wire {
 
     impl Serialize for Decision {
         fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            let mut s = serializer.serialize_struct("Decision", 6)?;
+            let mut s = serializer.serialize_struct("Decision", 9)?;
             s.serialize_field("outcome", &self.outcome)?;
             s.serialize_field("reasons", &self.reasons)?;
             s.serialize_field("tasks", &self.tasks)?;
             s.serialize_field("policy_version", &self.policy_version)?;
             s.serialize_field("total_daily_mme", &self.total_daily_mme.filter(|v| v.is_finite()))?;
             s.serialize_field("eligible_on", &self.eligible_on)?;
+            s.serialize_field("window", self.window.as_str())?;
+            s.serialize_field("covered", &self.covered)?;
+            s.serialize_field("standing_decision", &self.standing)?;
             s.end()
         }
     }
@@ -492,11 +582,22 @@ mod wire {
         total_daily_mme: Option<f64>,
         #[serde(default)]
         eligible_on: Option<NaiveDate>,
+        #[serde(default)]
+        window: Option<String>,
+        #[serde(default)]
+        covered: Vec<Reason>,
+        #[serde(default)]
+        standing_decision: Option<i64>,
     }
 
     impl<'de> Deserialize<'de> for Decision {
         fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
             let wire = DecisionWire::deserialize(deserializer)?;
+            let window = match wire.window.as_deref() {
+                None => RefillWindow::Open,
+                Some(text) => RefillWindow::parse(text)
+                    .ok_or_else(|| serde::de::Error::custom(format!("unknown refill window {text:?}")))?,
+            };
             Ok(Decision {
                 outcome: wire.outcome,
                 reasons: wire.reasons,
@@ -504,6 +605,9 @@ mod wire {
                 eligible_on: wire.eligible_on,
                 total_daily_mme: wire.total_daily_mme,
                 policy_version: wire.policy_version,
+                window,
+                covered: wire.covered,
+                standing: wire.standing_decision,
             })
         }
     }
@@ -563,7 +667,10 @@ mod tests {
             "tasks": ["review_pdmp"],
             "policy_version": "sha256:abc",
             "total_daily_mme": 49.95,
-            "eligible_on": "2026-08-01"
+            "eligible_on": "2026-08-01",
+            "window": "open",
+            "covered": [],
+            "standing_decision": null
         });
         assert_eq!(json, expected);
     }

@@ -303,6 +303,16 @@ pub struct TaperInForce {
     /// The regimen of the step in force today.
     pub step_regimen: Vec<MedicationOrder>,
     pub step_started_on: NaiveDate,
+    /// The next signed step, when there is one: a refill whose supply starts on or after its date is
+    /// decided against it (an on-time refill for the next step is not a regimen change).
+    pub next_step: Option<TaperStepAhead>,
+}
+
+/// A signed taper step that has not started yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaperStepAhead {
+    pub starts_on: NaiveDate,
+    pub regimen: Vec<MedicationOrder>,
 }
 
 /// The previous decision, for "MME crossed 50 or 90 since the last decision".
@@ -333,6 +343,14 @@ pub struct PatientFacts {
     pub other_medications: Vec<OtherMedication>,
     pub taper: Option<TaperInForce>,
     pub last_decision: Option<PriorDecision>,
+    /// The refill request recorded for the current cycle and not yet answered by a dispense (the latest
+    /// one, when several were recorded).
+    pub open_request: Option<RecordedRequest>,
+    /// The physician decision that stands for this cycle, if any (see `cycle::standing_applies`).
+    pub standing: Option<StandingDecision>,
+    /// The prescriber the patient came from (a new or transferred patient): recorded as such, never an
+    /// outside prescriber.
+    pub previous_prescriber: Option<PrescriberId>,
 }
 
 impl PatientFacts {
@@ -355,6 +373,9 @@ impl PatientFacts {
             other_medications: Vec::new(),
             taper: None,
             last_decision: None,
+            open_request: None,
+            standing: None,
+            previous_prescriber: None,
         }
     }
 }
@@ -366,12 +387,99 @@ pub struct ClinicFacts {
     pub roster: Vec<PrescriberId>,
 }
 
+/// What a recorded refill request asks for (refill-cycle.md, "Requests are events").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum RequestKind {
+    /// The next supply, when it is due.
     #[default]
     Routine,
     /// Replacement of a supply reported lost or stolen.
     LostOrStolenReplacement,
+    /// The next supply, asked for before the refill is due (travel, a pharmacy closing): decided as of
+    /// the day it was asked for, so the timing rules say whether it is early.
+    Early,
+    /// A different dose or product asked for: a physician decides.
+    DoseChange,
+}
+
+impl RequestKind {
+    pub const ALL: [RequestKind; 4] =
+        [RequestKind::Routine, RequestKind::Early, RequestKind::LostOrStolenReplacement, RequestKind::DoseChange];
+
+    /// The stable wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Routine => "routine",
+            RequestKind::LostOrStolenReplacement => "lost_or_stolen_replacement",
+            RequestKind::Early => "early",
+            RequestKind::DoseChange => "dose_change",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RequestKind> {
+        RequestKind::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+
+    /// Whether the request wants its supply now rather than on the eligible date.
+    pub fn wants_supply_now(self) -> bool {
+        !matches!(self, RequestKind::Routine)
+    }
+}
+
+/// A refill request as it was recorded: who asked does not matter to the rules, what and when does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRequest {
+    pub id: i64,
+    pub requested_on: NaiveDate,
+    pub kind: RequestKind,
+}
+
+/// What a physician chose when signing an exception (the store's resolution, as the rules need it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PhysicianChoice {
+    /// Continue as prescribed (or with changes written in the rationale): the refill may be prepared.
+    Approve,
+    /// A bridge supply of `days` while the case is reviewed; the decision stands until `review_by`.
+    Bridge { days: u32 },
+    /// A taper was started, paused, resumed or revised: the refill follows the plan.
+    Taper,
+    /// Hold the refill with a plan (testing, a visit, a referral): held until the physician decides again.
+    Hold,
+    /// The physician stopped therapy (with a safety attestation): nothing is prepared.
+    Stop,
+}
+
+impl PhysicianChoice {
+    /// Whether staff may prepare the refill under this decision.
+    pub fn releases_refill(self) -> bool {
+        matches!(self, PhysicianChoice::Approve | PhysicianChoice::Bridge { .. } | PhysicianChoice::Taper)
+    }
+}
+
+/// A reason a physician saw when signing, by code and by what it was about (the analyte, the
+/// prescriber): the same code about something new is a new reason.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CoveredReason {
+    pub code: crate::decision::ReasonCode,
+    pub subject: String,
+    pub outcome: crate::decision::Outcome,
+}
+
+/// A signed physician decision that stands for the cycle it was made in (refill-cycle.md, "A
+/// physician's decision stands").
+#[derive(Debug, Clone, PartialEq)]
+pub struct StandingDecision {
+    pub id: i64,
+    pub signed_on: NaiveDate,
+    /// The signing physician (an opaque id).
+    pub signed_by: String,
+    pub choice: PhysicianChoice,
+    /// The reasons on the exception when it was signed.
+    pub covered: Vec<CoveredReason>,
+    /// The decision stands until this date (inclusive) when set...
+    pub review_by: Option<NaiveDate>,
+    /// ...else until a supply is dispensed after the latest fill the physician saw.
+    pub latest_fill_seen: Option<NaiveDate>,
 }
 
 /// The refill being decided: what is asked for and on which clinic-local date.

@@ -8,6 +8,7 @@
 //! Clinical outcomes are values (`Decision`), never errors; `RulesError` is for malformed input only.
 
 pub mod agreement;
+pub mod cycle;
 mod days;
 pub mod decision;
 pub mod drug;
@@ -21,6 +22,6 @@ pub mod taper;
 mod text;
 pub mod uds;
 
-pub use decision::{Decision, Evidence, EvidenceValue, Outcome, Reason, ReasonCode, Task};
+pub use decision::{Decision, Evidence, EvidenceValue, Outcome, Reason, ReasonCode, RefillWindow, Task};
 pub use error::RulesError;
 pub use facts::*;

@@ -94,6 +94,10 @@ pub struct RefillPolicy {
     /// An overdose or sedation signal escalates urgently for this many days after it was recorded,
     /// unless a physician benefit-risk review is dated after it [CDC22 Rec 5; HHS19].
     pub overdose_signal_window_days: i64,
+    /// The refill window opens this many days before the eligible date: the daily run decides the
+    /// upcoming refill from then on, so staff can prepare it and a physician can look in time
+    /// [clinic practice; anticoagulation-clinic model, refill-cycle.md]. 0 to 14.
+    pub lead_days: i64,
     /// The outcome each rule asks for (`[refill.outcomes]`).
     pub outcomes: RuleOutcomes,
 }
@@ -116,6 +120,7 @@ impl Default for RefillPolicy {
             mme_crossing_thresholds: vec![50.0, 90.0],
             minimum_age_years: 18,
             overdose_signal_window_days: 90,
+            lead_days: 7,
             outcomes: RuleOutcomes::default(),
         }
     }
@@ -211,6 +216,10 @@ impl RuleOutcomes {
             C::OutsideScope => self.outside_scope,
             C::OverdoseOrSedationSignal => self.overdose_or_sedation_signal,
             C::NoFillHistory => self.no_fill_history,
+            // Safety rules, not configurable: a supply about to run out with nothing decided needs a
+            // physician now; a transferred patient is continued while the clinic reviews the case.
+            C::SupplyRunsOutUnresolved => Outcome::EscalateUrgent,
+            C::TransferredPatientContinued => Outcome::ApproveWithTasks,
             _ => Outcome::Escalate,
         }
     }
@@ -312,6 +321,7 @@ impl RefillPolicy {
         days("naloxone_offer_valid_days", self.naloxone_offer_valid_days, 1, 365, "");
         days("naloxone_recent_taper_days", self.naloxone_recent_taper_days, 0, 730, "");
         days("overdose_signal_window_days", self.overdose_signal_window_days, 30, 3650, "");
+        days("lead_days", self.lead_days, 0, 14, "");
         if !(0.5..=1.0).contains(&self.on_time_fraction) {
             problems
                 .push(format!("refill.on_time_fraction must be between 0.5 and 1.0, not {}", self.on_time_fraction));

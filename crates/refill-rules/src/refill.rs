@@ -18,7 +18,7 @@
 mod dose;
 mod monitoring;
 mod safety;
-mod timing;
+pub(crate) mod timing;
 
 #[cfg(test)]
 mod tests;
@@ -158,11 +158,14 @@ impl<'a> RuleContext<'a> {
             .max_by_key(|review| review.reviewed_on)
     }
 
-    /// Whether a prescriber belongs to the clinic: on the roster or the current prescriber of record.
+    /// Whether a prescriber belongs to the patient's care: on the roster, the current prescriber of
+    /// record, or the previous prescriber a new or transferred patient came from (recorded as such).
     /// Roster physicians are never outside prescribers; a former prescriber named only in an old
     /// agreement is.
     pub fn is_clinic_prescriber(&self, prescriber: &PrescriberId) -> bool {
-        self.clinic.roster.contains(prescriber) || self.facts.prescriber_of_record.as_ref() == Some(prescriber)
+        self.clinic.roster.contains(prescriber)
+            || self.facts.prescriber_of_record.as_ref() == Some(prescriber)
+            || self.facts.previous_prescriber.as_ref() == Some(prescriber)
     }
 }
 

@@ -208,6 +208,7 @@ fn case(seed: u64) -> (PatientFacts, ClinicFacts, RefillRequest) {
             started_on: started,
             step_regimen: facts.regimen.clone(),
             step_started_on: started,
+            next_step: None,
         });
     }
     if rng.chance(70) {

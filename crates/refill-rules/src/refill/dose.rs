@@ -178,6 +178,13 @@ pub(super) fn check_mme_changes(ctx: &mut RuleContext) {
 /// MME goes up or down.
 pub(super) fn check_regimen_change(ctx: &mut RuleContext) {
     let (baseline, compared_with, unchanged) = match &ctx.facts.taper {
+        // The refill whose supply starts on the next signed step's date is decided against that step.
+        Some(taper)
+            if taper.state == TaperState::Active
+                && let Some(next) = taper.next_step.as_ref().filter(|next| next.starts_on <= ctx.today) =>
+        {
+            (next.regimen.as_slice(), "taper_step", same_regimen(&ctx.request.regimen, &next.regimen))
+        }
         Some(taper) if matches!(taper.state, TaperState::Active | TaperState::Paused) => {
             (taper.step_regimen.as_slice(), "taper_step", same_regimen(&ctx.request.regimen, &taper.step_regimen))
         }

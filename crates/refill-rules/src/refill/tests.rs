@@ -282,6 +282,7 @@ fn regimen_changes_and_taper_steps() {
         started_on: date("2026-01-01"),
         step_regimen: vec![oxycodone(1.0, 3.0)],
         step_started_on: date("2026-01-01"),
+        next_step: None,
     });
     taper.facts.naloxone_events.push(NaloxoneEvent { on: date("2026-01-01"), kind: NaloxoneEventKind::Offered });
     assert_eq!(codes(&taper.decide()), ["regimen_changed"]);

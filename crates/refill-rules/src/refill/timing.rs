@@ -7,9 +7,9 @@
 //! (fills handed over on the same day, e.g. two products of one regimen, count once at the longest
 //! supply). The accumulation hold lifts on the first date the supplied days fit, counted from the same
 //! first fill; it is reported only when it holds the request longer than the on-time rule does.
-//! An early request is held until the eligible date; if that date falls after the day the supply runs
-//! out (last fill + days supply), a hold would leave the patient without medication, so it escalates
-//! instead (HHS 2019: no abrupt discontinuation).
+//! An early request is held until the eligible date; if that date falls on or after the day the supply
+//! runs out (last fill + days supply), a hold would leave the patient without medication, so it
+//! escalates instead (HHS 2019: no abrupt discontinuation).
 
 use chrono::NaiveDate;
 
@@ -91,7 +91,8 @@ pub(super) fn check(ctx: &mut RuleContext) {
         return;
     }
     ctx.eligible_on = Some(eligible_on);
-    if eligible_on > runs_out_on {
+    // On the run-out day itself the patient is already without medication: a hold to then escalates.
+    if eligible_on >= runs_out_on {
         ctx.fire(
             ReasonCode::EarlyRequestSupplyRunsOut,
             vec![

@@ -83,6 +83,7 @@ pub fn taper_in_force(plan: &TaperPlan, plan_id: i64, today: NaiveDate) -> Taper
             None => plan.request.regimen.clone(),
         },
         step_started_on: step.map(|step| step.effective_on).unwrap_or(plan.request.start_on),
+        next_step: None,
     }
 }
 
