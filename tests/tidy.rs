@@ -17,8 +17,9 @@ fn allowed_edges() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
     edges.insert("refill-store", BTreeSet::from(["refill-rules"]));
     edges.insert("refill-import", BTreeSet::from(["refill-fhir", "refill-rules"]));
     edges.insert("refill-demo", BTreeSet::from(["refill-fhir", "refill-rules"]));
-    edges.insert("refill-jobs", BTreeSet::from(["refill-store", "refill-notify", "refill-rules"]));
-    edges.insert("refill-web", BTreeSet::from(["refill-store", "refill-fhir", "refill-rules"]));
+    edges.insert("refill-app", BTreeSet::from(["refill-store", "refill-rules"]));
+    edges.insert("refill-jobs", BTreeSet::from(["refill-app", "refill-store", "refill-notify", "refill-rules"]));
+    edges.insert("refill-web", BTreeSet::from(["refill-app", "refill-store", "refill-fhir", "refill-rules"]));
     edges
 }
 

@@ -243,12 +243,12 @@ pub async fn daily_evaluator(
 ) -> anyhow::Result<Arc<dyn refill_jobs::DailyEvaluator>> {
     let loaded = crate::policy_file::load_policy(config)?;
     let section = JobsSection::load(config)?;
-    Ok(Arc::new(refill_jobs::pipeline::StoreEvaluator {
-        store: store.clone(),
-        policy: Arc::new(loaded.policy),
-        policy_version: loaded.version,
-        uds_seed: refill_rules::uds::UdsSeed::splitmix64(section.uds_seed),
-    }))
+    Ok(Arc::new(refill_jobs::pipeline::StoreEvaluator::new(
+        store.clone(),
+        Arc::new(loaded.policy),
+        loaded.version,
+        refill_rules::uds::UdsSeed::splitmix64(section.uds_seed),
+    )))
 }
 
 /// `host:pid`, the default worker id.

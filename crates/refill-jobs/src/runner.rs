@@ -219,7 +219,7 @@ impl Queue for StoreQueue {
     }
 
     async fn run(&self, job: ClaimedJob, lost: LeaseLostFlag) -> JobOutcome {
-        let payload = match JobPayload::from_claimed(&job) {
+        let payload = match crate::payload::decode(&job) {
             Ok(payload) => payload,
             Err(error) => return self.record_failure(&job, &anyhow::Error::new(Permanent(error.to_string()))).await,
         };
@@ -283,7 +283,7 @@ impl StoreQueue {
         let mut done = Vec::with_capacity(claimed.len());
         let never_lost = LeaseLostFlag::default();
         for job in claimed {
-            let payload = match JobPayload::from_claimed(job) {
+            let payload = match crate::payload::decode(job) {
                 Ok(payload) => payload,
                 Err(error) => {
                     let outcome = jobs::fail_in(&mut tx, &job.lease, &error.to_string(), Duration::ZERO, true).await?;

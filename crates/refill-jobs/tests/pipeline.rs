@@ -29,12 +29,7 @@ async fn add_patients(store: &Store, count: usize) -> Vec<PatientId> {
 }
 
 fn evaluator(store: &Store) -> Arc<StoreEvaluator> {
-    Arc::new(StoreEvaluator {
-        store: store.clone(),
-        policy: Arc::new(Policy::default()),
-        policy_version: "test-policy".into(),
-        uds_seed: UdsSeed::splitmix64(42),
-    })
+    Arc::new(StoreEvaluator::new(store.clone(), Arc::new(Policy::default()), "test-policy", UdsSeed::splitmix64(42)))
 }
 
 #[tokio::test]

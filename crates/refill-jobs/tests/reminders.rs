@@ -87,12 +87,7 @@ async fn prepare_refill(store: &Store, patient: PatientId, on: NaiveDate) {
 }
 
 fn evaluator(store: &Store) -> Arc<StoreEvaluator> {
-    Arc::new(StoreEvaluator {
-        store: store.clone(),
-        policy: Arc::new(Policy::default()),
-        policy_version: "test-policy".into(),
-        uds_seed: UdsSeed::splitmix64(7),
-    })
+    Arc::new(StoreEvaluator::new(store.clone(), Arc::new(Policy::default()), "test-policy", UdsSeed::splitmix64(7)))
 }
 
 async fn reminder_keys(store: &Store) -> Vec<String> {

@@ -54,12 +54,7 @@ async fn add_patient_with(store: &Store, family_name: &str, overdose_signal: Opt
 }
 
 fn evaluator(store: &Store) -> Arc<StoreEvaluator> {
-    Arc::new(StoreEvaluator {
-        store: store.clone(),
-        policy: Arc::new(Policy::default()),
-        policy_version: "test-policy".into(),
-        uds_seed: UdsSeed::splitmix64(42),
-    })
+    Arc::new(StoreEvaluator::new(store.clone(), Arc::new(Policy::default()), "test-policy", UdsSeed::splitmix64(42)))
 }
 
 fn outbox_mailer() -> OutboxMailer {

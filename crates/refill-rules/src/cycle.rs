@@ -15,6 +15,8 @@
 //! 2. **Standing decision.** A physician decision in force covers the reasons the physician saw (same
 //!    code, same subject, no worse outcome): they stay listed as covered but do not count. A hold or a
 //!    stop keeps the refill held; an approval, bridge or taper releases it unless a new reason fires.
+//!    A refill staff prepared and no dispense has answered yet is *prepared*: it leaves the queue
+//!    unless something new needs a physician.
 //! 3. **No silent lapse.** A refill still held or waiting for a physician on the working day before the
 //!    supply runs out becomes urgent, with a bridge offered.
 
@@ -22,9 +24,7 @@ use chrono::{Datelike, NaiveDate, Weekday};
 
 use crate::days::{add_days, sub_days};
 use crate::decision::{Decision, Evidence, EvidenceValue, Outcome, Reason, ReasonCode, RefillWindow, Task};
-use crate::facts::{
-    ClinicFacts, PatientFacts, RefillRequest, RequestKind, StandingDecision, TaperState,
-};
+use crate::facts::{ClinicFacts, PatientFacts, RefillRequest, RequestKind, StandingDecision, TaperState};
 use crate::policy::Policy;
 use crate::refill::{self, timing};
 
@@ -105,8 +105,8 @@ pub fn decide(
 ) -> Decision {
     let timing = supply_timing(facts, today, policy);
     let request = facts.open_request.as_ref();
-    let not_due = request.is_none()
-        && timing.is_some_and(|t| t.eligible_on > add_days(today, policy.refill.lead_days.max(0)));
+    let not_due =
+        request.is_none() && timing.is_some_and(|t| t.eligible_on > add_days(today, policy.refill.lead_days.max(0)));
     let as_of = match (request, timing) {
         (Some(request), _) if request.kind.wants_supply_now() => today.max(request.requested_on),
         (_, Some(timing)) if !not_due => today.max(timing.eligible_on),
@@ -146,8 +146,15 @@ pub fn decide(
         }
     }
     let standing = facts.standing.as_ref().filter(|s| standing_applies(s, facts, today));
+    let prepared = !not_due && facts.refill_prepared_on.is_some_and(|on| on <= today);
     let mut decision = rebuild(&decision, reasons, Vec::new(), standing);
-    decision.window = if not_due { RefillWindow::NotDue } else { RefillWindow::Open };
+    decision.window = if not_due {
+        RefillWindow::NotDue
+    } else if prepared {
+        RefillWindow::Prepared
+    } else {
+        RefillWindow::Open
+    };
     if decision.eligible_on.is_none() {
         decision.eligible_on = timing.map(|t| t.eligible_on);
     }
@@ -250,7 +257,8 @@ fn guard_against_lapse(decision: &mut Decision, policy: &Policy, today: NaiveDat
     let covered = std::mem::take(&mut decision.covered);
     let standing = decision.standing;
     let window = decision.window;
-    let mut rebuilt = Decision::from_reasons(reasons, decision.eligible_on, decision.total_daily_mme, &decision.policy_version);
+    let mut rebuilt =
+        Decision::from_reasons(reasons, decision.eligible_on, decision.total_daily_mme, &decision.policy_version);
     for task in std::mem::take(&mut decision.tasks) {
         if !rebuilt.tasks.contains(&task) {
             rebuilt.tasks.push(task);

@@ -291,6 +291,9 @@ pub enum RefillWindow {
     Open,
     /// The supply lasts beyond the lead time: only monitoring was decided.
     NotDue,
+    /// Staff prepared the refill and the dispense has not been recorded yet: only something new for a
+    /// physician brings the patient back to the queue.
+    Prepared,
 }
 
 impl RefillWindow {
@@ -298,11 +301,12 @@ impl RefillWindow {
         match self {
             RefillWindow::Open => "open",
             RefillWindow::NotDue => "not_due",
+            RefillWindow::Prepared => "prepared",
         }
     }
 
     pub fn parse(text: &str) -> Option<RefillWindow> {
-        [RefillWindow::Open, RefillWindow::NotDue].into_iter().find(|w| w.as_str() == text)
+        [RefillWindow::Open, RefillWindow::NotDue, RefillWindow::Prepared].into_iter().find(|w| w.as_str() == text)
     }
 }
 
@@ -317,6 +321,7 @@ impl Decision {
             }
             // Not due: only monitoring that fell due (a task) or something for a physician.
             RefillWindow::NotDue => self.outcome >= Outcome::Escalate || !self.tasks.is_empty(),
+            RefillWindow::Prepared => self.outcome >= Outcome::Escalate,
         }
     }
 

@@ -351,6 +351,8 @@ pub struct PatientFacts {
     /// The prescriber the patient came from (a new or transferred patient): recorded as such, never an
     /// outside prescriber.
     pub previous_prescriber: Option<PrescriberId>,
+    /// The clinic date staff last prepared a refill that no dispense has answered yet.
+    pub refill_prepared_on: Option<NaiveDate>,
 }
 
 impl PatientFacts {
@@ -376,6 +378,7 @@ impl PatientFacts {
             open_request: None,
             standing: None,
             previous_prescriber: None,
+            refill_prepared_on: None,
         }
     }
 }

@@ -8,9 +8,9 @@
 
 use chrono::NaiveDate;
 use refill_rules::{
-    ClinicalFlagKind, Confidentiality, DoseQuantity, DoseUnit, DrugClass, MedicationOrder, NaloxoneEventKind,
-    OrderPurpose, OtherMedicationClass, PdmpFinding, PrescriberId, RequestKind, RiskTier, Sex, TaperState,
-    UdsAnalyteResult, UdsKind,
+    ClinicalFlagKind, Confidentiality, CoveredReason, DoseQuantity, DoseUnit, DrugClass, MedicationOrder,
+    NaloxoneEventKind, OrderPurpose, OtherMedicationClass, Outcome, PdmpFinding, PhysicianChoice, PrescriberId,
+    ReasonCode, RequestKind, RiskTier, Sex, TaperState, UdsAnalyteResult, UdsKind,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -71,6 +71,7 @@ text_enum!("other medication class", OtherMedicationClass, other_medication_clas
 });
 text_enum!("request kind", RequestKind, request_kind_name, parse_request_kind, {
     RequestKind::Routine => "routine", RequestKind::LostOrStolenReplacement => "lost_or_stolen_replacement",
+    RequestKind::Early => "early", RequestKind::DoseChange => "dose_change",
 });
 
 /// Taper plan states as stored. `Cancelled` exists only in the store: a cancelled plan is no longer in
@@ -282,4 +283,63 @@ mod tests {
         assert!(matches!(parse_risk_tier("extreme"), Err(StoreError::Corrupt(_))));
         assert_eq!(parse_flag_kind("sickle_cell").unwrap(), ClinicalFlagKind::SickleCell);
     }
+}
+
+/// A physician choice as stored (`choice`, and `bridge_days` for a bridge).
+pub fn physician_choice_name(choice: PhysicianChoice) -> (&'static str, Option<i64>) {
+    match choice {
+        PhysicianChoice::Approve => ("approve", None),
+        PhysicianChoice::Bridge { days } => ("bridge", Some(i64::from(days))),
+        PhysicianChoice::Taper => ("taper", None),
+        PhysicianChoice::Hold => ("hold", None),
+        PhysicianChoice::Stop => ("stop", None),
+    }
+}
+
+pub fn parse_physician_choice(text: &str, bridge_days: Option<i64>) -> Result<PhysicianChoice, StoreError> {
+    Ok(match text {
+        "approve" => PhysicianChoice::Approve,
+        "bridge" => {
+            let days = bridge_days.and_then(|d| u32::try_from(d).ok()).ok_or_else(|| corrupt("bridge days", "none"))?;
+            PhysicianChoice::Bridge { days }
+        }
+        "taper" => PhysicianChoice::Taper,
+        "hold" => PhysicianChoice::Hold,
+        "stop" => PhysicianChoice::Stop,
+        other => return Err(corrupt("physician choice", other)),
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct CoveredWire {
+    code: String,
+    subject: String,
+    outcome: String,
+}
+
+/// The reasons a physician decision covers, as stored: `[{"code", "subject", "outcome"}]`.
+pub fn covered_to_json(covered: &[CoveredReason]) -> Value {
+    let wire: Vec<CoveredWire> = covered
+        .iter()
+        .map(|c| CoveredWire {
+            code: c.code.as_str().to_string(),
+            subject: c.subject.clone(),
+            outcome: c.outcome.as_str().to_string(),
+        })
+        .collect();
+    serde_json::to_value(wire).unwrap_or(Value::Null)
+}
+
+pub fn covered_from_json(value: Value) -> Result<Vec<CoveredReason>, StoreError> {
+    let wire: Vec<CoveredWire> =
+        serde_json::from_value(value).map_err(|e| StoreError::Corrupt(format!("covered reasons json: {e}")))?;
+    wire.into_iter()
+        .map(|c| {
+            Ok(CoveredReason {
+                code: ReasonCode::parse(&c.code).ok_or_else(|| corrupt("reason code", &c.code))?,
+                subject: c.subject,
+                outcome: Outcome::parse(&c.outcome).ok_or_else(|| corrupt("outcome", &c.outcome))?,
+            })
+        })
+        .collect()
 }

@@ -3,7 +3,7 @@
 //! queue items and exceptions under optimistic versioning.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use refill_rules::{Decision, Outcome, PatientId, Reason, Task};
+use refill_rules::{Decision, Outcome, PatientId, Reason, RefillWindow, Task};
 use serde_json::{Value, json};
 use sqlx::types::Json;
 
@@ -76,6 +76,9 @@ struct DecisionRow {
     policy_version: String,
     decided_by: String,
     decided_at: DateTime<Utc>,
+    refill_window: String,
+    covered: Json<Value>,
+    physician_decision_id: Option<i64>,
 }
 
 impl DecisionRow {
@@ -84,6 +87,9 @@ impl DecisionRow {
         let malformed = |what: &str, e: serde_json::Error| StoreError::Corrupt(format!("decision {id} {what}: {e}"));
         let reasons: Vec<Reason> = serde_json::from_value(self.reasons.0).map_err(|e| malformed("reasons", e))?;
         let tasks: Vec<Task> = serde_json::from_value(self.tasks.0).map_err(|e| malformed("tasks", e))?;
+        let covered: Vec<Reason> = serde_json::from_value(self.covered.0).map_err(|e| malformed("covered", e))?;
+        let window =
+            RefillWindow::parse(&self.refill_window).ok_or_else(|| corrupt("refill window", &self.refill_window))?;
         Ok(DecisionRecord {
             id: DecisionId(self.id),
             patient_id: PatientId(self.patient_id),
@@ -96,6 +102,9 @@ impl DecisionRow {
                 eligible_on: self.eligible_on,
                 total_daily_mme: self.total_daily_mme,
                 policy_version: self.policy_version,
+                window,
+                covered,
+                standing: self.physician_decision_id,
             },
             decided_by: self.decided_by,
             decided_at: self.decided_at,
@@ -104,12 +113,12 @@ impl DecisionRow {
 }
 
 const DECISION_COLUMNS: &str = "id, patient_id, refill_request_id, clinic_date, outcome, reasons, tasks, eligible_on, \
-     total_daily_mme, policy_version, decided_by, decided_at";
+     total_daily_mme, policy_version, decided_by, decided_at, refill_window, covered, physician_decision_id";
 
 const INSERT_DECISION: &str = r#"
 insert into decisions (patient_id, refill_request_id, clinic_date, outcome, reasons, tasks, eligible_on,
-    total_daily_mme, policy_version, decided_by, dedupe_key, decided_at)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    total_daily_mme, policy_version, decided_by, dedupe_key, decided_at, refill_window, covered, physician_decision_id)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 returning id"#;
 
 // A later decision for the same patient and date replaces the queue row's decision; a finished item
@@ -135,8 +144,8 @@ returning id"#;
 
 const INSERT_EXCEPTION: &str = r#"
 insert into exceptions (patient_id, decision_id, clinic_date, status, urgency, reason_codes, raised_at, raised_by,
-    version, updated_at)
-values ($1, $2, $3, 'open', $4, $5, $6, $7, 1, $6)
+    version, updated_at, follows_decision_id)
+values ($1, $2, $3, 'open', $4, $5, $6, $7, 1, $6, $8)
 returning id"#;
 
 // One open exception per patient: a new escalation joins it (latest decision, urgency never lowered).
@@ -168,6 +177,8 @@ impl Store {
             .map_err(|e| StoreError::Invalid(format!("decision reasons do not serialise: {e}")))?;
         let tasks = serde_json::to_value(&decision.tasks)
             .map_err(|e| StoreError::Invalid(format!("decision tasks do not serialise: {e}")))?;
+        let covered = serde_json::to_value(&decision.covered)
+            .map_err(|e| StoreError::Invalid(format!("decision covered reasons do not serialise: {e}")))?;
         let decision_id: i64 = with_tx!(tx, conn => {
             sqlx::query_scalar(INSERT_DECISION)
                 .bind(new.patient_id.0)
@@ -182,6 +193,9 @@ impl Store {
                 .bind(new.decided_by.id.clone())
                 .bind(new.dedupe_key.clone())
                 .bind(at)
+                .bind(decision.window.as_str())
+                .bind(Json(covered.clone()))
+                .bind(decision.standing)
                 .fetch_one(&mut *conn)
                 .await?
         });
@@ -334,6 +348,7 @@ impl Tx {
                     .bind(codes.clone())
                     .bind(at)
                     .bind(new.decided_by.id.clone())
+                    .bind(new.decision.standing)
                     .fetch_one(&mut *conn)
                     .await?
             }),

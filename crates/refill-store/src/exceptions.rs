@@ -37,6 +37,8 @@ pub enum Resolution {
     Continue,
     /// Continue with changes the physician writes in the rationale (dose, interval, monitoring).
     ContinueWithChanges,
+    /// A bridge supply (days, quantity) while the case is reviewed, standing until a review-by date.
+    Bridge,
     /// Keep the refill on hold pending the named follow-up.
     Hold,
     /// Start or adjust a taper plan (a gradual reduction, recorded as a plan).
@@ -48,9 +50,10 @@ pub enum Resolution {
 }
 
 impl Resolution {
-    pub const ALL: [Resolution; 6] = [
+    pub const ALL: [Resolution; 7] = [
         Resolution::Continue,
         Resolution::ContinueWithChanges,
+        Resolution::Bridge,
         Resolution::Hold,
         Resolution::Taper,
         Resolution::Refer,
@@ -61,6 +64,7 @@ impl Resolution {
         match self {
             Resolution::Continue => "continue",
             Resolution::ContinueWithChanges => "continue_with_changes",
+            Resolution::Bridge => "bridge",
             Resolution::Hold => "hold",
             Resolution::Taper => "taper",
             Resolution::Refer => "refer",
@@ -110,6 +114,8 @@ pub struct ExceptionRecord {
     pub signed_content_hash: Option<String>,
     pub version: i64,
     pub updated_at: DateTime<Utc>,
+    /// The physician decision that stood when this exception was raised: what it lists is new since.
+    pub follows_decision_id: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -131,6 +137,7 @@ struct ExceptionRow {
     signed_content_hash: Option<String>,
     version: i64,
     updated_at: DateTime<Utc>,
+    follows_decision_id: Option<i64>,
 }
 
 impl ExceptionRow {
@@ -167,13 +174,14 @@ impl ExceptionRow {
             signed_content_hash: self.signed_content_hash,
             version: self.version,
             updated_at: self.updated_at,
+            follows_decision_id: self.follows_decision_id,
         })
     }
 }
 
 const EXCEPTION_COLUMNS: &str = "id, patient_id, decision_id, clinic_date, status, urgency, reason_codes, raised_at, \
      raised_by, resolution, rationale, safety_attestation, signed_by, signed_at, signed_content_hash, version, \
-     updated_at";
+     updated_at, follows_decision_id";
 
 const RESOLVE: &str = r#"
 update exceptions set status = 'resolved', resolution = $1, rationale = $2, safety_attestation = $3, signed_by = $4,

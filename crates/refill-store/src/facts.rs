@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use refill_rules::{
     AgreementFacts, ClinicalFlag, Fill, MedicationOrder, NaloxoneEvent, OtherMedication, PatientFacts, PatientId,
-    PdmpReview, PhysicianReview, PrescriberId, PriorDecision, RefillRequest, ReviewKind, TaperInForce, UdsKind,
-    UdsResult,
+    PdmpReview, PhysicianReview, PrescriberId, PriorDecision, RecordedRequest, RefillRequest, ReviewKind,
+    StandingDecision, TaperInForce, TaperStepAhead, UdsKind, UdsResult,
 };
 use serde_json::{Value, json};
 use sqlx::types::Json;
@@ -764,7 +764,11 @@ macro_rules! fetch_fact_rows {
             flags: fetch_in_range!($executor, SELECT_FLAGS, persistent, a, b),
             other_medications: fetch_in_range!($executor, SELECT_OTHER_MEDICATIONS, persistent, a, b),
             taper_steps: fetch_in_range!($executor, SELECT_TAPER_STEPS, persistent, a, b, as_of),
+            next_taper_steps: fetch_in_range!($executor, SELECT_NEXT_TAPER_STEPS, persistent, a, b, as_of),
             prior_decisions: fetch_in_range!($executor, SELECT_PRIOR_DECISIONS, persistent, a, b, as_of),
+            open_requests: fetch_in_range!($executor, SELECT_OPEN_REQUESTS, persistent, a, b, as_of),
+            standing: fetch_in_range!($executor, SELECT_STANDING_DECISIONS, persistent, a, b, as_of),
+            prepared: fetch_in_range!($executor, SELECT_PREPARED_REFILLS, persistent, a, b, as_of),
         }
     }};
 }
@@ -1111,10 +1115,47 @@ impl Tx {
 }
 
 const SELECT_PATIENTS: &str = r#"
-select id, birth_date, sex, risk_tier, prescriber_of_record from patients where id >= $1 and id <= $2 order by id"#;
+select id, birth_date, sex, risk_tier, prescriber_of_record, previous_prescriber from patients
+where id >= $1 and id <= $2 order by id"#;
 const SELECT_PATIENTS_ACTIVE: &str = r#"
-select id, birth_date, sex, risk_tier, prescriber_of_record from patients
+select id, birth_date, sex, risk_tier, prescriber_of_record, previous_prescriber from patients
 where id >= $1 and id <= $2 and active = true order by id"#;
+// The next signed step of each patient's active plan after $3 (the refill whose supply starts on its
+// date is decided against it).
+const SELECT_NEXT_TAPER_STEPS: &str = r#"
+select p.patient_id, s.starts_on, s.regimen
+from taper_plans p
+join taper_steps s on s.plan_id = p.id
+where p.patient_id >= $1 and p.patient_id <= $2 and p.state = 'active'
+  and p.id = (select max(p2.id) from taper_plans p2 where p2.patient_id = p.patient_id and p2.state <> 'cancelled')
+  and s.step_number = (select min(s2.step_number) from taper_steps s2 where s2.plan_id = p.id and s2.starts_on > $3)
+order by p.patient_id"#;
+// Requests recorded on or before $3 that no dispense has answered yet (a fill on or after the day of
+// the request answers it), oldest first: the latest one is the open request.
+const SELECT_OPEN_REQUESTS: &str = r#"
+select r.patient_id, r.id, r.requested_on, r.kind
+from refill_requests r
+where r.patient_id >= $1 and r.patient_id <= $2 and r.requested_on <= $3 and r.status <> 'withdrawn'
+  and not exists (select 1 from fills f where f.patient_id = r.patient_id and f.filled_on >= r.requested_on)
+order by r.patient_id, r.requested_on, r.id"#;
+// The latest clinic date on or before $3 on which staff prepared a refill (queue item done) that no
+// fill on or after that date has answered.
+const SELECT_PREPARED_REFILLS: &str = r#"
+select q.patient_id, max(q.clinic_date) as prepared_on
+from daily_queue q
+where q.patient_id >= $1 and q.patient_id <= $2 and q.status = 'done' and q.clinic_date <= $3
+  and not exists (select 1 from fills f where f.patient_id = q.patient_id and f.filled_on >= q.clinic_date)
+group by q.patient_id
+order by q.patient_id"#;
+// Each patient's latest physician decision signed on or before $3 (whether it still stands is the
+// rules' call: `cycle::standing_applies`).
+const SELECT_STANDING_DECISIONS: &str = r#"
+select pd.patient_id, pd.id, pd.choice, pd.covered, pd.bridge_days, pd.review_by, pd.latest_fill_seen,
+    pd.signed_by, pd.signed_on
+from physician_decisions pd
+where pd.patient_id >= $1 and pd.patient_id <= $2
+  and pd.id = (select max(p2.id) from physician_decisions p2 where p2.patient_id = pd.patient_id and p2.signed_on <= $3)
+order by pd.patient_id"#;
 const SELECT_ORDERS: &str = r#"
 select patient_id, source_id, rxcui, text, dose_value, dose_unit, dose_unit_text, doses_per_day, days_supply,
     dispense_quantity, prescriber_id, purpose, confidentiality
@@ -1189,6 +1230,41 @@ struct FactPatientRow {
     sex: String,
     risk_tier: String,
     prescriber_of_record: Option<String>,
+    previous_prescriber: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct NextTaperStepRow {
+    patient_id: i64,
+    starts_on: NaiveDate,
+    regimen: Json<Value>,
+}
+
+#[derive(sqlx::FromRow)]
+struct PreparedRow {
+    patient_id: i64,
+    prepared_on: Option<NaiveDate>,
+}
+
+#[derive(sqlx::FromRow)]
+struct OpenRequestRow {
+    patient_id: i64,
+    id: i64,
+    requested_on: NaiveDate,
+    kind: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct StandingRow {
+    patient_id: i64,
+    id: i64,
+    choice: String,
+    covered: Json<Value>,
+    bridge_days: Option<i64>,
+    review_by: Option<NaiveDate>,
+    latest_fill_seen: Option<NaiveDate>,
+    signed_by: String,
+    signed_on: NaiveDate,
 }
 
 #[derive(sqlx::FromRow)]
@@ -1317,7 +1393,11 @@ struct FactRows {
     flags: Vec<FlagRow>,
     other_medications: Vec<OtherMedicationRow>,
     taper_steps: Vec<TaperStepRow>,
+    next_taper_steps: Vec<NextTaperStepRow>,
     prior_decisions: Vec<PriorDecisionRow>,
+    open_requests: Vec<OpenRequestRow>,
+    standing: Vec<StandingRow>,
+    prepared: Vec<PreparedRow>,
 }
 
 impl FactRows {
@@ -1329,6 +1409,7 @@ impl FactRows {
             facts.sex = codec::parse_sex(&row.sex)?;
             facts.risk_tier = codec::parse_risk_tier(&row.risk_tier)?;
             facts.prescriber_of_record = row.prescriber_of_record.map(PrescriberId);
+            facts.previous_prescriber = row.previous_prescriber.map(PrescriberId);
             by_id.insert(row.id, facts);
         }
         // Rows of patients outside the result (inactive ones) are skipped.
@@ -1455,13 +1536,48 @@ impl FactRows {
                     started_on: row.started_on,
                     step_regimen: codec::orders_from_json(row.regimen.0)?,
                     step_started_on: row.starts_on,
+                    next_step: None,
                 });
+            }
+        }
+        for row in self.next_taper_steps {
+            if let Some(taper) = by_id.get_mut(&row.patient_id).and_then(|facts| facts.taper.as_mut()) {
+                taper.next_step =
+                    Some(TaperStepAhead { starts_on: row.starts_on, regimen: codec::orders_from_json(row.regimen.0)? });
             }
         }
         for row in self.prior_decisions {
             if let Some(facts) = by_id.get_mut(&row.patient_id) {
                 facts.last_decision =
                     Some(PriorDecision { decided_on: row.clinic_date, total_daily_mme: row.total_daily_mme });
+            }
+        }
+        for row in self.open_requests {
+            if let Some(facts) = by_id.get_mut(&row.patient_id) {
+                // Oldest first: the latest request is the one decided.
+                facts.open_request = Some(RecordedRequest {
+                    id: row.id,
+                    requested_on: row.requested_on,
+                    kind: codec::parse_request_kind(&row.kind)?,
+                });
+            }
+        }
+        for row in self.prepared {
+            if let Some(facts) = by_id.get_mut(&row.patient_id) {
+                facts.refill_prepared_on = row.prepared_on;
+            }
+        }
+        for row in self.standing {
+            if let Some(facts) = by_id.get_mut(&row.patient_id) {
+                facts.standing = Some(StandingDecision {
+                    id: row.id,
+                    signed_on: row.signed_on,
+                    signed_by: row.signed_by,
+                    choice: codec::parse_physician_choice(&row.choice, row.bridge_days)?,
+                    covered: codec::covered_from_json(row.covered.0)?,
+                    review_by: row.review_by,
+                    latest_fill_seen: row.latest_fill_seen,
+                });
             }
         }
         Ok(by_id.into_values().collect())

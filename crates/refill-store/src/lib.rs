@@ -13,11 +13,13 @@
 pub mod accounts;
 pub mod audit;
 pub mod codec;
+pub mod cycle;
 pub mod decisions;
 mod error;
 pub mod exceptions;
 pub mod facts;
 pub mod import;
+pub mod job_payload;
 pub mod jobs;
 mod model;
 pub mod outbox;

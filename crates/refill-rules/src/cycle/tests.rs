@@ -102,15 +102,13 @@ fn only_a_recorded_early_request_is_early() {
 #[test]
 fn lost_and_dose_change_requests_go_to_a_physician() {
     let mut facts = stable();
-    facts.open_request = Some(RecordedRequest {
-        id: 1,
-        requested_on: date("2026-01-12"),
-        kind: RequestKind::LostOrStolenReplacement,
-    });
+    facts.open_request =
+        Some(RecordedRequest { id: 1, requested_on: date("2026-01-12"), kind: RequestKind::LostOrStolenReplacement });
     let lost = decide_on(&facts, "2026-01-12");
     assert!(codes(&lost.reasons).contains(&ReasonCode::LostOrStolenReplacement));
     assert!(lost.outcome >= Outcome::Escalate);
-    facts.open_request = Some(RecordedRequest { id: 2, requested_on: date("2026-01-25"), kind: RequestKind::DoseChange });
+    facts.open_request =
+        Some(RecordedRequest { id: 2, requested_on: date("2026-01-25"), kind: RequestKind::DoseChange });
     let dose = decide_on(&facts, "2026-01-25");
     assert!(codes(&dose.reasons).contains(&ReasonCode::DoseChangeRequested));
     assert!(dose.outcome >= Outcome::Escalate);
@@ -147,7 +145,11 @@ fn standing(choice: PhysicianChoice, covered: &[(ReasonCode, &str)], review_by: 
         choice,
         covered: covered
             .iter()
-            .map(|(code, subject)| CoveredReason { code: *code, subject: (*subject).to_string(), outcome: Outcome::Escalate })
+            .map(|(code, subject)| CoveredReason {
+                code: *code,
+                subject: (*subject).to_string(),
+                outcome: Outcome::Escalate,
+            })
             .collect(),
         review_by: review_by.map(date),
         latest_fill_seen: Some(date("2026-01-01")),
@@ -206,11 +208,8 @@ fn a_physician_hold_stands_through_staff_facts_and_turns_urgent_before_the_run_o
     });
     let first = decide_on(&facts, "2026-01-22");
     let unexpected = first.reasons.iter().find(|r| r.code == ReasonCode::UdsUnexpectedResult).unwrap();
-    facts.standing = Some(standing(
-        PhysicianChoice::Hold,
-        &[(ReasonCode::UdsUnexpectedResult, &reason_subject(unexpected))],
-        None,
-    ));
+    facts.standing =
+        Some(standing(PhysicianChoice::Hold, &[(ReasonCode::UdsUnexpectedResult, &reason_subject(unexpected))], None));
     facts.standing.as_mut().unwrap().signed_on = date("2026-01-22");
     let held = decide_on(&facts, "2026-01-23");
     assert_eq!(held.outcome, Outcome::Hold, "{:?}", held.reasons);
