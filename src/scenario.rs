@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use chrono::NaiveDate;
-use refill_rules::decision::{Decision, Outcome, ReasonCode, Task};
+use refill_rules::decision::{self as f_decision, Decision, Outcome, ReasonCode, Task};
 use refill_rules::facts as f;
 use refill_rules::policy::Policy;
 use serde::Deserialize;
@@ -24,6 +24,9 @@ pub struct Scenario {
     pub facts: f::PatientFacts,
     pub clinic: f::ClinicFacts,
     pub request: f::RefillRequest,
+    /// `[cycle] today`: decide the patient's refill cycle on this date (`refill_rules::cycle::decide`)
+    /// instead of the request alone; `[request]` is then a recorded request.
+    pub cycle_today: Option<NaiveDate>,
     pub policy: LoadedPolicy,
     pub expect: Option<Expectation>,
 }
@@ -37,6 +40,10 @@ pub struct Expectation {
     pub eligible_on: Option<NaiveDate>,
     pub total_daily_mme: Option<ExpectedTotal>,
     pub restricted: Option<Vec<ReasonCode>>,
+    /// `open`, `not_due` or `prepared` (cycle scenarios).
+    pub window: Option<f_decision::RefillWindow>,
+    /// Exactly these codes covered by the standing physician decision.
+    pub covered: Option<Vec<ReasonCode>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,13 +55,18 @@ pub enum ExpectedTotal {
 
 impl Scenario {
     pub fn evaluate(&self) -> Decision {
-        refill_rules::refill::evaluate(
-            &self.facts,
-            &self.clinic,
-            &self.request,
-            &self.policy.policy,
-            &self.policy.version,
-        )
+        match self.cycle_today {
+            Some(today) => {
+                refill_rules::cycle::decide(&self.facts, &self.clinic, today, &self.policy.policy, &self.policy.version)
+            }
+            None => refill_rules::refill::evaluate(
+                &self.facts,
+                &self.clinic,
+                &self.request,
+                &self.policy.policy,
+                &self.policy.version,
+            ),
+        }
     }
 
     /// Every way `decision` differs from `[expect]` (empty when it matches or nothing is expected).
@@ -98,6 +110,20 @@ impl Scenario {
             wanted.sort_unstable();
             if actual != wanted {
                 problems.push(format!("restricted [{}] (expected [{}])", actual.join(", "), wanted.join(", ")));
+            }
+        }
+        if let Some(window) = expect.window
+            && decision.window != window
+        {
+            problems.push(format!("window {} (expected {})", decision.window.as_str(), window.as_str()));
+        }
+        if let Some(covered) = &expect.covered {
+            let mut actual: Vec<&str> = decision.covered.iter().map(|r| r.code.as_str()).collect();
+            let mut wanted: Vec<&str> = covered.iter().map(|c| c.as_str()).collect();
+            actual.sort_unstable();
+            wanted.sort_unstable();
+            if actual != wanted {
+                problems.push(format!("covered [{}] (expected [{}])", actual.join(", "), wanted.join(", ")));
             }
         }
         problems
@@ -153,9 +179,52 @@ struct ScenarioFile {
     last_decision: Option<LastDecisionSection>,
     #[serde(default)]
     clinic: ClinicSection,
-    request: RequestSection,
+    /// Required, except in a `[cycle]` scenario where it is the recorded request (if any).
+    request: Option<RequestSection>,
+    cycle: Option<CycleSection>,
+    standing: Option<StandingSection>,
     policy: Option<toml::Table>,
     expect: Option<ExpectSection>,
+}
+
+/// `[cycle]`: decide the refill cycle on `today` (the daily run, a staff action and a signature do).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CycleSection {
+    today: Date,
+    /// The clinic date staff prepared a refill no dispense has answered yet.
+    prepared_on: Option<Date>,
+}
+
+/// `[standing]`: a physician decision signed on `signed_on`, covering the reasons with these codes as
+/// they fired that day.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StandingSection {
+    choice: ChoiceName,
+    signed_on: Date,
+    #[serde(default = "default_signer")]
+    signed_by: String,
+    bridge_days: Option<u32>,
+    review_by: Option<Date>,
+    /// Default: the latest fill on or before `signed_on`.
+    latest_fill_seen: Option<Date>,
+    #[serde(default)]
+    covered: Vec<String>,
+}
+
+fn default_signer() -> String {
+    "dr-supervising".to_string()
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ChoiceName {
+    Approve,
+    Bridge,
+    Taper,
+    Hold,
+    Stop,
 }
 
 /// A date written either as a TOML date (`2026-01-27`) or a string (`"2026-01-27"`).
@@ -195,6 +264,8 @@ struct PatientSection {
     #[serde(default)]
     risk_tier: RiskTierName,
     prescriber_of_record: Option<String>,
+    /// The prescriber a new or transferred patient came from.
+    previous_prescriber: Option<String>,
 }
 
 impl Default for PatientSection {
@@ -205,6 +276,7 @@ impl Default for PatientSection {
             sex: SexName::Unknown,
             risk_tier: RiskTierName::Moderate,
             prescriber_of_record: None,
+            previous_prescriber: None,
         }
     }
 }
@@ -437,6 +509,16 @@ struct TaperSection {
     step_started_on: Date,
     #[serde(default)]
     step_regimen: Vec<OrderSection>,
+    /// The next signed step, not started yet.
+    next_step: Option<NextStepSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NextStepSection {
+    starts_on: Date,
+    #[serde(default)]
+    regimen: Vec<OrderSection>,
 }
 
 fn default_plan_id() -> i64 {
@@ -480,7 +562,20 @@ struct RequestSection {
 enum RequestKindName {
     #[default]
     Routine,
+    Early,
     LostOrStolenReplacement,
+    DoseChange,
+}
+
+impl RequestKindName {
+    fn kind(self) -> f::RequestKind {
+        match self {
+            RequestKindName::Routine => f::RequestKind::Routine,
+            RequestKindName::Early => f::RequestKind::Early,
+            RequestKindName::LostOrStolenReplacement => f::RequestKind::LostOrStolenReplacement,
+            RequestKindName::DoseChange => f::RequestKind::DoseChange,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -495,6 +590,8 @@ struct ExpectSection {
     #[serde(default)]
     no_total_daily_mme: bool,
     restricted: Option<Vec<String>>,
+    window: Option<String>,
+    covered: Option<Vec<String>>,
 }
 
 fn prescriber(id: &str) -> f::PrescriberId {
@@ -543,6 +640,50 @@ fn parse_code(text: &str, field: &str) -> anyhow::Result<ReasonCode> {
     ReasonCode::parse(text).with_context(|| {
         let known: Vec<&str> = ReasonCode::ALL.iter().map(|c| c.as_str()).collect();
         format!("expect.{field}: unknown reason code {text:?} (known: {})", known.join(", "))
+    })
+}
+
+/// The standing decision of a `[standing]` section: what the physician saw is the cycle as decided on
+/// `signed_on` (without any standing decision), and the listed codes are the reasons covered.
+fn standing_decision(
+    section: &StandingSection,
+    facts: &f::PatientFacts,
+    clinic: &f::ClinicFacts,
+    policy: &LoadedPolicy,
+) -> anyhow::Result<f::StandingDecision> {
+    let signed_on = section.signed_on.0;
+    let seen = refill_rules::cycle::decide(facts, clinic, signed_on, &policy.policy, &policy.version);
+    let mut covered = Vec::new();
+    for code in &section.covered {
+        let code = parse_code(code, "covered").context("[standing]")?;
+        let reason =
+            seen.reasons.iter().find(|r| r.code == code).with_context(|| {
+                format!("[standing] covered: {} did not fire on signed_on {signed_on}", code.as_str())
+            })?;
+        covered.push(f::CoveredReason {
+            code,
+            subject: refill_rules::cycle::reason_subject(reason),
+            outcome: reason.outcome,
+        });
+    }
+    let choice = match section.choice {
+        ChoiceName::Approve => f::PhysicianChoice::Approve,
+        ChoiceName::Bridge => f::PhysicianChoice::Bridge {
+            days: section.bridge_days.context("[standing] bridge_days: a bridge needs its days")?,
+        },
+        ChoiceName::Taper => f::PhysicianChoice::Taper,
+        ChoiceName::Hold => f::PhysicianChoice::Hold,
+        ChoiceName::Stop => f::PhysicianChoice::Stop,
+    };
+    Ok(f::StandingDecision {
+        id: 1,
+        signed_on,
+        signed_by: section.signed_by.clone(),
+        choice,
+        covered,
+        review_by: date(section.review_by),
+        latest_fill_seen: date(section.latest_fill_seen)
+            .or_else(|| facts.fills.iter().map(|fill| fill.filled_on).filter(|d| *d <= signed_on).max()),
     })
 }
 
@@ -708,27 +849,54 @@ impl ScenarioFile {
                 started_on: t.started_on.0,
                 step_regimen: orders(&t.step_regimen, "step"),
                 step_started_on: t.step_started_on.0,
+                next_step: t.next_step.as_ref().map(|next| f::TaperStepAhead {
+                    starts_on: next.starts_on.0,
+                    regimen: orders(&next.regimen, "next-step"),
+                }),
             }),
             last_decision: self
                 .last_decision
                 .as_ref()
                 .map(|d| f::PriorDecision { decided_on: d.decided_on.0, total_daily_mme: d.total_daily_mme }),
+            open_request: None,
+            standing: None,
+            previous_prescriber: self.patient.previous_prescriber.as_deref().map(prescriber),
+            refill_prepared_on: None,
         };
-        let request = f::RefillRequest {
-            requested_on: self.request.date.0,
-            regimen: match &self.request.regimen {
-                Some(sections) => orders(sections, "request"),
-                None => regimen,
+        let cycle_today = self.cycle.as_ref().map(|c| c.today.0);
+        let request = match (&self.request, cycle_today) {
+            (Some(section), _) => f::RefillRequest {
+                requested_on: section.date.0,
+                regimen: match &section.regimen {
+                    Some(sections) => orders(sections, "request"),
+                    None => regimen,
+                },
+                kind: section.kind.kind(),
             },
-            kind: match self.request.kind {
-                RequestKindName::Routine => f::RequestKind::Routine,
-                RequestKindName::LostOrStolenReplacement => f::RequestKind::LostOrStolenReplacement,
-            },
+            (None, Some(today)) => f::RefillRequest { requested_on: today, regimen, kind: f::RequestKind::Routine },
+            (None, None) => bail!("missing [request] (or a [cycle] section with today)"),
         };
+        let mut facts = facts;
+        if let Some(cycle) = &self.cycle {
+            // In a cycle scenario the request, if any, is one that was recorded.
+            facts.open_request = self.request.as_ref().map(|section| f::RecordedRequest {
+                id: 1,
+                requested_on: section.date.0,
+                kind: section.kind.kind(),
+            });
+            facts.refill_prepared_on = date(cycle.prepared_on);
+        }
         let policy = match &self.policy {
             Some(overrides) => policy_file::with_overrides(base, overrides).context("[policy] overrides")?,
             None => policy_file::from_policy(base.clone())?,
         };
+        let clinic = f::ClinicFacts { roster: self.clinic.roster.iter().map(|id| prescriber(id)).collect() };
+        if let Some(standing) = &self.standing {
+            if cycle_today.is_none() {
+                bail!("[standing] needs a [cycle] section: a physician decision stands for a cycle");
+            }
+            facts.standing = Some(standing_decision(standing, &facts, &clinic, &policy)?);
+        }
         let expect = match self.expect {
             None => None,
             Some(expect) => Some(Expectation {
@@ -761,17 +929,21 @@ impl ScenarioFile {
                         Some(codes.iter().map(|c| parse_code(c, "restricted")).collect::<anyhow::Result<_>>()?)
                     }
                 },
+                window: match &expect.window {
+                    None => None,
+                    Some(text) => Some(f_decision::RefillWindow::parse(text).with_context(|| {
+                        format!("expect.window: unknown window {text:?} (open, not_due, prepared)")
+                    })?),
+                },
+                covered: match &expect.covered {
+                    None => None,
+                    Some(codes) => {
+                        Some(codes.iter().map(|c| parse_code(c, "covered")).collect::<anyhow::Result<_>>()?)
+                    }
+                },
             }),
         };
-        Ok(Scenario {
-            path: None,
-            description: self.description,
-            facts,
-            clinic: f::ClinicFacts { roster: self.clinic.roster.iter().map(|id| prescriber(id)).collect() },
-            request,
-            policy,
-            expect,
-        })
+        Ok(Scenario { path: None, description: self.description, facts, clinic, request, cycle_today, policy, expect })
     }
 }
 

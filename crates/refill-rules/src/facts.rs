@@ -423,9 +423,10 @@ impl RequestKind {
         RequestKind::ALL.into_iter().find(|kind| kind.as_str() == text)
     }
 
-    /// Whether the request wants its supply now rather than on the eligible date.
+    /// Whether the request wants its supply now rather than on the eligible date (an early request, a
+    /// replacement for a lost supply); a routine or dose-change request is decided as of the eligible date.
     pub fn wants_supply_now(self) -> bool {
-        !matches!(self, RequestKind::Routine)
+        matches!(self, RequestKind::Early | RequestKind::LostOrStolenReplacement)
     }
 }
 

@@ -161,6 +161,11 @@ impl AppState {
         self
     }
 
+    /// The use cases over this state's store and policy (cheap: shared pools and policy).
+    pub fn app(&self) -> refill_app::App {
+        refill_app::App::new(self.store.clone(), self.policy.clone(), self.policy_version.clone())
+    }
+
     /// Today's clinic-local date.
     pub fn today(&self) -> NaiveDate {
         self.clock.now().with_timezone(&self.settings.time_zone).date_naive()

@@ -14,7 +14,7 @@ use refill_web::{AppState, WebSettings, app};
 use tower::ServiceExt;
 
 mod support;
-use support::{escalation, person, record_today, sqlite_app, urlencode};
+use support::{person, sqlite_app, urlencode};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -49,8 +49,28 @@ async fn setup() -> Setup {
         confidentiality: Confidentiality::Normal,
     };
     tx.replace_regimen(patient, &[order]).await.expect("regimen");
-    let decision = escalation(ReasonCode::HighMmeReviewOverdue, ("mme", "90 MME/day"), false, 90.0);
-    record_today(&store, &mut tx, patient, today, &decision).await;
+    // Filled 24 days ago for 30: the refill window is open, and the rules escalate the 90 MME/day
+    // regimen without a physician review (the decision the physician will sign is the rules' own).
+    let fill = refill_rules::Fill {
+        filled_on: today - chrono::Duration::days(24),
+        days_supply: 30,
+        order_id: None,
+        quantity: None,
+    };
+    tx.insert_fill(patient, &fill, None).await.expect("fill");
+    let clinic = store.clinic_facts().await.expect("clinic");
+    let decided = refill_app::decide::decide_and_record(
+        &state.app(),
+        &mut tx,
+        &clinic,
+        patient,
+        today,
+        &actor,
+        refill_app::decide::Trigger::Rules,
+    )
+    .await
+    .expect("decide");
+    assert!(decided.decision.reasons.iter().any(|r| r.code == ReasonCode::HighMmeReviewOverdue));
     tx.commit().await.expect("commit");
     let PatientId(patient_id) = patient;
     let open = screens::open_exceptions(&store, today, 10).await.expect("exceptions");

@@ -6,13 +6,13 @@ use askama::Template;
 use axum::Extension;
 use axum::extract::{Form, Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use refill_rules::{PatientId, PhysicianReview, PrescriberId, ReviewKind};
+use refill_app::physician::{self, Bridge, Signature};
 use refill_store::screens::{self, ExceptionRow};
-use refill_store::{ExceptionId, ExceptionResolution, NewTaperPlan, Resolution, StaffFact, StoreError};
+use refill_store::{ExceptionId, Resolution};
 use serde::Deserialize;
 
 use super::patient::{PatientView, load_patient_view};
-use super::queue::{Adjust, actor_name, actor_names, name_actors, note_change, publish_latest, rerun_rules};
+use super::queue::{actor_name, actor_names, app_error, note_change, publish_latest};
 use super::taper::{PresetChoice, TAPER_DECISIONS, preset_choices};
 use super::{Chrome, actor, audit_view, days_until, may_see_part2, render};
 use crate::auth::Principal;
@@ -101,7 +101,7 @@ async fn signed_summary(state: &AppState, exception_id: i64) -> Result<Option<Si
     let today = state.today();
     let row = match screens::exception(&state.store, today, exception_id).await {
         Ok(row) => row,
-        Err(StoreError::NotFound(_)) => return Ok(None),
+        Err(refill_store::StoreError::NotFound(_)) => return Ok(None),
         Err(error) => return Err(error.into()),
     };
     let Some(resolution) = row.resolution.as_deref() else { return Ok(None) };
@@ -183,6 +183,7 @@ pub const DECISIONS: &[(&str, &str)] = &[
     ("taper_pause", "Pause the taper"),
     ("taper_resume", "Resume the paused taper"),
     ("taper_revise", "Revise the taper"),
+    ("hold_with_plan", "Hold the refill with a plan"),
     ("confirmatory_test", "Order confirmatory testing"),
     ("refer_oud", "Refer for OUD assessment or buprenorphine"),
     ("schedule_visit", "Schedule a visit"),
@@ -206,9 +207,10 @@ pub fn decision_applies(decision: &str, taper: Option<refill_rules::TaperState>)
 fn resolution_for(decision: &str) -> Option<Resolution> {
     Some(match decision {
         "approve_refill" => Resolution::Continue,
-        "approve_bridge" | "adjust_regimen" => Resolution::ContinueWithChanges,
+        "approve_bridge" => Resolution::Bridge,
+        "adjust_regimen" => Resolution::ContinueWithChanges,
         "taper_start" | "taper_slow" | "taper_pause" | "taper_resume" | "taper_revise" => Resolution::Taper,
-        "confirmatory_test" | "schedule_visit" => Resolution::Hold,
+        "hold_with_plan" | "confirmatory_test" | "schedule_visit" => Resolution::Hold,
         "refer_oud" => Resolution::Refer,
         "stop_therapy" => Resolution::StopTherapy,
         _ => return None,
@@ -292,6 +294,14 @@ pub struct DecideForm {
     pub rationale: String,
     #[serde(default)]
     pub safety_attestation: Option<String>,
+    /// A bridge: its days (1 to 90) and the quantity to dispense.
+    #[serde(default)]
+    pub bridge_days: Option<u32>,
+    #[serde(default)]
+    pub bridge_quantity: Option<f64>,
+    /// The decision stands until this date (YYYY-MM-DD); a bridge without one stands for its days.
+    #[serde(default)]
+    pub review_by: Option<String>,
     #[serde(default)]
     pub csrf: Option<String>,
 }
@@ -330,22 +340,12 @@ pub async fn sign(
     sign_decision(state, principal, exception_id, form, plan).await
 }
 
-/// What a signed decision does to the patient's taper plan, inside the signing transaction.
-pub(crate) enum PlanChange<'a> {
-    None,
-    /// Store the plan the physician saw (start, slow, revise), checked against the patient's version
-    /// at preview; it supersedes the plan in force.
-    Store {
-        plan: &'a NewTaperPlan,
-        patient_version: i64,
-    },
-    /// Pause the active plan from today.
-    Pause,
-    /// Resume the paused plan from today.
-    Resume,
-}
+pub(crate) use refill_app::physician::PlanChange;
 
-/// `sign`, with the plan change the decision makes (`pages::taper` passes the schedule it planned).
+/// `sign`, with the plan change the decision makes (`pages::taper` passes the schedule it planned),
+/// through the use case (`refill_app::physician::sign`): one transaction resolves the exception, changes
+/// the plan, records the review, stores the decision that stands for the cycle and decides again under
+/// it; the screen change is recorded beside it and live listeners hear after the commit.
 pub(crate) async fn sign_decision(
     state: &AppState,
     principal: &Principal,
@@ -362,103 +362,54 @@ pub(crate) async fn sign_decision(
     }
     let resolution = resolution_for(&form.decision)
         .ok_or_else(|| WebError::BadRequest(format!("unknown decision {:?}", form.decision)))?;
-    let rationale = form.rationale.trim();
-    if rationale.is_empty() {
-        return Err(WebError::BadRequest("A written rationale is required.".into()));
-    }
-    let attestation = form.safety_attestation.as_deref().map(str::trim).filter(|a| !a.is_empty()).map(str::to_string);
-    if resolution == Resolution::StopTherapy && attestation.is_none() {
-        return Err(WebError::BadRequest("Stopping therapy outright requires the safety attestation.".into()));
-    }
     let label = DECISIONS.iter().find(|(key, _)| *key == form.decision).map(|(_, label)| *label).unwrap_or("");
-    let names = actor_names(state).await?;
-    let conflict = |error: StoreError| match error {
-        StoreError::Conflict(message) => WebError::Conflict(name_actors(&names, &message)),
-        StoreError::Invalid(message) => WebError::BadRequest(message),
-        other => WebError::Store(other),
+    let bridge = match resolution {
+        Resolution::Bridge => Some(Bridge {
+            days: form
+                .bridge_days
+                .filter(|d| (1..=90).contains(d))
+                .ok_or_else(|| WebError::BadRequest("A bridge needs its number of days (1 to 90).".into()))?,
+            quantity: form.bridge_quantity.filter(|q| q.is_finite() && *q > 0.0),
+        }),
+        _ => None,
     };
+    let review_by = match form.review_by.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        None => None,
+        Some(text) => Some(
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map_err(|_| WebError::BadRequest(format!("review_by: {text:?} is not a date (YYYY-MM-DD)")))?,
+        ),
+    };
+    let names = actor_names(state).await?;
     let actor = actor(principal);
     let today = state.today();
+    let rationale = form.rationale.trim();
+    let signed_rationale = if rationale.is_empty() { String::new() } else { format!("{label}: {rationale}") };
     // Reads through the pool happen before the transaction holds the writer.
-    let row = screens::exception(&state.store, today, exception_id).await?;
-    let patient = PatientId(row.patient_id);
-    let on_queue = screens::queue_row(&state.store, today, row.patient_id).await?.is_some();
     let clinic = state.store.clinic_facts().await?;
+    let app = state.app();
     let mut tx = state.store.begin().await?;
-    let resolved = state
-        .store
-        .resolve_exception_in(
-            &mut tx,
-            ExceptionId(exception_id),
-            form.version,
-            &ExceptionResolution {
-                resolution,
-                rationale: format!("{label}: {rationale}"),
-                safety_attestation: attestation,
-            },
-            &actor,
-        )
-        .await
-        .map_err(conflict)?;
-    match plan {
-        PlanChange::None => {}
-        PlanChange::Store { plan, patient_version } => {
-            let plan_id = state
-                .store
-                .create_taper_plan_in(&mut tx, patient, patient_version, plan, &actor)
-                .await
-                .map_err(conflict)?;
-            // A plan whose first step starts today (or earlier) is in force now: the daily run of today
-            // may be past, so the signature makes that step the regimen of record at once.
-            let facts = tx.load_patient_facts(patient, today).await?;
-            if let Some(taper) = facts.taper.as_ref().filter(|t| t.plan_id == plan_id.0)
-                && taper.step_regimen != facts.regimen
-            {
-                state
-                    .store
-                    .apply_taper_step_in(&mut tx, patient, plan_id, taper.step_started_on, &taper.step_regimen, &actor)
-                    .await?;
-            }
-        }
-        PlanChange::Pause => {
-            state.store.pause_taper_plan_in(&mut tx, patient, today, &actor, rationale).await.map_err(conflict)?;
-        }
-        PlanChange::Resume => {
-            state.store.resume_taper_plan_in(&mut tx, patient, today, &actor, rationale).await.map_err(conflict)?;
-        }
-    }
-    // Feed the decision back into the rules: a physician benefit-risk review dated today.
-    if matches!(resolution, Resolution::Continue | Resolution::ContinueWithChanges | Resolution::Taper) {
-        let review = PhysicianReview {
-            reviewed_on: today,
-            physician: PrescriberId(actor.id.clone()),
-            kind: ReviewKind::BenefitRisk,
-        };
-        // The signature above is the check against the screen; the patient's version is whatever it is
-        // now in this transaction (a plan stored above has just moved it).
-        let patient_version = tx.patient(patient).await?.version;
-        state
-            .store
-            .record_fact_in(
-                &mut tx,
-                patient,
-                patient_version,
-                &StaffFact::PhysicianReview { review, note: Some(rationale.to_string()) },
-                &actor,
-                Some(rationale),
-            )
-            .await
-            .map_err(conflict)?;
-    }
-    if on_queue {
-        let adjust = match resolution {
-            Resolution::Continue | Resolution::ContinueWithChanges | Resolution::Taper => Adjust::PhysicianApproved,
-            _ => Adjust::PhysicianHold,
-        };
-        rerun_rules(state, &mut tx, &clinic, &actor, row.patient_id, row.run_out_on, adjust).await?;
-    }
-    note_change(state, &mut tx, row.patient_id, "exception.resolved", &user.display_name).await?;
+    let signed = physician::sign(
+        &app,
+        &mut tx,
+        &clinic,
+        &Signature {
+            exception: ExceptionId(exception_id),
+            version: form.version,
+            resolution,
+            rationale: &signed_rationale,
+            safety_attestation: form.safety_attestation.as_deref(),
+            bridge,
+            review_by,
+            plan,
+            today,
+            signer: &actor,
+        },
+    )
+    .await
+    .map_err(|e| app_error(e, &names))?;
+    note_change(state, &mut tx, signed.patient.0, "exception.resolved", &user.display_name).await?;
     tx.commit().await?;
     publish_latest(state).await;
-    Ok(format!("{label} signed by {} (version {})", user.display_name, resolved.version))
+    Ok(format!("{label} signed by {} (version {})", user.display_name, signed.exception.version))
 }

@@ -11,13 +11,16 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use chrono::NaiveDate;
+use refill_app::AppError;
+use refill_app::staff::{self, StaffAction, StaffContext};
 use refill_rules::{
-    AgreementFacts, ClinicFacts, DrugClass, NaloxoneEvent, NaloxoneEventKind, Outcome, PatientId, PdmpFinding,
-    PdmpReview, PrescriberId, RefillRequest, RequestKind, UdsAnalyteResult, UdsKind, UdsResult,
+    AgreementFacts, DrugClass, Fill, NaloxoneEvent, NaloxoneEventKind, PatientId, PdmpFinding, PdmpReview,
+    PrescriberId, RequestKind, UdsAnalyteResult, UdsKind, UdsResult,
 };
 use refill_store::accounts::{self, Role};
+use refill_store::cycle::NewRefillRequest;
 use refill_store::screens::{self, QueueFilter, QueueRow, RegimenLine};
-use refill_store::{NewDecision, QueueItemId, StaffFact, StoreError, Tx};
+use refill_store::{QueueItemId, StaffFact, Tx};
 use serde::Deserialize;
 
 use super::{Chrome, actor, audit_view, days_until, render};
@@ -394,9 +397,12 @@ pub async fn publish_latest(state: &AppState) {
 /// A staff action from the side panel (form fields; the JSON API takes the same shape).
 #[derive(Debug, Deserialize, Clone)]
 pub struct ActionForm {
-    /// `prepare`, `uds`, `pdmp`, `agreement`, `naloxone`, `contacted`, `physician`.
+    /// `prepare`, `uds` (collected now with its presumptive result), `uds_collect`, `uds_result`,
+    /// `uds_confirm_sent`, `pdmp`, `agreement`, `naloxone`, `request`, `dispense`, `contacted`,
+    /// `physician`.
     pub action: String,
-    /// The queue row version the screen showed.
+    /// The queue row version the screen showed (ignored for a patient not on today's queue).
+    #[serde(default)]
     pub version: i64,
     #[serde(default)]
     pub note: Option<String>,
@@ -405,6 +411,18 @@ pub struct ActionForm {
     pub detected: Option<String>,
     #[serde(default)]
     pub not_detected: Option<String>,
+    /// UDS: `scheduled` (default) or `for_cause`.
+    #[serde(default)]
+    pub uds_kind: Option<String>,
+    /// UDS: the collection date, YYYY-MM-DD (default today).
+    #[serde(default)]
+    pub collected_on: Option<String>,
+    /// UDS result / confirmation steps: the drug test they belong to.
+    #[serde(default)]
+    pub test_id: Option<i64>,
+    /// UDS result: `presumptive` (default) or `confirmatory`.
+    #[serde(default)]
+    pub result_kind: Option<String>,
     /// PDMP: one finding per line, `prescriber id; opioid|benzodiazepine|other; YYYY-MM-DD`.
     #[serde(default)]
     pub findings: Option<String>,
@@ -414,6 +432,16 @@ pub struct ActionForm {
     /// Naloxone: `offered`, `declined` or `dispensed`.
     #[serde(default)]
     pub naloxone: Option<String>,
+    /// Request: `routine`, `early`, `lost_or_stolen_replacement` or `dose_change`.
+    #[serde(default)]
+    pub request_kind: Option<String>,
+    /// Dispense: the date the pharmacy dispensed (default today), the days supplied and the quantity.
+    #[serde(default)]
+    pub filled_on: Option<String>,
+    #[serde(default)]
+    pub days_supply: Option<u32>,
+    #[serde(default)]
+    pub quantity: Option<f64>,
     #[serde(default)]
     pub csrf: Option<String>,
 }
@@ -424,6 +452,9 @@ pub struct ActionResult {
     pub message: String,
     pub outcome: Option<String>,
     pub version: i64,
+    /// The drug test the action created or moved on (for its next step).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uds_test_id: Option<i64>,
 }
 
 pub async fn action(
@@ -478,75 +509,64 @@ fn analytes(text: Option<&str>, detected: bool) -> Vec<UdsAnalyteResult> {
         .collect()
 }
 
-/// Do one staff action in one transaction: claim the row under the version the screen showed, record
-/// the fact (or the contact / referral), run the rules again on the facts as the transaction sees them
-/// and record the decision, record the screen change, commit; then tell the live listeners. A failure
-/// at any step leaves nothing written.
-pub async fn perform(
+/// A form date (`field` names it in the error), or `default` when the field is empty.
+fn form_date(text: Option<&str>, field: &str, default: NaiveDate) -> Result<NaiveDate, WebError> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(default),
+        Some(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map_err(|_| WebError::BadRequest(format!("{field}: {text:?} is not a date (YYYY-MM-DD)"))),
+    }
+}
+
+/// A drug-test result from the form's analytes.
+fn uds_result(form: &ActionForm, collected_on: NaiveDate, kind: UdsKind) -> Result<UdsResult, WebError> {
+    let mut found = analytes(form.detected.as_deref(), true);
+    found.extend(analytes(form.not_detected.as_deref(), false));
+    if found.is_empty() {
+        return Err(WebError::BadRequest("UDS: enter at least one analyte detected or not detected".into()));
+    }
+    let confirmatory = match form.result_kind.as_deref() {
+        None | Some("") | Some("presumptive") => false,
+        Some("confirmatory") => true,
+        Some(other) => {
+            return Err(WebError::BadRequest(format!("result_kind: {other:?} is not presumptive or confirmatory")));
+        }
+    };
+    Ok(UdsResult {
+        collected_on,
+        kind,
+        confirmatory,
+        analytes: found,
+        physician_reviewed_on: None,
+        confidentiality: Default::default(),
+    })
+}
+
+/// The staff action a form asks for (`None` for `prepare`, which has its own use case).
+async fn staff_action(
     state: &AppState,
-    principal: &Principal,
     patient_id: i64,
     form: &ActionForm,
-) -> Result<ActionResult, WebError> {
-    let user = principal.person()?;
-    let actor = actor(principal);
-    let today = state.today();
-    let names = actor_names(state).await?;
-    let conflict = |error: StoreError| match error {
-        StoreError::Conflict(message) => WebError::Conflict(name_actors(&names, &message)),
-        StoreError::Invalid(message) => WebError::BadRequest(message),
-        other => WebError::Store(other),
+    today: NaiveDate,
+) -> Result<Option<StaffAction>, WebError> {
+    let uds_kind = match form.uds_kind.as_deref() {
+        None | Some("") | Some("scheduled") => UdsKind::Scheduled,
+        Some("for_cause") => UdsKind::ForCause,
+        Some(other) => return Err(WebError::BadRequest(format!("uds_kind: {other:?} is not scheduled or for_cause"))),
     };
-    let row = screens::queue_row(&state.store, today, patient_id)
-        .await?
-        .ok_or_else(|| WebError::NotFound(format!("patient {patient_id} is not in today's queue")))?;
-    let item = QueueItemId(row.queue_id);
-    let note = form.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
-    let fact = match form.action.as_str() {
-        "prepare" => {
-            let outcome = row.outcome.as_deref().and_then(Outcome::parse);
-            let blocking = wording::due(row.tasks.as_deref()).contains(&"PDMP review");
-            return match outcome {
-                Some(Outcome::Approve) | Some(Outcome::ApproveWithTasks) if !blocking => {
-                    let mut tx = state.store.begin().await?;
-                    let done = state
-                        .store
-                        .complete_queue_item_in(
-                            &mut tx,
-                            item,
-                            form.version,
-                            &actor,
-                            Some(note.unwrap_or("refill prepared for signature")),
-                        )
-                        .await
-                        .map_err(conflict)?;
-                    note_change(state, &mut tx, patient_id, "queue.prepared", &user.display_name).await?;
-                    tx.commit().await?;
-                    publish_latest(state).await;
-                    Ok(ActionResult { message: "Refill prepared for signature.".into(), outcome: row.outcome.clone(), version: done.version })
-                }
-                Some(Outcome::ApproveWithTasks) => Err(WebError::BadRequest("The PDMP review must be recorded before the refill is prepared.".into())),
-                _ => Err(WebError::BadRequest("This refill is on hold or with a physician; staff cannot override it. Send it to a physician with a note.".into())),
-            };
+    let test_id = || form.test_id.ok_or_else(|| WebError::BadRequest("test_id: which drug test?".into()));
+    Ok(Some(match form.action.as_str() {
+        "prepare" | "uds" => return Ok(None),
+        "uds_collect" => StaffAction::CollectUds {
+            kind: uds_kind,
+            collected_on: form_date(form.collected_on.as_deref(), "collected_on", today)?,
+        },
+        "uds_result" => {
+            let result = uds_result(form, today, uds_kind)?;
+            StaffAction::UdsResult { test_id: test_id()?, result }
         }
-        "uds" => {
-            let mut found = analytes(form.detected.as_deref(), true);
-            found.extend(analytes(form.not_detected.as_deref(), false));
-            if found.is_empty() {
-                return Err(WebError::BadRequest("UDS: enter at least one analyte detected or not detected".into()));
-            }
-            Some(StaffFact::UdsResult {
-                result: UdsResult {
-                    collected_on: today,
-                    kind: UdsKind::Scheduled,
-                    confirmatory: false,
-                    analytes: found,
-                    physician_reviewed_on: None,
-                    confidentiality: Default::default(),
-                },
-            })
-        }
-        "pdmp" => Some(StaffFact::PdmpReview {
+        "uds_confirm_sent" => StaffAction::SendUdsForConfirmation { test_id: test_id()? },
+        "pdmp" => StaffAction::Fact(StaffFact::PdmpReview {
             review: PdmpReview {
                 reviewed_on: today,
                 findings: parse_findings(form.findings.as_deref().unwrap_or(""))?,
@@ -557,7 +577,7 @@ pub async fn perform(
             let prescriber = header.prescriber_of_record.ok_or_else(|| {
                 WebError::BadRequest("the patient has no prescriber of record to sign the agreement with".into())
             })?;
-            Some(StaffFact::Agreement {
+            StaffAction::Fact(StaffFact::Agreement {
                 agreement: AgreementFacts {
                     signed_on: today,
                     prescriber_of_record: PrescriberId(prescriber),
@@ -578,116 +598,152 @@ pub async fn perform(
                 Some("dispensed") => NaloxoneEventKind::Dispensed,
                 _ => return Err(WebError::BadRequest("naloxone: choose offered, declined or dispensed".into())),
             };
-            Some(StaffFact::NaloxoneEvent { event: NaloxoneEvent { on: today, kind } })
+            StaffAction::Fact(StaffFact::NaloxoneEvent { event: NaloxoneEvent { on: today, kind } })
         }
-        "contacted" | "physician" => None,
+        "request" => {
+            let kind = match form.request_kind.as_deref() {
+                None | Some("") => RequestKind::Routine,
+                Some(text) => RequestKind::parse(text).ok_or_else(|| {
+                    WebError::BadRequest(format!(
+                        "request_kind: {text:?} is not routine, early, lost_or_stolen_replacement or dose_change"
+                    ))
+                })?,
+            };
+            StaffAction::Request(NewRefillRequest {
+                requested_on: today,
+                kind,
+                channel: "staff".into(),
+                note: form.note.clone(),
+            })
+        }
+        "dispense" => {
+            let days_supply = form
+                .days_supply
+                .filter(|d| (1..=90).contains(d))
+                .ok_or_else(|| WebError::BadRequest("days_supply: 1 to 90 days".into()))?;
+            StaffAction::Dispense(Fill {
+                filled_on: form_date(form.filled_on.as_deref(), "filled_on", today)?,
+                days_supply,
+                order_id: None,
+                quantity: form.quantity.filter(|q| q.is_finite() && *q > 0.0),
+            })
+        }
+        "contacted" => StaffAction::Contacted,
+        "physician" => StaffAction::SendToPhysician,
         other => return Err(WebError::BadRequest(format!("unknown action {other:?}"))),
-    };
-    if form.action == "physician" && note.is_none() {
-        return Err(WebError::BadRequest("Sending to a physician needs a note saying why.".into()));
+    }))
+}
+
+/// A use case's refusal or conflict in the words the panel shows (actor ids named).
+pub(crate) fn app_error(error: AppError, names: &std::collections::HashMap<String, String>) -> WebError {
+    match error {
+        AppError::Refused(message) => WebError::BadRequest(message),
+        AppError::Conflict(message) => WebError::Conflict(name_actors(names, &message)),
+        AppError::NotFound(message) => WebError::NotFound(message),
+        AppError::Store(error) => WebError::Store(error),
     }
+}
+
+/// Do one staff action in one transaction through the use case (`refill_app::staff`): claim the row
+/// under the version the screen showed, record the fact or event, decide the cycle again on the facts
+/// as the transaction sees them, record the screen change, commit; then tell the live listeners. A
+/// failure at any step leaves nothing written. Requests and dispenses may come for a patient who is
+/// not on today's queue (from the patient page or the API).
+pub async fn perform(
+    state: &AppState,
+    principal: &Principal,
+    patient_id: i64,
+    form: &ActionForm,
+) -> Result<ActionResult, WebError> {
+    let user = principal.person()?;
+    let actor = actor(principal);
+    let today = state.today();
+    let names = actor_names(state).await?;
+    let row = screens::queue_row(&state.store, today, patient_id).await?;
+    let off_queue_allowed = matches!(form.action.as_str(), "request" | "dispense");
+    if row.is_none() && !off_queue_allowed {
+        return Err(WebError::NotFound(format!("patient {patient_id} is not in today's queue")));
+    }
+    let context = StaffContext {
+        patient: PatientId(patient_id),
+        queue_item: row.as_ref().map(|row| (QueueItemId(row.queue_id), form.version)),
+        today,
+        actor: &actor,
+        note: form.note.as_deref(),
+    };
+    let action = staff_action(state, patient_id, form, today).await?;
+    let app = state.app();
     // Read through the pool before the transaction holds the writer (the roster is not changed here).
     let clinic = state.store.clinic_facts().await?;
     let mut tx = state.store.begin().await?;
-    // Claim under the version the screen showed: two staff acting at once cannot both win.
-    state.store.claim_queue_item_in(&mut tx, item, form.version, &actor).await.map_err(conflict)?;
-    if let Some(fact) = &fact {
-        // The claim above is the check against the screen; the patient's version is whatever it is now.
-        let patient_version = tx.patient(PatientId(patient_id)).await?.version;
-        state
-            .store
-            .record_fact_in(&mut tx, PatientId(patient_id), patient_version, fact, &actor, note)
-            .await
-            .map_err(conflict)?;
-    } else {
-        let event = refill_store::AuditEvent::new(
-            &actor,
-            if form.action == "physician" { "queue.send_to_physician" } else { "patient.contacted" },
-            "queue_item",
-        )
-        .resource_id(row.queue_id.to_string())
-        .patient(PatientId(patient_id))
-        .reason(note.unwrap_or("patient contacted"));
-        state.store.append_audit(&mut tx, &event).await?;
+    let done = match (&action, form.action.as_str()) {
+        (None, "prepare") => staff::prepare(&app, &mut tx, &context).await,
+        (None, _) => {
+            // `uds`: collected now at the desk, with its presumptive (point-of-care) result.
+            let collected_on = form_date(form.collected_on.as_deref(), "collected_on", today)?;
+            let kind = match form.uds_kind.as_deref() {
+                Some("for_cause") => UdsKind::ForCause,
+                _ => UdsKind::Scheduled,
+            };
+            let result = uds_result(form, collected_on, kind)?;
+            match staff::act(&app, &mut tx, &clinic, &context, &StaffAction::CollectUds { kind, collected_on }).await {
+                Ok(collected) => {
+                    let test_id = collected.uds_test_id.unwrap_or_default();
+                    let then = StaffContext { queue_item: None, ..context.clone() };
+                    staff::act(&app, &mut tx, &clinic, &then, &StaffAction::UdsResult { test_id, result }).await
+                }
+                Err(error) => Err(error),
+            }
+        }
+        (Some(action), _) => staff::act(&app, &mut tx, &clinic, &context, action).await,
     }
-    let adjust = if form.action == "physician" { Adjust::SendToPhysician } else { Adjust::None };
-    let outcome = rerun_rules(state, &mut tx, &clinic, &actor, patient_id, row.run_out_on, adjust).await?;
+    .map_err(|e| app_error(e, &names))?;
     note_change(state, &mut tx, patient_id, &format!("queue.{}", form.action), &user.display_name).await?;
-    // The decision bumped the row's version again: hand back the version a next action must quote.
-    let version = tx.queue_item(item).await?.version;
+    let version = match &row {
+        Some(row) => tx.queue_item(QueueItemId(row.queue_id)).await?.version,
+        None => done.queue_version.unwrap_or_default(),
+    };
     tx.commit().await?;
     publish_latest(state).await;
     let message = match form.action.as_str() {
-        "uds" => "UDS result recorded",
+        "prepare" => return Ok(prepared_message(state, &done, version).await),
+        "uds" => "Drug test recorded",
+        "uds_collect" => "Drug test collection recorded",
+        "uds_result" => "Drug test result recorded",
+        "uds_confirm_sent" => "Sent for confirmatory testing",
         "pdmp" => "PDMP review recorded",
         "agreement" => "Agreement signature recorded",
         "naloxone" => "Naloxone recorded",
+        "request" => "Refill request recorded",
+        "dispense" => "Dispense recorded",
         "contacted" => "Contact recorded",
-        _ => "Sent to a physician",
+        _ => "Sent to a physician with your note",
     };
-    let (word, _) = wording::status(Some(outcome.as_str()));
+    let outcome = done.outcome.map(|o| o.as_str().to_string());
+    let (word, _) = wording::status(outcome.as_deref());
     Ok(ActionResult {
         message: format!("{message}; the rules now say: {word}."),
-        outcome: Some(outcome.as_str().to_string()),
+        outcome,
         version,
+        uds_test_id: done.uds_test_id,
     })
 }
 
-/// Who adjusts the rules' outcome after a re-run, and how.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Adjust {
-    /// The rules' outcome stands.
-    None,
-    /// Staff sent it to a physician: at least ESCALATE (escalating is always allowed).
-    SendToPhysician,
-    /// A physician signed an approval: an escalation is answered (tasks still apply).
-    PhysicianApproved,
-    /// A physician decided to hold (testing, visit, referral, stop): HOLD.
-    PhysicianHold,
-}
-
-/// Run the rules on the patient's facts as `tx` sees them (with the fact the caller just recorded in
-/// it) and record the decision in `tx` (which updates today's queue row and raises an exception when it
-/// escalates). Staff can only raise the outcome; only a physician's signed decision lowers an
-/// escalation.
-pub async fn rerun_rules(
-    state: &AppState,
-    tx: &mut Tx,
-    clinic: &ClinicFacts,
-    actor: &refill_store::Actor,
-    patient_id: i64,
-    run_out_on: Option<NaiveDate>,
-    adjust: Adjust,
-) -> Result<Outcome, WebError> {
-    let today = state.today();
-    let facts = tx.load_patient_facts(PatientId(patient_id), today).await?;
-    let request = RefillRequest { requested_on: today, regimen: facts.regimen.clone(), kind: RequestKind::Routine };
-    let mut decision = refill_rules::refill::evaluate(&facts, clinic, &request, &state.policy, &state.policy_version);
-    match adjust {
-        Adjust::None => {}
-        Adjust::SendToPhysician => decision.outcome = decision.outcome.max(Outcome::Escalate),
-        Adjust::PhysicianApproved if decision.outcome >= Outcome::Hold => {
-            decision.outcome = if decision.tasks.is_empty() { Outcome::Approve } else { Outcome::ApproveWithTasks };
-        }
-        Adjust::PhysicianApproved => {}
-        Adjust::PhysicianHold => decision.outcome = Outcome::Hold,
-    }
-    state
-        .store
-        .record_decision(
-            tx,
-            &NewDecision {
-                patient_id: PatientId(patient_id),
-                clinic_date: today,
-                refill_request_id: None,
-                decision: &decision,
-                decided_by: actor,
-                run_out_on,
-                dedupe_key: None,
-            },
-        )
-        .await?;
-    Ok(decision.outcome)
+/// "Refill prepared", or "Bridge prepared: 14 days, review by ..." when a physician's bridge released it.
+async fn prepared_message(state: &AppState, done: &refill_app::staff::StaffOutcome, version: i64) -> ActionResult {
+    let standing = match done.decision.as_ref().and_then(|d| d.standing) {
+        Some(id) => state.store.physician_decision(id).await.ok().flatten(),
+        None => None,
+    };
+    let message = match standing {
+        Some(pd) if pd.choice == "bridge" => format!(
+            "Bridge prepared for signature: {} days{}.",
+            pd.bridge_days.unwrap_or_default(),
+            pd.review_by.map(|d| format!(", review by {d}")).unwrap_or_default()
+        ),
+        _ => "Refill prepared for signature.".to_string(),
+    };
+    ActionResult { message, outcome: done.outcome.map(|o| o.as_str().to_string()), version, uds_test_id: None }
 }
 
 /// Record a screen change in `tx`, beside the write it describes. After the commit, the caller calls

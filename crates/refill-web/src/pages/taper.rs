@@ -409,6 +409,9 @@ async fn store_and_sign(
         version: form.version,
         rationale: format!("{rationale} [taper plan: {}]", plan_view(&plan, &[], today).summary),
         safety_attestation: None,
+        bridge_days: None,
+        bridge_quantity: None,
+        review_by: None,
         csrf: None,
     };
     // One transaction: the plan (checked against the patient version seen at preview: if anything
