@@ -69,7 +69,8 @@ pub enum CaseKind {
 /// - Outside prescriber on the PDMP (1.2%, half already acknowledged): a dentist's or an emergency
 ///   department's prescription now and then, mostly a benzodiazepine from a psychiatrist.
 /// - Benzodiazepine without a current acknowledgement (0.6%): co-prescribing is acknowledged at the
-///   review; a new one since the last review waits for it.
+///   review; half are new since the last review (the naloxone offer they call for not made yet), half
+///   long-standing ones whose acknowledgement a review did not renew.
 /// - Early fills that accumulate (0.6%): a rare pattern a physician must see.
 /// - New (0.6%) and transferred (0.6%) patients: a clinic of this size takes in a few a month.
 pub const CASE_MIX: &[(CaseKind, f64)] = &[

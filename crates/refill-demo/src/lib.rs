@@ -493,8 +493,17 @@ fn generate_patient(
     // Not with an unexpected drug test: the case's unprescribed benzodiazepine would then be prescribed.
     let on_benzo = case == CaseKind::BenzodiazepineUnacknowledged || (!intake && !unexpected_uds && benzo_roll < 0.04);
     let stopped_benzo = !on_benzo && benzo_roll < 0.055;
+    // Half the unacknowledged ones are long-standing and the acknowledgement lapsed at a review that
+    // did not renew it; the other half are new since the last review (nobody has acknowledged them
+    // yet, nor made the naloxone offer they call for).
+    let new_benzo = case == CaseKind::BenzodiazepineUnacknowledged && within >= 0.5;
     if on_benzo || stopped_benzo {
-        let started_on = days_ago(today, rng.range(60, 900));
+        let started_on = if new_benzo {
+            let since_review = (today - last_review).num_days();
+            days_ago(today, rng.range(1, since_review.max(2) - 1))
+        } else {
+            days_ago(today, rng.range(60, 900))
+        };
         let text = *rng.pick(&BENZODIAZEPINES);
         other_medications.push((
             format!("BZD-{number}"),
@@ -506,9 +515,10 @@ fn generate_patient(
                 confidentiality: Confidentiality::Normal,
             },
         ));
-        let acknowledged_on = if case == CaseKind::BenzodiazepineUnacknowledged {
-            // Acknowledged when it started, long ago, or never.
-            rng.chance(0.5).then(|| (started_on + Duration::days(rng.range(1, 30))).min(days_ago(today, 120)))
+        let acknowledged_on = if new_benzo {
+            None
+        } else if case == CaseKind::BenzodiazepineUnacknowledged {
+            Some((started_on + Duration::days(rng.range(1, 30))).min(days_ago(today, 120)))
         } else {
             on_benzo.then_some(last_review)
         };
@@ -683,6 +693,7 @@ fn generate_patient(
         });
     let naloxone_on = match case {
         CaseKind::NaloxoneNotOffered => rng.chance(0.5).then(|| days_ago(today, rng.range(370, 700))),
+        _ if new_benzo => None,
         _ if intake => Some(days_ago(today, rng.range(1, 20))),
         _ if indicated || rng.chance(0.3) => Some(days_ago(today, rng.range(5, 330))),
         _ => None,
