@@ -84,7 +84,9 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<ExitCode> {
             .map_err(|error| anyhow::anyhow!("the generated demo file was rejected (a bug): {error}"))?;
         tracing::debug!(file = %name, written = report.written(), "demo file imported");
     }
-    let scheduled = schedule_drug_tests(&store, &clinic, &actor).await?;
+    // A kept database has its drawn dates from its first run (the dates of a clinic generated on
+    // another day would add a second order per patient); the daily run draws any that are missing.
+    let scheduled = if args.keep { 0 } else { schedule_drug_tests(&store, &clinic, &actor).await? };
     print_summary(&clinic, &args.db, scheduled);
 
     let config =
