@@ -3,17 +3,19 @@
 //! queue is populated, and the web screens served.
 //!
 //! The population comes from `refill-demo` (pure, seeded); this shell picks the clinic date, writes
-//! the files through the importer, creates the accounts (fresh random passwords, printed once), runs
-//! the pipeline and serves until ctrl-c.
+//! the files through the importer, records the drug-test dates the clinic had drawn (the CSV format
+//! has no column for them), creates the accounts (fresh random passwords, printed once), runs the
+//! pipeline, prints the day's outcome mix as the store holds it, and serves until ctrl-c.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use refill_demo::{DemoClinic, DemoSettings};
-use refill_rules::RiskTier;
+use refill_demo::{CaseKind, DemoClinic, DemoSettings};
+use refill_rules::{Outcome, PatientId, RiskTier, UdsKind};
 use refill_store::accounts::Role;
-use refill_store::{Actor, Store};
+use refill_store::{Actor, AuditEvent, Store, UdsOrder};
 use serde::Deserialize;
 
 use crate::context::Context;
@@ -82,7 +84,10 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<ExitCode> {
             .map_err(|error| anyhow::anyhow!("the generated demo file was rejected (a bug): {error}"))?;
         tracing::debug!(file = %name, written = report.written(), "demo file imported");
     }
-    print_summary(&clinic, &args.db);
+    // A kept database has its drawn dates from its first run (the dates of a clinic generated on
+    // another day would add a second order per patient); the daily run draws any that are missing.
+    let scheduled = if args.keep { 0 } else { schedule_drug_tests(&store, &clinic, &actor).await? };
+    print_summary(&clinic, &args.db, scheduled);
 
     let config =
         context.config().context("the demo needs the configuration folder (run it from the project folder)")?;
@@ -90,6 +95,7 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<ExitCode> {
     let state = super::serve::app_state(&config, store.clone(), loopback)?;
     print_accounts(&state).await?;
     run_daily_pipeline(&config, &store, today).await?;
+    print_outcome_mix(&store, today).await?;
     if args.no_serve {
         store.close().await;
         return Ok(ExitCode::SUCCESS);
@@ -147,6 +153,71 @@ async fn run_daily_pipeline(
     Ok(())
 }
 
+/// The next scheduled drug test of every patient, as the clinic drew it after the last test, so the
+/// daily run sees an overdue test on day one and does not draw every patient afresh from the last test
+/// (a fresh draw from a test months ago lands in the past for about a quarter of them). The CSV format
+/// has no column for a drawn date; the orders go through the store in one transaction, with one audit
+/// event that counts them.
+async fn schedule_drug_tests(store: &Store, clinic: &DemoClinic, actor: &Actor) -> anyhow::Result<usize> {
+    let mut tx = store.begin().await?;
+    let mut scheduled = 0usize;
+    for patient in &clinic.patients {
+        let Some(due_on) = patient.next_uds_due else { continue };
+        let record = tx
+            .patient_by_external_id(&patient.external_id)
+            .await?
+            .with_context(|| format!("demo patient {} was not imported (a bug)", patient.external_id))?;
+        let last_test = patient.uds.iter().map(|(_, result)| result.collected_on).max();
+        let order = UdsOrder {
+            kind: UdsKind::Scheduled,
+            due_on,
+            drawn_on: last_test.unwrap_or(clinic.today).min(clinic.today),
+            seed: None,
+            algorithm: None,
+            period_start: None,
+            period_end: None,
+            created_by: actor.id.clone(),
+        };
+        tx.insert_uds_order(record.id, &order).await?;
+        scheduled += 1;
+    }
+    let event = AuditEvent::new(actor, "demo.uds_schedule", "uds_schedule")
+        .detail(serde_json::json!({ "scheduled_orders": scheduled }));
+    store.append_audit(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok(scheduled)
+}
+
+/// The day's outcome mix after the daily run, read back from the store: how many patients were
+/// decided today and with which outcome, how many are on today's staff queue and how many on the
+/// physician's list (open exceptions), as counts and shares of the clinic.
+async fn print_outcome_mix(store: &Store, today: chrono::NaiveDate) -> anyhow::Result<()> {
+    let patients = store.count_patients().await?;
+    let share = |count: i64| format!("{count} ({:.1}%)", 100.0 * count as f64 / patients.max(1) as f64);
+    let mut by_outcome: BTreeMap<Outcome, i64> = BTreeMap::new();
+    if let Some((first, last)) = store.patient_id_bounds().await? {
+        for id in first.0..=last.0 {
+            let latest = store.decisions_for_patient(PatientId(id), 1).await?;
+            if let Some(record) = latest.into_iter().find(|record| record.clinic_date == today) {
+                *by_outcome.entry(record.decision.outcome).or_default() += 1;
+            }
+        }
+    }
+    let decided: i64 = by_outcome.values().sum();
+    let queue = refill_store::screens::queue_tallies(store, today).await?;
+    let physician_list = store.count_open_exceptions().await?;
+    println!("The day's outcome mix ({today}, {patients} patients):");
+    println!("  decided today: {}", share(decided));
+    println!("  on today's staff queue: {}", share(queue.open.unwrap_or(0)));
+    println!("  on the physician's list (open exceptions): {}", share(physician_list));
+    let outcomes: Vec<String> = Outcome::ALL
+        .into_iter()
+        .map(|outcome| format!("{} {}", outcome.as_str(), share(by_outcome.get(&outcome).copied().unwrap_or(0))))
+        .collect();
+    println!("  by outcome: {}", outcomes.join(", "));
+    Ok(())
+}
+
 /// Today in the clinic's time zone when the configuration names one, else in UTC.
 fn clinic_today(context: &Context) -> chrono::NaiveDate {
     let now = chrono::Utc::now();
@@ -192,7 +263,7 @@ async fn open_demo_store(context: &Context, db: &Path) -> anyhow::Result<Store> 
     Ok(store)
 }
 
-fn print_summary(clinic: &DemoClinic, db: &Path) {
+fn print_summary(clinic: &DemoClinic, db: &Path, scheduled_tests: usize) {
     let patients = &clinic.patients;
     let total = patients.len().max(1) as f64;
     let share = |count: usize| format!("{count} ({:.1}%)", 100.0 * count as f64 / total);
@@ -228,12 +299,36 @@ fn print_summary(clinic: &DemoClinic, db: &Path) {
         share(tier(RiskTier::Moderate)),
         share(tier(RiskTier::High))
     );
-    println!("  tapers in progress: {}", share(patients.iter().filter(|p| p.taper.is_some()).count()));
+    let stable = patients.iter().filter(|p| p.case == CaseKind::Stable).count();
+    println!("  stable (everything current, filling on time, no taper): {}", share(stable));
     println!(
-        "  overdue: drug test {}, PDMP review {}, agreement {}",
+        "  tapers in progress: {} ({} paused)",
+        share(patients.iter().filter(|p| p.taper.is_some()).count()),
+        patients.iter().filter(|p| p.taper.as_ref().is_some_and(|t| t.paused)).count()
+    );
+    println!(
+        "  new patients: {}, transferred: {}, early fills: {}",
+        share(patients.iter().filter(|p| p.case == CaseKind::NewPatient).count()),
+        share(patients.iter().filter(|p| p.case == CaseKind::TransferredPatient).count()),
+        share(patients.iter().filter(|p| p.case == CaseKind::EarlyFills).count())
+    );
+    println!(
+        "  overdue: drug test {}, PDMP review {}, agreement {}, physician review {}",
         share(patients.iter().filter(|p| p.overdue_uds).count()),
         share(patients.iter().filter(|p| p.overdue_pdmp).count()),
-        share(patients.iter().filter(|p| p.overdue_agreement).count())
+        share(patients.iter().filter(|p| p.overdue_agreement).count()),
+        share(patients.iter().filter(|p| p.overdue_review).count())
+    );
+    println!(
+        "  outside prescriber on the PDMP: {} ({} acknowledged)",
+        share(
+            patients
+                .iter()
+                .filter(|p| p.pdmp.iter().any(|(_, review)| !review.findings.is_empty())
+                    && p.case != CaseKind::TransferredPatient)
+                .count()
+        ),
+        patients.iter().filter(|p| p.case == CaseKind::OutsidePrescriberAcknowledged).count()
     );
     println!(
         "  unexpected drug-test results awaiting review: {}",
@@ -244,5 +339,5 @@ fn print_summary(clinic: &DemoClinic, db: &Path) {
         share(patients.iter().filter(|p| p.conditions.iter().any(|(_, _, active)| *active)).count()),
         share(patients.iter().filter(|p| p.other_medications.iter().any(|(_, m)| m.active)).count())
     );
-    println!("  supply runs out today: {due_today}");
+    println!("  supply runs out today: {due_today}; scheduled drug tests recorded: {scheduled_tests}");
 }

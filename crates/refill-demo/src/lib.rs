@@ -1,17 +1,26 @@
 //! The synthetic demo clinic: a realistic population generated from a seed (pure, no I/O).
 //!
-//! A refill clinic's shape: hydrocodone and oxycodone (immediate and extended release), morphine ER,
-//! fentanyl patches, methadone, tramadol and a few patients on buprenorphine for pain; most patients
-//! between 20 and 90 MME with a tail at 90 or more and a few above 200; some tapers in progress; ORT
-//! tiers spread low / moderate / high; fills spread over the month so every day has a queue; some
-//! overdue screening, PDMP reviews and agreements, and some unexpected drug-test results; a few
-//! diagnoses that matter to the rules (sleep apnea, overdose or substance-use history, now and then a
-//! cancer) and a few benzodiazepines, most of them acknowledged by the physician.
+//! A working refill clinic's shape: hydrocodone and oxycodone (immediate and extended release),
+//! morphine ER, fentanyl patches, methadone, tramadol and a few patients on buprenorphine for pain; most
+//! patients between 20 and 90 MME with a tail at 90 or more and a few above 200; ORT tiers spread low /
+//! moderate / high; a few diagnoses that matter to the rules (sleep apnea, overdose or substance-use
+//! history, now and then a cancer) and a few benzodiazepines, acknowledged by the physician.
+//!
+//! Most patients are stable and on time, as in a clinic that works: PDMP checked and benefit-risk
+//! review within 90 days, agreement renewed within the year, drug tests on the dates the clinic drew
+//! for their tier, naloxone offered to everyone at higher risk. Each patient fills every 28 or 30 days,
+//! on the day or a day or two late, at an evenly spread point of the cycle, so each day about 1/28 of
+//! the clinic comes due. The exceptions a day brings (tapers, one overdue item, an unexpected drug
+//! test, an outside prescriber, new and transferred patients...) are the [`cases`] module's case mix,
+//! each with its share and the reason for it.
 //!
 //! The clinic is written out in the documented CSV import format ([`DemoClinic::csv_files`]), so the
-//! demo exercises the same import path a real clinic uses. Names are drawn from lists of name parts;
-//! emails use the reserved `example.org` domain. The same seed and date always give the same clinic.
+//! demo exercises the same import path a real clinic uses. The drug-test dates the clinic drew are not
+//! part of that format; they are given as [`DemoPatient::next_uds_due`] for the demo to schedule.
+//! Names are drawn from lists of name parts; emails use the reserved `example.org` domain. The same
+//! seed and date always give the same clinic.
 
+pub mod cases;
 mod names;
 pub mod products;
 mod rng;
@@ -24,6 +33,8 @@ use refill_rules::{
     UdsResult,
 };
 
+use crate::cases::{Assignment, Positions};
+pub use crate::cases::{CASE_MIX, CaseKind};
 use crate::products::{Dosing, Family, dosings};
 pub use crate::rng::DemoRng;
 
@@ -49,6 +60,8 @@ pub struct DemoTaper {
     pub started_on: NaiveDate,
     pub physician: String,
     pub rationale: String,
+    /// Paused by the physician: the step in force holds until the physician resumes the plan.
+    pub paused: bool,
     pub steps: Vec<DemoTaperStep>,
 }
 
@@ -75,12 +88,17 @@ pub struct DemoPatient {
     pub contact_preference: &'static str,
     pub prescriber_id: String,
     pub risk_tier: RiskTier,
+    /// What sets the patient apart from the stable majority ([`CaseKind::Stable`] for most).
+    pub case: CaseKind,
     /// The active regimen (for a patient on a taper: the step in force).
     pub orders: Vec<MedicationOrder>,
     /// Daily MME of `orders` by the CDC 2022 factors; `None` for buprenorphine-only regimens.
     pub daily_mme: Option<f64>,
     pub fills: Vec<(String, Fill)>,
     pub uds: Vec<(String, UdsResult)>,
+    /// The date the clinic drew for the next scheduled drug test (in the past for an overdue test);
+    /// `None` while an unexpected result waits for the physician, who orders what follows.
+    pub next_uds_due: Option<NaiveDate>,
     pub pdmp: Vec<(String, PdmpReview)>,
     pub agreement: Option<(String, AgreementFacts)>,
     pub taper: Option<DemoTaper>,
@@ -93,7 +111,7 @@ pub struct DemoPatient {
     pub other_medications: Vec<(String, OtherMedication)>,
     /// Built with an unexpected drug-test result not yet reviewed.
     pub unexpected_uds: bool,
-    /// Built with an overdue drug test, PDMP review or agreement.
+    /// Built with an overdue drug test, PDMP review, agreement (expired or missing) or review.
     pub overdue_uds: bool,
     pub overdue_pdmp: bool,
     pub overdue_agreement: bool,
@@ -110,6 +128,7 @@ pub struct DemoClinic {
 /// Generate the clinic.
 pub fn generate(settings: &DemoSettings) -> DemoClinic {
     let root = DemoRng::new(settings.seed);
+    let positions = Positions::new(&root);
     let physician_count = (settings.patients / 60).clamp(4, 12);
     let mut roster_rng = root.fork(u64::MAX);
     let physicians: Vec<DemoPhysician> = (0..physician_count)
@@ -125,7 +144,7 @@ pub fn generate(settings: &DemoSettings) -> DemoClinic {
     let patients = (0..settings.patients)
         .map(|index| {
             let mut rng = root.fork(index as u64);
-            generate_patient(&mut rng, index, settings.today, &physicians)
+            generate_patient(&mut rng, index, settings.today, &physicians, &positions)
         })
         .collect();
     DemoClinic { today: settings.today, physicians, patients }
@@ -251,8 +270,53 @@ fn assay_for(ingredient: &str) -> &'static str {
     }
 }
 
-fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physicians: &[DemoPhysician]) -> DemoPatient {
+/// Drug-test periods by tier and dose, as the default policy draws them (`config/policy.toml`
+/// `[uds]`): low 365 days, moderate 182, high 120, and 91 at 90 MME or more; a draw is never sooner
+/// than 30 days after the last test.
+fn uds_period_days(tier: RiskTier, daily_mme: Option<f64>) -> i64 {
+    let by_tier = match tier {
+        RiskTier::Low => 365,
+        RiskTier::Moderate => 182,
+        RiskTier::High => 120,
+    };
+    if daily_mme.is_some_and(|m| m >= 90.0) { by_tier.min(91) } else { by_tier }
+}
+
+const UDS_MIN_GAP_DAYS: i64 = 30;
+
+/// The elements of the default policy's agreement (`[agreement] required_elements`).
+const AGREEMENT_ELEMENTS: [&str; 9] = [
+    "benefits_and_risks",
+    "treatment_goals",
+    "single_prescriber",
+    "single_pharmacy",
+    "take_as_prescribed",
+    "secure_storage",
+    "random_drug_testing",
+    "pdmp_checks",
+    "how_therapy_ends",
+];
+
+const BENZODIAZEPINES: [&str; 4] = [
+    "alprazolam 0.5 MG Oral Tablet",
+    "clonazepam 0.5 MG Oral Tablet",
+    "lorazepam 1 MG Oral Tablet",
+    "diazepam 5 MG Oral Tablet",
+];
+
+fn days_ago(today: NaiveDate, days: i64) -> NaiveDate {
+    today - Duration::days(days)
+}
+
+fn generate_patient(
+    rng: &mut DemoRng,
+    index: usize,
+    today: NaiveDate,
+    physicians: &[DemoPhysician],
+    positions: &Positions,
+) -> DemoPatient {
     let number = index + 1;
+    let Assignment { kind: case, within } = positions.case(index);
     let external_id = format!("P{number:06}");
     let sex = if rng.chance(0.56) { Sex::Female } else { Sex::Male };
     let given_name = rng.pick(if sex == Sex::Female { names::GIVEN_FEMALE } else { names::GIVEN_MALE }).to_string();
@@ -267,14 +331,23 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
     let phone = Some(format!("+1-555-01{:02}", rng.range(0, 99)));
     let email_consent = has_email && rng.chance(0.85);
     let contact_preference = if email_consent { "email" } else { "phone" };
+    let tapering = matches!(case, CaseKind::Taper | CaseKind::TaperPaused);
+    // New and transferred patients came in within the last few weeks: intake items are all recent.
+    let intake = matches!(case, CaseKind::NewPatient | CaseKind::TransferredPatient);
 
-    // Regimen: a buprenorphine-for-pain few, otherwise a target MME and a family that reaches it.
-    let on_buprenorphine = rng.chance(0.03);
+    // Regimen: a buprenorphine-for-pain few, otherwise a target MME and a family that reaches it. A
+    // taper starts from at least 30 MME (below that a physician stops in one or two steps); the first
+    // 40% of the overdue reviews are high-MME patients, so "high MME without a current review" shows.
+    let high_mme_unreviewed = case == CaseKind::ReviewOverdue && within < 0.4;
+    let on_buprenorphine = !tapering && !high_mme_unreviewed && rng.chance(0.03);
     let mut dosings_now: Vec<Dosing> = if on_buprenorphine {
         let family = if rng.chance(0.5) { Family::BuprenorphinePatch } else { Family::BuprenorphineBuccal };
         vec![*rng.pick(&dosings(family))]
     } else {
-        let target = draw_target_mme(rng);
+        let mut target = draw_target_mme(rng);
+        while (tapering && target < 30.0) || (high_mme_unreviewed && target < 90.0) {
+            target = draw_target_mme(rng);
+        }
         let family = draw_family(rng, target);
         let long_acting =
             matches!(family, Family::OxycodoneEr | Family::MorphineEr | Family::FentanylPatch | Family::Methadone);
@@ -289,21 +362,20 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
     };
     let days_supply: u32 = if rng.chance(0.7) { 28 } else { 30 };
 
-    // Taper in progress (5-10%): steps of about 10% of the starting dose every four weeks; the active
-    // orders are the step in force.
+    // Taper: steps of about 10% of the starting dose every four weeks; the active orders are the step
+    // in force.
     let mut taper = None;
     let start_mme = regimen_mme(&dosings_now);
-    if !on_buprenorphine && start_mme.is_some_and(|m| m >= 30.0) && rng.chance(0.075) {
+    if tapering && start_mme.is_some() {
         let start = start_mme.unwrap_or_default();
-        let started_on = today - Duration::days(rng.range(10, 110));
+        let started_on = days_ago(today, rng.range(10, 110));
         let family = dosings_now[0].product.family;
         let physician = prescriber.clone();
         let mut steps = Vec::new();
         for step in 0..6u32 {
             let starts_on = started_on + Duration::days(i64::from(step) * 28);
             let target = start * (1.0 - 0.1 * f64::from(step));
-            let dosing = if step == 0 { dosings_now[0] } else { dosing_near(rng, family, target) };
-            let step_dosings = if step == 0 { dosings_now.clone() } else { vec![dosing] };
+            let step_dosings = if step == 0 { dosings_now.clone() } else { vec![dosing_near(rng, family, target)] };
             let regimen: Vec<MedicationOrder> = step_dosings
                 .iter()
                 .enumerate()
@@ -311,32 +383,27 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
                     order_from(d, format!("TP-{number}/step-{}/{}", step + 1, k + 1), days_supply, &physician)
                 })
                 .collect();
-            steps.push((
-                starts_on,
-                step_dosings,
-                DemoTaperStep {
-                    number: step + 1,
-                    starts_on,
-                    regimen,
-                    daily_mme: regimen_mme(&[dosing]).unwrap_or_default(),
-                },
-            ));
+            let daily_mme = regimen_mme(&step_dosings).unwrap_or_default();
+            steps.push((step_dosings, DemoTaperStep { number: step + 1, starts_on, regimen, daily_mme }));
         }
-        // Step MME is of the whole step regimen.
-        for (_, step_dosings, step) in &mut steps {
-            step.daily_mme = regimen_mme(step_dosings).unwrap_or_default();
-        }
-        if let Some((_, in_force, _)) = steps.iter().rev().find(|(starts_on, _, _)| *starts_on <= today) {
+        if let Some((in_force, _)) = steps.iter().rev().find(|(_, step)| step.starts_on <= today) {
             dosings_now = in_force.clone();
         }
+        let paused = case == CaseKind::TaperPaused;
         taper = Some(DemoTaper {
             id: format!("TP-{number}"),
             started_on,
             physician,
-            rationale: "Shared decision with the patient: function goals met at a lower dose; \
-                        slow taper of about 10% a month, pausing if withdrawal or pain worsens."
-                .to_string(),
-            steps: steps.into_iter().map(|(_, _, step)| step).collect(),
+            rationale: if paused {
+                "Shared decision with the patient: function goals met at a lower dose; slow taper of about \
+                 10% a month. Paused at the patient's request after withdrawal symptoms; review next visit."
+            } else {
+                "Shared decision with the patient: function goals met at a lower dose; \
+                 slow taper of about 10% a month, pausing if withdrawal or pain worsens."
+            }
+            .to_string(),
+            paused,
+            steps: steps.into_iter().map(|(_, step)| step).collect(),
         });
     }
     let orders: Vec<MedicationOrder> = dosings_now
@@ -346,19 +413,28 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
         .collect();
     let daily_mme = regimen_mme(&dosings_now);
 
-    // Fills: the last one anywhere in the current cycle, so due dates spread over the month.
-    let last_fill = today - Duration::days(rng.range(1, i64::from(days_supply)));
-    let early_filler = rng.chance(0.04);
+    // Fills: the patient's place in the cycle comes from an even sequence, so each of the next 28
+    // days about 1/28 of the clinic runs out (30-day supplies too: the day depends on the sequence
+    // alone, not on a draw that would break its evenness). Patients fill on the day or a day or two
+    // late, never early (early fills would accumulate), except the early-fill case. A new patient has
+    // no fill yet; a transferred one brings two from before.
+    let runs_out_in = (positions.cycle_phase(index) * 28.0).floor() as i64;
+    let last_fill = today + Duration::days(runs_out_in) - Duration::days(i64::from(days_supply));
+    let cycles = match case {
+        CaseKind::NewPatient => 0,
+        CaseKind::TransferredPatient => 2,
+        _ => 6,
+    };
     let mut fills = Vec::new();
     let mut filled_on = last_fill;
-    for cycle in 0..6 {
+    for cycle in 0..cycles {
         for order in &orders {
             fills.push((
                 format!("F-{number}-{}-{}", cycle + 1, order.id.rsplit('-').next().unwrap_or("1")),
                 Fill { filled_on, days_supply, order_id: Some(order.id.clone()), quantity: order.dispense_quantity },
             ));
         }
-        let gap = if early_filler {
+        let gap = if case == CaseKind::EarlyFills {
             i64::from(days_supply) - rng.range(4, 7)
         } else {
             i64::from(days_supply) + rng.range(0, 2)
@@ -367,19 +443,97 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
     }
     fills.reverse();
 
-    // Urine drug tests: interval by tier; some overdue, some unexpected and unreviewed.
-    let interval = match risk_tier {
-        RiskTier::Low => 365,
-        RiskTier::Moderate => 180,
-        RiskTier::High => 90,
+    // Everything dated from the last benefit-risk review: seen every three months, monthly while
+    // tapering, at intake for new and transferred patients.
+    let last_review = match case {
+        CaseKind::ReviewOverdue => days_ago(today, rng.range(95, 200)),
+        _ if intake => days_ago(today, rng.range(1, 20)),
+        _ if tapering => days_ago(today, rng.range(0, 28)),
+        _ => days_ago(today, rng.range(0, 85)),
     };
-    let overdue_uds = rng.chance(0.1);
-    let last_uds = if overdue_uds {
-        today - Duration::days(interval + rng.range(5, 120))
-    } else {
-        today - Duration::days(rng.range(3, interval - 5))
+    let physician = PrescriberId(prescriber.clone());
+    let mut reviews = vec![(
+        format!("REV-{number}-2"),
+        PhysicianReview { reviewed_on: last_review, physician: physician.clone(), kind: ReviewKind::BenefitRisk },
+    )];
+    if !intake {
+        reviews.insert(
+            0,
+            (
+                format!("REV-{number}-1"),
+                PhysicianReview {
+                    reviewed_on: last_review - Duration::days(rng.range(80, 90)),
+                    physician: physician.clone(),
+                    kind: ReviewKind::BenefitRisk,
+                },
+            ),
+        );
+    }
+
+    // Drug tests: the clinic drew the next date between 30 days and the tier's period after the last
+    // test; a current patient is somewhere before that date, an overdue one past it.
+    let period = uds_period_days(risk_tier, daily_mme);
+    let drawn_gap = rng.range(UDS_MIN_GAP_DAYS, period);
+    let unexpected_uds = case == CaseKind::UnexpectedUds;
+    let last_uds = match case {
+        CaseKind::UdsOverdue => days_ago(today, drawn_gap + rng.range(5, 60)),
+        // An unexpected result is recent: the physician reviews within days.
+        CaseKind::UnexpectedUds => days_ago(today, rng.range(2, 14)),
+        _ if intake => days_ago(today, rng.range(1, 20)),
+        _ => days_ago(today, rng.range(1, drawn_gap - 1)),
     };
-    let unexpected_uds = rng.chance(0.06);
+    let next_uds_due = if unexpected_uds { None } else { Some(last_uds + Duration::days(drawn_gap)) };
+    // In thirds: the prescribed drug absent, cocaine, an unprescribed benzodiazepine.
+    let unexpected_kind = unexpected_uds.then_some(((within * 3.0) as u8).min(2));
+
+    // Benzodiazepines: a few patients, acknowledged at each review; one case where the
+    // acknowledgement is missing or old; a few stopped ones that no longer count.
+    let mut other_medications = Vec::new();
+    let benzo_roll = rng.unit();
+    // Not with an unexpected drug test: the case's unprescribed benzodiazepine would then be prescribed.
+    let on_benzo = case == CaseKind::BenzodiazepineUnacknowledged || (!intake && !unexpected_uds && benzo_roll < 0.04);
+    let stopped_benzo = !on_benzo && benzo_roll < 0.055;
+    // Half the unacknowledged ones are long-standing and the acknowledgement lapsed at a review that
+    // did not renew it; the other half are new since the last review (nobody has acknowledged them
+    // yet, nor made the naloxone offer they call for).
+    let new_benzo = case == CaseKind::BenzodiazepineUnacknowledged && within >= 0.5;
+    if on_benzo || stopped_benzo {
+        let started_on = if new_benzo {
+            let since_review = (today - last_review).num_days();
+            days_ago(today, rng.range(1, since_review.max(2) - 1))
+        } else {
+            days_ago(today, rng.range(60, 900))
+        };
+        let text = *rng.pick(&BENZODIAZEPINES);
+        other_medications.push((
+            format!("BZD-{number}"),
+            OtherMedication {
+                class: OtherMedicationClass::Benzodiazepine,
+                text: text.to_string(),
+                started_on: Some(started_on),
+                active: on_benzo,
+                confidentiality: Confidentiality::Normal,
+            },
+        ));
+        let acknowledged_on = if new_benzo {
+            None
+        } else if case == CaseKind::BenzodiazepineUnacknowledged {
+            Some((started_on + Duration::days(rng.range(1, 30))).min(days_ago(today, 120)))
+        } else {
+            on_benzo.then_some(last_review)
+        };
+        if let Some(on) = acknowledged_on {
+            reviews.push((
+                format!("REV-{number}-5"),
+                PhysicianReview {
+                    reviewed_on: on,
+                    physician: physician.clone(),
+                    kind: ReviewKind::BenzodiazepineAcknowledged,
+                },
+            ));
+        }
+    }
+
     let prescribed: Vec<&str> = dosings_now.iter().map(|d| d.product.ingredient).collect();
     let expected_panel = |unexpected: Option<u8>| -> Vec<UdsAnalyteResult> {
         let mut analytes: Vec<UdsAnalyteResult> = prescribed
@@ -398,7 +552,7 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
         analytes.push(UdsAnalyteResult {
             assay: "benzodiazepines".into(),
             analyte: "benzodiazepines".into(),
-            detected: unexpected == Some(2),
+            detected: unexpected == Some(2) || on_benzo,
         });
         analytes.push(UdsAnalyteResult {
             assay: "amphetamines".into(),
@@ -408,76 +562,82 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
         analytes
     };
     let mut uds = Vec::new();
-    let earlier = last_uds - Duration::days(interval);
-    uds.push((
-        format!("UDS-{number}-1"),
-        UdsResult {
-            collected_on: earlier,
-            kind: UdsKind::Scheduled,
-            confirmatory: false,
-            analytes: expected_panel(None),
-            physician_reviewed_on: Some(earlier + Duration::days(3)),
-            confidentiality: Confidentiality::Normal,
-        },
-    ));
-    let unexpected_kind = unexpected_uds.then(|| rng.range(0, 2) as u8);
+    if !intake {
+        let earlier = last_uds - Duration::days(rng.range(UDS_MIN_GAP_DAYS, period));
+        uds.push((
+            format!("UDS-{number}-1"),
+            UdsResult {
+                collected_on: earlier,
+                kind: UdsKind::Scheduled,
+                confirmatory: false,
+                analytes: expected_panel(None),
+                physician_reviewed_on: Some(earlier + Duration::days(rng.range(1, 4))),
+                confidentiality: Confidentiality::Normal,
+            },
+        ));
+    }
+    let reviewed_on = last_uds + Duration::days(rng.range(1, 4));
+    // An absent prescribed drug is reported from a confirmatory (LC-MS) test: an immunoassay that
+    // cannot see the drug well proves nothing, and the rules rightly draw no conclusion from it.
+    let confirmatory = unexpected_kind == Some(0);
+    let mut analytes = expected_panel(unexpected_kind);
+    if confirmatory {
+        for line in &mut analytes {
+            line.assay = "lcms".into();
+        }
+    }
     uds.push((
         format!("UDS-{number}-2"),
         UdsResult {
             collected_on: last_uds,
             kind: UdsKind::Scheduled,
-            confirmatory: false,
-            analytes: expected_panel(unexpected_kind),
-            physician_reviewed_on: (!unexpected_uds && last_uds + Duration::days(3) <= today)
-                .then(|| last_uds + Duration::days(3)),
+            confirmatory,
+            analytes,
+            physician_reviewed_on: (!unexpected_uds && reviewed_on <= today).then_some(reviewed_on),
             confidentiality: Confidentiality::Normal,
         },
     ));
 
-    // PDMP reviews: about every three months; some overdue; a few with an outside benzodiazepine.
-    let overdue_pdmp = rng.chance(0.08);
-    let last_pdmp = if overdue_pdmp {
-        today - Duration::days(rng.range(100, 200))
-    } else {
-        today - Duration::days(rng.range(0, 85))
+    // PDMP: checked at least every three months (most clinics at every visit); the outside-prescriber
+    // cases carry a finding, a transferred patient the previous prescriber's opioid fills.
+    let last_pdmp = match case {
+        CaseKind::PdmpOverdue => days_ago(today, rng.range(95, 200)),
+        _ if intake => days_ago(today, rng.range(1, 20)),
+        _ => days_ago(today, rng.range(0, 85)),
     };
-    let outside = rng.chance(0.04).then(|| PdmpFinding {
-        prescriber: PrescriberId(format!("18{:08}", rng.range(0, 99_999_999))),
-        drug_class: DrugClass::Benzodiazepine,
-        filled_on: last_pdmp - Duration::days(rng.range(3, 25)),
-    });
-    let pdmp = vec![
-        (format!("PDMP-{number}-1"), PdmpReview { reviewed_on: last_pdmp - Duration::days(91), findings: Vec::new() }),
-        (format!("PDMP-{number}-2"), PdmpReview { reviewed_on: last_pdmp, findings: outside.into_iter().collect() }),
-    ];
-
-    // Physician benefit-risk reviews about every three months, some overdue; half of the outside
-    // benzodiazepine findings already acknowledged by the physician.
-    let overdue_review = rng.chance(0.08);
-    let last_review = if overdue_review {
-        today - Duration::days(rng.range(100, 200))
-    } else {
-        today - Duration::days(rng.range(0, 80))
+    let outside_prescriber = PrescriberId(format!("18{:08}", rng.range(0, 99_999_999)));
+    let findings: Vec<PdmpFinding> = match case {
+        CaseKind::OutsidePrescriberAcknowledged => vec![PdmpFinding {
+            prescriber: outside_prescriber.clone(),
+            drug_class: DrugClass::Benzodiazepine,
+            filled_on: last_pdmp - Duration::days(rng.range(3, 25)),
+        }],
+        CaseKind::OutsidePrescriberUnacknowledged => vec![PdmpFinding {
+            prescriber: outside_prescriber.clone(),
+            drug_class: if within < 0.5 { DrugClass::Benzodiazepine } else { DrugClass::OtherControlled },
+            filled_on: last_pdmp - Duration::days(rng.range(3, 25)),
+        }],
+        CaseKind::TransferredPatient => fills
+            .iter()
+            .map(|(_, fill)| PdmpFinding {
+                prescriber: outside_prescriber.clone(),
+                drug_class: DrugClass::Opioid,
+                filled_on: fill.filled_on,
+            })
+            .filter(|finding| finding.filled_on <= last_pdmp)
+            .collect(),
+        _ => Vec::new(),
     };
-    let physician = PrescriberId(prescriber.clone());
-    let mut reviews = vec![
-        (
-            format!("REV-{number}-1"),
-            PhysicianReview {
-                reviewed_on: last_review - Duration::days(90),
-                physician: physician.clone(),
-                kind: ReviewKind::BenefitRisk,
-            },
-        ),
-        (
-            format!("REV-{number}-2"),
-            PhysicianReview { reviewed_on: last_review, physician: physician.clone(), kind: ReviewKind::BenefitRisk },
-        ),
-    ];
-    if let Some(finding) = pdmp.last().and_then(|(_, review)| review.findings.first())
-        && rng.chance(0.5)
-    {
-        let on = (pdmp[1].1.reviewed_on + Duration::days(2)).min(today);
+    let mut pdmp = Vec::new();
+    if !intake {
+        pdmp.push((
+            format!("PDMP-{number}-1"),
+            PdmpReview { reviewed_on: last_pdmp - Duration::days(rng.range(80, 90)), findings: Vec::new() },
+        ));
+    }
+    pdmp.push((format!("PDMP-{number}-2"), PdmpReview { reviewed_on: last_pdmp, findings }));
+    if case == CaseKind::OutsidePrescriberAcknowledged {
+        let on = (last_pdmp + Duration::days(2)).min(today);
         reviews.push((
             format!("REV-{number}-3"),
             PhysicianReview {
@@ -491,86 +651,59 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
             PhysicianReview {
                 reviewed_on: on,
                 physician: physician.clone(),
-                kind: ReviewKind::OutsidePrescriberAcknowledged(finding.prescriber.clone()),
+                kind: ReviewKind::OutsidePrescriberAcknowledged(outside_prescriber),
             },
         ));
     }
 
-    // Naloxone: most patients at higher risk have it dispensed within the year; some have not yet.
-    let higher_risk = daily_mme.is_some_and(|m| m >= 50.0) || risk_tier == RiskTier::High || taper.is_some();
-    let naloxone = if rng.chance(if higher_risk { 0.85 } else { 0.3 }) {
-        vec![(
-            format!("NLX-{number}"),
-            NaloxoneEvent { on: today - Duration::days(rng.range(5, 300)), kind: NaloxoneEventKind::Dispensed },
-        )]
-    } else {
-        Vec::new()
+    // Agreement: renewed yearly (signed within the year), at intake for new and transferred patients.
+    let agreement_signed_on = match case {
+        CaseKind::AgreementMissing => None,
+        CaseKind::AgreementExpired => Some(days_ago(today, rng.range(370, 520))),
+        _ if intake => Some(days_ago(today, rng.range(1, 20))),
+        _ => Some(days_ago(today, rng.range(14, 340))),
     };
-
-    // Agreement: signed within the year; some expired, a few never signed.
-    let roll = rng.unit();
-    let overdue_agreement = roll < 0.09;
-    let agreement = if roll < 0.03 {
-        None
-    } else {
-        let signed_on = if overdue_agreement {
-            today - Duration::days(rng.range(370, 520))
-        } else {
-            today - Duration::days(rng.range(14, 340))
-        };
-        Some((
+    let agreement = agreement_signed_on.map(|signed_on| {
+        (
             format!("AGR-{number}"),
             AgreementFacts {
                 signed_on,
                 prescriber_of_record: PrescriberId(prescriber.clone()),
                 text_version: format!("{}-01", signed_on.year()),
-                elements: vec![
-                    "single-prescriber".into(),
-                    "single-pharmacy".into(),
-                    "uds-consent".into(),
-                    "pdmp-consent".into(),
-                    "naloxone-education".into(),
-                ],
+                elements: AGREEMENT_ELEMENTS.iter().map(|e| (*e).to_string()).collect(),
                 voided_on: None,
             },
-        ))
-    };
+        )
+    });
 
     let conditions = draw_conditions(rng, number, today, risk_tier);
-    // Benzodiazepines: a few patients, most with the physician's acknowledgement on file, and a few
-    // stopped ones that no longer count.
-    let mut other_medications = Vec::new();
-    let benzo_roll = rng.unit();
-    if benzo_roll < 0.07 {
-        let started_on = today - Duration::days(rng.range(60, 900));
-        let active = benzo_roll < 0.05;
-        let text = *rng.pick(&[
-            "alprazolam 0.5 MG Oral Tablet",
-            "clonazepam 0.5 MG Oral Tablet",
-            "lorazepam 1 MG Oral Tablet",
-            "diazepam 5 MG Oral Tablet",
-        ]);
-        other_medications.push((
-            format!("BZD-{number}"),
-            OtherMedication {
-                class: OtherMedicationClass::Benzodiazepine,
-                text: text.to_string(),
-                started_on: Some(started_on),
-                active,
-                confidentiality: Confidentiality::Normal,
-            },
-        ));
-        if active && rng.chance(0.7) {
-            reviews.push((
-                format!("REV-{number}-5"),
-                PhysicianReview {
-                    reviewed_on: (started_on + Duration::days(rng.range(1, 30))).min(today),
-                    physician: physician.clone(),
-                    kind: ReviewKind::BenzodiazepineAcknowledged,
-                },
-            ));
-        }
-    }
+    // Naloxone: offered or dispensed within the year to every patient at higher risk (the rule's
+    // triggers: 50 MME or more, a benzodiazepine, overdose or substance-use history, sleep apnea, a
+    // taper), except the one case; about a third of the others have some too.
+    let indicated = daily_mme.is_some_and(|m| m >= 50.0)
+        || on_benzo
+        || tapering
+        || conditions.iter().any(|(_, flag, _)| {
+            matches!(
+                flag.kind,
+                ClinicalFlagKind::OverdoseHistory
+                    | ClinicalFlagKind::SubstanceUseDisorderHistory
+                    | ClinicalFlagKind::SleepDisorderedBreathing
+            )
+        });
+    let naloxone_on = match case {
+        CaseKind::NaloxoneNotOffered => rng.chance(0.5).then(|| days_ago(today, rng.range(370, 700))),
+        _ if new_benzo => None,
+        _ if intake => Some(days_ago(today, rng.range(1, 20))),
+        _ if indicated || rng.chance(0.3) => Some(days_ago(today, rng.range(5, 330))),
+        _ => None,
+    };
+    let naloxone = naloxone_on
+        .map(|on| {
+            let kind = if rng.chance(0.8) { NaloxoneEventKind::Dispensed } else { NaloxoneEventKind::Offered };
+            vec![(format!("NLX-{number}"), NaloxoneEvent { on, kind })]
+        })
+        .unwrap_or_default();
 
     DemoPatient {
         external_id,
@@ -585,10 +718,12 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
         contact_preference,
         prescriber_id: prescriber,
         risk_tier,
+        case,
         orders,
         daily_mme,
         fills,
         uds,
+        next_uds_due,
         pdmp,
         agreement,
         taper,
@@ -597,10 +732,10 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
         conditions,
         other_medications,
         unexpected_uds,
-        overdue_uds,
-        overdue_pdmp,
-        overdue_agreement: overdue_agreement || roll < 0.03,
-        overdue_review,
+        overdue_uds: case == CaseKind::UdsOverdue,
+        overdue_pdmp: case == CaseKind::PdmpOverdue,
+        overdue_agreement: matches!(case, CaseKind::AgreementExpired | CaseKind::AgreementMissing),
+        overdue_review: case == CaseKind::ReviewOverdue,
     }
 }
 
@@ -802,8 +937,9 @@ impl DemoClinic {
                     for order in &step.regimen {
                         let [rxcui, text, dose, unit, per_day] = product_columns(order);
                         tapers.push_str(&format!(
-                            "{},{id},active,{},{},{},{},{},{rxcui},{text},{dose},{unit},{per_day},{}\n",
+                            "{},{id},{},{},{},{},{},{},{rxcui},{text},{dose},{unit},{per_day},{}\n",
                             taper.id,
+                            if taper.paused { "paused" } else { "active" },
                             taper.started_on,
                             taper.physician,
                             field(&taper.rationale),

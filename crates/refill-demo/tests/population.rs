@@ -1,13 +1,19 @@
-//! The demo clinic looks like a refill clinic: MME spread computed by the real engine, tapers, tiers,
-//! a queue every day, real RxNorm codes, and output the importer accepts.
+//! The demo clinic looks like a working refill clinic: MME spread computed by the real engine, tiers,
+//! a stable and on-time majority judged by the real refill rules, a realistic minority of exceptions
+//! (each kind in every 500-patient clinic), fills spread evenly over the cycle, real RxNorm codes, and
+//! output the importer accepts.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{Duration, NaiveDate};
 use refill_demo::products::{Family, PRODUCTS};
-use refill_demo::{DemoClinic, DemoSettings, generate};
-use refill_rules::RiskTier;
+use refill_demo::{CASE_MIX, CaseKind, DemoClinic, DemoPatient, DemoSettings, generate};
 use refill_rules::mme::{FactorSet, daily_mme};
+use refill_rules::policy::Policy;
+use refill_rules::{
+    ClinicFacts, ClinicalFlagKind, Decision, Outcome, PatientFacts, PatientId, PrescriberId, ReasonCode, RefillRequest,
+    RequestKind, RiskTier, TaperInForce, TaperState, UdsFacts,
+};
 
 fn today() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()
@@ -64,20 +70,9 @@ fn the_population_has_a_refill_clinic_shape() {
     assert!(very_high > 0 && share(very_high) < 0.05, "> 200 MME: {very_high}");
     assert!(buprenorphine > 0 && share(buprenorphine) < 0.06, "buprenorphine only: {buprenorphine}");
 
-    let tapers = clinic.patients.iter().filter(|p| p.taper.is_some()).count();
-    assert!((0.05..=0.10).contains(&share(tapers)), "tapers: {:.3}", share(tapers));
     for tier in [RiskTier::Low, RiskTier::Moderate, RiskTier::High] {
         let count = clinic.patients.iter().filter(|p| p.risk_tier == tier).count();
         assert!(share(count) > 0.15, "{tier:?}: {:.3}", share(count));
-    }
-    for (name, count) in [
-        ("overdue UDS", clinic.patients.iter().filter(|p| p.overdue_uds).count()),
-        ("overdue PDMP", clinic.patients.iter().filter(|p| p.overdue_pdmp).count()),
-        ("overdue agreement", clinic.patients.iter().filter(|p| p.overdue_agreement).count()),
-        ("unexpected UDS", clinic.patients.iter().filter(|p| p.unexpected_uds).count()),
-        ("overdue review", clinic.patients.iter().filter(|p| p.overdue_review).count()),
-    ] {
-        assert!((0.02..=0.2).contains(&share(count)), "{name}: {:.3}", share(count));
     }
 
     // A few benzodiazepines (most acknowledged by the physician) and diagnoses the rules use.
@@ -121,17 +116,239 @@ fn the_population_has_a_refill_clinic_shape() {
     assert!(families.contains(&Family::BuprenorphinePatch) || families.contains(&Family::BuprenorphineBuccal));
 }
 
+/// The facts the store would load for a demo patient once imported (with the drawn drug-test date the
+/// demo records), for the real refill rules.
+fn facts_of(index: usize, patient: &DemoPatient, today: NaiveDate) -> PatientFacts {
+    let mut facts = PatientFacts::empty(PatientId(index as i64 + 1));
+    facts.birth_date = Some(patient.birth_date);
+    facts.sex = patient.sex;
+    facts.risk_tier = patient.risk_tier;
+    facts.prescriber_of_record = Some(PrescriberId(patient.prescriber_id.clone()));
+    facts.regimen = patient.orders.clone();
+    facts.fills = patient.fills.iter().map(|(_, fill)| fill.clone()).collect();
+    facts.uds = UdsFacts {
+        scheduled_due: patient.next_uds_due,
+        for_cause_due: None,
+        results: patient.uds.iter().map(|(_, result)| result.clone()).collect(),
+    };
+    facts.pdmp_reviews = patient.pdmp.iter().map(|(_, review)| review.clone()).collect();
+    facts.agreement = patient.agreement.as_ref().map(|(_, agreement)| agreement.clone());
+    facts.physician_reviews = patient.reviews.iter().map(|(_, review)| review.clone()).collect();
+    facts.naloxone_events = patient.naloxone.iter().map(|(_, event)| event.clone()).collect();
+    // A resolved cancer is retired on import; overdose and substance-use history stay.
+    facts.flags = patient
+        .conditions
+        .iter()
+        .filter(|(_, flag, active)| {
+            *active
+                || matches!(
+                    flag.kind,
+                    ClinicalFlagKind::OverdoseHistory | ClinicalFlagKind::SubstanceUseDisorderHistory
+                )
+        })
+        .map(|(_, flag, _)| flag.clone())
+        .collect();
+    facts.other_medications = patient.other_medications.iter().map(|(_, medication)| medication.clone()).collect();
+    facts.taper = patient.taper.as_ref().map(|taper| {
+        let step = taper.steps.iter().rev().find(|step| step.starts_on <= today).expect("a step in force");
+        TaperInForce {
+            plan_id: index as i64 + 1,
+            state: if taper.paused { TaperState::Paused } else { TaperState::Active },
+            started_on: taper.started_on,
+            step_regimen: step.regimen.clone(),
+            step_started_on: step.starts_on,
+        }
+    });
+    facts
+}
+
+/// Every patient's decision for today by the default policy, as the daily run makes it.
+fn decisions(clinic: &DemoClinic) -> Vec<(&DemoPatient, Decision)> {
+    let policy = Policy::defaults();
+    let roster = ClinicFacts { roster: clinic.physicians.iter().map(|p| PrescriberId(p.id.clone())).collect() };
+    clinic
+        .patients
+        .iter()
+        .enumerate()
+        .map(|(index, patient)| {
+            let facts = facts_of(index, patient, clinic.today);
+            let request = RefillRequest {
+                requested_on: clinic.today,
+                regimen: facts.regimen.clone(),
+                kind: RequestKind::Routine,
+            };
+            (patient, refill_rules::refill::evaluate(&facts, &roster, &request, &policy, "test"))
+        })
+        .collect()
+}
+
+fn fires(decision: &Decision, code: ReasonCode) -> bool {
+    decision.reasons.iter().any(|reason| reason.code == code)
+}
+
+/// Reasons that say nothing is wrong: the calendar (the run asks on a day the refill is not due yet)
+/// and a high dose whose review is current.
+fn only_calendar(decision: &Decision) -> bool {
+    decision.reasons.iter().all(|reason| matches!(reason.code, ReasonCode::EarlyRequest | ReasonCode::HighMmeReviewed))
+}
+
 #[test]
-fn every_day_of_the_coming_month_has_a_queue() {
-    let clinic = clinic(500, 1);
+fn most_patients_have_everything_current_and_few_need_a_physician() {
+    let clinic = clinic(2_000, 2026);
+    let decided = decisions(&clinic);
+    let n = decided.len() as f64;
+    let share = |test: &dyn Fn(&Decision) -> bool| decided.iter().filter(|(_, d)| test(d)).count() as f64 / n;
+
+    // Everything current by the rules themselves: no monitoring, safety or dose reason fires.
+    let current = share(&only_calendar);
+    assert!((0.85..=0.92).contains(&current), "everything current: {current:.3}");
+    // The physician's list (ESCALATE or worse) is a few percent of the clinic, not a fifth.
+    let physician = share(&|d| d.outcome >= Outcome::Escalate);
+    assert!((0.03..=0.07).contains(&physician), "physician's list: {physician:.3}");
+    assert!(share(&|d| d.outcome == Outcome::EscalateUrgent) == 0.0, "an urgent escalation in a quiet clinic");
+
+    // One overdue monitoring item: a few percent, each item under 2%, two at once rare.
+    let overdue_codes = [
+        ReasonCode::PdmpReviewOverdue,
+        ReasonCode::UdsOverdue,
+        ReasonCode::AgreementExpired,
+        ReasonCode::AgreementMissing,
+        ReasonCode::PhysicianReviewOverdue,
+        ReasonCode::NaloxoneOfferDue,
+    ];
+    let overdue_items = |d: &Decision| overdue_codes.iter().filter(|code| fires(d, **code)).count();
+    let one_overdue = share(&|d| overdue_items(d) >= 1);
+    assert!((0.03..=0.08).contains(&one_overdue), "an overdue monitoring item: {one_overdue:.3}");
+    assert!(share(&|d| overdue_items(d) >= 2) < 0.005, "two overdue items at once");
+    for code in overdue_codes {
+        let fired = share(&|d| fires(d, code));
+        assert!(fired > 0.0 && fired < 0.02, "{code:?}: {fired:.4}");
+    }
+    let unexpected = share(&|d| fires(d, ReasonCode::UdsUnexpectedResult));
+    assert!((0.01..=0.02).contains(&unexpected), "unexpected drug test: {unexpected:.4}");
+    let benzodiazepine = share(&|d| fires(d, ReasonCode::BenzodiazepineUnacknowledged));
+    assert!(benzodiazepine > 0.0 && benzodiazepine < 0.01, "unacknowledged benzodiazepine: {benzodiazepine:.4}");
+    let high_mme_unreviewed = share(&|d| fires(d, ReasonCode::HighMmeReviewOverdue));
+    assert!(high_mme_unreviewed > 0.0 && high_mme_unreviewed < 0.01, "high MME unreviewed: {high_mme_unreviewed:.4}");
+    let accumulating = share(&|d| fires(d, ReasonCode::EarlyFillAccumulation));
+    assert!(accumulating > 0.0 && accumulating < 0.01, "early fills: {accumulating:.4}");
+
+    // About 1% with an outside prescriber on the PDMP (transferred patients' previous prescriber aside).
+    let outside = clinic
+        .patients
+        .iter()
+        .filter(|p| p.case != CaseKind::TransferredPatient)
+        .filter(|p| p.pdmp.iter().any(|(_, review)| !review.findings.is_empty()))
+        .count() as f64
+        / n;
+    assert!((0.005..=0.015).contains(&outside), "outside prescriber on the PDMP: {outside:.4}");
+
+    // A few tapers in progress, some of them paused; a handful of new and transferred patients.
+    let tapers = clinic.patients.iter().filter(|p| p.taper.is_some()).count() as f64 / n;
+    let paused = clinic.patients.iter().filter(|p| p.taper.as_ref().is_some_and(|t| t.paused)).count() as f64 / n;
+    assert!(
+        (0.03..=0.07).contains(&tapers) && paused > 0.0 && paused < tapers / 2.0,
+        "tapers {tapers}, paused {paused}"
+    );
+    let new = share(&|d| fires(d, ReasonCode::NoFillHistory));
+    let transferred = clinic.patients.iter().filter(|p| p.case == CaseKind::TransferredPatient).count() as f64 / n;
+    assert!(
+        (0.002..=0.01).contains(&new) && (0.002..=0.01).contains(&transferred),
+        "new {new}, transferred {transferred}"
+    );
+}
+
+#[test]
+fn every_kind_of_case_occurs_in_a_500_patient_clinic() {
+    for seed in [1, 7, 2026, 99_991] {
+        let clinic = clinic(500, seed);
+        let decided = decisions(&clinic);
+        let cases: BTreeSet<CaseKind> = clinic.patients.iter().map(|p| p.case).collect();
+        for (kind, _) in CASE_MIX {
+            assert!(cases.contains(kind), "seed {seed}: no {kind:?}");
+        }
+        for code in [
+            ReasonCode::HighMmeReviewed,
+            ReasonCode::PdmpReviewOverdue,
+            ReasonCode::UdsOverdue,
+            ReasonCode::AgreementExpired,
+            ReasonCode::AgreementMissing,
+            ReasonCode::PhysicianReviewOverdue,
+            ReasonCode::UdsUnexpectedResult,
+            ReasonCode::PdmpOutsidePrescriber,
+            ReasonCode::BenzodiazepineUnacknowledged,
+            ReasonCode::EarlyFillAccumulation,
+            ReasonCode::EarlyRequestSupplyRunsOut,
+            ReasonCode::NoFillHistory,
+        ] {
+            assert!(decided.iter().any(|(_, d)| fires(d, code)), "seed {seed}: nobody with {code:?}");
+        }
+        assert!(clinic.patients.iter().any(|p| p.taper.as_ref().is_some_and(|t| t.paused)), "seed {seed}: no pause");
+        assert!(clinic.patients.iter().any(|p| p.orders.len() > 1), "seed {seed}: no combined regimen");
+        assert!(
+            clinic.patients.iter().any(|p| p.other_medications.iter().any(|(_, m)| !m.active)),
+            "seed {seed}: no stopped benzodiazepine"
+        );
+    }
+}
+
+#[test]
+fn patients_fill_on_time_and_each_day_has_its_share() {
+    let clinic = clinic(2_000, 2026);
+    let n = clinic.patients.len() as f64;
     let mut runs_out: BTreeMap<NaiveDate, usize> = BTreeMap::new();
     for patient in &clinic.patients {
-        let (_, last) = patient.fills.last().expect("every patient has fills");
+        let Some((_, last)) = patient.fills.last() else {
+            assert_eq!(patient.case, CaseKind::NewPatient, "{} has no fill", patient.external_id);
+            continue;
+        };
         *runs_out.entry(last.filled_on + Duration::days(i64::from(last.days_supply))).or_default() += 1;
+        // Every 28 to 30 days, on the day or up to two days late; only the early-fill case is early.
+        let mut dates: Vec<NaiveDate> = patient.fills.iter().map(|(_, fill)| fill.filled_on).collect();
+        dates.dedup();
+        for pair in dates.windows(2) {
+            let gap = (pair[1] - pair[0]).num_days();
+            let supply = i64::from(last.days_supply);
+            if patient.case == CaseKind::EarlyFills {
+                assert!(gap < supply, "{}: early filler {gap} days", patient.external_id);
+            } else {
+                assert!((supply..=supply + 2).contains(&gap), "{}: {gap} days between fills", patient.external_id);
+            }
+        }
+        assert!(matches!(last.days_supply, 28 | 30), "{}: {} days", patient.external_id, last.days_supply);
     }
+    // Each of the next 28 days, about 1/28 of the clinic runs out.
+    let expected = n / 28.0;
     for day in 0..28 {
         let date = today() + Duration::days(day);
-        assert!(runs_out.get(&date).copied().unwrap_or(0) > 0, "no supply runs out on {date}");
+        let count = runs_out.get(&date).copied().unwrap_or(0) as f64;
+        assert!(
+            (0.9 * expected..=1.1 * expected).contains(&count),
+            "{date}: {count} run out, about {expected:.0} expected"
+        );
+    }
+    assert!(runs_out.keys().all(|date| *date >= today() && *date < today() + Duration::days(28)));
+}
+
+#[test]
+fn drug_tests_follow_the_tier_and_the_drawn_date() {
+    let clinic = clinic(2_000, 2026);
+    for patient in &clinic.patients {
+        let last = patient.uds.iter().map(|(_, r)| r.collected_on).max().expect("every patient has a test");
+        let period = match patient.risk_tier {
+            RiskTier::Low => 365,
+            RiskTier::Moderate => 182,
+            RiskTier::High => 120,
+        };
+        let period = if patient.daily_mme.is_some_and(|m| m >= 90.0) { period.min(91) } else { period };
+        match patient.next_uds_due {
+            Some(due) => {
+                let gap = (due - last).num_days();
+                assert!((30..=period).contains(&gap), "{}: drawn {gap} days after the test", patient.external_id);
+                assert_eq!(due < clinic.today, patient.overdue_uds, "{}: due {due}", patient.external_id);
+            }
+            None => assert!(patient.unexpected_uds, "{}: no drawn date", patient.external_id),
+        }
     }
 }
 
@@ -164,6 +381,12 @@ fn the_csv_export_imports_without_problems() {
     assert_eq!(totals["orders.csv"].orders.len(), orders);
     let tapers = clinic.patients.iter().filter(|p| p.taper.is_some()).count();
     assert_eq!(totals["tapers.csv"].tapers.len(), tapers);
+    let paused = clinic.patients.iter().filter(|p| p.taper.as_ref().is_some_and(|t| t.paused)).count();
+    assert!(paused > 0);
+    assert_eq!(
+        totals["tapers.csv"].tapers.iter().filter(|t| t.state == refill_rules::TaperState::Paused).count(),
+        paused
+    );
     let conditions: usize = clinic.patients.iter().map(|p| p.conditions.len()).sum();
     assert_eq!(totals["conditions.csv"].flags.len(), conditions);
     let medications: usize = clinic.patients.iter().map(|p| p.other_medications.len()).sum();
