@@ -157,6 +157,11 @@ fn facts_of(index: usize, patient: &DemoPatient, today: NaiveDate) -> PatientFac
             started_on: taper.started_on,
             step_regimen: step.regimen.clone(),
             step_started_on: step.starts_on,
+            next_step: taper
+                .steps
+                .iter()
+                .find(|next| next.starts_on > today)
+                .map(|next| refill_rules::TaperStepAhead { starts_on: next.starts_on, regimen: next.regimen.clone() }),
         }
     });
     facts
