@@ -213,3 +213,21 @@ async fn apply_plan_change(
     }
     Ok(())
 }
+
+/// A physician reviewed a drug test's results (the last step of its lifecycle): they no longer
+/// escalate, and the cycle is decided again.
+///
+/// # Errors
+/// `Refused` when the test has no result yet or the reviewer is not a physician; store errors.
+pub async fn review_drug_test(
+    app: &App,
+    tx: &mut Tx,
+    clinic: &ClinicFacts,
+    patient: PatientId,
+    test_id: i64,
+    today: NaiveDate,
+    physician: &Actor,
+) -> Result<Decision, AppError> {
+    app.store.review_uds_test_in(tx, test_id, patient, today, physician).await?;
+    Ok(decide::decide_and_record(app, tx, clinic, patient, today, physician, Trigger::Rules).await?.decision)
+}

@@ -92,8 +92,10 @@ pub async fn act(
     if matches!(action, StaffAction::SendToPhysician) && note.is_none() {
         return Err(AppError::Refused("Sending to a physician needs a note saying why.".into()));
     }
-    if let Some((item, version)) = context.queue_item {
-        // The claim is the check against the screen: two desks acting at once cannot both win.
+    // The claim is the check against the screen: two desks working the row at once cannot both win.
+    // A request or a dispense is news from outside (a patient, a pharmacy), recorded whatever the row.
+    let works_the_row = !matches!(action, StaffAction::Request(_) | StaffAction::Dispense(_));
+    if works_the_row && let Some((item, version)) = context.queue_item {
         app.store.claim_queue_item_in(tx, item, version, context.actor).await?;
     }
     let store = &app.store;

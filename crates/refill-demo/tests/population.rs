@@ -149,21 +149,20 @@ fn facts_of(index: usize, patient: &DemoPatient, today: NaiveDate) -> PatientFac
         .map(|(_, flag, _)| flag.clone())
         .collect();
     facts.other_medications = patient.other_medications.iter().map(|(_, medication)| medication.clone()).collect();
-    facts.taper = patient.taper.as_ref().map(|taper| {
-        let step = taper.steps.iter().rev().find(|step| step.starts_on <= today).expect("a step in force");
-        TaperInForce {
-            plan_id: index as i64 + 1,
-            state: if taper.paused { TaperState::Paused } else { TaperState::Active },
-            started_on: taper.started_on,
-            step_regimen: step.regimen.clone(),
-            step_started_on: step.starts_on,
-            next_step: taper
-                .steps
-                .iter()
-                .find(|next| next.starts_on > today)
-                .map(|next| refill_rules::TaperStepAhead { starts_on: next.starts_on, regimen: next.regimen.clone() }),
-        }
-    });
+    facts.taper =
+        patient.taper.as_ref().map(|taper| {
+            let step = taper.steps.iter().rev().find(|step| step.starts_on <= today).expect("a step in force");
+            TaperInForce {
+                plan_id: index as i64 + 1,
+                state: if taper.paused { TaperState::Paused } else { TaperState::Active },
+                started_on: taper.started_on,
+                step_regimen: step.regimen.clone(),
+                step_started_on: step.starts_on,
+                next_step: taper.steps.iter().find(|next| next.starts_on > today).map(|next| {
+                    refill_rules::TaperStepAhead { starts_on: next.starts_on, regimen: next.regimen.clone() }
+                }),
+            }
+        });
     facts
 }
 

@@ -37,17 +37,24 @@ pub struct SupplyTiming {
     pub runs_out_on: NaiveDate,
 }
 
-/// The supply timing from the fills on record up to `today` (`None` with no fill).
+/// The supply timing from the fills on record up to `today` (`None` with no fill). The eligible date is
+/// the on-time day of the last fill, or later when dispensing then would let early fills accumulate
+/// (the fill history's own hold): the next refill is planned for the day it can be dispensed.
 pub fn supply_timing(facts: &PatientFacts, today: NaiveDate, policy: &Policy) -> Option<SupplyTiming> {
     let last_fill = facts
         .fills
         .iter()
         .filter(|fill| fill.filled_on <= today)
         .max_by(|a, b| a.filled_on.cmp(&b.filled_on).then(a.days_supply.cmp(&b.days_supply)))?;
-    let on_time = timing::on_time_day(last_fill.days_supply, policy.refill.on_time_fraction);
+    let on_time =
+        add_days(last_fill.filled_on, timing::on_time_day(last_fill.days_supply, policy.refill.on_time_fraction));
+    let refill = &policy.refill;
+    let accumulation =
+        timing::accumulation(&facts.fills, on_time, refill.early_fill_lookback_days, refill.early_fill_allowance_days);
+    let eligible_on = accumulation.map_or(on_time, |acc| acc.clears_on.max(on_time));
     Some(SupplyTiming {
         last_fill_on: last_fill.filled_on,
-        eligible_on: add_days(last_fill.filled_on, on_time),
+        eligible_on,
         runs_out_on: add_days(last_fill.filled_on, i64::from(last_fill.days_supply)),
     })
 }
