@@ -225,15 +225,22 @@ fn browsers_available() -> bool {
     present
 }
 
-#[test]
-fn staff_and_physician_work_the_queue_and_see_each_other() {
-    if !browsers_available() {
-        return;
-    }
+/// A demo clinic served by `refill serve`, chromedriver, and sign-ins for a staff member, a physician
+/// and an admin (one password).
+struct Served {
+    dir: tempfile::TempDir,
+    base: String,
+    driver_port: u16,
+    password: &'static str,
+    _server: Process,
+    _driver: Process,
+}
+
+fn serve_demo_clinic(patients: &str) -> Served {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("clinic.db");
     let url = format!("sqlite:{}", db.display());
-    let demo = refill(&["demo", "--patients", "150", "--no-serve", "--db", db.to_str().expect("utf-8 path")], None);
+    let demo = refill(&["demo", "--patients", patients, "--no-serve", "--db", db.to_str().expect("utf-8 path")], None);
     assert!(demo.status.success(), "refill demo: {}", String::from_utf8_lossy(&demo.stderr));
     let password = "browser-test-password-1";
     for (username, role, name) in
@@ -260,7 +267,7 @@ fn staff_and_physician_work_the_queue_and_see_each_other() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let driver_port = free_port();
-    let _driver = Process(
+    let driver = Process(
         Command::new(CHROMEDRIVER)
             .arg(format!("--port={driver_port}"))
             .stdout(Stdio::null())
@@ -273,16 +280,115 @@ fn staff_and_physician_work_the_queue_and_see_each_other() {
         assert!(Instant::now() < deadline, "chromedriver did not come up");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let shots: Option<PathBuf> = std::env::var_os("REFILL_SCREENSHOTS").map(PathBuf::from);
-    let base = format!("http://127.0.0.1:{port}");
+    Served { dir, base: format!("http://127.0.0.1:{port}"), driver_port, password, _server: server, _driver: driver }
+}
 
-    let staff = Browser::open(driver_port, &base, &dir.path().join("profile-staff"));
+/// The refill cycle through the screens: staff send a patient whose refill is due to a physician with a
+/// note; the physician sees the note on the exception and signs a 14-day bridge with a review-by date;
+/// staff see the bridge on the queue and prepare it.
+#[test]
+fn staff_send_with_a_note_the_physician_bridges_and_staff_prepare_the_bridge() {
+    if !browsers_available() {
+        return;
+    }
+    let served = serve_demo_clinic("150");
+    let staff = Browser::open(served.driver_port, &served.base, &served.dir.path().join("profile-staff"));
+    staff.sign_in("erin", served.password);
+    staff.go("/queue");
+    staff.find("tr.row");
+    // A patient whose refill is due and approved: nothing for a physician yet.
+    let patient = staff
+        .script(
+            "const row = [...document.querySelectorAll('tr.row.st-approve')].find(r => {                const w = r.querySelector('.window'); return w && w.textContent.startsWith('refill due'); });              return row ? row.dataset.patient : null;",
+        )
+        .as_str()
+        .expect("an approved row whose refill is due")
+        .to_string();
+    staff.click(&format!("#row-{patient} td:nth-child(3)"));
+    staff.find("#panel .panel-inner");
+    staff.click("#panel details[data-action='s'] summary");
+    staff.type_into(
+        "#panel details[data-action='s'] textarea[name=note]",
+        "Reports new dizziness since the last refill",
+    );
+    staff.click("#panel details[data-action='s'] button[type=submit]");
+    staff.wait_for(
+        "the panel to confirm the referral",
+        "const m = document.querySelector('#panel-message'); return !!m && m.textContent.includes('Sent to a physician');",
+        Duration::from_secs(10),
+    );
+
+    let physician = Browser::open(served.driver_port, &served.base, &served.dir.path().join("profile-physician"));
+    physician.sign_in("paul", served.password);
+    physician.go("/exceptions");
+    let target = physician
+        .script(&format!(
+            "const row = document.querySelector('tr.row[data-patient=\"{patient}\"]'); return row ? row.dataset.href : null;"
+        ))
+        .as_str()
+        .expect("the sent patient is on the physician's list")
+        .to_string();
+    physician.go(&target);
+    physician.wait_for(
+        "the staff note on the exception",
+        "return !!document.querySelector('#staff-notes');",
+        Duration::from_secs(10),
+    );
+    let notes = physician.script("return document.querySelector('#staff-notes').innerText;");
+    let notes = notes.as_str().unwrap_or_default();
+    assert!(notes.contains("Reports new dizziness since the last refill") && notes.contains("Erin Staff"), "{notes}");
+    physician.click("input[name=decision][value=approve_bridge]");
+    physician.type_into("#bridge-days", "14");
+    physician.type_into("#bridge-quantity", "56");
+    physician.type_into("#rationale", "Dizziness likely positional; bridge while we see the patient next week.");
+    physician.click("#sign-decision");
+    physician.wait_for(
+        "the list after signing",
+        "return location.pathname === '/exceptions';",
+        Duration::from_secs(10),
+    );
+
+    // Staff see the physician's bridge on the queue row and in the panel, and prepare it.
+    staff.go("/queue");
+    staff.wait_for(
+        "the queue row to show the bridge",
+        &format!(
+            "const row = document.querySelector('#row-{patient}');              return !!row && row.textContent.includes('Bridge: 14 days, 56 units') && row.textContent.includes('Paul Physician');"
+        ),
+        Duration::from_secs(10),
+    );
+    staff.click(&format!("#row-{patient} td:nth-child(3)"));
+    staff.wait_for(
+        "the panel with the physician's decision",
+        "return !!document.querySelector('#panel-standing');",
+        Duration::from_secs(10),
+    );
+    let standing = staff.script("return document.querySelector('#panel-standing').innerText;");
+    assert!(standing.as_str().unwrap_or_default().contains("review by"), "{standing}");
+    staff.click("#panel form[data-action='p'] button[type=submit]");
+    staff.wait_for(
+        "the panel to confirm the bridge was prepared",
+        "const m = document.querySelector('#panel-message'); return !!m && m.textContent.includes('Bridge prepared for signature: 14 days');",
+        Duration::from_secs(10),
+    );
+}
+
+#[test]
+fn staff_and_physician_work_the_queue_and_see_each_other() {
+    if !browsers_available() {
+        return;
+    }
+    let served = serve_demo_clinic("150");
+    let (dir, base, driver_port, password) = (&served.dir, &served.base, served.driver_port, served.password);
+    let shots: Option<PathBuf> = std::env::var_os("REFILL_SCREENSHOTS").map(PathBuf::from);
+
+    let staff = Browser::open(driver_port, base, &dir.path().join("profile-staff"));
     staff.sign_in("erin", password);
     staff.go("/queue");
     staff.find("tr.row");
     staff.screenshot(shots.as_deref(), "queue");
 
-    let physician = Browser::open(driver_port, &base, &dir.path().join("profile-physician"));
+    let physician = Browser::open(driver_port, base, &dir.path().join("profile-physician"));
     physician.sign_in("paul", password);
     physician.go("/exceptions");
     physician.find("tr.row");
@@ -362,5 +468,4 @@ fn staff_and_physician_work_the_queue_and_see_each_other() {
         physician.find(".dashboard");
         physician.screenshot(shots.as_deref(), "dashboard");
     }
-    drop(server);
 }

@@ -95,12 +95,16 @@ pub struct QueueRow {
     pub total_daily_mme: Option<f64>,
     pub eligible_on: Option<NaiveDate>,
     pub policy_version: Option<String>,
+    /// `open`, `not_due` or `prepared` (where the refill is in its cycle).
+    pub refill_window: Option<String>,
+    /// The physician decision that stood when the row's decision was made.
+    pub physician_decision_id: Option<i64>,
 }
 
 const QUEUE_COLUMNS: &str = "q.id AS queue_id, q.patient_id, q.clinic_date, q.outcome, q.urgency, q.run_out_on, \
      q.status, q.assigned_to, q.version, q.updated_by, q.updated_at, p.mrn, p.given_name, p.family_name, p.part2, \
      d.id AS decision_id, CAST(d.reasons AS TEXT) AS reasons, CAST(d.tasks AS TEXT) AS tasks, d.total_daily_mme, \
-     d.eligible_on, d.policy_version";
+     d.eligible_on, d.policy_version, d.refill_window, d.physician_decision_id";
 
 /// The counts across the top of the queue screen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromRow, serde::Serialize)]
@@ -250,12 +254,14 @@ pub struct ExceptionRow {
     pub outcome: String,
     pub reasons: String,
     pub policy_version: String,
+    /// The physician decision that stood when the exception was raised: its reasons are new since.
+    pub follows_decision_id: Option<i64>,
 }
 
 const EXCEPTION_COLUMNS: &str = "e.id AS exception_id, e.patient_id, e.decision_id, e.clinic_date, e.status, \
      e.urgency, CAST(e.reason_codes AS TEXT) AS reason_codes, e.raised_at, e.raised_by, e.resolution, e.rationale, \
      e.signed_by, e.signed_at, e.version, p.mrn, p.given_name, p.family_name, p.part2, q.run_out_on, \
-     d.total_daily_mme, d.outcome, CAST(d.reasons AS TEXT) AS reasons, d.policy_version";
+     d.total_daily_mme, d.outcome, CAST(d.reasons AS TEXT) AS reasons, d.policy_version, e.follows_decision_id";
 
 /// Open exceptions: urgent first, then by the day the supply runs out, then oldest first.
 pub async fn open_exceptions(

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::patient::{PatientView, load_patient_view};
 use super::queue::{actor_name, actor_names, app_error, note_change, publish_latest};
 use super::taper::{PresetChoice, TAPER_DECISIONS, preset_choices};
-use super::{Chrome, actor, audit_view, days_until, may_see_part2, render};
+use super::{Chrome, actor, audit_view, days_until, form_number, may_see_part2, render};
 use crate::auth::Principal;
 use crate::{AppState, WebError, wording};
 
@@ -229,6 +229,10 @@ struct DetailPage {
     presets: Vec<PresetChoice>,
     today: String,
     problem: Option<String>,
+    /// What staff wrote when sending the patient: (who, when, note).
+    notes: Vec<(String, String, String)>,
+    /// "New since Dr X's decision of DATE (option)", when a standing decision was reopened.
+    new_since: Option<String>,
 }
 
 pub async fn detail(
@@ -252,6 +256,24 @@ async fn detail_page(
     let item = exception_view(&row, today, &names, part2);
     let patient = load_patient_view(state, row.patient_id, part2, &names).await?;
     let taper_state = patient.taper_state;
+    let notes = state
+        .store
+        .exception_notes(ExceptionId(exception_id))
+        .await?
+        .into_iter()
+        .map(|note| (actor_name(&names, &note.author), note.created_at.format("%Y-%m-%d %H:%M").to_string(), note.note))
+        .collect();
+    let new_since = match row.follows_decision_id {
+        Some(id) => state.store.physician_decision(id).await?.map(|decision| {
+            format!(
+                "New since {}'s decision of {}: {}",
+                actor_name(&names, &decision.signed_by),
+                decision.signed_on,
+                wording::standing_decision(&decision, &actor_name(&names, &decision.signed_by), part2)
+            )
+        }),
+        None => None,
+    };
     audit_view(
         state,
         principal,
@@ -279,6 +301,8 @@ async fn detail_page(
         presets: preset_choices(state),
         today: today.to_string(),
         problem: problem.clone(),
+        notes,
+        new_since,
     })?;
     if problem.is_some() {
         *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
@@ -294,11 +318,11 @@ pub struct DecideForm {
     pub rationale: String,
     #[serde(default)]
     pub safety_attestation: Option<String>,
-    /// A bridge: its days (1 to 90) and the quantity to dispense.
-    #[serde(default)]
-    pub bridge_days: Option<u32>,
-    #[serde(default)]
-    pub bridge_quantity: Option<f64>,
+    /// A bridge: its days (1 to 90) and the quantity to dispense (form text; empty is none).
+    #[serde(default, deserialize_with = "super::text_or_number")]
+    pub bridge_days: Option<String>,
+    #[serde(default, deserialize_with = "super::text_or_number")]
+    pub bridge_quantity: Option<String>,
     /// The decision stands until this date (YYYY-MM-DD); a bridge without one stands for its days.
     #[serde(default)]
     pub review_by: Option<String>,
@@ -365,11 +389,11 @@ pub(crate) async fn sign_decision(
     let label = DECISIONS.iter().find(|(key, _)| *key == form.decision).map(|(_, label)| *label).unwrap_or("");
     let bridge = match resolution {
         Resolution::Bridge => Some(Bridge {
-            days: form
-                .bridge_days
+            days: form_number::<u32>(form.bridge_days.as_deref(), "bridge_days")?
                 .filter(|d| (1..=90).contains(d))
                 .ok_or_else(|| WebError::BadRequest("A bridge needs its number of days (1 to 90).".into()))?,
-            quantity: form.bridge_quantity.filter(|q| q.is_finite() && *q > 0.0),
+            quantity: form_number::<f64>(form.bridge_quantity.as_deref(), "bridge_quantity")?
+                .filter(|q| q.is_finite() && *q > 0.0),
         }),
         _ => None,
     };

@@ -139,3 +139,31 @@ pub async fn not_found() -> WebError {
 pub fn days_until(today: chrono::NaiveDate, date: Option<chrono::NaiveDate>) -> Option<i64> {
     date.map(|d| (d - today).num_days())
 }
+
+/// A number from an optional form field: empty is `None`, anything else must parse (the error names the
+/// field). Browsers send every field of a form, filled or not, so `Option<u32>` alone would refuse an
+/// empty one.
+pub(crate) fn form_number<T: std::str::FromStr>(text: Option<&str>, field: &str) -> Result<Option<T>, WebError> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(text) => {
+            text.parse().map(Some).map_err(|_| WebError::BadRequest(format!("{field}: {text:?} is not a number")))
+        }
+    }
+}
+
+/// A form field the HTML form sends as text and the JSON API may send as a number: kept as text
+/// (`form_number` parses it, naming the field).
+pub(crate) fn text_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Number(serde_json::Number),
+    }
+    Ok(match <Option<Raw> as serde::Deserialize>::deserialize(deserializer)? {
+        None => None,
+        Some(Raw::Text(text)) => Some(text),
+        Some(Raw::Number(number)) => Some(number.to_string()),
+    })
+}

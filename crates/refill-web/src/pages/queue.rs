@@ -23,7 +23,7 @@ use refill_store::screens::{self, QueueFilter, QueueRow, RegimenLine};
 use refill_store::{QueueItemId, StaffFact, Tx};
 use serde::Deserialize;
 
-use super::{Chrome, actor, audit_view, days_until, render};
+use super::{Chrome, actor, audit_view, days_until, form_number, render};
 use crate::auth::Principal;
 use crate::queue_cache::Freshness;
 use crate::{AppState, WebError, wording};
@@ -50,6 +50,10 @@ pub struct RowView {
     pub mme: String,
     pub working: String,
     pub done: bool,
+    /// Where the refill is in its cycle ("not due until ...", "prepared ...").
+    pub window: String,
+    /// The physician decision that stands for this cycle, in words (empty when none).
+    pub standing: String,
 }
 
 /// Names for actor ids (`user:17` -> "Dana Whitfield"), loaded once per page.
@@ -152,7 +156,26 @@ pub fn row_view(
             .unwrap_or_else(|| "—".into()),
         working: working.join(", "),
         done: row.status == "done",
+        window: wording::window(row.refill_window.as_deref(), row.eligible_on),
+        standing: String::new(),
     }
+}
+
+/// Put the standing physician decision of each row that has one into its view, in words (the queue
+/// masks the rationale of a Part 2 record like the facts it may quote).
+pub(crate) async fn fill_standing(state: &AppState, rows: &[QueueRow], views: &mut [RowView]) -> Result<(), WebError> {
+    if rows.iter().all(|row| row.physician_decision_id.is_none()) {
+        return Ok(());
+    }
+    let names = actor_names(state).await?;
+    for (row, view) in rows.iter().zip(views.iter_mut()) {
+        if let Some(id) = row.physician_decision_id
+            && let Some(decision) = state.store.physician_decision(id).await?
+        {
+            view.standing = wording::standing_decision(&decision, &actor_name(&names, &decision.signed_by), !row.part2);
+        }
+    }
+    Ok(())
 }
 
 #[derive(Deserialize, Default)]
@@ -250,7 +273,9 @@ async fn load_row_views(
     let claimed = rows.iter().any(|r| r.status == "in_progress" && r.assigned_to.is_some());
     let names = if claimed { actor_names(state).await? } else { std::collections::HashMap::new() };
     let presence = accounts::row_presence(&state.store, state.clock.now_ms() - 10 * 60_000).await?;
-    Ok(Arc::new(rows.iter().map(|r| row_view(r, today, &regimens, &names, &presence)).collect()))
+    let mut views: Vec<RowView> = rows.iter().map(|r| row_view(r, today, &regimens, &names, &presence)).collect();
+    fill_standing(state, &rows, &mut views).await?;
+    Ok(Arc::new(views))
 }
 
 pub async fn page(
@@ -310,6 +335,11 @@ struct Panel {
     due_tasks: Vec<String>,
     physician: bool,
     today: String,
+    /// The refill is not due yet (monitoring only) or already prepared: nothing to prepare.
+    not_due: bool,
+    prepared: bool,
+    /// Drug tests collected and not finished (id, words), for their next step.
+    open_tests: Vec<(i64, String)>,
 }
 
 impl Panel {
@@ -334,8 +364,25 @@ async fn panel_response(
     let regimens = screens::regimens(&state.store, &[patient_id]).await?;
     let names = actor_names(state).await?;
     let presence = accounts::row_presence(&state.store, state.clock.now_ms() - 10 * 60_000).await?;
-    let view = row_view(&row, today, &regimens, &names, &presence);
+    let mut views = [row_view(&row, today, &regimens, &names, &presence)];
+    fill_standing(state, std::slice::from_ref(&row), &mut views).await?;
+    let [view] = views;
     let hold = matches!(row.outcome.as_deref(), Some("HOLD" | "ESCALATE" | "ESCALATE_URGENT"));
+    let not_due = row.refill_window.as_deref() == Some("not_due");
+    let prepared = row.refill_window.as_deref() == Some("prepared");
+    let open_tests = state
+        .store
+        .uds_tests_for_patient(PatientId(patient_id))
+        .await?
+        .into_iter()
+        .filter(|t| {
+            !matches!(
+                t.status,
+                refill_store::cycle::UdsTestStatus::Reviewed | refill_store::cycle::UdsTestStatus::Confirmed
+            )
+        })
+        .map(|t| (t.id, format!("collected {} ({})", t.collected_on, t.status.as_str().replace('_', " "))))
+        .collect();
     let due_tasks = row.tasks.as_deref().and_then(|t| serde_json::from_str::<Vec<String>>(t).ok()).unwrap_or_default();
     let panel = Panel {
         row: view,
@@ -347,6 +394,9 @@ async fn panel_response(
         due_tasks,
         physician: principal.role() == Some(Role::Physician),
         today: today.to_string(),
+        not_due,
+        prepared,
+        open_tests,
     };
     Ok((status, Html(panel.render()?)).into_response())
 }
@@ -438,10 +488,10 @@ pub struct ActionForm {
     /// Dispense: the date the pharmacy dispensed (default today), the days supplied and the quantity.
     #[serde(default)]
     pub filled_on: Option<String>,
-    #[serde(default)]
-    pub days_supply: Option<u32>,
-    #[serde(default)]
-    pub quantity: Option<f64>,
+    #[serde(default, deserialize_with = "super::text_or_number")]
+    pub days_supply: Option<String>,
+    #[serde(default, deserialize_with = "super::text_or_number")]
+    pub quantity: Option<String>,
     #[serde(default)]
     pub csrf: Option<String>,
 }
@@ -617,15 +667,15 @@ async fn staff_action(
             })
         }
         "dispense" => {
-            let days_supply = form
-                .days_supply
+            let days_supply = form_number::<u32>(form.days_supply.as_deref(), "days_supply")?
                 .filter(|d| (1..=90).contains(d))
                 .ok_or_else(|| WebError::BadRequest("days_supply: 1 to 90 days".into()))?;
             StaffAction::Dispense(Fill {
                 filled_on: form_date(form.filled_on.as_deref(), "filled_on", today)?,
                 days_supply,
                 order_id: None,
-                quantity: form.quantity.filter(|q| q.is_finite() && *q > 0.0),
+                quantity: form_number::<f64>(form.quantity.as_deref(), "quantity")?
+                    .filter(|q| q.is_finite() && *q > 0.0),
             })
         }
         "contacted" => StaffAction::Contacted,
