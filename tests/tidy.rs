@@ -74,6 +74,22 @@ fn the_rules_crate_stays_pure() {
 }
 
 #[test]
+fn the_use_cases_read_no_clock() {
+    // `today` is a parameter of every use case: the same facts and date give the same decision, and the
+    // story tests run sixty days in seconds.
+    let mut problems = Vec::new();
+    for file in rust_files(&root().join("crates/refill-app/src")) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for banned in ["Utc::now", "Local::now", "SystemTime::now", "Instant::now"] {
+            if text.contains(banned) {
+                problems.push(format!("{}: uses {banned}", file.display()));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "refill-app must not read the clock:\n{}", problems.join("\n"));
+}
+
+#[test]
 fn every_module_opens_with_a_doc_comment() {
     let mut missing = Vec::new();
     let mut dirs = vec![root().join("src")];

@@ -94,6 +94,9 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<ExitCode> {
     let loopback = args.bind.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(args.bind == "localhost");
     let state = super::serve::app_state(&config, store.clone(), loopback)?;
     print_accounts(&state).await?;
+    if !args.keep {
+        run_history(&config, &store, today).await?;
+    }
     run_daily_pipeline(&config, &store, today).await?;
     print_outcome_mix(&store, today).await?;
     if args.no_serve {
@@ -131,6 +134,58 @@ fn random_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rng();
     (0..16).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// The two weeks before today as a working clinic lived them: each day's daily run, then the refill desk
+/// prepares every refill the protocol or a physician released. Without it a fresh database opens on a
+/// week of backlog (every patient whose window opened in the last week, unprepared); with it today's
+/// queue is today's work. Prints the staff queue and the physician's list of each day.
+async fn run_history(config: &crate::config::Config, store: &Store, today: chrono::NaiveDate) -> anyhow::Result<()> {
+    let loaded = crate::policy_file::load_policy(config)?;
+    let lead_days = loaded.policy.refill.lead_days;
+    let app = refill_app::App::new(store.clone(), std::sync::Arc::new(loaded.policy), loaded.version);
+    let section = super::worker::JobsSection::load(config)?;
+    let job_context = super::jobs::wire_handlers(section.job_context("demo")?, config, store).await?;
+    let daily = job_context.daily.clone().context("the daily evaluator is not available")?;
+    let patients = store.count_patients().await?.max(1);
+    let desk = Actor::new("demo-desk", "staff");
+    println!("The two weeks before today (the desk prepares what the protocol releases each day):");
+    for back in (1..=2 * lead_days).rev() {
+        let day = today - chrono::Duration::days(back);
+        refill_jobs::pipeline::run_daily(store, daily.as_ref(), "main", day, job_context.chunk_size).await?;
+        let page = store.queue_page(&refill_store::QueueQuery::first_page(day, i64::MAX / 2)).await?;
+        let mut prepared = 0;
+        for item in
+            page.iter().filter(|item| matches!(item.outcome, Some(Outcome::Approve | Outcome::ApproveWithTasks)))
+        {
+            let context = refill_app::staff::StaffContext {
+                patient: item.patient_id,
+                queue_item: Some((item.id, item.version)),
+                today: day,
+                actor: &desk,
+                note: None,
+            };
+            let mut tx = store.begin().await?;
+            match refill_app::staff::prepare(&app, &mut tx, &context).await {
+                Ok(_) => {
+                    tx.commit().await?;
+                    prepared += 1;
+                }
+                // Not due (a monitoring task), a task that must come first: left for staff.
+                Err(refill_app::AppError::Refused(_) | refill_app::AppError::Conflict(_)) => tx.rollback().await?,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let tallies = refill_store::screens::queue_tallies(store, day).await?;
+        let on_queue = tallies.open.unwrap_or(0) + tallies.done.unwrap_or(0);
+        let exceptions = store.count_open_exceptions().await?;
+        println!(
+            "  {day}: staff queue {on_queue} ({:.1}%), {prepared} prepared; physician's list {exceptions} ({:.1}%)",
+            100.0 * on_queue as f64 / patients as f64,
+            100.0 * exceptions as f64 / patients as f64,
+        );
+    }
+    Ok(())
 }
 
 /// Today's daily pipeline, so the queue and the exceptions are there when the screens open.

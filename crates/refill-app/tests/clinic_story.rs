@@ -176,8 +176,7 @@ impl Clinic {
             details.birth_date = Some(common::date("1966-05-01"));
             details.prescriber_of_record = Some(PrescriberId("dr-a".into()));
             let patient = tx.insert_patient(&details, &system).await.expect("patient");
-            let per_day = if who == Who::Taper { 4.0 } else { 4.0 };
-            tx.replace_regimen(patient, &[oxycodone_tablets(per_day)]).await.expect("regimen");
+            tx.replace_regimen(patient, &[oxycodone_tablets(4.0)]).await.expect("regimen");
             // The last fill before the story: each patient's cycle starts at a different point.
             let last_fill = match who {
                 Who::Stable => "2025-12-13",
@@ -428,20 +427,17 @@ fn letter(decision: &Decision) -> char {
 /// The day's scripted events, before the desk and the pharmacy.
 async fn events(clinic: &mut Clinic, n: i64) {
     use Who::*;
-    match n {
-        // Early: the patient asks on day 7 for the refill due 2026-01-23 (day 18): held, never prepared
-        // before its eligible date.
-        7 => {
-            let request = NewRefillRequest {
-                requested_on: day(7),
-                kind: RequestKind::Early,
-                channel: "staff".into(),
-                note: Some("Travelling next week".into()),
-            };
-            let held = clinic.staff(Early, 7, StaffAction::Request(request), None).await.expect("request");
-            assert_eq!(held.outcome, Outcome::Hold, "an early request is held until its eligible date");
-        }
-        _ => {}
+    // Early: the patient asks on day 7 for the refill due 2026-01-23 (day 18): held, never prepared
+    // before its eligible date.
+    if n == 7 {
+        let request = NewRefillRequest {
+            requested_on: day(7),
+            kind: RequestKind::Early,
+            channel: "staff".into(),
+            note: Some("Travelling next week".into()),
+        };
+        let held = clinic.staff(Early, 7, StaffAction::Request(request), None).await.expect("request");
+        assert_eq!(held.outcome, Outcome::Hold, "an early request is held until its eligible date");
     }
     // Approved: a drug test collected on day 2 shows cocaine; sent for confirmation on day 3; a
     // physician approves on day 4; a contact and the confirmatory result later do not reopen it; the

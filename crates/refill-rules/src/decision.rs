@@ -291,8 +291,8 @@ pub enum RefillWindow {
     Open,
     /// The supply lasts beyond the lead time: only monitoring was decided.
     NotDue,
-    /// Staff prepared the refill and the dispense has not been recorded yet: only something new for a
-    /// physician brings the patient back to the queue.
+    /// Staff prepared the refill and the dispense has not been recorded yet: only a task or something
+    /// for a physician brings the patient back to the queue.
     Prepared,
 }
 
@@ -321,7 +321,8 @@ impl Decision {
             }
             // Not due: only monitoring that fell due (a task) or something for a physician.
             RefillWindow::NotDue => self.outcome >= Outcome::Escalate || !self.tasks.is_empty(),
-            RefillWindow::Prepared => self.outcome >= Outcome::Escalate,
+            // Prepared: only a task that falls due (a drug test drawn for today) or a physician matter.
+            RefillWindow::Prepared => self.outcome >= Outcome::Escalate || !self.tasks.is_empty(),
         }
     }
 

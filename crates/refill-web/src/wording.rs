@@ -298,6 +298,45 @@ pub fn short_mrn(mrn: Option<&str>) -> String {
     }
 }
 
+/// Where the refill stands in its cycle, for the queue row ("not due until ...", "prepared").
+pub fn window(stored: Option<&str>, eligible_on: Option<chrono::NaiveDate>) -> String {
+    match (stored, eligible_on) {
+        (Some("not_due"), Some(eligible)) => format!("not due until {eligible}: monitoring only"),
+        (Some("not_due"), None) => "not due: monitoring only".to_string(),
+        (Some("prepared"), _) => "prepared, waiting for the pharmacy".to_string(),
+        (Some("open"), Some(eligible)) => format!("refill due {eligible}"),
+        _ => String::new(),
+    }
+}
+
+/// A standing physician decision in words for staff: who, when, the option, a bridge's days, quantity
+/// and review-by date, and the rationale, masked when the record holds Part 2 information ("Approve"
+/// after a bridge reads as the bridge, never a plain approve).
+pub fn standing_decision(
+    decision: &refill_store::cycle::PhysicianDecisionRecord,
+    signer: &str,
+    may_see_part2: bool,
+) -> String {
+    let option = match decision.choice.as_str() {
+        "bridge" => {
+            let quantity = decision.bridge_quantity.map(|q| format!(", {q:.0} units")).unwrap_or_default();
+            format!("Bridge: {} days{quantity}", decision.bridge_days.unwrap_or_default())
+        }
+        "approve" => "Approved".to_string(),
+        "taper" => "Taper signed".to_string(),
+        "hold" => "Held with a plan".to_string(),
+        "stop" => "Therapy stopped by the physician".to_string(),
+        other => other.to_string(),
+    };
+    let review = decision.review_by.map(|d| format!(", review by {d}")).unwrap_or_default();
+    let rationale = match (&decision.rationale, may_see_part2) {
+        (_, false) => format!(" — {RESTRICTED}"),
+        (Some(text), true) => format!(" — “{text}”"),
+        (None, true) => String::new(),
+    };
+    format!("{option}{review} ({signer}, {}){rationale}", decision.signed_on)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,43 +398,4 @@ mod tests {
             assert_eq!(value_words(Some(&value)), words, "{json}");
         }
     }
-}
-
-/// Where the refill stands in its cycle, for the queue row ("not due until ...", "prepared").
-pub fn window(stored: Option<&str>, eligible_on: Option<chrono::NaiveDate>) -> String {
-    match (stored, eligible_on) {
-        (Some("not_due"), Some(eligible)) => format!("not due until {eligible}: monitoring only"),
-        (Some("not_due"), None) => "not due: monitoring only".to_string(),
-        (Some("prepared"), _) => "prepared, waiting for the pharmacy".to_string(),
-        (Some("open"), Some(eligible)) => format!("refill due {eligible}"),
-        _ => String::new(),
-    }
-}
-
-/// A standing physician decision in words for staff: who, when, the option, a bridge's days, quantity
-/// and review-by date, and the rationale, masked when the record holds Part 2 information ("Approve"
-/// after a bridge reads as the bridge, never a plain approve).
-pub fn standing_decision(
-    decision: &refill_store::cycle::PhysicianDecisionRecord,
-    signer: &str,
-    may_see_part2: bool,
-) -> String {
-    let option = match decision.choice.as_str() {
-        "bridge" => {
-            let quantity = decision.bridge_quantity.map(|q| format!(", {q:.0} units")).unwrap_or_default();
-            format!("Bridge: {} days{quantity}", decision.bridge_days.unwrap_or_default())
-        }
-        "approve" => "Approved".to_string(),
-        "taper" => "Taper signed".to_string(),
-        "hold" => "Held with a plan".to_string(),
-        "stop" => "Therapy stopped by the physician".to_string(),
-        other => other.to_string(),
-    };
-    let review = decision.review_by.map(|d| format!(", review by {d}")).unwrap_or_default();
-    let rationale = match (&decision.rationale, may_see_part2) {
-        (_, false) => format!(" — {RESTRICTED}"),
-        (Some(text), true) => format!(" — “{text}”"),
-        (None, true) => String::new(),
-    };
-    format!("{option}{review} ({signer}, {}){rationale}", decision.signed_on)
 }
