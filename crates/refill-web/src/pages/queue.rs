@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use chrono::NaiveDate;
 use refill_app::AppError;
+use refill_app::physician;
 use refill_app::staff::{self, StaffAction, StaffContext};
 use refill_rules::{
     AgreementFacts, DrugClass, Fill, NaloxoneEvent, NaloxoneEventKind, PatientId, PdmpFinding, PdmpReview,
@@ -606,7 +607,7 @@ async fn staff_action(
     };
     let test_id = || form.test_id.ok_or_else(|| WebError::BadRequest("test_id: which drug test?".into()));
     Ok(Some(match form.action.as_str() {
-        "prepare" | "uds" => return Ok(None),
+        "prepare" | "uds" | "uds_review" => return Ok(None),
         "uds_collect" => StaffAction::CollectUds {
             kind: uds_kind,
             collected_on: form_date(form.collected_on.as_deref(), "collected_on", today)?,
@@ -728,6 +729,22 @@ pub async fn perform(
     let mut tx = state.store.begin().await?;
     let done = match (&action, form.action.as_str()) {
         (None, "prepare") => staff::prepare(&app, &mut tx, &context).await,
+        (None, "uds_review") => {
+            // The last step of a drug test's lifecycle is a physician's.
+            if principal.role() != Some(Role::Physician) {
+                return Err(WebError::BadRequest("Only a physician marks drug test results reviewed.".into()));
+            }
+            let test_id = form.test_id.ok_or_else(|| WebError::BadRequest("test_id: which drug test?".into()))?;
+            physician::review_drug_test(&app, &mut tx, &clinic, PatientId(patient_id), test_id, today, &actor)
+                .await
+                .map(|decision| staff::StaffOutcome {
+                    outcome: Some(decision.outcome),
+                    decision: Some(decision),
+                    queue_version: None,
+                    uds_test_id: Some(test_id),
+                    exception_id: None,
+                })
+        }
         (None, _) => {
             // `uds`: collected now at the desk, with its presumptive (point-of-care) result.
             let collected_on = form_date(form.collected_on.as_deref(), "collected_on", today)?;
@@ -761,6 +778,7 @@ pub async fn perform(
         "uds_collect" => "Drug test collection recorded",
         "uds_result" => "Drug test result recorded",
         "uds_confirm_sent" => "Sent for confirmatory testing",
+        "uds_review" => "Drug test results reviewed",
         "pdmp" => "PDMP review recorded",
         "agreement" => "Agreement signature recorded",
         "naloxone" => "Naloxone recorded",
