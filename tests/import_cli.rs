@@ -67,6 +67,14 @@ async fn the_demo_clinic_round_trips_and_a_reimport_changes_nothing() {
         assert_eq!(count(&counts, "fills"), fills as i64 + 1, "{}", db.name);
         let tapers = clinic.patients.iter().filter(|p| p.taper.is_some()).count();
         assert_eq!(count(&counts, "taper_plans"), tapers as i64, "{}", db.name);
+        let requests: usize = clinic.patients.iter().map(|p| p.requests.len()).sum();
+        assert!(requests > 0, "the demo clinic has requests called in");
+        assert_eq!(count(&counts, "refill_requests"), requests as i64, "{}", db.name);
+        let transferred =
+            clinic.patients.iter().find(|p| p.previous_prescriber.is_some()).expect("a transferred patient");
+        let id = store.patient_by_external_id(&transferred.external_id).await.unwrap().unwrap().id;
+        let facts = store.load_patient_facts(id, clinic.today).await.unwrap();
+        assert_eq!(facts.previous_prescriber.map(|p| p.0), transferred.previous_prescriber.clone(), "{}", db.name);
         assert_eq!(seq, files.len() as i64 + 1, "{}: one audit event per file that changed something", db.name);
 
         // The same files again: no row written, no version bumped, no audit event.
