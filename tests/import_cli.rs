@@ -67,6 +67,14 @@ async fn the_demo_clinic_round_trips_and_a_reimport_changes_nothing() {
         assert_eq!(count(&counts, "fills"), fills as i64 + 1, "{}", db.name);
         let tapers = clinic.patients.iter().filter(|p| p.taper.is_some()).count();
         assert_eq!(count(&counts, "taper_plans"), tapers as i64, "{}", db.name);
+        let requests: usize = clinic.patients.iter().map(|p| p.requests.len()).sum();
+        assert!(requests > 0, "the demo clinic has requests called in");
+        assert_eq!(count(&counts, "refill_requests"), requests as i64, "{}", db.name);
+        let transferred =
+            clinic.patients.iter().find(|p| p.previous_prescriber.is_some()).expect("a transferred patient");
+        let id = store.patient_by_external_id(&transferred.external_id).await.unwrap().unwrap().id;
+        let facts = store.load_patient_facts(id, clinic.today).await.unwrap();
+        assert_eq!(facts.previous_prescriber.map(|p| p.0), transferred.previous_prescriber.clone(), "{}", db.name);
         assert_eq!(seq, files.len() as i64 + 1, "{}: one audit event per file that changed something", db.name);
 
         // The same files again: no row written, no version bumped, no audit event.
@@ -318,5 +326,97 @@ async fn fhir_conditions_and_benzodiazepines_reach_the_rules() {
         let facts = store.load_patient_facts(patient, today).await.unwrap();
         let benzos: Vec<_> = facts.other_medications.iter().map(|m| (m.class, m.active)).collect();
         assert_eq!(benzos, vec![(OtherMedicationClass::Benzodiazepine, false)], "{}", db.name);
+    }
+}
+
+/// Refill requests and a transferred patient's previous prescriber through the CSV path, on both
+/// backends: the previous prescriber reaches the rules' facts and an empty column keeps it; requests are
+/// recorded with channel `import` unless given, the latest unanswered one is the patient's open request,
+/// a re-import (or one a desk already recorded) is not recorded twice; a file with one bad row is
+/// rejected naming file, line and field, and writes nothing.
+#[tokio::test]
+async fn refill_requests_and_previous_prescribers_import_through_csv() {
+    use refill_rules::{PrescriberId, RequestKind};
+    use refill_store::cycle::NewRefillRequest;
+    let patients = "patient_id,family_name,given_name,birth_date,sex,prescriber_id,previous_prescriber\n\
+                    T1,Transfer,Tess,1960-05-05,female,1234567893,1888888881\n\
+                    T2,Routine,Ray,1970-01-01,male,1234567893,\n";
+    let requests = "patient_id,requested_on,kind,channel,note\n\
+                    T1,2026-11-30,routine,,\n\
+                    T2,2026-11-28,routine,staff,Called the desk\n\
+                    T2,2026-11-30,early,,\"Travelling, from the 3rd\"\n";
+    for db in common::backends().await {
+        let store = &db.store;
+        let written = import_file(store, "patients.csv", patients.as_bytes(), &actor(), false).await.unwrap().unwrap();
+        assert_eq!(written.written(), 2, "{}", db.name);
+        let transferred = store.patient_by_external_id("T1").await.unwrap().unwrap().id;
+        let other = store.patient_by_external_id("T2").await.unwrap().unwrap().id;
+        let today = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let facts = store.load_patient_facts(transferred, today).await.unwrap();
+        assert_eq!(facts.previous_prescriber, Some(PrescriberId("1888888881".into())), "{}", db.name);
+
+        // A desk recorded T1's routine request before the export reached the clinic.
+        let mut tx = store.begin().await.unwrap();
+        let desk = NewRefillRequest {
+            requested_on: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+            kind: RequestKind::Routine,
+            channel: "staff".into(),
+            note: None,
+        };
+        store.record_refill_request_in(&mut tx, transferred, &desk, &actor()).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let report =
+            import_file(store, "refill_requests.csv", requests.as_bytes(), &actor(), false).await.unwrap().unwrap();
+        assert_eq!((report.written(), report.unchanged()), (2, 1), "{}: {}", db.name, summary_line("r", &report));
+        let stored = store.refill_requests_for_patient(other, 10).await.unwrap();
+        let seen: Vec<_> = stored.iter().map(|r| (r.kind.as_str(), r.channel.as_str(), r.note.as_deref())).collect();
+        assert_eq!(
+            seen,
+            vec![("early", "import", Some("Travelling, from the 3rd")), ("routine", "staff", Some("Called the desk"))],
+            "{}",
+            db.name
+        );
+        assert_eq!(store.refill_requests_for_patient(transferred, 10).await.unwrap().len(), 1, "{}", db.name);
+        let facts = store.load_patient_facts(other, today).await.unwrap();
+        let open = facts.open_request.expect("the latest unanswered request is open");
+        assert_eq!(
+            (open.kind, open.requested_on),
+            (RequestKind::Early, NaiveDate::from_ymd_opt(2026, 11, 30).unwrap())
+        );
+
+        // The same files again: nothing written, not even an audit event; an empty previous_prescriber
+        // keeps the stored one.
+        let before = snapshot(store).await;
+        for (name, contents) in [("patients.csv", patients), ("refill_requests.csv", requests)] {
+            let again = import_file(store, name, contents.as_bytes(), &actor(), false).await.unwrap().unwrap();
+            assert_eq!(again.written(), 0, "{}: {}", db.name, summary_line(name, &again));
+        }
+        let without = "patient_id,family_name,given_name,birth_date,sex,prescriber_id\n\
+                       T1,Transfer,Tess,1960-05-05,female,1234567893\n";
+        let kept = import_file(store, "patients.csv", without.as_bytes(), &actor(), false).await.unwrap().unwrap();
+        assert_eq!(kept.written(), 0, "{}", db.name);
+        assert_eq!(snapshot(store).await, before, "{}: a re-import changed something", db.name);
+
+        // One bad row among good ones: a patient nobody imported. The file is rejected by line and
+        // field, and the good rows are not written either.
+        let bad = "patient_id,requested_on,kind\n\
+                   T1,2026-12-01,early\n\
+                   NOBODY,2026-12-01,routine\n";
+        let error = import_file(store, "refill_requests-late.csv", bad.as_bytes(), &actor(), false)
+            .await
+            .unwrap()
+            .expect_err("an unknown patient rejects the file");
+        assert_eq!(error.problems.len(), 1, "{error}");
+        assert_eq!(error.problems[0].location, Location::Line(3), "{error}");
+        assert_eq!(error.problems[0].field, "patient_id", "{error}");
+        assert!(error.to_string().contains("refill_requests-late.csv:3: patient_id:"), "{error}");
+        let malformed = "patient_id,requested_on,kind\nT1,2026-12-01,early\nT2,2026-12-01,whenever\n";
+        let error = import_file(store, "refill_requests.csv", malformed.as_bytes(), &actor(), false)
+            .await
+            .unwrap()
+            .expect_err("a bad kind rejects the file");
+        assert!(error.to_string().contains("refill_requests.csv:3: kind: expected routine"), "{error}");
+        assert_eq!(snapshot(store).await, before, "{}: a rejected file wrote something", db.name);
     }
 }

@@ -367,6 +367,13 @@ fn print_summary(clinic: &DemoClinic, db: &Path, scheduled_tests: usize) {
         share(patients.iter().filter(|p| p.case == CaseKind::TransferredPatient).count()),
         share(patients.iter().filter(|p| p.case == CaseKind::EarlyFills).count())
     );
+    let requests: Vec<_> = patients.iter().flat_map(|p| &p.requests).collect();
+    println!(
+        "  refill requests called in: {} ({} early); transferred patients with their previous prescriber: {}",
+        requests.len(),
+        requests.iter().filter(|r| r.kind == refill_rules::RequestKind::Early).count(),
+        patients.iter().filter(|p| p.previous_prescriber.is_some()).count()
+    );
     println!(
         "  overdue: drug test {}, PDMP review {}, agreement {}, physician review {}",
         share(patients.iter().filter(|p| p.overdue_uds).count()),

@@ -15,8 +15,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use refill_import::{ClinicRecords, CsvKind, ImportError, Location, Problem};
 use refill_store::import::{
     ImportAgreement, ImportBatch, ImportFill, ImportFlag, ImportKind, ImportNaloxone, ImportOrder,
-    ImportOtherMedication, ImportOutcome, ImportPatient, ImportPdmp, ImportPrescriber, ImportRejection, ImportReport,
-    ImportReview, ImportTaper, ImportTaperStep, ImportUds,
+    ImportOtherMedication, ImportOutcome, ImportPatient, ImportPdmp, ImportPrescriber, ImportRefillRequest,
+    ImportRejection, ImportReport, ImportReview, ImportTaper, ImportTaperStep, ImportUds,
 };
 use refill_store::{Actor, Store};
 use sha2::{Digest, Sha256};
@@ -26,8 +26,8 @@ use crate::context::Context;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// FHIR R4 Bundles (*.json) or CSV files named by record type (physicians.csv, patients.csv,
-    /// orders.csv, fills.csv, uds.csv, pdmp.csv, agreements.csv, tapers.csv, reviews.csv, naloxone.csv;
-    /// see docs/import-csv.md).
+    /// orders.csv, fills.csv, uds.csv, pdmp.csv, agreements.csv, tapers.csv, reviews.csv, naloxone.csv,
+    /// conditions.csv, other_medications.csv, refill_requests.csv; see docs/import-csv.md).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Check the files and list their problems without writing anything.
@@ -200,6 +200,7 @@ pub fn batch_from_records(name: &str, bytes: &[u8], records: ClinicRecords) -> (
     origins.add(ImportKind::Naloxone, &records.naloxone, |r| &r.origin);
     origins.add(ImportKind::Flags, &records.flags, |r| &r.origin);
     origins.add(ImportKind::OtherMedications, &records.other_medications, |r| &r.origin);
+    origins.add(ImportKind::RefillRequests, &records.refill_requests, |r| &r.origin);
     let batch = ImportBatch {
         source_name: name.to_string(),
         source_sha256: hex::encode(Sha256::digest(bytes)),
@@ -225,6 +226,7 @@ pub fn batch_from_records(name: &str, bytes: &[u8], records: ClinicRecords) -> (
                 email_consent: r.email_consent,
                 contact_preference: r.contact_preference.as_str(),
                 part2: r.part2,
+                previous_prescriber: r.previous_prescriber.map(|p| p.0),
             })
             .collect(),
         orders: records
@@ -315,6 +317,17 @@ pub fn batch_from_records(name: &str, bytes: &[u8], records: ClinicRecords) -> (
                 patient_key: r.patient_external_id,
                 source_id: r.external_id,
                 medication: r.medication,
+            })
+            .collect(),
+        refill_requests: records
+            .refill_requests
+            .into_iter()
+            .map(|r| ImportRefillRequest {
+                patient_key: r.patient_external_id,
+                requested_on: r.requested_on,
+                kind: r.kind,
+                channel: r.channel.as_str(),
+                note: r.note,
             })
             .collect(),
     };

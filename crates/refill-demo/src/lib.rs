@@ -12,7 +12,9 @@
 //! on the day or a day or two late, at an evenly spread point of the cycle, so each day about 1/28 of
 //! the clinic comes due. The exceptions a day brings (tapers, one overdue item, an unexpected drug
 //! test, an outside prescriber, new and transferred patients...) are the [`cases`] module's case mix,
-//! each with its share and the reason for it.
+//! each with its share and the reason for it. A transferred patient comes with the previous
+//! prescriber recorded, and some stable patients have called in their refill (a few early), so the
+//! queue shows requests as the events they are.
 //!
 //! The clinic is written out in the documented CSV import format ([`DemoClinic::csv_files`]), so the
 //! demo exercises the same import path a real clinic uses. The drug-test dates the clinic drew are not
@@ -29,8 +31,8 @@ use chrono::{Datelike, Duration, NaiveDate};
 use refill_rules::{
     AgreementFacts, ClinicalFlag, ClinicalFlagKind, Confidentiality, DoseQuantity, DoseUnit, DrugClass, Fill,
     MedicationOrder, NaloxoneEvent, NaloxoneEventKind, OrderPurpose, OtherMedication, OtherMedicationClass,
-    PdmpFinding, PdmpReview, PhysicianReview, PrescriberId, ReviewKind, RiskTier, Sex, UdsAnalyteResult, UdsKind,
-    UdsResult,
+    PdmpFinding, PdmpReview, PhysicianReview, PrescriberId, RequestKind, ReviewKind, RiskTier, Sex, UdsAnalyteResult,
+    UdsKind, UdsResult,
 };
 
 use crate::cases::{Assignment, Positions};
@@ -73,6 +75,15 @@ pub struct DemoTaperStep {
     pub daily_mme: f64,
 }
 
+/// A refill request the clinic recorded before the demo's day (a patient called the desk).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoRequest {
+    pub requested_on: NaiveDate,
+    pub kind: RequestKind,
+    /// What the patient said, as staff wrote it down.
+    pub note: Option<String>,
+}
+
 /// One synthetic patient with identity, regimen and monitoring history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DemoPatient {
@@ -87,6 +98,9 @@ pub struct DemoPatient {
     pub email_consent: bool,
     pub contact_preference: &'static str,
     pub prescriber_id: String,
+    /// A transferred patient's previous prescriber (the outside prescriber of the PDMP fills before the
+    /// transfer), recorded so the rules do not count them as an outside prescriber.
+    pub previous_prescriber: Option<String>,
     pub risk_tier: RiskTier,
     /// What sets the patient apart from the stable majority ([`CaseKind::Stable`] for most).
     pub case: CaseKind,
@@ -109,6 +123,8 @@ pub struct DemoPatient {
     pub conditions: Vec<(String, ClinicalFlag, bool)>,
     /// Benzodiazepines on the medication list, by medication id.
     pub other_medications: Vec<(String, OtherMedication)>,
+    /// Refill requests recorded in the last days (refills come due; a few patients ask early).
+    pub requests: Vec<DemoRequest>,
     /// Built with an unexpected drug-test result not yet reviewed.
     pub unexpected_uds: bool,
     /// Built with an overdue drug test, PDMP review, agreement (expired or missing) or review.
@@ -606,6 +622,7 @@ fn generate_patient(
         _ => days_ago(today, rng.range(0, 85)),
     };
     let outside_prescriber = PrescriberId(format!("18{:08}", rng.range(0, 99_999_999)));
+    let previous_prescriber = (case == CaseKind::TransferredPatient).then(|| outside_prescriber.0.clone());
     let findings: Vec<PdmpFinding> = match case {
         CaseKind::OutsidePrescriberAcknowledged => vec![PdmpFinding {
             prescriber: outside_prescriber.clone(),
@@ -704,6 +721,8 @@ fn generate_patient(
             vec![(format!("NLX-{number}"), NaloxoneEvent { on, kind })]
         })
         .unwrap_or_default();
+    // Drawn last, so the draws above (and the clinic they make) do not depend on it.
+    let requests = draw_requests(rng, case, today, runs_out_in);
 
     DemoPatient {
         external_id,
@@ -717,6 +736,7 @@ fn generate_patient(
         email_consent,
         contact_preference,
         prescriber_id: prescriber,
+        previous_prescriber,
         risk_tier,
         case,
         orders,
@@ -731,11 +751,48 @@ fn generate_patient(
         naloxone,
         conditions,
         other_medications,
+        requests,
         unexpected_uds,
         overdue_uds: case == CaseKind::UdsOverdue,
         overdue_pdmp: case == CaseKind::PdmpOverdue,
         overdue_agreement: matches!(case, CaseKind::AgreementExpired | CaseKind::AgreementMissing),
         overdue_review: case == CaseKind::ReviewOverdue,
+    }
+}
+
+/// Share of the stable patients whose supply runs out within three days who have already called for
+/// their refill (the rest are decided on the daily run's lead time without a call).
+const ROUTINE_CALL_SHARE: f64 = 0.25;
+/// Share of the stable patients one to two weeks from running out who called to ask for their refill
+/// early (travel, mostly): rare, and each one a decision for the clinic.
+const EARLY_CALL_SHARE: f64 = 0.03;
+
+/// The requests of a stable patient: a routine call in the last two days when the supply runs out
+/// within three days, now and then an early request a week or two ahead. Other cases carry their own
+/// story and call nothing in, so each stays what its case says.
+fn draw_requests(rng: &mut DemoRng, case: CaseKind, today: NaiveDate, runs_out_in: i64) -> Vec<DemoRequest> {
+    if case != CaseKind::Stable {
+        return Vec::new();
+    }
+    let call = rng.unit();
+    let days_back = rng.range(0, 1);
+    let note_pick = rng.range(0, 2);
+    match runs_out_in {
+        0..=3 if call < ROUTINE_CALL_SHARE => vec![DemoRequest {
+            requested_on: days_ago(today, days_back),
+            kind: RequestKind::Routine,
+            note: (note_pick == 0).then(|| "Called the desk; will pick up at the usual pharmacy".to_string()),
+        }],
+        6..=12 if call < EARLY_CALL_SHARE => vec![DemoRequest {
+            requested_on: today,
+            kind: RequestKind::Early,
+            note: Some(
+                ["Travelling to family next week", "Away for work from Monday", "Pharmacy closes for the holiday"]
+                    [note_pick as usize]
+                    .to_string(),
+            ),
+        }],
+        _ => Vec::new(),
     }
 }
 
@@ -793,7 +850,7 @@ impl DemoClinic {
         }
         let mut patients = String::from(
             "patient_id,mrn,family_name,given_name,birth_date,sex,email,phone,email_consent,contact_preference,\
-             prescriber_id,risk_tier,part2\n",
+             prescriber_id,risk_tier,part2,previous_prescriber\n",
         );
         let mut orders = String::from(
             "order_id,patient_id,status,authored_on,rxcui,medication_text,dose_value,dose_unit,doses_per_day,\
@@ -814,6 +871,7 @@ impl DemoClinic {
         let mut conditions = String::from("condition_id,patient_id,kind,recorded_on,status,part2\n");
         let mut other_medications =
             String::from("medication_id,patient_id,class,medication_text,started_on,status,part2\n");
+        let mut refill_requests = String::from("patient_id,requested_on,kind,channel,note\n");
         let mut tapers = String::from(
             "taper_id,patient_id,state,started_on,physician_id,rationale,step_number,step_starts_on,rxcui,\
              medication_text,dose_value,dose_unit,doses_per_day,step_daily_mme\n",
@@ -821,7 +879,7 @@ impl DemoClinic {
         for p in &self.patients {
             let id = &p.external_id;
             patients.push_str(&format!(
-                "{id},{},{},{},{},{},{},{},{},{},{},{},false\n",
+                "{id},{},{},{},{},{},{},{},{},{},{},{},false,{}\n",
                 p.mrn,
                 field(&p.family_name),
                 field(&p.given_name),
@@ -833,6 +891,7 @@ impl DemoClinic {
                 p.contact_preference,
                 p.prescriber_id,
                 tier_name(p.risk_tier),
+                opt(&p.previous_prescriber),
             ));
             for order in &p.orders {
                 let authored_on = p.fills.iter().map(|(_, f)| f.filled_on).min().unwrap_or(self.today);
@@ -932,6 +991,14 @@ impl DemoClinic {
                     opt(&medication.started_on),
                 ));
             }
+            for request in &p.requests {
+                refill_requests.push_str(&format!(
+                    "{id},{},{},staff,{}\n",
+                    request.requested_on,
+                    request.kind.as_str(),
+                    field(request.note.as_deref().unwrap_or("")),
+                ));
+            }
             if let Some(taper) = &p.taper {
                 for step in &taper.steps {
                     for order in &step.regimen {
@@ -964,6 +1031,7 @@ impl DemoClinic {
             ("naloxone.csv".to_string(), naloxone),
             ("conditions.csv".to_string(), conditions),
             ("other_medications.csv".to_string(), other_medications),
+            ("refill_requests.csv".to_string(), refill_requests),
         ]
     }
 }

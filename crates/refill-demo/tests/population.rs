@@ -124,6 +124,7 @@ fn facts_of(index: usize, patient: &DemoPatient, today: NaiveDate) -> PatientFac
     facts.sex = patient.sex;
     facts.risk_tier = patient.risk_tier;
     facts.prescriber_of_record = Some(PrescriberId(patient.prescriber_id.clone()));
+    facts.previous_prescriber = patient.previous_prescriber.clone().map(PrescriberId);
     facts.regimen = patient.orders.clone();
     facts.fills = patient.fills.iter().map(|(_, fill)| fill.clone()).collect();
     facts.uds = UdsFacts {
@@ -246,6 +247,11 @@ fn most_patients_have_everything_current_and_few_need_a_physician() {
         .count() as f64
         / n;
     assert!((0.005..=0.015).contains(&outside), "outside prescriber on the PDMP: {outside:.4}");
+    // A transferred patient's previous prescriber is recorded as such, never an outside prescriber.
+    for (patient, decision) in decided.iter().filter(|(p, _)| p.case == CaseKind::TransferredPatient) {
+        assert!(patient.previous_prescriber.is_some(), "{}: no previous prescriber", patient.external_id);
+        assert!(!fires(decision, ReasonCode::PdmpOutsidePrescriber), "{}: {decision:?}", patient.external_id);
+    }
 
     // A few tapers in progress, some of them paused; a handful of new and transferred patients.
     let tapers = clinic.patients.iter().filter(|p| p.taper.is_some()).count() as f64 / n;
@@ -373,7 +379,7 @@ fn products_are_real_rxnorm_rows() {
 fn the_csv_export_imports_without_problems() {
     let clinic = clinic(300, 3);
     let files = clinic.csv_files();
-    assert_eq!(files.len(), 12);
+    assert_eq!(files.len(), 13);
     let mut totals = BTreeMap::new();
     for (name, contents) in &files {
         let records = refill_import::parse_csv(name, contents.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
@@ -395,6 +401,25 @@ fn the_csv_export_imports_without_problems() {
     assert_eq!(totals["conditions.csv"].flags.len(), conditions);
     let medications: usize = clinic.patients.iter().map(|p| p.other_medications.len()).sum();
     assert_eq!(totals["other_medications.csv"].other_medications.len(), medications);
+    // Transferred patients carry their previous prescriber; some stable patients called in, a few early.
+    let previous: Vec<_> = totals["patients.csv"]
+        .patients
+        .iter()
+        .filter_map(|p| p.previous_prescriber.as_ref().map(|prescriber| (p.external_id.clone(), prescriber.0.clone())))
+        .collect();
+    let transferred: Vec<_> = clinic
+        .patients
+        .iter()
+        .filter(|p| p.case == CaseKind::TransferredPatient)
+        .map(|p| (p.external_id.clone(), p.previous_prescriber.clone().expect("a transferred patient's prescriber")))
+        .collect();
+    assert!(!transferred.is_empty());
+    assert_eq!(previous, transferred);
+    let requests = &totals["refill_requests.csv"].refill_requests;
+    let recorded: usize = clinic.patients.iter().map(|p| p.requests.len()).sum();
+    assert_eq!(requests.len(), recorded);
+    assert!(requests.iter().all(|r| r.requested_on <= clinic.today && r.channel.as_str() == "staff"));
+    assert!(requests.iter().any(|r| r.kind == RequestKind::Routine), "no routine request");
     // Names are synthetic and emails use the reserved example domain.
     assert!(
         totals["patients.csv"].patients.iter().filter_map(|p| p.email.as_deref()).all(|e| e.ends_with("@example.org"))

@@ -9,15 +9,15 @@ use chrono::NaiveDate;
 use refill_rules::{
     AgreementFacts, ClinicalFlag, ClinicalFlagKind, Confidentiality, DoseQuantity, DoseUnit, DrugClass, Fill,
     MedicationOrder, NaloxoneEvent, NaloxoneEventKind, OrderPurpose, OtherMedication, OtherMedicationClass,
-    PdmpFinding, PdmpReview, PhysicianReview, PrescriberId, ReviewKind, RiskTier, Sex, TaperState, UdsAnalyteResult,
-    UdsKind, UdsResult,
+    PdmpFinding, PdmpReview, PhysicianReview, PrescriberId, RequestKind, ReviewKind, RiskTier, Sex, TaperState,
+    UdsAnalyteResult, UdsKind, UdsResult,
 };
 
 use crate::error::{ImportError, Location, Problems};
 use crate::records::{
     AgreementRecord, ClinicRecords, ContactPreference, FillRecord, FlagRecord, NaloxoneRecord, OrderRecord,
-    OrderStatus, OtherMedicationRecord, PatientRecord, PdmpRecord, PhysicianRecord, PrescriberRole, ReviewRecord,
-    TaperRecord, TaperStepRecord, UdsRecord,
+    OrderStatus, OtherMedicationRecord, PatientRecord, PdmpRecord, PhysicianRecord, PrescriberRole,
+    RefillRequestRecord, RequestChannel, ReviewRecord, TaperRecord, TaperStepRecord, UdsRecord,
 };
 
 /// The record type of a CSV file.
@@ -35,6 +35,7 @@ pub enum CsvKind {
     Naloxone,
     Conditions,
     OtherMedications,
+    RefillRequests,
 }
 
 /// One documented column.
@@ -90,6 +91,13 @@ const PATIENTS: &[Column] = &[
         "ORT risk tier (empty: new patients get moderate, stored patients keep theirs)",
     ),
     col("part2", false, "boolean", "false", "true when the record holds 42 CFR Part 2 information"),
+    col(
+        "previous_prescriber",
+        false,
+        "text",
+        "1888888881",
+        "prescriber a new or transferred patient came from (empty: stored patients keep theirs)",
+    ),
 ];
 
 const ORDERS: &[Column] = &[
@@ -230,8 +238,31 @@ const OTHER_MEDICATIONS: &[Column] = &[
     col("part2", false, "boolean", "false", "true for a 42 CFR Part 2 record"),
 ];
 
+/// The longest request note the store takes (`Store::record_refill_request_in` checks the same).
+const MAX_REQUEST_NOTE_CHARS: usize = 2000;
+
+const REFILL_REQUESTS: &[Column] = &[
+    col("patient_id", true, "text", "P000123", "the patient"),
+    col("requested_on", true, "date", "2026-12-04", "day the patient, pharmacy or EHR asked"),
+    col(
+        "kind",
+        true,
+        "routine|early|lost_or_stolen_replacement|dose_change",
+        "routine",
+        "what was asked for; with requested_on and patient_id, the request's unique key",
+    ),
+    col("channel", false, "staff|api|import", "staff", "how it reached the clinic (default import)"),
+    col(
+        "note",
+        false,
+        "text",
+        "Travelling from the 12th",
+        "what the patient or pharmacy said (at most 2,000 characters)",
+    ),
+];
+
 impl CsvKind {
-    pub const ALL: [CsvKind; 12] = [
+    pub const ALL: [CsvKind; 13] = [
         CsvKind::Physicians,
         CsvKind::Patients,
         CsvKind::Orders,
@@ -244,6 +275,7 @@ impl CsvKind {
         CsvKind::Naloxone,
         CsvKind::Conditions,
         CsvKind::OtherMedications,
+        CsvKind::RefillRequests,
     ];
 
     /// The file-name prefix that selects this kind, also the canonical file name without `.csv`.
@@ -261,6 +293,7 @@ impl CsvKind {
             CsvKind::Naloxone => "naloxone",
             CsvKind::Conditions => "conditions",
             CsvKind::OtherMedications => "other_medications",
+            CsvKind::RefillRequests => "refill_requests",
         }
     }
 
@@ -278,6 +311,7 @@ impl CsvKind {
             CsvKind::Naloxone => NALOXONE,
             CsvKind::Conditions => CONDITIONS,
             CsvKind::OtherMedications => OTHER_MEDICATIONS,
+            CsvKind::RefillRequests => REFILL_REQUESTS,
         }
     }
 
@@ -652,6 +686,7 @@ impl Builder {
             CsvKind::Naloxone => self.add_naloxone(row),
             CsvKind::Conditions => self.add_condition(row),
             CsvKind::OtherMedications => self.add_other_medication(row),
+            CsvKind::RefillRequests => self.add_refill_request(row),
         }
     }
 
@@ -688,6 +723,7 @@ impl Builder {
         let prescriber = row.text("prescriber_id").map(PrescriberId);
         let risk_tier = row.optional("risk_tier", "low, moderate or high", parse_tier);
         let part2 = row.optional("part2", "true or false", parse_bool);
+        let previous_prescriber = row.text("previous_prescriber").map(PrescriberId);
         let (
             Some(id),
             Some(family_name),
@@ -726,6 +762,7 @@ impl Builder {
                 part2: part2.unwrap_or(false),
                 prescriber_of_record: prescriber,
                 risk_tier,
+                previous_prescriber,
             });
         }
     }
@@ -997,6 +1034,47 @@ impl Builder {
                 medication: OtherMedication { class, text, started_on, active, confidentiality },
             });
         }
+    }
+
+    fn add_refill_request(&mut self, row: &mut Row<'_>) {
+        let patient = row.required("patient_id");
+        let requested_on = row.required_date("requested_on");
+        let kind = row.required_parsed(
+            "kind",
+            "routine, early, lost_or_stolen_replacement or dose_change",
+            RequestKind::parse,
+        );
+        let channel = row.optional("channel", "staff, api or import", RequestChannel::parse);
+        let note = row.text("note");
+        if note.as_ref().is_some_and(|n| n.chars().count() > MAX_REQUEST_NOTE_CHARS) {
+            row.problem("note", format!("at most {MAX_REQUEST_NOTE_CHARS} characters"));
+            return;
+        }
+        let (Some(patient), Some(requested_on), Some(kind), Ok(channel)) = (patient, requested_on, kind, channel)
+        else {
+            return;
+        };
+        // One request per patient, day and kind: the key a re-import finds the stored request by.
+        let key = format!("{patient}\u{1f}{requested_on}\u{1f}{}", kind.as_str());
+        if let Some(first) = self.seen.get(&key) {
+            row.problem(
+                "kind",
+                format!(
+                    "a {} request of patient {patient:?} on {requested_on} is already on line {first}",
+                    kind.as_str()
+                ),
+            );
+            return;
+        }
+        self.seen.insert(key, row.line);
+        self.records.refill_requests.push(RefillRequestRecord {
+            origin: row.origin(),
+            patient_external_id: patient,
+            requested_on,
+            kind,
+            channel: channel.unwrap_or(RequestChannel::Import),
+            note,
+        });
     }
 
     /// Find or open the group of `key`; a group whose shared columns differ from its first row is a

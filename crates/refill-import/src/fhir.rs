@@ -92,6 +92,7 @@ fn add_patient(
                 part2: false,
                 prescriber_of_record: None,
                 risk_tier: None,
+                previous_prescriber: None,
             });
         }
     }

@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 use refill_rules::{
     AgreementFacts, ClinicalFlag, Fill, MedicationOrder, NaloxoneEvent, OtherMedication, PdmpReview, PhysicianReview,
-    PrescriberId, RiskTier, Sex, TaperState, UdsResult,
+    PrescriberId, RequestKind, RiskTier, Sex, TaperState, UdsResult,
 };
 
 use crate::error::Location;
@@ -75,6 +75,9 @@ pub struct PatientRecord {
     pub prescriber_of_record: Option<PrescriberId>,
     /// ORT-derived tier; `None` when the source does not carry one (the store keeps its value).
     pub risk_tier: Option<RiskTier>,
+    /// The prescriber a new or transferred patient came from (the rules never count them as an outside
+    /// prescriber); `None` when the source does not say (the store keeps what it has).
+    pub previous_prescriber: Option<PrescriberId>,
 }
 
 /// Lifecycle of an order; only active orders make up the regimen of record.
@@ -223,6 +226,45 @@ pub struct TaperRecord {
     pub steps: Vec<TaperStepRecord>,
 }
 
+/// How a refill request reached the clinic (the store's `refill_requests.channel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestChannel {
+    /// Phone, fax or the desk, written down by staff.
+    Staff,
+    /// The clinic's JSON API (an EHR or a pharmacy system).
+    Api,
+    /// Brought in by an import, the source not saying how it came.
+    Import,
+}
+
+impl RequestChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestChannel::Staff => "staff",
+            RequestChannel::Api => "api",
+            RequestChannel::Import => "import",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RequestChannel> {
+        [RequestChannel::Staff, RequestChannel::Api, RequestChannel::Import].into_iter().find(|c| c.as_str() == text)
+    }
+}
+
+/// A refill request recorded at the source (refill-cycle.md, "Requests are events"). Its natural key is
+/// what identifies it clinically: the patient, the day and the kind (a patient asking twice on one day
+/// for the same thing made one request).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefillRequestRecord {
+    pub origin: Location,
+    pub patient_external_id: String,
+    pub requested_on: NaiveDate,
+    pub kind: RequestKind,
+    pub channel: RequestChannel,
+    /// What the patient or pharmacy said, as written at the source.
+    pub note: Option<String>,
+}
+
 /// The records of one file (CSV: one kind; FHIR: a bundle may carry several kinds).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClinicRecords {
@@ -238,6 +280,7 @@ pub struct ClinicRecords {
     pub naloxone: Vec<NaloxoneRecord>,
     pub flags: Vec<FlagRecord>,
     pub other_medications: Vec<OtherMedicationRecord>,
+    pub refill_requests: Vec<RefillRequestRecord>,
 }
 
 impl ClinicRecords {
@@ -255,6 +298,7 @@ impl ClinicRecords {
             + self.naloxone.len()
             + self.flags.len()
             + self.other_medications.len()
+            + self.refill_requests.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -201,3 +201,63 @@ fn conditions_and_other_medications() {
         vec![(Location::Line(2), "status".to_string()), (Location::Line(3), "kind".to_string())]
     );
 }
+
+/// Refill requests: one record per row, channel `import` unless given, keyed by patient, day and kind;
+/// a bad kind, date or channel, a note over 2,000 characters and a second request of one kind on one
+/// day are each named by line and column, and the file yields no records.
+#[test]
+fn refill_requests_parse_and_bad_rows_are_named() {
+    use refill_import::RequestChannel;
+    use refill_rules::RequestKind;
+    let csv = "patient_id,requested_on,kind,channel,note\n\
+               P1,2026-12-04,routine,,\n\
+               P1,2026-12-04,early,staff,\"Travelling, from the 12th\"\n\
+               P2,2026-12-01,lost_or_stolen_replacement,api,\n";
+    let records = parse_csv("refill_requests.csv", csv.as_bytes()).unwrap();
+    assert_eq!(records.refill_requests.len(), 3);
+    let first = &records.refill_requests[0];
+    assert_eq!((first.patient_external_id.as_str(), first.kind), ("P1", RequestKind::Routine));
+    assert_eq!(first.channel, RequestChannel::Import);
+    assert_eq!(first.note, None);
+    assert_eq!(first.origin, Location::Line(2));
+    assert_eq!(records.refill_requests[1].channel, RequestChannel::Staff);
+    assert_eq!(records.refill_requests[1].note.as_deref(), Some("Travelling, from the 12th"));
+    assert_eq!(records.refill_requests[2].kind, RequestKind::LostOrStolenReplacement);
+
+    let long_note = "x".repeat(2001);
+    let bad = format!(
+        "patient_id,requested_on,kind,channel,note\n\
+         P1,2026-12-04,routine,,\n\
+         P1,2026-12-04,routine,staff,again\n\
+         P2,2026-02-30,early,,\n\
+         P3,2026-12-01,sooner,,\n\
+         P4,2026-12-01,routine,fax,\n\
+         ,2026-12-01,routine,,\n\
+         P5,2026-12-01,dose_change,,{long_note}\n"
+    );
+    let error = parse_csv("refill_requests-2026-12.csv", bad.as_bytes()).unwrap_err();
+    assert_eq!(
+        problems(&error),
+        vec![
+            (Location::Line(3), "kind".to_string()),
+            (Location::Line(4), "requested_on".to_string()),
+            (Location::Line(5), "kind".to_string()),
+            (Location::Line(6), "channel".to_string()),
+            (Location::Line(7), "patient_id".to_string()),
+            (Location::Line(8), "note".to_string()),
+        ],
+        "{error}"
+    );
+    assert!(error.to_string().contains("refill_requests-2026-12.csv:3: kind:"), "{error}");
+}
+
+/// The previous prescriber of a transferred patient is an optional patients.csv column.
+#[test]
+fn patients_carry_a_previous_prescriber() {
+    let csv = "patient_id,family_name,given_name,birth_date,sex,prescriber_id,previous_prescriber\n\
+               P1,Lindqvist,Marta,1961-04-17,female,1234567893,1888888881\n\
+               P2,Okafor,Ada,1970-01-02,female,1234567893,\n";
+    let records = parse_csv("patients.csv", csv.as_bytes()).unwrap();
+    assert_eq!(records.patients[0].previous_prescriber.as_ref().map(|p| p.0.as_str()), Some("1888888881"));
+    assert_eq!(records.patients[1].previous_prescriber, None);
+}

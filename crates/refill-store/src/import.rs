@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::NaiveDate;
 use refill_rules::{
     AgreementFacts, ClinicalFlag, Fill, MedicationOrder, NaloxoneEvent, OtherMedication, PdmpReview, PhysicianReview,
-    ReviewKind, RiskTier, Sex, TaperState, UdsResult,
+    RequestKind, ReviewKind, RiskTier, Sex, TaperState, UdsResult,
 };
 use serde_json::json;
 
@@ -49,6 +49,9 @@ pub struct ImportPatient {
     /// `email`, `phone`, `portal` or `none`.
     pub contact_preference: &'static str,
     pub part2: bool,
+    /// The prescriber a new or transferred patient came from; `None` keeps what is stored (a previous
+    /// prescriber staff recorded is not wiped by a source that does not carry one).
+    pub previous_prescriber: Option<String>,
 }
 
 /// A medication order; `order.id` is the source's id.
@@ -123,6 +126,18 @@ pub struct ImportOtherMedication {
     pub medication: OtherMedication,
 }
 
+/// A refill request recorded at the source, keyed by patient, day and kind (refill-cycle.md: requests
+/// are events; the same request is not recorded twice, whichever channel recorded it first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportRefillRequest {
+    pub patient_key: String,
+    pub requested_on: NaiveDate,
+    pub kind: RequestKind,
+    /// `staff`, `api` or `import`.
+    pub channel: &'static str,
+    pub note: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImportTaperStep {
     pub step_number: u32,
@@ -164,6 +179,7 @@ pub struct ImportBatch {
     pub naloxone: Vec<ImportNaloxone>,
     pub flags: Vec<ImportFlag>,
     pub other_medications: Vec<ImportOtherMedication>,
+    pub refill_requests: Vec<ImportRefillRequest>,
 }
 
 /// Which list of an [`ImportBatch`] a record is in.
@@ -181,6 +197,7 @@ pub enum ImportKind {
     Naloxone,
     Flags,
     OtherMedications,
+    RefillRequests,
 }
 
 impl ImportKind {
@@ -198,6 +215,7 @@ impl ImportKind {
             ImportKind::Naloxone => "naloxone_events",
             ImportKind::Flags => "clinical_flags",
             ImportKind::OtherMedications => "other_medications",
+            ImportKind::RefillRequests => "refill_requests",
         }
     }
 }
@@ -252,16 +270,19 @@ on conflict (id) do update set display_name = excluded.display_name, role = excl
 where prescribers.display_name is distinct from excluded.display_name or prescribers.role is distinct from excluded.role
 returning id"#;
 
-// `$7` (the tier) may be null: a new patient then gets `moderate` and a stored one keeps its tier.
+// `$7` (the tier) may be null: a new patient then gets `moderate` and a stored one keeps its tier;
+// `$16` (the previous prescriber) likewise keeps what is stored when null.
 const UPSERT_PATIENT: &str = r#"
 insert into patients (external_id, mrn, given_name, family_name, birth_date, sex, risk_tier, prescriber_of_record,
-    email, phone, email_consent, contact_preference, part2, active, version, updated_by, created_at, updated_at)
-values ($1, $2, $3, $4, $5, $6, coalesce($7, 'moderate'), $8, $9, $10, $11, $12, $13, true, 1, $14, $15, $15)
+    email, phone, email_consent, contact_preference, part2, previous_prescriber, active, version, updated_by, created_at,
+    updated_at)
+values ($1, $2, $3, $4, $5, $6, coalesce($7, 'moderate'), $8, $9, $10, $11, $12, $13, $16, true, 1, $14, $15, $15)
 on conflict (external_id) do update set mrn = excluded.mrn, given_name = excluded.given_name,
     family_name = excluded.family_name, birth_date = excluded.birth_date, sex = excluded.sex,
     risk_tier = coalesce($7, patients.risk_tier), prescriber_of_record = excluded.prescriber_of_record,
     email = excluded.email, phone = excluded.phone, email_consent = excluded.email_consent,
     contact_preference = excluded.contact_preference, part2 = excluded.part2,
+    previous_prescriber = coalesce($16, patients.previous_prescriber),
     version = patients.version + 1, updated_by = excluded.updated_by, updated_at = excluded.updated_at
 where patients.mrn is distinct from excluded.mrn or patients.given_name is distinct from excluded.given_name
     or patients.family_name is distinct from excluded.family_name
@@ -272,6 +293,7 @@ where patients.mrn is distinct from excluded.mrn or patients.given_name is disti
     or patients.email_consent is distinct from excluded.email_consent
     or patients.contact_preference is distinct from excluded.contact_preference
     or patients.part2 is distinct from excluded.part2
+    or patients.previous_prescriber is distinct from coalesce($16, patients.previous_prescriber)
 returning id"#;
 
 const UPSERT_FILL: &str = r#"
@@ -394,6 +416,15 @@ where other_medications.class is distinct from excluded.class
     or other_medications.started_on is distinct from excluded.started_on
     or other_medications.active is distinct from excluded.active
     or other_medications.confidentiality is distinct from excluded.confidentiality
+returning patient_id"#;
+
+// A request is an event: recorded once per patient, day and kind, whichever channel recorded it first,
+// and never rewritten by a re-import (what staff wrote down stays).
+const INSERT_REFILL_REQUEST_IF_NEW: &str = r#"
+insert into refill_requests (patient_id, requested_on, kind, regimen, status, channel, note, created_by, version,
+    created_at, updated_at)
+select $1, $2, $3, null, 'open', $4, $5, $6, 1, $7, $7
+where not exists (select 1 from refill_requests r where r.patient_id = $1 and r.requested_on = $2 and r.kind = $3)
 returning patient_id"#;
 
 const SELECT_PATIENT_KEYS: &str = "select external_id, id from patients";
@@ -555,6 +586,7 @@ async fn write_batch(
                 .bind(patient.part2)
                 .bind(actor.id.clone())
                 .bind(at)
+                .bind(patient.previous_prescriber.clone())
                 .fetch_optional(&mut *conn)
                 .await
         });
@@ -588,7 +620,8 @@ async fn write_batch(
         && batch.reviews.is_empty()
         && batch.naloxone.is_empty()
         && batch.flags.is_empty()
-        && batch.other_medications.is_empty());
+        && batch.other_medications.is_empty()
+        && batch.refill_requests.is_empty());
     if !has_children {
         return Ok(Ok(tally));
     }
@@ -630,6 +663,12 @@ async fn write_batch(
         .iter()
         .enumerate()
         .map(|(i, r)| resolve(ImportKind::OtherMedications, i, &r.patient_key))
+        .collect();
+    let refill_requests: Vec<Option<i64>> = batch
+        .refill_requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| resolve(ImportKind::RefillRequests, i, &r.patient_key))
         .collect();
     if !rejections.is_empty() {
         return Ok(Err(rejections));
@@ -820,6 +859,22 @@ async fn write_batch(
         tally.record(ImportKind::OtherMedications, written);
         tally.tick(progress);
     }
+    for (record, patient_id) in batch.refill_requests.iter().zip(refill_requests.into_iter().flatten()) {
+        let written: Option<i64> = with_tx!(tx, conn => {
+            sqlx::query_scalar(INSERT_REFILL_REQUEST_IF_NEW)
+                .bind(patient_id)
+                .bind(record.requested_on)
+                .bind(codec::request_kind_name(record.kind))
+                .bind(record.channel)
+                .bind(record.note.clone())
+                .bind(actor.id.clone())
+                .bind(at)
+                .fetch_optional(&mut *conn)
+                .await?
+        });
+        tally.record(ImportKind::RefillRequests, written);
+        tally.tick(progress);
+    }
     Ok(Ok(tally))
 }
 
@@ -880,7 +935,7 @@ async fn patient_keys(tx: &mut Tx) -> Result<HashMap<String, i64>, StoreError> {
 }
 
 /// Tables an import writes, in the order [`imported_row_counts`] reports them.
-pub const IMPORTED_TABLES: [&str; 14] = [
+pub const IMPORTED_TABLES: [&str; 15] = [
     "prescribers",
     "patients",
     "medication_orders",
@@ -894,6 +949,7 @@ pub const IMPORTED_TABLES: [&str; 14] = [
     "naloxone_events",
     "clinical_flags",
     "other_medications",
+    "refill_requests",
     "audit_events",
 ];
 

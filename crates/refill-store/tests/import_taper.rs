@@ -29,6 +29,7 @@ fn batch(state: TaperState, first_step: chrono::NaiveDate, second_step: chrono::
             email_consent: false,
             contact_preference: "phone",
             part2: false,
+            previous_prescriber: None,
         }],
         tapers: vec![ImportTaper {
             patient_key: "ext-taper".into(),
