@@ -3,9 +3,12 @@
 //!
 //! Scheduling: one scheduled test per period, the period set by the patient's tier (policy defaults
 //! for the physician to confirm: low 365 days, moderate 182, high 120, MME >= 90 or aberrant behaviour
-//! 91; clinical-rules.md §4). The date is drawn uniformly between the last test plus a minimum gap and
-//! the last test plus the period, never more than 365 days after the last test (CDC 2016 Rec 10 "at
-//! least annually"). No fixed interval exists anywhere, so the date cannot be predicted.
+//! 91; clinical-rules.md §4). The gap to the next test is drawn uniformly from a window centred on the
+//! period, so the mean gap is the period and a tier tests as often as its policy says; the window never
+//! ends more than 365 days after the last test (CDC 2016 Rec 10 "at least annually"), and where that
+//! cap would make it narrower than `min_window_days` it ends at the cap and keeps that width (the low
+//! tier then tests a little more than once a year, never less). No fixed interval exists anywhere, so
+//! the date cannot be predicted.
 //!
 //! Interpretation: a presumptive (immunoassay) result never changes therapy on its own. Missing,
 //! unexpected and illicit findings go to confirmation (GC/LC-MS) and physician review (CDC 2022 Rec 10).
@@ -18,7 +21,7 @@ use std::borrow::Cow;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-pub use schedule::{DrawnDate, SPLITMIX64_V1, SplitMix64, UdsSeed, draw_next_date};
+pub use schedule::{DrawnDate, SPLITMIX64_V1, SplitMix64, UdsSeed, draw_next_date, gap_window};
 use table::AssayCoverage;
 pub(crate) use table::Lookup;
 pub use table::{CONFIRMATORY_ASSAYS, Coverage, ExpectedAnalyte, Relation, UdsTable};
@@ -45,6 +48,9 @@ pub struct UdsPolicy {
     pub min_gap_days: i64,
     /// Never more than this many days after the last test. Default 365 (the verified floor).
     pub max_gap_days: i64,
+    /// The narrowest window a date is drawn from, so even the low tier (period 365 = the cap) is not
+    /// predictable to the day. Default 43 days (about six weeks).
+    pub min_window_days: i64,
 }
 
 impl UdsPolicy {
@@ -57,6 +63,7 @@ impl UdsPolicy {
             high_mme_threshold: 90.0,
             min_gap_days: 30,
             max_gap_days: 365,
+            min_window_days: 43,
         }
     }
 
@@ -88,6 +95,13 @@ impl UdsPolicy {
         }
         if self.min_gap_days < 1 {
             problems.push(format!("uds.min_gap_days must be at least 1, not {}", self.min_gap_days));
+        }
+        if self.min_window_days < 1 || self.min_window_days > self.max_gap_days - self.min_gap_days + 1 {
+            problems.push(format!(
+                "uds.min_window_days must be 1..={} (the days between min_gap_days and max_gap_days), not {}",
+                self.max_gap_days - self.min_gap_days + 1,
+                self.min_window_days
+            ));
         }
         if self.high_mme_threshold.is_nan() || self.high_mme_threshold <= 0.0 {
             problems.push(format!("uds.high_mme_threshold must be positive, not {}", self.high_mme_threshold));
