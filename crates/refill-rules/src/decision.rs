@@ -62,10 +62,17 @@ pub enum ReasonCode {
     OverdoseOrSedationSignal,
     TaperStepDue,
     NoFillHistory,
+    UdsPrescribedNotTested,
+    UdsSpecimenInvalid,
+    LostOrStolenRepeat,
+    AberrantPattern,
+    ErLaNotOpioidTolerant,
+    AgreementIncomplete,
+    PatientStatement,
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 24] = [
+    pub const ALL: [ReasonCode; 31] = [
         ReasonCode::EarlyRequest,
         ReasonCode::EarlyRequestSupplyRunsOut,
         ReasonCode::EarlyFillAccumulation,
@@ -90,6 +97,13 @@ impl ReasonCode {
         ReasonCode::OverdoseOrSedationSignal,
         ReasonCode::TaperStepDue,
         ReasonCode::NoFillHistory,
+        ReasonCode::UdsPrescribedNotTested,
+        ReasonCode::UdsSpecimenInvalid,
+        ReasonCode::LostOrStolenRepeat,
+        ReasonCode::AberrantPattern,
+        ReasonCode::ErLaNotOpioidTolerant,
+        ReasonCode::AgreementIncomplete,
+        ReasonCode::PatientStatement,
     ];
 
     /// The stable wire name, snake_case.
@@ -119,6 +133,13 @@ impl ReasonCode {
             ReasonCode::OverdoseOrSedationSignal => "overdose_or_sedation_signal",
             ReasonCode::TaperStepDue => "taper_step_due",
             ReasonCode::NoFillHistory => "no_fill_history",
+            ReasonCode::UdsPrescribedNotTested => "uds_prescribed_not_tested",
+            ReasonCode::UdsSpecimenInvalid => "uds_specimen_invalid",
+            ReasonCode::LostOrStolenRepeat => "lost_or_stolen_repeat",
+            ReasonCode::AberrantPattern => "aberrant_pattern",
+            ReasonCode::ErLaNotOpioidTolerant => "er_la_not_opioid_tolerant",
+            ReasonCode::AgreementIncomplete => "agreement_incomplete",
+            ReasonCode::PatientStatement => "patient_statement",
         }
     }
 

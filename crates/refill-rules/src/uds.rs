@@ -177,6 +177,10 @@ pub enum AnalyteFinding {
     Unexpected,
     /// Present and illicit (6-acetylmorphine, cocaine, ...).
     Illicit,
+    /// A prescribed parent found while the metabolite the body always makes from it was tested and
+    /// absent: methadone without EDDP suggests methadone added to the specimen rather than taken
+    /// (possible adulteration), so it goes to confirmation and review, never read as consistent.
+    ParentWithoutMetabolite,
 }
 
 impl AnalyteFinding {
@@ -187,12 +191,19 @@ impl AnalyteFinding {
             AnalyteFinding::NotTested => "not_tested",
             AnalyteFinding::Unexpected => "unexpected",
             AnalyteFinding::Illicit => "illicit",
+            AnalyteFinding::ParentWithoutMetabolite => "parent_without_metabolite",
         }
     }
 
     /// Missing, unexpected and illicit need confirmation and physician review.
     pub fn needs_review(self) -> bool {
-        matches!(self, AnalyteFinding::Missing | AnalyteFinding::Unexpected | AnalyteFinding::Illicit)
+        matches!(
+            self,
+            AnalyteFinding::Missing
+                | AnalyteFinding::Unexpected
+                | AnalyteFinding::Illicit
+                | AnalyteFinding::ParentWithoutMetabolite
+        )
     }
 }
 
@@ -260,6 +271,16 @@ fn canonical_analyte(name: &str) -> Cow<'_, str> {
         "nordazepam" | "desmethyldiazepam" | "n-desmethyldiazepam" => "nordiazepam",
         "2-ethylidene-1,5-dimethyl-3,3-diphenylpyrrolidine" => "eddp",
         "opiate" => "opiates",
+        // Point-of-care cup channel names.
+        "amp" | "amphetamine screen" => "amphetamines",
+        "mamp" | "met" | "meth" => "methamphetamine",
+        "mtd" => "methadone",
+        "oxy" => "oxycodone",
+        "bup" => "buprenorphine",
+        "fyl" | "fen" => "fentanyl",
+        "mor" | "mor300" => "morphine",
+        "hcd" => "hydrocodone",
+        "hmo" => "hydromorphone",
         _ => return lower,
     };
     Cow::Borrowed(alias)
@@ -391,10 +412,29 @@ fn shows_absent(line: &Line, analytes: &[ExpectedAnalyte]) -> bool {
     !line.detected && analytes.iter().any(|a| a.relation != Relation::MinorMetabolite && line.rules_out(&a.analyte))
 }
 
+/// Parents whose main metabolite is always present in urine when the drug is taken (rather than added
+/// to the specimen): methadone and EDDP (Milone 2012; the methadone row of the expected-analyte table).
+const METABOLITE_REQUIRED: [(&str, &str); 1] = [("methadone", "eddp")];
+
+/// The parent is found and its required metabolite was tested (by a line that rules it out) and absent.
+fn parent_without_metabolite(lines: &[Line], ingredient: &str) -> bool {
+    let Some((_, metabolite)) = METABOLITE_REQUIRED.iter().find(|(parent, _)| *parent == ingredient) else {
+        return false;
+    };
+    let parent_found = lines.iter().any(|line| line.detected && line.could_be(ingredient));
+    let metabolite_found = lines.iter().any(|line| line.detected && line.could_be(metabolite));
+    let metabolite_ruled_out = lines.iter().any(|line| !line.detected && line.rules_out(metabolite));
+    parent_found && !metabolite_found && metabolite_ruled_out
+}
+
 /// The finding about one prescribed ingredient: found, missing or not tested (and why not tested).
-fn prescribed_finding(lines: &[Line], analytes: &[ExpectedAnalyte]) -> AnalyteFinding {
+fn prescribed_finding(lines: &[Line], ingredient: &str, analytes: &[ExpectedAnalyte]) -> AnalyteFinding {
     if lines.iter().any(|line| shows_taken(line, analytes)) {
-        AnalyteFinding::Expected
+        if parent_without_metabolite(lines, ingredient) {
+            AnalyteFinding::ParentWithoutMetabolite
+        } else {
+            AnalyteFinding::Expected
+        }
     } else if analytes.is_empty() {
         AnalyteFinding::NotTested
     } else if lines.iter().any(|line| shows_absent(line, analytes)) {
@@ -434,7 +474,7 @@ fn interpret_by(lookup: &Lookup, result: &UdsResult, prescribed_ingredients: &[&
 
     for ingredient in prescribed_ingredients.iter().copied().map(prescribed_name) {
         let analytes = lookup.analytes_of(&ingredient);
-        let finding = prescribed_finding(&lines, analytes);
+        let finding = prescribed_finding(&lines, &ingredient, analytes);
         let found = || lines.iter().filter(|line| shows_taken(line, analytes));
         let (mut assays, explanation): (Vec<String>, String) = match finding {
             AnalyteFinding::Expected => (
@@ -444,6 +484,12 @@ fn interpret_by(lookup: &Lookup, result: &UdsResult, prescribed_ingredients: &[&
             AnalyteFinding::Missing => (
                 lines.iter().filter(|line| shows_absent(line, analytes)).map(|l| l.assay.to_string()).collect(),
                 "prescribed, detectable by the assay, and absent".to_string(),
+            ),
+            AnalyteFinding::ParentWithoutMetabolite => (
+                found().map(|l| l.assay.to_string()).collect(),
+                "found without the metabolite the body makes from it (tested and absent): confirm and review \
+                 for a specimen the drug was added to"
+                    .to_string(),
             ),
             _ if analytes.is_empty() => {
                 (Vec::new(), "no expected analytes in the table for this ingredient".to_string())
@@ -485,9 +531,28 @@ pub(crate) fn flagged_findings(result: &UdsResult, prescribed_ingredients: &[imp
         flag(&line.analyte, reported(lookup, prescribed_ingredients, line).finding());
     }
     for ingredient in prescribed_ingredients.iter().map(|p| prescribed_name(p.as_ref())) {
-        flag(&ingredient, prescribed_finding(&lines, lookup.analytes_of(&ingredient)));
+        flag(&ingredient, prescribed_finding(&lines, &ingredient, lookup.analytes_of(&ingredient)));
     }
     flagged
+}
+
+/// The prescribed ingredients (of those given) that the table lists but no line of this result can
+/// see: the result cannot show whether they are taken, so silence is not consistency and a definitive
+/// (LC-MS/MS) test is needed. Each once, in the order given.
+pub(crate) fn not_tested(result: &UdsResult, prescribed_ingredients: &[impl AsRef<str>]) -> Vec<String> {
+    let lookup = Lookup::embedded();
+    let lines = read_lines(lookup, result);
+    let mut names: Vec<String> = Vec::new();
+    for ingredient in prescribed_ingredients.iter().map(|p| prescribed_name(p.as_ref())) {
+        let analytes = lookup.analytes_of(&ingredient);
+        if !analytes.is_empty()
+            && prescribed_finding(&lines, &ingredient, analytes) == AnalyteFinding::NotTested
+            && !names.iter().any(|name| *name == ingredient)
+        {
+            names.push(ingredient.into_owned());
+        }
+    }
+    names
 }
 
 #[cfg(test)]

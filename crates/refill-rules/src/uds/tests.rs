@@ -25,6 +25,7 @@ fn result(confirmatory: bool, lines: &[(&str, &str, bool)]) -> UdsResult {
             .collect(),
         physician_reviewed_on: None,
         confidentiality: Confidentiality::Normal,
+        specimen_validity: Default::default(),
     }
 }
 
