@@ -156,6 +156,7 @@ async fn every_fact_round_trips_through_load_patient_facts() {
             analytes: vec![UdsAnalyteResult { assay: "lcms".into(), analyte: "oxycodone".into(), detected: true }],
             physician_reviewed_on: None,
             confidentiality: Confidentiality::Normal,
+            specimen_validity: Default::default(),
         };
         tx.insert_uds_result(id, &result, Some("Observation/u1")).await.unwrap();
         let pdmp = PdmpReview {
@@ -164,6 +165,10 @@ async fn every_fact_round_trips_through_load_patient_facts() {
                 prescriber: PrescriberId("999".into()),
                 drug_class: DrugClass::Benzodiazepine,
                 filled_on: date("2026-10-20"),
+                product: None,
+                rxcui: None,
+                quantity: None,
+                days_supply: None,
             }],
         };
         tx.insert_pdmp_review(id, &pdmp, &staff.id, None).await.unwrap();
