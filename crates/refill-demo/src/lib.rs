@@ -418,6 +418,7 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
             analytes: expected_panel(None),
             physician_reviewed_on: Some(earlier + Duration::days(3)),
             confidentiality: Confidentiality::Normal,
+            specimen_validity: Default::default(),
         },
     ));
     let unexpected_kind = unexpected_uds.then(|| rng.range(0, 2) as u8);
@@ -431,6 +432,7 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
             physician_reviewed_on: (!unexpected_uds && last_uds + Duration::days(3) <= today)
                 .then(|| last_uds + Duration::days(3)),
             confidentiality: Confidentiality::Normal,
+            specimen_validity: Default::default(),
         },
     ));
 
@@ -445,6 +447,10 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
         prescriber: PrescriberId(format!("18{:08}", rng.range(0, 99_999_999))),
         drug_class: DrugClass::Benzodiazepine,
         filled_on: last_pdmp - Duration::days(rng.range(3, 25)),
+        product: None,
+        rxcui: None,
+        quantity: None,
+        days_supply: None,
     });
     let pdmp = vec![
         (format!("PDMP-{number}-1"), PdmpReview { reviewed_on: last_pdmp - Duration::days(91), findings: Vec::new() }),
@@ -738,11 +744,7 @@ impl DemoClinic {
                     pdmp.push_str(&format!("{review_id},{id},{},,,\n", review.reviewed_on));
                 }
                 for finding in &review.findings {
-                    let class = match finding.drug_class {
-                        DrugClass::Opioid => "opioid",
-                        DrugClass::Benzodiazepine => "benzodiazepine",
-                        DrugClass::OtherControlled => "other_controlled",
-                    };
+                    let class = finding.drug_class.as_str();
                     pdmp.push_str(&format!(
                         "{review_id},{id},{},{},{class},{}\n",
                         review.reviewed_on, finding.prescriber.0, finding.filled_on
@@ -763,7 +765,9 @@ impl DemoClinic {
                 let (kind, subject) = match &review.kind {
                     ReviewKind::BenefitRisk => ("benefit_risk", String::new()),
                     ReviewKind::BenzodiazepineAcknowledged => ("benzodiazepine_acknowledged", String::new()),
-                    ReviewKind::OutsidePrescriberAcknowledged(outside) => {
+                    // The demo draws no class-only acknowledgements; one would lose its class here.
+                    ReviewKind::OutsidePrescriberAcknowledged(outside)
+                    | ReviewKind::OutsidePrescriberClassAcknowledged(outside, _) => {
                         ("outside_prescriber_acknowledged", outside.0.clone())
                     }
                 };

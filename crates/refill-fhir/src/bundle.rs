@@ -378,6 +378,7 @@ fn group_uds(lines: Vec<UdsLineResult>) -> Vec<UdsResult> {
             analytes: Vec::new(),
             physician_reviewed_on: None,
             confidentiality: Confidentiality::Normal,
+            specimen_validity: Default::default(),
         });
         if line.confidentiality == Confidentiality::Part2 {
             result.confidentiality = Confidentiality::Part2;

@@ -464,7 +464,15 @@ fn parse_findings(text: &str) -> Result<Vec<PdmpFinding>, WebError> {
             let filled_on = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| {
                 WebError::BadRequest(format!("findings line {}: date {date:?} is not YYYY-MM-DD", i + 1))
             })?;
-            Ok(PdmpFinding { prescriber: PrescriberId((*prescriber).to_string()), drug_class, filled_on })
+            Ok(PdmpFinding {
+                prescriber: PrescriberId((*prescriber).to_string()),
+                drug_class,
+                filled_on,
+                product: None,
+                rxcui: None,
+                quantity: None,
+                days_supply: None,
+            })
         })
         .collect()
 }
@@ -543,6 +551,7 @@ pub async fn perform(
                     analytes: found,
                     physician_reviewed_on: None,
                     confidentiality: Default::default(),
+                    specimen_validity: Default::default(),
                 },
             })
         }
