@@ -77,6 +77,29 @@ impl FhirPatientRecord {
             .collect()
     }
 
+    /// Active orders the engine does not recognise as an opioid, benzodiazepine or naloxone, with why:
+    /// listed next to the MME so a new opioid missing from the drug table never drops out of the total
+    /// unseen. (`MedicationRequest/x`, label, reason.)
+    pub fn unrecognised_orders(&self) -> Vec<(String, String, String)> {
+        self.medication_requests
+            .iter()
+            .filter(|request| request.active && request.class == MedicationClass::Other)
+            .map(|request| {
+                let order = &request.order;
+                let why = match (&order.rxcui, &order.text) {
+                    (Some(code), _) => format!("not recognised as an opioid: RxNorm {code} is not in the drug table"),
+                    (None, Some(_)) => {
+                        "not recognised as an opioid: no RxNorm code, and the text names no opioid ingredient or \
+                         brand in the drug table"
+                            .to_string()
+                    }
+                    (None, None) => "not recognised as an opioid: the order names no medication".to_string(),
+                };
+                (request.id.clone(), order.label(), why)
+            })
+            .collect()
+    }
+
     /// The pain regimen of record: active opioid orders not given for opioid use disorder.
     pub fn regimen(&self) -> Vec<MedicationOrder> {
         self.active_opioid_orders().into_iter().filter(|order| order.purpose == OrderPurpose::Pain).collect()
