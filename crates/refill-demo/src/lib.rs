@@ -531,6 +531,8 @@ fn generate_patient(rng: &mut DemoRng, index: usize, today: NaiveDate, physician
                 prescriber_of_record: PrescriberId(prescriber.clone()),
                 text_version: format!("{}-01", signed_on.year()),
                 elements: vec![
+                    "treatment-goals".into(),
+                    "how-therapy-ends".into(),
                     "single-prescriber".into(),
                     "single-pharmacy".into(),
                     "uds-consent".into(),
