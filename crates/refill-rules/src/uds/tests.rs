@@ -359,11 +359,28 @@ mod properties {
         }
     }
 
-    const ASSAYS: [&str; 10] =
-        ["opiates", "oxycodone", "fentanyl", "benzodiazepines", "cocaine", "lcms", "GC-MS", "bzo", "opiate", "thc-cup"];
+    const ASSAYS: [&str; 14] = [
+        "opiates",
+        "oxycodone",
+        "fentanyl",
+        "benzodiazepines",
+        "cocaine",
+        "lcms",
+        "GC-MS",
+        "bzo",
+        "opiate",
+        "thc-cup",
+        "methadone",
+        "eddp",
+        "hydrocodone",
+        "AMP",
+    ];
     /// Index 0 stands for the assay's own name (a class result).
-    const ANALYTES: [&str; 14] = [
+    const ANALYTES: [&str; 17] = [
         "",
+        "methadone",
+        "eddp",
+        "amphetamine",
         "morphine",
         "codeine",
         "hydromorphone",
@@ -378,8 +395,79 @@ mod properties {
         "thc",
         "α-hydroxyalprazolam",
     ];
-    const PRESCRIBED: [&str; 8] =
-        ["oxycodone", "morphine", "codeine", "fentanyl", "alprazolam", "lorazepam", "gabapentin", "buprenorphine"];
+    const PRESCRIBED: [&str; 10] = [
+        "oxycodone",
+        "morphine",
+        "codeine",
+        "fentanyl",
+        "alprazolam",
+        "lorazepam",
+        "gabapentin",
+        "buprenorphine",
+        "methadone",
+        "hydrocodone",
+    ];
+}
+
+/// Issue 12: methadone found without EDDP (tested and absent) is a finding for confirmation and review
+/// (possible adulteration), never "consistent"; with EDDP, or with EDDP not tested, it is expected.
+#[test]
+fn methadone_without_eddp_is_flagged_for_confirmation_and_review() {
+    let cases = [
+        (
+            false,
+            vec![("methadone", "methadone", true), ("eddp", "eddp", false)],
+            AnalyteFinding::ParentWithoutMetabolite,
+        ),
+        (false, vec![("methadone", "methadone", true), ("eddp", "eddp", true)], AnalyteFinding::Expected),
+        (false, vec![("methadone", "methadone", true)], AnalyteFinding::Expected),
+        (true, vec![("lcms", "methadone", true), ("lcms", "eddp", false)], AnalyteFinding::ParentWithoutMetabolite),
+        (true, vec![("lcms", "methadone", false), ("lcms", "eddp", true)], AnalyteFinding::Expected),
+    ];
+    for (confirmatory, lines, expected) in cases {
+        let interpretation = interpret(&result(confirmatory, &lines), &["methadone"]);
+        assert_eq!(finding(&interpretation, "methadone", Rx), expected, "{lines:?}");
+        let flagged = expected == AnalyteFinding::ParentWithoutMetabolite;
+        assert_eq!(interpretation.needs_review(), flagged, "{lines:?}");
+        assert_eq!(interpretation.needs_confirmation(), flagged && !confirmatory, "{lines:?}");
+        assert_eq!(
+            flagged_findings(&result(confirmatory, &lines), &["methadone"]).is_some(),
+            flagged,
+            "the refill rule's reading agrees: {lines:?}"
+        );
+    }
+}
+
+/// Issue 12: the opioid-specific immunoassays and the amphetamine screen are in the table, so their
+/// negatives show a prescribed drug missing and their positives are read.
+#[test]
+fn opioid_specific_immunoassays_and_amphetamines_are_read() {
+    for (assay, ingredient) in
+        [("hydrocodone", "hydrocodone"), ("hydromorphone", "hydromorphone"), ("morphine", "morphine")]
+    {
+        let interpretation = interpret(&result(false, &[(assay, assay, false)]), &[ingredient]);
+        assert_eq!(finding(&interpretation, ingredient, Rx), AnalyteFinding::Missing, "{assay}");
+    }
+    let interpretation = interpret(&result(false, &[("hydrocodone", "hydrocodone", true)]), &["hydrocodone"]);
+    assert_eq!(finding(&interpretation, "hydrocodone", Rx), AnalyteFinding::Expected);
+    let amphetamines = result(false, &[("amp", "amp", true)]);
+    assert_eq!(finding(&interpret(&amphetamines, &["oxycodone"]), "amphetamines", Seen), AnalyteFinding::Unexpected);
+    assert_eq!(
+        finding(&interpret(&amphetamines, &["lisdexamfetamine"]), "amphetamines", Seen),
+        AnalyteFinding::Expected
+    );
+}
+
+/// Issue 12: a prescribed opioid the screen cannot see is "not tested"; the refill rule asks for a
+/// definitive test for exactly those.
+#[test]
+fn prescribed_opioids_a_screen_cannot_see_are_listed_for_a_definitive_test() {
+    let opiates = result(false, &[("opiates", "opiates", false)]);
+    assert_eq!(not_tested(&opiates, &["oxycodone", "morphine", "fentanyl"]), vec!["oxycodone", "fentanyl"]);
+    let specific = result(false, &[("oxycodone", "oxycodone", true), ("fentanyl", "fentanyl", false)]);
+    assert!(not_tested(&specific, &["oxycodone", "fentanyl"]).is_empty());
+    // An ingredient the table does not list cannot be asked for by name.
+    assert!(not_tested(&opiates, &["gabapentin"]).is_empty());
 }
 
 #[test]
