@@ -29,7 +29,7 @@ use chrono::NaiveDate;
 
 use crate::days::days_between;
 use crate::decision::{Decision, Evidence, Outcome, Reason, ReasonCode, Task};
-use crate::facts::{ClinicFacts, PatientFacts, PhysicianReview, PrescriberId, RefillRequest, ReviewKind};
+use crate::facts::{ClinicFacts, PatientFacts, PdmpFinding, PhysicianReview, PrescriberId, RefillRequest, ReviewKind};
 use crate::mme::{self, MmeResult};
 use crate::policy::Policy;
 
@@ -85,7 +85,9 @@ fn evaluate_rules(
         same_regimen_as_record: dose::same_regimen(&request.regimen, &facts.regimen),
         reasons: Vec::new(),
         eligible_on: None,
+        outside_findings: Vec::new(),
     };
+    ctx.outside_findings = outside::outside_findings(&ctx);
     ctx.add_outside_opioids();
     timing::check(&mut ctx);
     dose::check_naloxone(&mut ctx);
@@ -165,13 +167,14 @@ pub(crate) struct RuleContext<'a> {
     pub reasons: Vec<Reason>,
     /// Set by the timing rules when the request is held until a date.
     pub eligible_on: Option<NaiveDate>,
+    /// PDMP findings from outside prescribers within the lookback (`outside::outside_findings`).
+    pub outside_findings: Vec<&'a PdmpFinding>,
 }
 
 impl<'a> RuleContext<'a> {
     /// Count the outside opioids the PDMP shows overlapping the request in the daily MME.
     fn add_outside_opioids(&mut self) {
-        let findings = outside::outside_findings(self);
-        let outside = outside::OutsideOpioids::overlapping(&findings, self.today);
+        let outside = outside::OutsideOpioids::overlapping(&self.outside_findings, self.today);
         if outside.orders.is_empty() {
             return;
         }

@@ -541,6 +541,16 @@ pub(crate) fn flagged_findings(result: &UdsResult, prescribed_ingredients: &[imp
 /// (LC-MS/MS) test is needed. Each once, in the order given.
 pub(crate) fn not_tested(result: &UdsResult, prescribed_ingredients: &[impl AsRef<str>]) -> Vec<String> {
     let lookup = Lookup::embedded();
+    // The usual result names each prescribed opioid on an assay that sees it: nothing to read further.
+    let named_and_seen = |ingredient: &str| {
+        result
+            .analytes
+            .iter()
+            .any(|line| line.analyte == ingredient && lookup.sees_listed_ingredient(&line.assay, ingredient))
+    };
+    if prescribed_ingredients.iter().all(|p| named_and_seen(p.as_ref())) {
+        return Vec::new();
+    }
     let lines = read_lines(lookup, result);
     let mut names: Vec<String> = Vec::new();
     for ingredient in prescribed_ingredients.iter().map(|p| prescribed_name(p.as_ref())) {

@@ -9,10 +9,9 @@
 use chrono::NaiveDate;
 
 use super::{RuleContext, dose, monitoring};
-use crate::days::{add_days, sub_days};
 use crate::decision::{Evidence, ReasonCode};
 use crate::drug::{Acting, DrugTable};
-use crate::facts::{OrderPurpose, RequestKind, ReviewKind};
+use crate::facts::{MedicationOrder, OrderPurpose, RequestKind, ReviewKind};
 use crate::mme;
 
 /// A lost or stolen replacement request with an earlier report inside the policy's window: its own
@@ -54,8 +53,10 @@ pub(super) fn check_aberrant_pattern(ctx: &mut RuleContext) {
     let mut lost: Vec<NaiveDate> = ctx.facts.lost_or_stolen_reports.iter().copied().filter(in_lookback).collect();
     lost.sort();
     lost.dedup();
-    // Counting needs early and lost events first: the drug-test reading is the costly part.
-    if ((early.len() + lost.len()) as i64) + (ctx.facts.uds.results.len() as i64) < min_events {
+    // The drug-test reading is the costly part: skip it when even every test in the lookback being
+    // unexpected could not make enough events.
+    let tests_in_lookback = ctx.facts.uds.results.iter().filter(|r| in_lookback(&r.collected_on)).count();
+    if ((early.len() + lost.len() + tests_in_lookback) as i64) < min_events {
         return;
     }
     let unexpected = monitoring::unexpected_result_dates(ctx, lookback);
@@ -86,15 +87,25 @@ pub(super) fn check_aberrant_pattern(ctx: &mut RuleContext) {
 }
 
 /// Whether opioid supply covered every one of the `days` days before `today` (a fill covers its fill
-/// day and the `days_supply - 1` days after it).
+/// day and the `days_supply - 1` days after it). In days before today: walking back from yesterday,
+/// each day must fall in a fill, and the oldest fill covering it moves the walk past its start.
 fn continuous_supply(ctx: &RuleContext, days: i64) -> bool {
-    (1..=days).all(|back| {
-        let day = sub_days(ctx.today, back);
-        ctx.facts
+    let mut uncovered = 1;
+    while uncovered <= days {
+        let oldest_covering = ctx
+            .facts
             .fills
             .iter()
-            .any(|fill| fill.filled_on <= day && day < add_days(fill.filled_on, i64::from(fill.days_supply)))
-    })
+            .map(|fill| (ctx.age_days(fill.filled_on), i64::from(fill.days_supply)))
+            .filter(|(age, supply)| *age >= uncovered && age - supply < uncovered)
+            .map(|(age, _)| age)
+            .max();
+        match oldest_covering {
+            Some(age) => uncovered = age + 1,
+            None => return false,
+        }
+    }
+    true
 }
 
 /// An extended-release or long-acting opioid in the requested regimen for a patient who is not opioid
@@ -104,32 +115,32 @@ fn continuous_supply(ctx: &RuleContext, days: i64) -> bool {
 /// ER/LA opioid, or restarting one after a gap (lost tolerance), goes to a physician.
 pub(super) fn check_er_la_tolerance(ctx: &mut RuleContext) {
     let table = DrugTable::embedded();
-    let long_acting: Vec<_> = ctx
-        .request
-        .regimen
-        .iter()
-        .filter(|order| order.purpose == OrderPurpose::Pain)
-        .filter(|order| table.identify(order).is_ok_and(|product| product.acting == Acting::Long))
-        .collect();
-    if long_acting.is_empty() {
+    let is_long_acting = |order: &&MedicationOrder| {
+        order.purpose == OrderPurpose::Pain && table.identify(order).is_ok_and(|product| product.acting == Acting::Long)
+    };
+    if !ctx.request.regimen.iter().any(|order| is_long_acting(&order)) {
         return;
     }
     let policy = &ctx.policy.refill;
     let days = policy.opioid_tolerant_days;
     let threshold = policy.opioid_tolerant_mme;
     let supplied = continuous_supply(ctx, days);
+    // The refill of a stable patient: the regimen of record, supplied without a gap.
+    if supplied && ctx.same_regimen_as_record {
+        return;
+    }
+    let long_acting: Vec<&MedicationOrder> = ctx.request.regimen.iter().filter(is_long_acting).collect();
+    let continued =
+        |order: &&MedicationOrder| supplied && ctx.facts.regimen.iter().any(|r| dose::same_product(r, order));
+    if long_acting.iter().all(continued) {
+        return;
+    }
     let record_mme = mme::daily_mme_total(&ctx.facts.regimen, ctx.policy.factor_set()).total_daily_mme;
     if supplied && record_mme.is_some_and(|total| total >= threshold) {
         return;
     }
-    let new_or_restarted: Vec<String> = long_acting
-        .into_iter()
-        .filter(|order| !(supplied && ctx.facts.regimen.iter().any(|record| dose::same_product(record, order))))
-        .map(|order| order.label())
-        .collect();
-    if new_or_restarted.is_empty() {
-        return;
-    }
+    let new_or_restarted: Vec<String> =
+        long_acting.iter().filter(|order| !continued(order)).map(|order| order.label()).collect();
     let restricted = ctx.request.regimen.iter().any(|o| o.confidentiality.is_restricted());
     let evidence = vec![
         Evidence::text("products", new_or_restarted.join("; ")),

@@ -174,11 +174,10 @@ pub(super) fn check_uds_results(ctx: &mut RuleContext) {
             }
             continue;
         }
-        let prescribed = prescribed_ingredients(ctx, result.collected_on);
-        let prescribed = prescribed.as_slice();
+        let found = prescribed_ingredients(ctx, result.collected_on);
+        let prescribed = found.names.as_slice();
         if latest == Some(result.collected_on) {
-            let opioids = prescribed_opioids(ctx, result.collected_on);
-            let unseen = uds::not_tested(result, &opioids);
+            let unseen = uds::not_tested(result, &found.pain_opioids);
             if !unseen.is_empty() {
                 let evidence = vec![
                     Evidence::date("collected_on", result.collected_on),
@@ -236,9 +235,9 @@ pub(super) fn unexpected_result_dates(ctx: &RuleContext, lookback: i64) -> Vec<N
         {
             continue;
         }
-        let prescribed = prescribed_ingredients(ctx, result.collected_on);
-        if !shows_exactly_what_is_prescribed(result, prescribed.as_slice())
-            && uds::flagged_findings(result, prescribed.as_slice()).is_some()
+        let found = prescribed_ingredients(ctx, result.collected_on);
+        let prescribed = found.names.as_slice();
+        if !shows_exactly_what_is_prescribed(result, prescribed) && uds::flagged_findings(result, prescribed).is_some()
         {
             dates.push(result.collected_on);
         }
@@ -263,97 +262,74 @@ fn assays_of(result: &UdsResult) -> String {
 const PRESCRIBED_LOOKBACK_DAYS: i64 = 31;
 
 /// Whether an opioid order was prescribed in the 31 days before `collected_on`. Its fills (linked by
-/// order id) place it in time: one whose supply overlaps the window counts. An order with no linked
-/// fill counts when it is in the regimen of record (its start is unknown, so it is read as before);
-/// an order only requested now, or a past order without fills, does not.
+/// order id) place it in time: one whose supply overlaps the window counts. An order of the regimen of
+/// record counts as before (prescribed throughout) when nothing places it: no linked fill, or a fill
+/// history that does not reach back to the collection (an import with a short history must not make a
+/// current drug read as unprescribed). An order only requested now, or a past order, needs a fill in
+/// the window.
 fn order_prescribed_within(
     ctx: &RuleContext,
     order: &MedicationOrder,
     of_record: bool,
     collected_on: NaiveDate,
 ) -> bool {
-    let window_start = sub_days(collected_on, PRESCRIBED_LOOKBACK_DAYS);
     let mut linked =
         ctx.facts.fills.iter().filter(|fill| fill.order_id.as_deref() == Some(order.id.as_str())).peekable();
     if linked.peek().is_none() {
         return of_record;
     }
-    linked.any(|fill| {
-        fill.filled_on <= collected_on && add_days(fill.filled_on, i64::from(fill.days_supply)) >= window_start
-    })
+    // In whole days before collection: filled by then, and supplying into the window.
+    let in_window = linked.any(|fill| {
+        let age = days_between(collected_on, fill.filled_on);
+        age >= 0 && age - i64::from(fill.days_supply) <= PRESCRIBED_LOOKBACK_DAYS
+    });
+    in_window || (of_record && ctx.facts.fills.iter().all(|fill| fill.filled_on > collected_on))
 }
 
-/// The opioid orders prescribed in the 31 days before `collected_on`: the regimen of record, orders
-/// requested now, past orders (all placed in time by their fills), and outside opioids the PDMP shows
-/// filled in that window.
-fn orders_prescribed_within<'a>(ctx: &RuleContext<'a>, collected_on: NaiveDate) -> Vec<Cow<'a, MedicationOrder>> {
+/// Calls `each` with the opioid ingredient of every order prescribed in the 31 days before
+/// `collected_on`: the regimen of record, orders requested now, past orders (all placed in time by their
+/// fills), and outside opioids the PDMP shows filled in that window, with whether it is given for pain
+/// (not for opioid use disorder). Ingredients may repeat; nothing is allocated.
+fn for_each_prescribed_opioid(ctx: &RuleContext, collected_on: NaiveDate, mut each: impl FnMut(&'static str, bool)) {
+    let table = DrugTable::embedded();
     let facts = ctx.facts;
-    let mut orders: Vec<Cow<'a, MedicationOrder>> = Vec::new();
-    for order in &facts.regimen {
-        if order_prescribed_within(ctx, order, true, collected_on) {
-            orders.push(Cow::Borrowed(order));
+    let mut visit = |order: &MedicationOrder, of_record: bool| {
+        if order_prescribed_within(ctx, order, of_record, collected_on)
+            && let Some(ingredient) = opioid_ingredient(table, order)
+        {
+            each(ingredient, order.purpose == OrderPurpose::Pain);
         }
+    };
+    for order in &facts.regimen {
+        visit(order, true);
     }
     if !ctx.same_regimen_as_record {
-        for order in &ctx.request.regimen {
-            if !facts.regimen.iter().any(|o| o.id == order.id)
-                && order_prescribed_within(ctx, order, false, collected_on)
-            {
-                orders.push(Cow::Borrowed(order));
-            }
+        for order in ctx.request.regimen.iter().filter(|order| !facts.regimen.iter().any(|o| o.id == order.id)) {
+            visit(order, false);
         }
     }
     for order in &facts.past_orders {
-        if order_prescribed_within(ctx, order, false, collected_on) {
-            orders.push(Cow::Borrowed(order));
-        }
+        visit(order, false);
     }
     let window_start = sub_days(collected_on, PRESCRIBED_LOOKBACK_DAYS);
-    for finding in super::outside::outside_findings(ctx) {
+    for finding in ctx.outside_findings.iter().filter(|f| f.drug_class == DrugClass::Opioid) {
         let in_window = finding.filled_on <= collected_on
             && add_days(finding.filled_on, i64::from(finding.days_supply.unwrap_or(0))) >= window_start;
-        if finding.drug_class == DrugClass::Opioid
-            && in_window
-            && (finding.product.is_some() || finding.rxcui.is_some())
+        if !in_window {
+            continue;
+        }
+        if let Ok(product) = table.identify_parts(finding.rxcui.as_deref(), finding.product.as_deref())
+            && let Some(ingredient) = table.canonical_ingredient(product.ingredient())
         {
-            orders.push(Cow::Owned(MedicationOrder {
-                id: "pdmp".to_string(),
-                rxcui: finding.rxcui.clone(),
-                text: finding.product.clone(),
-                dose: None,
-                doses_per_day: None,
-                days_supply: finding.days_supply,
-                dispense_quantity: finding.quantity,
-                prescriber: Some(finding.prescriber.clone()),
-                purpose: Default::default(),
-                confidentiality: Default::default(),
-            }));
+            each(ingredient, true);
         }
     }
-    orders
 }
 
 /// The opioid ingredient of an order: its code in the drug table, else its text.
-fn opioid_ingredient<'t>(table: &'t DrugTable, order: &MedicationOrder) -> Option<&'t str> {
+fn opioid_ingredient(table: &'static DrugTable, order: &MedicationOrder) -> Option<&'static str> {
     let coded = order.rxcui.as_deref().and_then(|code| table.by_rxcui(code)).map(|product| product.ingredient());
     coded.or_else(|| table.ingredient_of(order))
-}
-
-/// The opioid ingredients prescribed in the 31 days before `collected_on`, each once.
-fn prescribed_opioids(ctx: &RuleContext, collected_on: NaiveDate) -> Vec<String> {
-    let table = DrugTable::embedded();
-    let mut names: Vec<String> = Vec::new();
-    for order in orders_prescribed_within(ctx, collected_on) {
-        if order.purpose == OrderPurpose::OpioidUseDisorder {
-            continue;
-        }
-        if let Some(ingredient) = opioid_ingredient(table, &order)
-            && !names.iter().any(|name| name == ingredient)
-        {
-            names.push(ingredient.to_string());
-        }
-    }
-    names
 }
 
 /// The common unremarkable result, recognised without the full interpretation: every line is a
@@ -376,19 +352,20 @@ pub(crate) fn shows_exactly_what_is_prescribed(result: &UdsResult, prescribed: &
 /// names for UDS interpretation: the opioid orders of that window (through the drug table), OUD
 /// treatment from elsewhere and other medications started by then, recorded or seen on the PDMP (their
 /// first word, e.g. `alprazolam`).
-fn prescribed_ingredients<'a>(ctx: &RuleContext<'a>, collected_on: NaiveDate) -> Names<'a> {
-    let table = DrugTable::embedded();
+fn prescribed_ingredients<'a>(ctx: &RuleContext<'a>, collected_on: NaiveDate) -> Prescribed<'a> {
     let mut names = Names::default();
+    let mut pain_opioids: Vec<&'static str> = Vec::new();
     let mut add = |name: Cow<'a, str>| {
         if !name.is_empty() && !names.as_slice().contains(&name) {
             names.push(name);
         }
     };
-    for order in orders_prescribed_within(ctx, collected_on) {
-        if let Some(ingredient) = opioid_ingredient(table, &order) {
-            add(Cow::Owned(ingredient.to_string()));
+    for_each_prescribed_opioid(ctx, collected_on, |ingredient, for_pain| {
+        if for_pain && !pain_opioids.contains(&ingredient) {
+            pain_opioids.push(ingredient);
         }
-    }
+        add(Cow::Borrowed(ingredient));
+    });
     for medication in super::outside::seen_medications(ctx, collected_on) {
         // Usually already lower case: then the words are borrowed from the fact, not copied.
         let lower = text::lower_case(medication.text);
@@ -415,7 +392,14 @@ fn prescribed_ingredients<'a>(ctx: &RuleContext<'a>, collected_on: NaiveDate) ->
             }
         }
     }
-    names
+    Prescribed { names, pain_opioids }
+}
+
+/// What `prescribed_ingredients` found: every ingredient, and the opioids given for pain among them
+/// (whose adherence a screen must be able to show).
+struct Prescribed<'a> {
+    names: Names<'a>,
+    pain_opioids: Vec<&'static str>,
 }
 
 /// The names `prescribed_ingredients` collects: a handful (a regimen and a few other medications), kept
@@ -499,8 +483,9 @@ pub(super) fn check_physician_review(ctx: &mut RuleContext) {
 pub(super) fn check_benzodiazepines(ctx: &mut RuleContext) {
     let today = ctx.today;
     let max_age = ctx.policy.refill.acknowledgement_max_age_days;
-    let seen = super::outside::seen_medications(ctx, today);
-    let mut benzodiazepines = seen.iter().filter(|m| m.class == OtherMedicationClass::Benzodiazepine).peekable();
+    let mut benzodiazepines = super::outside::seen_medications(ctx, today)
+        .filter(|m| m.class == OtherMedicationClass::Benzodiazepine)
+        .peekable();
     if benzodiazepines.peek().is_none() {
         return;
     }

@@ -50,7 +50,8 @@ fn class_words(class: DrugClass) -> &'static str {
 }
 
 /// PDMP findings on reviews done by `today`, filled within the lookback, from prescribers outside the
-/// clinic, each (prescriber, class, fill date, product) once.
+/// clinic, each (prescriber, class, fill date, product) once. Worked out once per decision
+/// (`RuleContext::outside_findings`); empty, without allocating, for the many patients with none.
 pub(crate) fn outside_findings<'a>(ctx: &RuleContext<'a>) -> Vec<&'a PdmpFinding> {
     let lookback = ctx.policy.refill.pdmp_finding_lookback_days;
     let mut found: Vec<&'a PdmpFinding> = Vec::new();
@@ -69,40 +70,50 @@ pub(crate) fn outside_findings<'a>(ctx: &RuleContext<'a>) -> Vec<&'a PdmpFinding
     found
 }
 
-/// Recorded active other medications and those seen only on the PDMP, started by `on`.
-pub(crate) fn seen_medications<'a>(ctx: &RuleContext<'a>, on: NaiveDate) -> Vec<SeenMedication<'a>> {
-    let mut seen: Vec<SeenMedication<'a>> = ctx
-        .facts
-        .other_medications
-        .iter()
-        .filter(|m| m.active && m.started_on.is_none_or(|started| started <= on))
-        .map(|m| SeenMedication {
-            class: m.class,
-            text: &m.text,
-            started_on: m.started_on,
-            confidentiality: m.confidentiality,
-            pdmp_prescriber: None,
-        })
-        .collect();
-    for finding in outside_findings(ctx) {
-        let Some(class) = other_medication_class(finding.drug_class) else { continue };
+/// The words a PDMP benzodiazepine or OUD treatment goes by: its product, else its class.
+fn pdmp_text(finding: &PdmpFinding) -> &str {
+    finding.product.as_deref().unwrap_or(class_words(finding.drug_class))
+}
+
+/// Recorded active other medications and those seen only on the PDMP, started by `on`. An iterator,
+/// so the rules that ask on every decision (naloxone, benzodiazepines, OUD treatment) allocate nothing.
+pub(crate) fn seen_medications<'c, 'a>(
+    ctx: &'c RuleContext<'a>,
+    on: NaiveDate,
+) -> impl Iterator<Item = SeenMedication<'a>> + use<'c, 'a> {
+    let facts: &'a crate::facts::PatientFacts = ctx.facts;
+    let findings: &'c [&'a PdmpFinding] = &ctx.outside_findings;
+    let recorded =
+        facts.other_medications.iter().filter(move |m| m.active && m.started_on.is_none_or(|s| s <= on)).map(|m| {
+            SeenMedication {
+                class: m.class,
+                text: &m.text,
+                started_on: m.started_on,
+                confidentiality: m.confidentiality,
+                pdmp_prescriber: None,
+            }
+        });
+    let pdmp = findings.iter().enumerate().filter_map(move |(index, finding)| {
+        let class = other_medication_class(finding.drug_class)?;
         if finding.filled_on > on {
-            continue;
+            return None;
         }
-        let text = finding.product.as_deref().unwrap_or(class_words(finding.drug_class));
-        // The same prescriber's refills of one product are one medication.
-        if seen.iter().any(|s| s.pdmp_prescriber == Some(&finding.prescriber) && s.class == class && s.text == text) {
-            continue;
-        }
-        seen.push(SeenMedication {
+        // The same prescriber's refills of one product are one medication: keep the first.
+        let repeat = findings[..index].iter().any(|earlier| {
+            earlier.prescriber == finding.prescriber
+                && earlier.drug_class == finding.drug_class
+                && earlier.filled_on <= on
+                && pdmp_text(earlier) == pdmp_text(finding)
+        });
+        (!repeat).then(|| SeenMedication {
             class,
-            text,
+            text: pdmp_text(finding),
             started_on: Some(finding.filled_on),
             confidentiality: Confidentiality::Normal,
             pdmp_prescriber: Some(&finding.prescriber),
-        });
-    }
-    seen
+        })
+    });
+    recorded.chain(pdmp)
 }
 
 /// The outside opioids whose supply overlaps the request, as orders the MME module can count.

@@ -21,9 +21,9 @@ pub(super) fn check_lost_or_stolen(ctx: &mut RuleContext) {
 pub(super) fn check_oud_treatment_elsewhere(ctx: &mut RuleContext) {
     let today = ctx.today;
     let mut fired = Vec::new();
-    let seen = super::outside::seen_medications(ctx, today);
-    let recorded = seen.iter().any(|m| m.class == OtherMedicationClass::OudTreatment && m.pdmp_prescriber.is_none());
-    for medication in seen.iter().filter(|m| m.class == OtherMedicationClass::OudTreatment) {
+    let oud = || super::outside::seen_medications(ctx, today).filter(|m| m.class == OtherMedicationClass::OudTreatment);
+    let recorded = oud().any(|m| m.pdmp_prescriber.is_none());
+    for medication in oud() {
         // The PDMP usually shows what the chart already records: one reason for the treatment.
         if recorded && medication.pdmp_prescriber.is_some() {
             continue;
