@@ -62,7 +62,7 @@ pub(crate) fn outside_findings<'a>(ctx: &RuleContext<'a>) -> Vec<&'a PdmpFinding
             {
                 continue;
             }
-            if !found.iter().any(|f| *f == finding) {
+            if !found.contains(&finding) {
                 found.push(finding);
             }
         }
