@@ -234,10 +234,6 @@ fn ten_thousand_seeded_patients_per_tier_are_tested_as_often_as_the_policy_says(
         let tests_per_year = tests_inside as f64 / (10_000 * years) as f64;
         let policy_per_year = 365.0 / policy.period_days(tier) as f64;
         let off = (tests_per_year - policy_per_year) / policy_per_year;
-        let mean_gap = gaps.iter().sum::<i64>() as f64 / gaps.len() as f64;
-        eprintln!(
-            "{tier:?}: {tests_per_year:.3} tests a year (mean gap {mean_gap:.1} days), policy {policy_per_year:.3}"
-        );
         assert!(off.abs() < 0.10, "{tier:?}: {tests_per_year:.3} tests a year, policy {policy_per_year:.3}");
         assert!(
             off > -0.02,
