@@ -177,6 +177,17 @@ struct ScenarioFile {
     other_medications: Vec<OtherMedicationSection>,
     taper: Option<TaperSection>,
     last_decision: Option<LastDecisionSection>,
+    /// Opioid orders no longer active (placed in time by fills with their `order_id`).
+    #[serde(default)]
+    past_orders: Vec<OrderSection>,
+    /// Dates the patient reported a supply lost or stolen.
+    #[serde(default)]
+    lost_or_stolen_reports: Vec<Date>,
+    /// Dates of refill requests made before the refill window opened.
+    #[serde(default)]
+    early_requests: Vec<Date>,
+    #[serde(default)]
+    patient_statements: Vec<StatementSection>,
     #[serde(default)]
     clinic: ClinicSection,
     /// Required, except in a `[cycle]` scenario where it is the recorded request (if any).
@@ -363,6 +374,28 @@ struct UdsResultSection {
     physician_reviewed_on: Option<Date>,
     #[serde(default)]
     part2: bool,
+    /// not_reported (default) | valid | dilute | invalid.
+    #[serde(default)]
+    specimen_validity: ValidityName,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ValidityName {
+    #[default]
+    NotReported,
+    Valid,
+    Dilute,
+    Invalid,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatementSection {
+    recorded_on: Date,
+    text: String,
+    #[serde(default)]
+    part2: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -395,6 +428,11 @@ struct PdmpFindingSection {
     prescriber: String,
     class: DrugClassName,
     filled_on: Date,
+    /// The product dispensed (RxNorm-style text), its code, units and days supplied.
+    product: Option<String>,
+    rxcui: Option<String>,
+    quantity: Option<f64>,
+    days_supply: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -403,6 +441,18 @@ enum DrugClassName {
     Opioid,
     Benzodiazepine,
     OtherControlled,
+    OudTreatment,
+}
+
+impl DrugClassName {
+    fn class(self) -> f::DrugClass {
+        match self {
+            DrugClassName::Opioid => f::DrugClass::Opioid,
+            DrugClassName::Benzodiazepine => f::DrugClass::Benzodiazepine,
+            DrugClassName::OtherControlled => f::DrugClass::OtherControlled,
+            DrugClassName::OudTreatment => f::DrugClass::OudTreatment,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -429,6 +479,8 @@ struct ReviewSection {
     kind: ReviewKindName,
     /// The outside prescriber acknowledged (for `outside_prescriber_acknowledged`).
     prescriber: Option<String>,
+    /// With `prescriber`: only this class of the prescriber's prescribing is acknowledged.
+    class: Option<DrugClassName>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -742,6 +794,12 @@ impl ScenarioFile {
                             .collect(),
                         physician_reviewed_on: date(result.physician_reviewed_on),
                         confidentiality: confidentiality(result.part2),
+                        specimen_validity: match result.specimen_validity {
+                            ValidityName::NotReported => f::SpecimenValidity::NotReported,
+                            ValidityName::Valid => f::SpecimenValidity::Valid,
+                            ValidityName::Dilute => f::SpecimenValidity::Dilute,
+                            ValidityName::Invalid => f::SpecimenValidity::Invalid,
+                        },
                     })
                     .collect(),
             },
@@ -755,12 +813,12 @@ impl ScenarioFile {
                         .iter()
                         .map(|finding| f::PdmpFinding {
                             prescriber: prescriber(&finding.prescriber),
-                            drug_class: match finding.class {
-                                DrugClassName::Opioid => f::DrugClass::Opioid,
-                                DrugClassName::Benzodiazepine => f::DrugClass::Benzodiazepine,
-                                DrugClassName::OtherControlled => f::DrugClass::OtherControlled,
-                            },
+                            drug_class: finding.class.class(),
                             filled_on: finding.filled_on.0,
+                            product: finding.product.clone(),
+                            rxcui: finding.rxcui.clone(),
+                            quantity: finding.quantity,
+                            days_supply: finding.days_supply,
                         })
                         .collect(),
                 })
@@ -784,7 +842,13 @@ impl ScenarioFile {
                             let Some(outside) = &review.prescriber else {
                                 bail!("physician_reviews[{index}]: outside_prescriber_acknowledged needs `prescriber`");
                             };
-                            f::ReviewKind::OutsidePrescriberAcknowledged(prescriber(outside))
+                            match review.class {
+                                Some(class) => f::ReviewKind::OutsidePrescriberClassAcknowledged(
+                                    prescriber(outside),
+                                    class.class(),
+                                ),
+                                None => f::ReviewKind::OutsidePrescriberAcknowledged(prescriber(outside)),
+                            }
                         }
                     };
                     let physician = review.physician.clone().or_else(|| record_prescriber.clone());
@@ -862,6 +926,18 @@ impl ScenarioFile {
             standing: None,
             previous_prescriber: self.patient.previous_prescriber.as_deref().map(prescriber),
             refill_prepared_on: None,
+            past_orders: orders(&self.past_orders, "past"),
+            lost_or_stolen_reports: self.lost_or_stolen_reports.iter().map(|d| d.0).collect(),
+            early_requests: self.early_requests.iter().map(|d| d.0).collect(),
+            patient_statements: self
+                .patient_statements
+                .iter()
+                .map(|s| f::PatientStatement {
+                    recorded_on: s.recorded_on.0,
+                    text: s.text.clone(),
+                    confidentiality: confidentiality(s.part2),
+                })
+                .collect(),
         };
         let cycle_today = self.cycle.as_ref().map(|c| c.today.0);
         let request = match (&self.request, cycle_today) {

@@ -40,14 +40,17 @@ fn assert_shape(patient: &Value) {
     let keys: Vec<&str> = patient.as_object().unwrap().keys().map(String::as_str).collect();
     let mut sorted = keys.clone();
     sorted.sort();
-    assert_eq!(sorted, ["excluded", "factor_version", "items", "patient", "total_daily_mme", "undetermined"]);
+    assert_eq!(
+        sorted,
+        ["excluded", "factor_version", "items", "not_recognised", "patient", "total_daily_mme", "undetermined"]
+    );
     assert!(patient["patient"].as_str().unwrap().starts_with("Patient/"));
     for item in patient["items"].as_array().unwrap() {
         let mut keys: Vec<&str> = item.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort();
         assert_eq!(keys, ["daily_dose", "factor", "ingredient", "medication", "mme", "unit"]);
     }
-    for list in ["excluded", "undetermined"] {
+    for list in ["excluded", "undetermined", "not_recognised"] {
         for entry in patient[list].as_array().unwrap() {
             let mut keys: Vec<&str> = entry.as_object().unwrap().keys().map(String::as_str).collect();
             keys.sort();
@@ -138,11 +141,18 @@ fn synthea_bundle_lists_every_patient() {
     // Zero totals print as 0.0, never -0.0; fields come in the documented order.
     let raw = String::from_utf8(refill(&[path.to_str().unwrap()], None).stdout).unwrap();
     assert!(!raw.contains("-0.0"), "negative zero in output");
-    let order: Vec<usize> =
-        ["\"patient\"", "\"factor_version\"", "\"total_daily_mme\"", "\"items\"", "\"excluded\"", "\"undetermined\""]
-            .iter()
-            .map(|key| raw.find(key).unwrap())
-            .collect();
+    let order: Vec<usize> = [
+        "\"patient\"",
+        "\"factor_version\"",
+        "\"total_daily_mme\"",
+        "\"items\"",
+        "\"excluded\"",
+        "\"undetermined\"",
+        "\"not_recognised\"",
+    ]
+    .iter()
+    .map(|key| raw.find(key).unwrap())
+    .collect();
     assert!(order.windows(2).all(|pair| pair[0] < pair[1]), "{order:?}");
     let mut undetermined = 0;
     for patient in &patients {
@@ -157,6 +167,38 @@ fn synthea_bundle_lists_every_patient() {
     }
     // The seven active Synthea opioid orders have no usable dose unit or no dosage at all.
     assert_eq!(undetermined, 7);
+}
+
+/// Issue 12: an active order whose code is not in the drug table (here a made-up new opioid) is listed as
+/// "not recognised as an opioid" next to the total, not silently left out.
+#[test]
+fn an_order_not_in_the_drug_table_is_reported_not_recognised() {
+    let bundle = serde_json::json!({
+        "resourceType": "Bundle", "type": "collection",
+        "entry": [
+            {"resource": {"resourceType": "MedicationRequest", "id": "oxy", "status": "active",
+                "subject": {"reference": "Patient/p1"},
+                "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                    "code": "1049621", "display": "oxycodone hydrochloride 5 MG Oral Tablet"}]},
+                "dosageInstruction": [{"timing": {"repeat": {"frequency": 4, "period": 1, "periodUnit": "d"}},
+                    "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "tablet"}}]}]}},
+            {"resource": {"resourceType": "MedicationRequest", "id": "new", "status": "active",
+                "subject": {"reference": "Patient/p1"},
+                "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                    "code": "9999991", "display": "Novadol 20 MG Oral Tablet"}]}}},
+            {"resource": {"resourceType": "MedicationRequest", "id": "stopped", "status": "stopped",
+                "subject": {"reference": "Patient/p1"},
+                "medicationCodeableConcept": {"text": "Novadol 40 MG Oral Tablet"}}}
+        ]
+    });
+    let patients = report(&["-"], Some(&bundle.to_string()));
+    assert_shape(&patients[0]);
+    close(&patients[0]["total_daily_mme"], 30.0);
+    let not_recognised = patients[0]["not_recognised"].as_array().unwrap();
+    assert_eq!(not_recognised.len(), 1, "{not_recognised:?}");
+    assert_eq!(not_recognised[0]["medication"], "Novadol 20 MG Oral Tablet");
+    let reason = not_recognised[0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("not recognised as an opioid") && reason.contains("9999991"), "{reason}");
 }
 
 #[test]

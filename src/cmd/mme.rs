@@ -5,9 +5,12 @@
 //! Output contract (other tools depend on it): a JSON array of
 //! `{"patient": "Patient/<id>", "factor_version": "cdc2022", "total_daily_mme": <number|null>,
 //!   "items": [{"medication", "ingredient", "daily_dose", "unit", "factor", "mme"}],
-//!   "excluded": [{"medication", "reason"}], "undetermined": [{"medication", "reason"}]}`.
+//!   "excluded": [{"medication", "reason"}], "undetermined": [{"medication", "reason"}],
+//!   "not_recognised": [{"medication", "reason"}]}`.
 //! Numbers are not rounded (thresholds compare unrounded values). A patient with no active opioid order
-//! has total 0 and empty lists. Exit 0 whenever the input was readable, whatever the totals; malformed
+//! has total 0 and empty lists. `not_recognised` lists every other active order (neither an opioid
+//! the drug table knows nor a benzodiazepine or naloxone), "not recognised as an opioid", so a new opioid
+//! missing from the table is seen rather than silently left out of the total. Exit 0 whenever the input was readable, whatever the totals; malformed
 //! input exits non-zero with every problem named by resource and field.
 
 use std::io::{Read, Write};
@@ -90,6 +93,7 @@ struct PatientReport {
     items: Vec<ItemReport>,
     excluded: Vec<NotCounted>,
     undetermined: Vec<NotCounted>,
+    not_recognised: Vec<NotCounted>,
 }
 
 #[derive(Debug, Serialize)]
@@ -135,6 +139,11 @@ fn patient_report(record: &FhirPatientRecord, factors: FactorSet) -> PatientRepo
             .undetermined
             .into_iter()
             .map(|undetermined| NotCounted { medication: undetermined.medication, reason: undetermined.reason })
+            .collect(),
+        not_recognised: record
+            .unrecognised_orders()
+            .into_iter()
+            .map(|(_, medication, reason)| NotCounted { medication, reason })
             .collect(),
     }
 }

@@ -188,6 +188,7 @@ fn interpret_file(args: InterpretArgs) -> anyhow::Result<ExitCode> {
             .collect(),
         physician_reviewed_on: None,
         confidentiality: Confidentiality::Normal,
+        specimen_validity: Default::default(),
     };
     let prescribed: Vec<&str> = file.prescribed.iter().map(String::as_str).collect();
     let interpretation = interpret(&result, &prescribed);

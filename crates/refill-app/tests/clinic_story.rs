@@ -162,6 +162,7 @@ fn result(collected_on: NaiveDate, confirmatory: bool, found: &[&str]) -> UdsRes
         analytes,
         physician_reviewed_on: None,
         confidentiality: Default::default(),
+        specimen_validity: Default::default(),
     }
 }
 
@@ -521,6 +522,10 @@ async fn events(clinic: &mut Clinic, n: i64) {
                     prescriber: PrescriberId("npi-elsewhere".into()),
                     drug_class: DrugClass::Opioid,
                     filled_on: day(-3),
+                    product: None,
+                    rxcui: None,
+                    quantity: None,
+                    days_supply: None,
                 }],
             };
             let escalated = clinic

@@ -589,6 +589,7 @@ fn generate_patient(
                 analytes: expected_panel(None),
                 physician_reviewed_on: Some(earlier + Duration::days(rng.range(1, 4))),
                 confidentiality: Confidentiality::Normal,
+                specimen_validity: Default::default(),
             },
         ));
     }
@@ -611,6 +612,7 @@ fn generate_patient(
             analytes,
             physician_reviewed_on: (!unexpected_uds && reviewed_on <= today).then_some(reviewed_on),
             confidentiality: Confidentiality::Normal,
+            specimen_validity: Default::default(),
         },
     ));
 
@@ -628,11 +630,19 @@ fn generate_patient(
             prescriber: outside_prescriber.clone(),
             drug_class: DrugClass::Benzodiazepine,
             filled_on: last_pdmp - Duration::days(rng.range(3, 25)),
+            product: None,
+            rxcui: None,
+            quantity: None,
+            days_supply: None,
         }],
         CaseKind::OutsidePrescriberUnacknowledged => vec![PdmpFinding {
             prescriber: outside_prescriber.clone(),
             drug_class: if within < 0.5 { DrugClass::Benzodiazepine } else { DrugClass::OtherControlled },
             filled_on: last_pdmp - Duration::days(rng.range(3, 25)),
+            product: None,
+            rxcui: None,
+            quantity: None,
+            days_supply: None,
         }],
         CaseKind::TransferredPatient => fills
             .iter()
@@ -640,6 +650,10 @@ fn generate_patient(
                 prescriber: outside_prescriber.clone(),
                 drug_class: DrugClass::Opioid,
                 filled_on: fill.filled_on,
+                product: None,
+                rxcui: None,
+                quantity: Some(fill.quantity.unwrap_or_default()).filter(|q| *q > 0.0),
+                days_supply: Some(fill.days_supply),
             })
             .filter(|finding| finding.filled_on <= last_pdmp)
             .collect(),
@@ -932,11 +946,7 @@ impl DemoClinic {
                     pdmp.push_str(&format!("{review_id},{id},{},,,\n", review.reviewed_on));
                 }
                 for finding in &review.findings {
-                    let class = match finding.drug_class {
-                        DrugClass::Opioid => "opioid",
-                        DrugClass::Benzodiazepine => "benzodiazepine",
-                        DrugClass::OtherControlled => "other_controlled",
-                    };
+                    let class = finding.drug_class.as_str();
                     pdmp.push_str(&format!(
                         "{review_id},{id},{},{},{class},{}\n",
                         review.reviewed_on, finding.prescriber.0, finding.filled_on
@@ -957,7 +967,9 @@ impl DemoClinic {
                 let (kind, subject) = match &review.kind {
                     ReviewKind::BenefitRisk => ("benefit_risk", String::new()),
                     ReviewKind::BenzodiazepineAcknowledged => ("benzodiazepine_acknowledged", String::new()),
-                    ReviewKind::OutsidePrescriberAcknowledged(outside) => {
+                    // The demo draws no class-only acknowledgements; one would lose its class here.
+                    ReviewKind::OutsidePrescriberAcknowledged(outside)
+                    | ReviewKind::OutsidePrescriberClassAcknowledged(outside, _) => {
                         ("outside_prescriber_acknowledged", outside.0.clone())
                     }
                 };

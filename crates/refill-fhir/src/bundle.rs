@@ -19,7 +19,7 @@ use crate::medication::{
 use crate::monitoring::{Monitoring, UdsLineResult, map_observation, map_procedure};
 use crate::patient::{Demographics, parse_patient};
 use crate::read::reference_text;
-use crate::{agreement, read};
+use crate::{agreement, read, resource_types};
 
 /// Everything a bundle says about one patient, mapped to domain types.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +77,29 @@ impl FhirPatientRecord {
             .collect()
     }
 
+    /// Active orders the engine does not recognise as an opioid, benzodiazepine or naloxone, with why:
+    /// listed next to the MME so a new opioid missing from the drug table never drops out of the total
+    /// unseen. (`MedicationRequest/x`, label, reason.)
+    pub fn unrecognised_orders(&self) -> Vec<(String, String, String)> {
+        self.medication_requests
+            .iter()
+            .filter(|request| request.active && request.class == MedicationClass::Other)
+            .map(|request| {
+                let order = &request.order;
+                let why = match (&order.rxcui, &order.text) {
+                    (Some(code), _) => format!("not recognised as an opioid: RxNorm {code} is not in the drug table"),
+                    (None, Some(_)) => {
+                        "not recognised as an opioid: no RxNorm code, and the text names no opioid ingredient or \
+                         brand in the drug table"
+                            .to_string()
+                    }
+                    (None, None) => "not recognised as an opioid: the order names no medication".to_string(),
+                };
+                (request.id.clone(), order.label(), why)
+            })
+            .collect()
+    }
+
     /// The pain regimen of record: active opioid orders not given for opioid use disorder.
     pub fn regimen(&self) -> Vec<MedicationOrder> {
         self.active_opioid_orders().into_iter().filter(|order| order.purpose == OrderPurpose::Pain).collect()
@@ -93,10 +116,23 @@ pub fn parse_bundle(value: &Value) -> Result<Vec<FhirPatientRecord>, Vec<FhirErr
     let mut collected = Vec::new();
     let mut problems = Vec::new();
     collect(value, "Bundle", false, &mut collected, &mut problems);
-    if !problems.is_empty() {
-        return Err(problems);
+    with_problems(group(&collected, None), problems)
+}
+
+/// The grouped records, or every problem: those found while collecting the entries first, then those
+/// of the resources themselves (one pass shows the clinic everything to fix).
+fn with_problems(
+    grouped: Result<Vec<FhirPatientRecord>, Vec<FhirError>>,
+    mut problems: Vec<FhirError>,
+) -> Result<Vec<FhirPatientRecord>, Vec<FhirError>> {
+    match grouped {
+        Ok(records) if problems.is_empty() => Ok(records),
+        Ok(_) => Err(problems),
+        Err(mut more) => {
+            problems.append(&mut more);
+            Err(problems)
+        }
     }
-    group(&collected, None)
 }
 
 /// Map a CDS Hooks request: `context.draftOrders` (its orders count as current whether their status
@@ -124,10 +160,7 @@ pub fn parse_cds_hooks_request(value: &Value) -> Result<Vec<FhirPatientRecord>, 
             }
         }
     }
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    group(&collected, patient.as_deref())
+    with_problems(group(&collected, patient.as_deref()), problems)
 }
 
 /// One resource with where it came from.
@@ -163,8 +196,11 @@ fn collect<'a>(
                 let entry_location = format!("{location}.entry[{index}]");
                 match entry.get("resource") {
                     Some(resource @ Value::Object(_)) => {
-                        if resource.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
+                        let resource_type = resource.get("resourceType");
+                        if resource_type.and_then(Value::as_str) == Some("Bundle") {
                             collect(resource, &entry_location, draft_counts, out, problems);
+                        } else if let Some(problem) = resource_type_problem(resource_type, &entry_location) {
+                            problems.push(problem);
                         } else {
                             out.push(Collected {
                                 resource,
@@ -184,10 +220,34 @@ fn collect<'a>(
                 }
             }
         }
-        Some(_) => {
-            out.push(Collected { resource: value, full_url: None, location: location.to_string(), draft_counts })
-        }
+        Some(_) => match resource_type_problem(value.get("resourceType"), location) {
+            Some(problem) => problems.push(problem),
+            None => {
+                out.push(Collected { resource: value, full_url: None, location: location.to_string(), draft_counts })
+            }
+        },
         None => problems.push(FhirError::invalid(location, "resourceType", "missing: not a FHIR resource")),
+    }
+}
+
+/// A resource whose `resourceType` is missing, not a string, or not a FHIR R4 resource type: an error
+/// naming the entry (with the resource's id when it has one), never a silent skip.
+fn resource_type_problem(resource_type: Option<&Value>, location: &str) -> Option<FhirError> {
+    match resource_type {
+        Some(Value::String(name)) if resource_types::is_r4_resource_type(name) => None,
+        Some(Value::String(name)) => Some(FhirError::invalid(
+            location,
+            "resourceType",
+            format!("unknown resource type {name:?}: not a FHIR R4 resource (misspelt?)"),
+        )),
+        None | Some(Value::Null) => {
+            Some(FhirError::invalid(location, "resourceType", "missing: every bundle entry's resource needs one"))
+        }
+        Some(other) => Some(FhirError::invalid(
+            location,
+            "resourceType",
+            format!("expected a string, found {}", read::kind(other)),
+        )),
     }
 }
 
@@ -378,6 +438,7 @@ fn group_uds(lines: Vec<UdsLineResult>) -> Vec<UdsResult> {
             analytes: Vec::new(),
             physician_reviewed_on: None,
             confidentiality: Confidentiality::Normal,
+            specimen_validity: Default::default(),
         });
         if line.confidentiality == Confidentiality::Part2 {
             result.confidentiality = Confidentiality::Part2;

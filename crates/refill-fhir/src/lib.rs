@@ -18,6 +18,7 @@ pub mod medication;
 mod monitoring;
 mod patient;
 mod read;
+mod resource_types;
 
 pub use bundle::{FhirPatientRecord, parse_bundle, parse_cds_hooks_request};
 pub use condition::MappedCondition;

@@ -223,6 +223,36 @@ fn malformed_bundle_names_every_problem() {
 }
 
 #[test]
+fn an_entry_of_unknown_or_missing_resource_type_is_an_error_naming_the_entry() {
+    let bundle = serde_json::json!({
+        "resourceType": "Bundle", "type": "collection",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p1", "birthDate": "1970-01-01"}},
+            {"resource": {"resourceType": "MedicatonRequest", "id": "m1", "status": "active",
+                "subject": {"reference": "Patient/p1"},
+                "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1049621"}]}}},
+            {"resource": {"id": "m2", "status": "active", "subject": {"reference": "Patient/p1"}}},
+            {"resource": {"resourceType": "Encounter", "id": "e1", "status": "finished"}},
+            {"resource": {"resourceType": "Patient", "id": "p2", "birthDate": "1970-13-01"}}
+        ]
+    });
+    let problems = parse_bundle(&bundle).unwrap_err();
+    let named: Vec<(String, String)> =
+        problems.iter().map(|p| (p.resource().to_string(), p.field().to_string())).collect();
+    assert!(named.contains(&("Bundle.entry[1]".to_string(), "resourceType".to_string())), "{named:#?}");
+    assert!(named.contains(&("Bundle.entry[2]".to_string(), "resourceType".to_string())), "{named:#?}");
+    assert!(problems.iter().any(|p| p.to_string().contains("\"MedicatonRequest\"")), "{problems:#?}");
+    // A known resource the engine does not read is passed over; the other entries are still checked.
+    assert!(!named.iter().any(|(resource, _)| resource.contains("entry[3]") || resource.contains("Encounter")));
+    assert!(named.contains(&("Patient/p2".to_string(), "birthDate".to_string())), "{named:#?}");
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+
+    let single = serde_json::json!({"resourceType": "MedicationRequestt", "id": "x"});
+    let problems = parse_bundle(&single).unwrap_err();
+    assert_eq!(problems[0].field(), "resourceType");
+}
+
+#[test]
 fn a_full_bundle_maps_every_fact() {
     let bundle = serde_json::json!({
         "resourceType": "Bundle", "type": "collection",

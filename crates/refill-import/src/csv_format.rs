@@ -9,8 +9,8 @@ use chrono::NaiveDate;
 use refill_rules::{
     AgreementFacts, ClinicalFlag, ClinicalFlagKind, Confidentiality, DoseQuantity, DoseUnit, DrugClass, Fill,
     MedicationOrder, NaloxoneEvent, NaloxoneEventKind, OrderPurpose, OtherMedication, OtherMedicationClass,
-    PdmpFinding, PdmpReview, PhysicianReview, PrescriberId, RequestKind, ReviewKind, RiskTier, Sex, TaperState,
-    UdsAnalyteResult, UdsKind, UdsResult,
+    PdmpFinding, PdmpReview, PhysicianReview, PrescriberId, RequestKind, ReviewKind, RiskTier, Sex, SpecimenValidity,
+    TaperState, UdsAnalyteResult, UdsKind, UdsResult,
 };
 
 use crate::error::{ImportError, Location, Problems};
@@ -137,6 +137,14 @@ const UDS: &[Column] = &[
     col("result", true, "positive|negative", "positive", "detected or not"),
     col("reviewed_on", false, "date", "2026-04-14", "date a physician reviewed the result"),
     col("part2", false, "boolean", "false", "true for a 42 CFR Part 2 record"),
+    col(
+        "specimen_validity",
+        false,
+        "valid|dilute|invalid",
+        "valid",
+        "the laboratory's validity checks (creatinine, specific gravity, temperature, adulterants); invalid asks \
+         for a recollection",
+    ),
 ];
 
 const PDMP: &[Column] = &[
@@ -144,8 +152,18 @@ const PDMP: &[Column] = &[
     col("patient_id", true, "text", "P000123", "the patient"),
     col("reviewed_on", true, "date", "2026-04-02", "date the PDMP was checked"),
     col("finding_prescriber_id", false, "text", "1999999999", "prescriber of a prescription found (one per row)"),
-    col("finding_drug_class", false, "opioid|benzodiazepine|other_controlled", "benzodiazepine", "its class"),
+    col(
+        "finding_drug_class",
+        false,
+        "opioid|benzodiazepine|other_controlled|oud_treatment",
+        "benzodiazepine",
+        "its class",
+    ),
     col("finding_filled_on", false, "date", "2026-03-28", "its fill date"),
+    col("finding_product", false, "text", "alprazolam 0.5 MG Oral Tablet", "the product dispensed"),
+    col("finding_rxcui", false, "text", "308047", "its RxNorm code"),
+    col("finding_quantity", false, "number", "60", "units dispensed"),
+    col("finding_days_supply", false, "integer", "30", "days supplied (an overlapping opioid counts in MME)"),
 ];
 
 const AGREEMENTS: &[Column] = &[
@@ -198,6 +216,14 @@ const REVIEWS: &[Column] = &[
         "benefit_risk|benzodiazepine_acknowledged|outside_prescriber_acknowledged",
         "benefit_risk",
         "what was reviewed",
+    ),
+    col(
+        "subject_drug_class",
+        false,
+        "opioid|benzodiazepine|other_controlled|oud_treatment",
+        "benzodiazepine",
+        "for outside_prescriber_acknowledged: only this class of the prescriber (a benzodiazepine one also \
+         acknowledges the concurrent benzodiazepine)",
     ),
     col(
         "subject_prescriber_id",
@@ -601,6 +627,7 @@ fn parse_drug_class(text: &str) -> Option<DrugClass> {
         "opioid" => Some(DrugClass::Opioid),
         "benzodiazepine" => Some(DrugClass::Benzodiazepine),
         "other_controlled" => Some(DrugClass::OtherControlled),
+        "oud_treatment" => Some(DrugClass::OudTreatment),
         _ => None,
     }
 }
@@ -626,8 +653,9 @@ struct Group<H, I> {
     items: Vec<I>,
 }
 
-/// Columns every row of one specimen shares: patient, collected, kind, confirmatory, reviewed, part 2.
-type UdsHead = (String, NaiveDate, UdsKind, bool, Option<NaiveDate>, Confidentiality);
+/// Columns every row of one specimen shares: patient, collected, kind, confirmatory, reviewed, part 2,
+/// specimen validity.
+type UdsHead = (String, NaiveDate, UdsKind, bool, Option<NaiveDate>, Confidentiality, SpecimenValidity);
 /// Columns every row of one PDMP review shares: patient, reviewed on.
 type PdmpHead = (String, NaiveDate);
 /// Columns every row of one taper plan shares: patient, state, started, physician, rationale.
@@ -927,11 +955,20 @@ impl Builder {
             },
         );
         let subject = row.text("subject_prescriber_id");
+        let class = row.optional(
+            "subject_drug_class",
+            "opioid, benzodiazepine, other_controlled or oud_treatment",
+            parse_drug_class,
+        );
         let note = row.text("note");
+        let Ok(class) = class else { return };
         let kind = match (kind.as_deref(), subject) {
             (Some("benefit_risk"), _) => Some(ReviewKind::BenefitRisk),
             (Some("benzodiazepine_acknowledged"), _) => Some(ReviewKind::BenzodiazepineAcknowledged),
-            (Some(_), Some(subject)) => Some(ReviewKind::OutsidePrescriberAcknowledged(PrescriberId(subject))),
+            (Some(_), Some(subject)) => Some(match class {
+                Some(class) => ReviewKind::OutsidePrescriberClassAcknowledged(PrescriberId(subject), class),
+                None => ReviewKind::OutsidePrescriberAcknowledged(PrescriberId(subject)),
+            }),
             (Some(_), None) => {
                 row.problem("subject_prescriber_id", "required for outside_prescriber_acknowledged");
                 None
@@ -1094,6 +1131,11 @@ impl Builder {
         let detected = row.required_parsed("result", "positive or negative", parse_detected);
         let reviewed_on = row.optional("reviewed_on", "a date YYYY-MM-DD", parse_date);
         let confidentiality = row.part2();
+        let validity = row.optional("specimen_validity", "valid, dilute or invalid", |v| {
+            SpecimenValidity::parse(v).filter(|validity| *validity != SpecimenValidity::NotReported)
+        });
+        let Ok(validity) = validity else { return };
+        let validity = validity.unwrap_or_default();
         let (
             Some(id),
             Some(patient),
@@ -1109,7 +1151,7 @@ impl Builder {
         else {
             return;
         };
-        let head = (patient, collected_on, kind, confirmatory, reviewed_on, confidentiality);
+        let head = (patient, collected_on, kind, confirmatory, reviewed_on, confidentiality, validity);
         let item = UdsAnalyteResult { assay, analyte, detected };
         match self.group_slot(&id) {
             Some(slot) => {
@@ -1119,7 +1161,7 @@ impl Builder {
                         "specimen_id",
                         format!(
                             "rows of specimen {id:?} disagree on patient_id, collected_on, kind, confirmatory, \
-                             reviewed_on or part2 (first row on line {})",
+                             reviewed_on, part2 or specimen_validity (first row on line {})",
                             group.first_line
                         ),
                     );
@@ -1139,14 +1181,32 @@ impl Builder {
         let patient = row.required("patient_id");
         let reviewed_on = row.required_date("reviewed_on");
         let finding_prescriber = row.text("finding_prescriber_id");
-        let finding_class =
-            row.optional("finding_drug_class", "opioid, benzodiazepine or other_controlled", parse_drug_class);
+        let finding_class = row.optional(
+            "finding_drug_class",
+            "opioid, benzodiazepine, other_controlled or oud_treatment",
+            parse_drug_class,
+        );
         let finding_filled_on = row.optional("finding_filled_on", "a date YYYY-MM-DD", parse_date);
+        let product = row.text("finding_product");
+        let rxcui = row.text("finding_rxcui");
+        let quantity = row.optional("finding_quantity", "a positive number", |v| {
+            v.parse::<f64>().ok().filter(|q| q.is_finite() && *q > 0.0)
+        });
+        let days_supply = row.optional("finding_days_supply", "a whole number of days from 1", |v| {
+            v.parse::<u32>().ok().filter(|d| *d > 0)
+        });
+        let (Ok(quantity), Ok(days_supply)) = (quantity, days_supply) else { return };
         let finding = match (finding_prescriber, finding_class, finding_filled_on) {
             (None, Ok(None), Ok(None)) => Ok(None),
-            (Some(prescriber), Ok(Some(drug_class)), Ok(Some(filled_on))) => {
-                Ok(Some(PdmpFinding { prescriber: PrescriberId(prescriber), drug_class, filled_on }))
-            }
+            (Some(prescriber), Ok(Some(drug_class)), Ok(Some(filled_on))) => Ok(Some(PdmpFinding {
+                prescriber: PrescriberId(prescriber),
+                drug_class,
+                filled_on,
+                product,
+                rxcui,
+                quantity,
+                days_supply,
+            })),
             (_, Err(()), _) | (_, _, Err(())) => Err(()),
             _ => {
                 row.problem(
@@ -1296,7 +1356,8 @@ impl Builder {
 
     fn finish(mut self, problems: &mut Problems) -> ClinicRecords {
         for (id, group) in self.uds_groups {
-            let (patient, collected_on, kind, confirmatory, reviewed_on, confidentiality) = group.head;
+            let (patient, collected_on, kind, confirmatory, reviewed_on, confidentiality, specimen_validity) =
+                group.head;
             self.records.uds.push(UdsRecord {
                 origin: Location::Line(group.first_line),
                 external_id: id,
@@ -1308,6 +1369,7 @@ impl Builder {
                     analytes: group.items,
                     physician_reviewed_on: reviewed_on,
                     confidentiality,
+                    specimen_validity,
                 },
             });
         }

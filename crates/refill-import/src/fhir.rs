@@ -143,6 +143,9 @@ fn add_patient(
             ReviewKind::BenefitRisk => "benefit-risk".to_string(),
             ReviewKind::BenzodiazepineAcknowledged => "benzodiazepine".to_string(),
             ReviewKind::OutsidePrescriberAcknowledged(prescriber) => format!("outside-{}", prescriber.0),
+            ReviewKind::OutsidePrescriberClassAcknowledged(prescriber, class) => {
+                format!("outside-{}-{}", prescriber.0, class.as_str())
+            }
         };
         records.reviews.push(ReviewRecord {
             origin: resource.clone(),

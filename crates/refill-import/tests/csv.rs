@@ -2,7 +2,9 @@
 //! problem with its file, line and field.
 
 use refill_import::{CsvKind, ImportError, Location, OrderStatus, parse_csv};
-use refill_rules::{DoseUnit, RiskTier, Sex, TaperState, UdsKind};
+use refill_rules::{
+    DoseUnit, DrugClass, PrescriberId, ReviewKind, RiskTier, Sex, SpecimenValidity, TaperState, UdsKind,
+};
 
 fn problems(error: &ImportError) -> Vec<(Location, String)> {
     error.problems.iter().map(|p| (p.location.clone(), p.field.clone())).collect()
@@ -260,4 +262,47 @@ fn patients_carry_a_previous_prescriber() {
     let records = parse_csv("patients.csv", csv.as_bytes()).unwrap();
     assert_eq!(records.patients[0].previous_prescriber.as_ref().map(|p| p.0.as_str()), Some("1888888881"));
     assert_eq!(records.patients[1].previous_prescriber, None);
+}
+
+#[test]
+fn specimen_validity_pdmp_products_and_class_acknowledgements_parse_and_bad_values_are_named() {
+    let uds = "specimen_id,patient_id,collected_on,kind,confirmatory,assay,analyte,result,specimen_validity\n\
+               S1,P1,2026-04-12,scheduled,false,oxycodone,oxycodone,negative,invalid\n\
+               S2,P1,2026-04-20,scheduled,false,oxycodone,oxycodone,positive,\n";
+    let records = parse_csv("uds.csv", uds.as_bytes()).unwrap();
+    assert_eq!(records.uds[0].result.specimen_validity, SpecimenValidity::Invalid);
+    assert_eq!(records.uds[1].result.specimen_validity, SpecimenValidity::NotReported);
+    let bad = "specimen_id,patient_id,collected_on,kind,confirmatory,assay,analyte,result,specimen_validity\n\
+               S1,P1,2026-04-12,scheduled,false,oxycodone,oxycodone,negative,not_reported\n";
+    let error = parse_csv("uds.csv", bad.as_bytes()).unwrap_err();
+    assert_eq!(problems(&error), vec![(Location::Line(2), "specimen_validity".to_string())]);
+
+    let pdmp = "review_id,patient_id,reviewed_on,finding_prescriber_id,finding_drug_class,finding_filled_on,\
+                finding_product,finding_rxcui,finding_quantity,finding_days_supply\n\
+                R1,P1,2026-04-02,NPI9,opioid,2026-03-28,acetaminophen 660 MG / hydrocodone bitartrate 10 MG Oral Tablet,856908,120,30\n\
+                R1,P1,2026-04-02,NPI8,oud_treatment,2026-03-20,,,,\n";
+    let records = parse_csv("pdmp.csv", pdmp.as_bytes()).unwrap();
+    let findings = &records.pdmp[0].review.findings;
+    assert_eq!(findings[0].quantity, Some(120.0));
+    assert_eq!(findings[0].days_supply, Some(30));
+    assert_eq!(findings[0].rxcui.as_deref(), Some("856908"));
+    assert_eq!(findings[1].drug_class, DrugClass::OudTreatment);
+    assert_eq!(findings[1].product, None);
+    let bad = "review_id,patient_id,reviewed_on,finding_prescriber_id,finding_drug_class,finding_filled_on,\
+               finding_quantity,finding_days_supply\n\
+               R1,P1,2026-04-02,NPI9,opioid,2026-03-28,-3,thirty\n";
+    let error = parse_csv("pdmp.csv", bad.as_bytes()).unwrap_err();
+    let found = problems(&error);
+    assert!(found.contains(&(Location::Line(2), "finding_quantity".to_string())), "{error}");
+    assert!(found.contains(&(Location::Line(2), "finding_days_supply".to_string())), "{error}");
+
+    let reviews = "review_id,patient_id,reviewed_on,physician_id,kind,subject_prescriber_id,subject_drug_class\n\
+                   V1,P1,2026-04-02,NPI1,outside_prescriber_acknowledged,NPI9,benzodiazepine\n\
+                   V2,P1,2026-04-02,NPI1,outside_prescriber_acknowledged,NPI9,\n";
+    let records = parse_csv("reviews.csv", reviews.as_bytes()).unwrap();
+    assert_eq!(
+        records.reviews[0].review.kind,
+        ReviewKind::OutsidePrescriberClassAcknowledged(PrescriberId("NPI9".into()), DrugClass::Benzodiazepine)
+    );
+    assert_eq!(records.reviews[1].review.kind, ReviewKind::OutsidePrescriberAcknowledged(PrescriberId("NPI9".into())));
 }

@@ -170,6 +170,10 @@ fn patient(rng: &mut Rng, id: i64, today: NaiveDate) -> (PatientFacts, RefillReq
             prescriber: prescriber("npi-outside"),
             drug_class: *rng.pick(&[DrugClass::Opioid, DrugClass::Benzodiazepine, DrugClass::OtherControlled]),
             filled_on: ago(rng.days(5, 80)),
+            product: None,
+            rxcui: None,
+            quantity: None,
+            days_supply: None,
         });
     }
     if rng.chance(95) {
@@ -246,6 +250,7 @@ fn patient(rng: &mut Rng, id: i64, today: NaiveDate) -> (PatientFacts, RefillReq
         analytes,
         physician_reviewed_on: if rng.chance(30) { Some(ago(10)) } else { None },
         confidentiality: Confidentiality::Normal,
+        specimen_validity: Default::default(),
     });
     if rng.chance(5) {
         facts.taper = Some(TaperInForce {

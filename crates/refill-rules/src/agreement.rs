@@ -24,6 +24,11 @@ pub struct AgreementPolicy {
     /// Elements every agreement must have checked (`missing_elements` lists the absent ones). Empty
     /// means the clinic does not require a fixed list.
     pub required_elements: Vec<String>,
+    /// Elements without which a recorded agreement is not current (`AgreementState::Incomplete`):
+    /// the discussion CDC 2022 Rec 2 requires before opioids are prescribed (treatment goals for pain
+    /// and function; how therapy will be discontinued). Checked when the agreement records its
+    /// elements; an agreement imported without them (an empty list) is read as before.
+    pub current_requires: Vec<String>,
 }
 
 impl AgreementPolicy {
@@ -42,6 +47,7 @@ impl AgreementPolicy {
                 "pdmp_checks".to_string(),
                 "how_therapy_ends".to_string(),
             ],
+            current_requires: vec!["treatment_goals".to_string(), "how_therapy_ends".to_string()],
         }
     }
 

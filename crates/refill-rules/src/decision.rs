@@ -62,6 +62,13 @@ pub enum ReasonCode {
     OverdoseOrSedationSignal,
     TaperStepDue,
     NoFillHistory,
+    UdsPrescribedNotTested,
+    UdsSpecimenInvalid,
+    LostOrStolenRepeat,
+    AberrantPattern,
+    ErLaNotOpioidTolerant,
+    AgreementIncomplete,
+    PatientStatement,
     /// A hold or exception is unresolved and the supply runs out before a physician could act later:
     /// urgent, with a bridge offered (refill-cycle.md, "Never a silent lapse").
     SupplyRunsOutUnresolved,
@@ -73,7 +80,7 @@ pub enum ReasonCode {
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 27] = [
+    pub const ALL: [ReasonCode; 34] = [
         ReasonCode::EarlyRequest,
         ReasonCode::EarlyRequestSupplyRunsOut,
         ReasonCode::EarlyFillAccumulation,
@@ -98,6 +105,13 @@ impl ReasonCode {
         ReasonCode::OverdoseOrSedationSignal,
         ReasonCode::TaperStepDue,
         ReasonCode::NoFillHistory,
+        ReasonCode::UdsPrescribedNotTested,
+        ReasonCode::UdsSpecimenInvalid,
+        ReasonCode::LostOrStolenRepeat,
+        ReasonCode::AberrantPattern,
+        ReasonCode::ErLaNotOpioidTolerant,
+        ReasonCode::AgreementIncomplete,
+        ReasonCode::PatientStatement,
         ReasonCode::SupplyRunsOutUnresolved,
         ReasonCode::TransferredPatientContinued,
         ReasonCode::DoseChangeRequested,
@@ -130,6 +144,13 @@ impl ReasonCode {
             ReasonCode::OverdoseOrSedationSignal => "overdose_or_sedation_signal",
             ReasonCode::TaperStepDue => "taper_step_due",
             ReasonCode::NoFillHistory => "no_fill_history",
+            ReasonCode::UdsPrescribedNotTested => "uds_prescribed_not_tested",
+            ReasonCode::UdsSpecimenInvalid => "uds_specimen_invalid",
+            ReasonCode::LostOrStolenRepeat => "lost_or_stolen_repeat",
+            ReasonCode::AberrantPattern => "aberrant_pattern",
+            ReasonCode::ErLaNotOpioidTolerant => "er_la_not_opioid_tolerant",
+            ReasonCode::AgreementIncomplete => "agreement_incomplete",
+            ReasonCode::PatientStatement => "patient_statement",
             ReasonCode::SupplyRunsOutUnresolved => "supply_runs_out_unresolved",
             ReasonCode::TransferredPatientContinued => "transferred_patient_continued",
             ReasonCode::DoseChangeRequested => "dose_change_requested",
@@ -153,6 +174,8 @@ impl ReasonCode {
                 | C::NoFillHistory
                 | C::RegimenChanged
                 | C::LostOrStolenReplacement
+                | C::LostOrStolenRepeat
+                | C::ErLaNotOpioidTolerant
                 | C::MmeCrossedThreshold
                 | C::MmeUndetermined
                 | C::TaperStepDue

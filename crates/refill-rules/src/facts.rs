@@ -158,6 +158,43 @@ pub struct UdsAnalyteResult {
     pub detected: bool,
 }
 
+/// Specimen validity as the laboratory reported it (creatinine, specific gravity, temperature,
+/// adulterant and oxidant flags). An invalid or adulterated specimen shows nothing about what was
+/// taken: its result is not read, and a recollection is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SpecimenValidity {
+    /// Validity was not reported (point-of-care cups without validity strips, older imports).
+    #[default]
+    NotReported,
+    /// Creatinine, specific gravity, temperature and adulterant checks passed.
+    Valid,
+    /// Dilute (creatinine 2-20 mg/dL with low specific gravity): negatives are weak evidence.
+    Dilute,
+    /// Substituted, adulterated, or out of the physiological range (creatinine < 2 mg/dL, specific
+    /// gravity <= 1.0010 or >= 1.0200 with that creatinine, temperature outside 32-38 C, an oxidant or
+    /// pH flag).
+    Invalid,
+}
+
+impl SpecimenValidity {
+    pub const ALL: [SpecimenValidity; 4] =
+        [SpecimenValidity::NotReported, SpecimenValidity::Valid, SpecimenValidity::Dilute, SpecimenValidity::Invalid];
+
+    /// The stable wire name (scenario files, CSV, the store's `specimen_validity` column).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpecimenValidity::NotReported => "not_reported",
+            SpecimenValidity::Valid => "valid",
+            SpecimenValidity::Dilute => "dilute",
+            SpecimenValidity::Invalid => "invalid",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SpecimenValidity> {
+        SpecimenValidity::ALL.into_iter().find(|validity| validity.as_str() == text)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct UdsResult {
     pub collected_on: NaiveDate,
@@ -168,6 +205,8 @@ pub struct UdsResult {
     /// Date a physician reviewed this result; a reviewed result no longer escalates.
     pub physician_reviewed_on: Option<NaiveDate>,
     pub confidentiality: Confidentiality,
+    /// What the laboratory said about the specimen itself.
+    pub specimen_validity: SpecimenValidity,
 }
 
 /// Urine drug screening state: the date the scheduler drew, any for-cause order, the results.
@@ -185,6 +224,27 @@ pub enum DrugClass {
     Opioid,
     Benzodiazepine,
     OtherControlled,
+    /// Buprenorphine or methadone dispensed for opioid use disorder.
+    OudTreatment,
+}
+
+impl DrugClass {
+    pub const ALL: [DrugClass; 4] =
+        [DrugClass::Opioid, DrugClass::Benzodiazepine, DrugClass::OtherControlled, DrugClass::OudTreatment];
+
+    /// The stable wire name (scenario files, the store's PDMP findings, acknowledgements).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrugClass::Opioid => "opioid",
+            DrugClass::Benzodiazepine => "benzodiazepine",
+            DrugClass::OtherControlled => "other_controlled",
+            DrugClass::OudTreatment => "oud_treatment",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DrugClass> {
+        DrugClass::ALL.into_iter().find(|class| class.as_str() == text)
+    }
 }
 
 /// A prescription seen in the state PDMP.
@@ -193,6 +253,20 @@ pub struct PdmpFinding {
     pub prescriber: PrescriberId,
     pub drug_class: DrugClass,
     pub filled_on: NaiveDate,
+    /// The product dispensed (RxNorm-style text), when the PDMP report gives it.
+    pub product: Option<String>,
+    /// Its RxNorm code, when known.
+    pub rxcui: Option<String>,
+    /// Units dispensed (tablets, patches, mL).
+    pub quantity: Option<f64>,
+    pub days_supply: Option<u32>,
+}
+
+impl PdmpFinding {
+    /// A finding with only the prescriber, class and fill date (what older PDMP imports carry).
+    pub fn new(prescriber: PrescriberId, drug_class: DrugClass, filled_on: NaiveDate) -> PdmpFinding {
+        PdmpFinding { prescriber, drug_class, filled_on, product: None, rxcui: None, quantity: None, days_supply: None }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -220,6 +294,9 @@ pub enum ReviewKind {
     BenzodiazepineAcknowledged,
     /// A physician acknowledged a controlled-substance prescriber outside the roster.
     OutsidePrescriberAcknowledged(PrescriberId),
+    /// A physician acknowledged one outside prescriber's prescribing of one class: for a
+    /// benzodiazepine, this one decision also acknowledges the concurrent benzodiazepine it prescribes.
+    OutsidePrescriberClassAcknowledged(PrescriberId, DrugClass),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -322,6 +399,17 @@ pub struct PriorDecision {
     pub total_daily_mme: Option<f64>,
 }
 
+/// Something the patient said that bears on a decision ("I stopped taking it", "my pills were
+/// stolen"): recorded by staff or a physician and shown with the reasons of every decision inside the
+/// policy's lookback, so the physician reads the result and the explanation together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatientStatement {
+    pub recorded_on: NaiveDate,
+    /// The patient's words as recorded.
+    pub text: String,
+    pub confidentiality: Confidentiality,
+}
+
 /// Everything the refill policy reads about one patient.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatientFacts {
@@ -353,6 +441,14 @@ pub struct PatientFacts {
     pub previous_prescriber: Option<PrescriberId>,
     /// The clinic date staff last prepared a refill that no dispense has answered yet.
     pub refill_prepared_on: Option<NaiveDate>,
+    /// Opioid orders no longer active, with their fills (linked by `Fill::order_id`): a drug test is
+    /// read against what was prescribed in the 31 days before it was collected, not only today's regimen.
+    pub past_orders: Vec<MedicationOrder>,
+    /// Dates the patient reported a supply lost or stolen (the requests store fills this).
+    pub lost_or_stolen_reports: Vec<NaiveDate>,
+    /// Dates of refill requests made before the refill window opened (the requests store fills this).
+    pub early_requests: Vec<NaiveDate>,
+    pub patient_statements: Vec<PatientStatement>,
 }
 
 impl PatientFacts {
@@ -379,6 +475,10 @@ impl PatientFacts {
             standing: None,
             previous_prescriber: None,
             refill_prepared_on: None,
+            past_orders: Vec::new(),
+            lost_or_stolen_reports: Vec::new(),
+            early_requests: Vec::new(),
+            patient_statements: Vec::new(),
         }
     }
 }

@@ -5,8 +5,9 @@
 //! not silently fall back to a default), missing keys take the defaults below, and `problems` rejects
 //! values out of range with the key named. Some rows are safety floors the file cannot relax: an
 //! overdose or sedation signal always escalates urgently, and undetermined MME, care outside the
-//! guideline's scope, opioid-use-disorder medication from another source, lost or stolen supply and a
-//! changed regimen always go at least to a physician (ESCALATE).
+//! guideline's scope, opioid-use-disorder medication from another source, lost or stolen supply (and
+//! its repeat), an aberrant pattern, an extended-release opioid for a patient who is not opioid
+//! tolerant and a changed regimen always go at least to a physician (ESCALATE).
 
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +99,21 @@ pub struct RefillPolicy {
     /// upcoming refill from then on, so staff can prepare it and a physician can look in time
     /// [clinic practice; anticoagulation-clinic model, refill-cycle.md]. 0 to 14.
     pub lead_days: i64,
+    /// A lost or stolen report within this many days of an earlier one is a repeat: its own reason
+    /// [clinical-rules.md §5.2: no public guideline fixes N per 12 months; clinic parameter].
+    pub lost_or_stolen_window_days: i64,
+    /// Early requests, lost or stolen reports and unexpected drug-test results within this many days
+    /// are read together as a pattern [VADOD17 Taper Decision Tool: unsafe behaviours; §5].
+    pub aberrant_lookback_days: i64,
+    /// That many such events (of any kind) within the lookback form an aberrant-pattern reason.
+    pub aberrant_min_events: i64,
+    /// Opioid tolerant: at least this daily MME for at least `opioid_tolerant_days` days before an
+    /// extended-release or long-acting opioid [CDC22 Rec 3; FDA labelling: 60 mg oral morphine a day
+    /// for a week or longer].
+    pub opioid_tolerant_mme: f64,
+    pub opioid_tolerant_days: i64,
+    /// Patient statements recorded within this many days are shown with the reasons.
+    pub patient_statement_lookback_days: i64,
     /// The outcome each rule asks for (`[refill.outcomes]`).
     pub outcomes: RuleOutcomes,
 }
@@ -121,6 +137,12 @@ impl Default for RefillPolicy {
             minimum_age_years: 18,
             overdose_signal_window_days: 90,
             lead_days: 7,
+            lost_or_stolen_window_days: 365,
+            aberrant_lookback_days: 180,
+            aberrant_min_events: 3,
+            opioid_tolerant_mme: 60.0,
+            opioid_tolerant_days: 7,
+            patient_statement_lookback_days: 90,
             outcomes: RuleOutcomes::default(),
         }
     }
@@ -154,6 +176,13 @@ pub struct RuleOutcomes {
     pub oud_medication_from_other_source: Outcome,
     pub outside_scope: Outcome,
     pub overdose_or_sedation_signal: Outcome,
+    pub uds_prescribed_not_tested: Outcome,
+    pub uds_specimen_invalid: Outcome,
+    pub lost_or_stolen_repeat: Outcome,
+    pub aberrant_pattern: Outcome,
+    pub er_la_not_opioid_tolerant: Outcome,
+    pub agreement_incomplete: Outcome,
+    pub patient_statement: Outcome,
 }
 
 impl Default for RuleOutcomes {
@@ -183,6 +212,13 @@ impl Default for RuleOutcomes {
             oud_medication_from_other_source: Escalate,
             outside_scope: Escalate,
             overdose_or_sedation_signal: EscalateUrgent,
+            uds_prescribed_not_tested: ApproveWithTasks,
+            uds_specimen_invalid: ApproveWithTasks,
+            lost_or_stolen_repeat: Escalate,
+            aberrant_pattern: Escalate,
+            er_la_not_opioid_tolerant: Escalate,
+            agreement_incomplete: ApproveWithTasks,
+            patient_statement: Approve,
         }
     }
 }
@@ -220,6 +256,13 @@ impl RuleOutcomes {
             // physician now; a transferred patient is continued while the clinic reviews the case.
             C::SupplyRunsOutUnresolved => Outcome::EscalateUrgent,
             C::TransferredPatientContinued => Outcome::ApproveWithTasks,
+            C::UdsPrescribedNotTested => self.uds_prescribed_not_tested,
+            C::UdsSpecimenInvalid => self.uds_specimen_invalid,
+            C::LostOrStolenRepeat => self.lost_or_stolen_repeat,
+            C::AberrantPattern => self.aberrant_pattern,
+            C::ErLaNotOpioidTolerant => self.er_la_not_opioid_tolerant,
+            C::AgreementIncomplete => self.agreement_incomplete,
+            C::PatientStatement => self.patient_statement,
             _ => Outcome::Escalate,
         }
     }
@@ -227,7 +270,7 @@ impl RuleOutcomes {
     /// The safety floors: (row, the least severe outcome the file may configure). The policy file
     /// cannot relax these (clinical-rules.md: only a physician decides; HHS19: urgent when
     /// life-threatening).
-    pub fn floors(&self) -> [(&'static str, Outcome, Outcome); 6] {
+    pub fn floors(&self) -> [(&'static str, Outcome, Outcome); 9] {
         [
             ("overdose_or_sedation_signal", self.overdose_or_sedation_signal, Outcome::EscalateUrgent),
             ("mme_undetermined", self.mme_undetermined, Outcome::Escalate),
@@ -235,6 +278,9 @@ impl RuleOutcomes {
             ("oud_medication_from_other_source", self.oud_medication_from_other_source, Outcome::Escalate),
             ("lost_or_stolen_replacement", self.lost_or_stolen_replacement, Outcome::Escalate),
             ("regimen_changed", self.regimen_changed, Outcome::Escalate),
+            ("lost_or_stolen_repeat", self.lost_or_stolen_repeat, Outcome::Escalate),
+            ("aberrant_pattern", self.aberrant_pattern, Outcome::Escalate),
+            ("er_la_not_opioid_tolerant", self.er_la_not_opioid_tolerant, Outcome::Escalate),
         ]
     }
 }
@@ -322,6 +368,17 @@ impl RefillPolicy {
         days("naloxone_recent_taper_days", self.naloxone_recent_taper_days, 0, 730, "");
         days("overdose_signal_window_days", self.overdose_signal_window_days, 30, 3650, "");
         days("lead_days", self.lead_days, 0, 14, "");
+        days("lost_or_stolen_window_days", self.lost_or_stolen_window_days, 30, 730, "");
+        days("aberrant_lookback_days", self.aberrant_lookback_days, 30, 730, "");
+        days("aberrant_min_events", self.aberrant_min_events, 2, 20, "");
+        days("opioid_tolerant_days", self.opioid_tolerant_days, 7, 90, " (FDA: a week or longer)");
+        days("patient_statement_lookback_days", self.patient_statement_lookback_days, 1, 730, "");
+        if !(self.opioid_tolerant_mme >= 60.0 && self.opioid_tolerant_mme <= 200.0) {
+            problems.push(format!(
+                "refill.opioid_tolerant_mme must be between 60 (FDA: 60 mg oral morphine a day) and 200, not {}",
+                self.opioid_tolerant_mme
+            ));
+        }
         if !(0.5..=1.0).contains(&self.on_time_fraction) {
             problems
                 .push(format!("refill.on_time_fraction must be between 0.5 and 1.0, not {}", self.on_time_fraction));

@@ -16,7 +16,9 @@
 //! overdose signals, lost supply, OUD treatment elsewhere).
 
 mod dose;
+mod history;
 mod monitoring;
+mod outside;
 mod safety;
 pub(crate) mod timing;
 
@@ -27,7 +29,7 @@ use chrono::NaiveDate;
 
 use crate::days::days_between;
 use crate::decision::{Decision, Evidence, Outcome, Reason, ReasonCode, Task};
-use crate::facts::{ClinicFacts, PatientFacts, PhysicianReview, PrescriberId, RefillRequest, ReviewKind};
+use crate::facts::{ClinicFacts, PatientFacts, PdmpFinding, PhysicianReview, PrescriberId, RefillRequest, ReviewKind};
 use crate::mme::{self, MmeResult};
 use crate::policy::Policy;
 
@@ -42,7 +44,7 @@ pub fn evaluate(
     // The rules need only the total on almost every request: the items and reasons of a full
     // `MmeResult` are built later, and only when a rule reports them (an undetermined MME).
     let total = mme::daily_mme_total(&request.regimen, policy.factor_set());
-    let mme = RequestedMme { total_daily_mme: total.total_daily_mme, undetermined: total.undetermined, full: None };
+    let mme = RequestedMme::of_regimen(total.total_daily_mme, total.undetermined, None);
     evaluate_rules(facts, clinic, request, policy, mme, policy_version)
 }
 
@@ -57,11 +59,11 @@ pub fn evaluate_with_mme(
     requested_mme: &MmeResult,
     policy_version: &str,
 ) -> Decision {
-    let mme = RequestedMme {
-        total_daily_mme: requested_mme.total_daily_mme,
-        undetermined: !requested_mme.undetermined.is_empty(),
-        full: Some(requested_mme),
-    };
+    let mme = RequestedMme::of_regimen(
+        requested_mme.total_daily_mme,
+        !requested_mme.undetermined.is_empty(),
+        Some(requested_mme),
+    );
     evaluate_rules(facts, clinic, request, policy, mme, policy_version)
 }
 
@@ -73,7 +75,6 @@ fn evaluate_rules(
     mme: RequestedMme,
     policy_version: &str,
 ) -> Decision {
-    let total_daily_mme = mme.total_daily_mme;
     let mut ctx = RuleContext {
         facts,
         clinic,
@@ -84,7 +85,10 @@ fn evaluate_rules(
         same_regimen_as_record: dose::same_regimen(&request.regimen, &facts.regimen),
         reasons: Vec::new(),
         eligible_on: None,
+        outside_findings: Vec::new(),
     };
+    ctx.outside_findings = outside::outside_findings(&ctx);
+    ctx.add_outside_opioids();
     timing::check(&mut ctx);
     dose::check_naloxone(&mut ctx);
     monitoring::check_pdmp_review(&mut ctx);
@@ -101,18 +105,50 @@ fn evaluate_rules(
     safety::check_oud_treatment_elsewhere(&mut ctx);
     safety::check_scope(&mut ctx);
     safety::check_overdose_signal(&mut ctx);
+    monitoring::check_agreement_elements(&mut ctx);
+    history::check_lost_or_stolen_repeat(&mut ctx);
+    history::check_aberrant_pattern(&mut ctx);
+    history::check_er_la_tolerance(&mut ctx);
+    history::show_patient_statements(&mut ctx);
     let eligible_on = ctx.eligible_on;
+    let total_daily_mme = ctx.mme.total_daily_mme;
     Decision::from_reasons(ctx.reasons, eligible_on, total_daily_mme, policy_version)
 }
 
-/// The MME of the requested regimen as the rules see it.
+/// The MME of the requested regimen as the rules see it, with any outside opioid the PDMP shows
+/// overlapping the request (`outside`).
 pub(crate) struct RequestedMme<'a> {
-    /// `MmeResult::total_daily_mme`.
+    /// The daily MME the patient has: the requested regimen's `MmeResult::total_daily_mme` plus the
+    /// overlapping outside opioids.
     pub total_daily_mme: Option<f64>,
-    /// Some product's MME is undetermined (`MmeResult::undetermined` is not empty).
+    /// The requested regimen's alone (what a regimen change is measured on).
+    pub regimen_total_daily_mme: Option<f64>,
+    /// Some product's MME is undetermined (the regimen's or an outside one).
     pub undetermined: bool,
     /// The full result, when the caller computed one (`evaluate_with_mme`).
     pub full: Option<&'a MmeResult>,
+    /// The overlapping outside opioids' MME (`None` when one is undetermined; `Some(0.0)` for none).
+    pub outside_daily_mme: Option<f64>,
+    /// Outside products whose MME cannot be determined, as "label (why)".
+    pub outside_undetermined: Vec<String>,
+}
+
+impl<'a> RequestedMme<'a> {
+    fn of_regimen(total: Option<f64>, undetermined: bool, full: Option<&'a MmeResult>) -> RequestedMme<'a> {
+        RequestedMme {
+            total_daily_mme: total,
+            regimen_total_daily_mme: total,
+            undetermined,
+            full,
+            outside_daily_mme: Some(0.0),
+            outside_undetermined: Vec::new(),
+        }
+    }
+
+    /// The outside opioids counted in the total, when there are any.
+    pub fn outside_counted(&self) -> Option<f64> {
+        self.outside_daily_mme.filter(|mme| *mme > 0.0)
+    }
 }
 
 /// What every rule reads, and where it writes its reasons.
@@ -131,9 +167,31 @@ pub(crate) struct RuleContext<'a> {
     pub reasons: Vec<Reason>,
     /// Set by the timing rules when the request is held until a date.
     pub eligible_on: Option<NaiveDate>,
+    /// PDMP findings from outside prescribers within the lookback (`outside::outside_findings`).
+    pub outside_findings: Vec<&'a PdmpFinding>,
 }
 
 impl<'a> RuleContext<'a> {
+    /// Count the outside opioids the PDMP shows overlapping the request in the daily MME.
+    fn add_outside_opioids(&mut self) {
+        let outside = outside::OutsideOpioids::overlapping(&self.outside_findings, self.today);
+        if outside.orders.is_empty() {
+            return;
+        }
+        let (outside_total, undetermined) = outside.mme(self.policy.factor_set());
+        let mme = &mut self.mme;
+        mme.total_daily_mme = match (mme.regimen_total_daily_mme, outside_total) {
+            (Some(regimen), Some(outside)) => Some(regimen + outside),
+            // Only excluded products (buprenorphine, OUD treatment) in the regimen: the outside opioid
+            // is the whole countable dose.
+            (None, Some(outside)) if !mme.undetermined => Some(outside),
+            _ => None,
+        };
+        mme.undetermined |= !undetermined.is_empty();
+        mme.outside_daily_mme = outside_total;
+        mme.outside_undetermined = undetermined;
+    }
+
     /// Record a fired rule with the outcome the policy configures for it.
     pub fn fire(&mut self, code: ReasonCode, evidence: Vec<Evidence>, task: Option<Task>, restricted: bool) {
         let outcome = self.outcome_for(code);

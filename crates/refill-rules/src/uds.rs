@@ -3,9 +3,12 @@
 //!
 //! Scheduling: one scheduled test per period, the period set by the patient's tier (policy defaults
 //! for the physician to confirm: low 365 days, moderate 182, high 120, MME >= 90 or aberrant behaviour
-//! 91; clinical-rules.md §4). The date is drawn uniformly between the last test plus a minimum gap and
-//! the last test plus the period, never more than 365 days after the last test (CDC 2016 Rec 10 "at
-//! least annually"). No fixed interval exists anywhere, so the date cannot be predicted.
+//! 91; clinical-rules.md §4). The gap to the next test is drawn uniformly from a window centred on the
+//! period, so the mean gap is the period and a tier tests as often as its policy says; the window never
+//! ends more than 365 days after the last test (CDC 2016 Rec 10 "at least annually"), and where that
+//! cap would make it narrower than `min_window_days` it ends at the cap and keeps that width (the low
+//! tier then tests a little more than once a year, never less). No fixed interval exists anywhere, so
+//! the date cannot be predicted.
 //!
 //! Interpretation: a presumptive (immunoassay) result never changes therapy on its own. Missing,
 //! unexpected and illicit findings go to confirmation (GC/LC-MS) and physician review (CDC 2022 Rec 10).
@@ -18,7 +21,7 @@ use std::borrow::Cow;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-pub use schedule::{DrawnDate, SPLITMIX64_V1, SplitMix64, UdsSeed, draw_next_date};
+pub use schedule::{DrawnDate, SPLITMIX64_V1, SplitMix64, UdsSeed, draw_next_date, gap_window};
 use table::AssayCoverage;
 pub(crate) use table::Lookup;
 pub use table::{CONFIRMATORY_ASSAYS, Coverage, ExpectedAnalyte, Relation, UdsTable};
@@ -45,6 +48,9 @@ pub struct UdsPolicy {
     pub min_gap_days: i64,
     /// Never more than this many days after the last test. Default 365 (the verified floor).
     pub max_gap_days: i64,
+    /// The narrowest window a date is drawn from, so even the low tier (period 365 = the cap) is not
+    /// predictable to the day. Default 43 days (about six weeks).
+    pub min_window_days: i64,
 }
 
 impl UdsPolicy {
@@ -57,6 +63,7 @@ impl UdsPolicy {
             high_mme_threshold: 90.0,
             min_gap_days: 30,
             max_gap_days: 365,
+            min_window_days: 43,
         }
     }
 
@@ -88,6 +95,13 @@ impl UdsPolicy {
         }
         if self.min_gap_days < 1 {
             problems.push(format!("uds.min_gap_days must be at least 1, not {}", self.min_gap_days));
+        }
+        if self.min_window_days < 1 || self.min_window_days > self.max_gap_days - self.min_gap_days + 1 {
+            problems.push(format!(
+                "uds.min_window_days must be 1..={} (the days between min_gap_days and max_gap_days), not {}",
+                self.max_gap_days - self.min_gap_days + 1,
+                self.min_window_days
+            ));
         }
         if self.high_mme_threshold.is_nan() || self.high_mme_threshold <= 0.0 {
             problems.push(format!("uds.high_mme_threshold must be positive, not {}", self.high_mme_threshold));
@@ -163,6 +177,10 @@ pub enum AnalyteFinding {
     Unexpected,
     /// Present and illicit (6-acetylmorphine, cocaine, ...).
     Illicit,
+    /// A prescribed parent found while the metabolite the body always makes from it was tested and
+    /// absent: methadone without EDDP suggests methadone added to the specimen rather than taken
+    /// (possible adulteration), so it goes to confirmation and review, never read as consistent.
+    ParentWithoutMetabolite,
 }
 
 impl AnalyteFinding {
@@ -173,12 +191,19 @@ impl AnalyteFinding {
             AnalyteFinding::NotTested => "not_tested",
             AnalyteFinding::Unexpected => "unexpected",
             AnalyteFinding::Illicit => "illicit",
+            AnalyteFinding::ParentWithoutMetabolite => "parent_without_metabolite",
         }
     }
 
     /// Missing, unexpected and illicit need confirmation and physician review.
     pub fn needs_review(self) -> bool {
-        matches!(self, AnalyteFinding::Missing | AnalyteFinding::Unexpected | AnalyteFinding::Illicit)
+        matches!(
+            self,
+            AnalyteFinding::Missing
+                | AnalyteFinding::Unexpected
+                | AnalyteFinding::Illicit
+                | AnalyteFinding::ParentWithoutMetabolite
+        )
     }
 }
 
@@ -246,6 +271,16 @@ fn canonical_analyte(name: &str) -> Cow<'_, str> {
         "nordazepam" | "desmethyldiazepam" | "n-desmethyldiazepam" => "nordiazepam",
         "2-ethylidene-1,5-dimethyl-3,3-diphenylpyrrolidine" => "eddp",
         "opiate" => "opiates",
+        // Point-of-care cup channel names.
+        "amp" | "amphetamine screen" => "amphetamines",
+        "mamp" | "met" | "meth" => "methamphetamine",
+        "mtd" => "methadone",
+        "oxy" => "oxycodone",
+        "bup" => "buprenorphine",
+        "fyl" | "fen" => "fentanyl",
+        "mor" | "mor300" => "morphine",
+        "hcd" => "hydrocodone",
+        "hmo" => "hydromorphone",
         _ => return lower,
     };
     Cow::Borrowed(alias)
@@ -377,10 +412,29 @@ fn shows_absent(line: &Line, analytes: &[ExpectedAnalyte]) -> bool {
     !line.detected && analytes.iter().any(|a| a.relation != Relation::MinorMetabolite && line.rules_out(&a.analyte))
 }
 
+/// Parents whose main metabolite is always present in urine when the drug is taken (rather than added
+/// to the specimen): methadone and EDDP (Milone 2012; the methadone row of the expected-analyte table).
+const METABOLITE_REQUIRED: [(&str, &str); 1] = [("methadone", "eddp")];
+
+/// The parent is found and its required metabolite was tested (by a line that rules it out) and absent.
+fn parent_without_metabolite(lines: &[Line], ingredient: &str) -> bool {
+    let Some((_, metabolite)) = METABOLITE_REQUIRED.iter().find(|(parent, _)| *parent == ingredient) else {
+        return false;
+    };
+    let parent_found = lines.iter().any(|line| line.detected && line.could_be(ingredient));
+    let metabolite_found = lines.iter().any(|line| line.detected && line.could_be(metabolite));
+    let metabolite_ruled_out = lines.iter().any(|line| !line.detected && line.rules_out(metabolite));
+    parent_found && !metabolite_found && metabolite_ruled_out
+}
+
 /// The finding about one prescribed ingredient: found, missing or not tested (and why not tested).
-fn prescribed_finding(lines: &[Line], analytes: &[ExpectedAnalyte]) -> AnalyteFinding {
+fn prescribed_finding(lines: &[Line], ingredient: &str, analytes: &[ExpectedAnalyte]) -> AnalyteFinding {
     if lines.iter().any(|line| shows_taken(line, analytes)) {
-        AnalyteFinding::Expected
+        if parent_without_metabolite(lines, ingredient) {
+            AnalyteFinding::ParentWithoutMetabolite
+        } else {
+            AnalyteFinding::Expected
+        }
     } else if analytes.is_empty() {
         AnalyteFinding::NotTested
     } else if lines.iter().any(|line| shows_absent(line, analytes)) {
@@ -420,7 +474,7 @@ fn interpret_by(lookup: &Lookup, result: &UdsResult, prescribed_ingredients: &[&
 
     for ingredient in prescribed_ingredients.iter().copied().map(prescribed_name) {
         let analytes = lookup.analytes_of(&ingredient);
-        let finding = prescribed_finding(&lines, analytes);
+        let finding = prescribed_finding(&lines, &ingredient, analytes);
         let found = || lines.iter().filter(|line| shows_taken(line, analytes));
         let (mut assays, explanation): (Vec<String>, String) = match finding {
             AnalyteFinding::Expected => (
@@ -430,6 +484,12 @@ fn interpret_by(lookup: &Lookup, result: &UdsResult, prescribed_ingredients: &[&
             AnalyteFinding::Missing => (
                 lines.iter().filter(|line| shows_absent(line, analytes)).map(|l| l.assay.to_string()).collect(),
                 "prescribed, detectable by the assay, and absent".to_string(),
+            ),
+            AnalyteFinding::ParentWithoutMetabolite => (
+                found().map(|l| l.assay.to_string()).collect(),
+                "found without the metabolite the body makes from it (tested and absent): confirm and review \
+                 for a specimen the drug was added to"
+                    .to_string(),
             ),
             _ if analytes.is_empty() => {
                 (Vec::new(), "no expected analytes in the table for this ingredient".to_string())
@@ -471,9 +531,38 @@ pub(crate) fn flagged_findings(result: &UdsResult, prescribed_ingredients: &[imp
         flag(&line.analyte, reported(lookup, prescribed_ingredients, line).finding());
     }
     for ingredient in prescribed_ingredients.iter().map(|p| prescribed_name(p.as_ref())) {
-        flag(&ingredient, prescribed_finding(&lines, lookup.analytes_of(&ingredient)));
+        flag(&ingredient, prescribed_finding(&lines, &ingredient, lookup.analytes_of(&ingredient)));
     }
     flagged
+}
+
+/// The prescribed ingredients (of those given) that the table lists but no line of this result can
+/// see: the result cannot show whether they are taken, so silence is not consistency and a definitive
+/// (LC-MS/MS) test is needed. Each once, in the order given.
+pub(crate) fn not_tested(result: &UdsResult, prescribed_ingredients: &[impl AsRef<str>]) -> Vec<String> {
+    let lookup = Lookup::embedded();
+    // The usual result names each prescribed opioid on an assay that sees it: nothing to read further.
+    let named_and_seen = |ingredient: &str| {
+        result
+            .analytes
+            .iter()
+            .any(|line| line.analyte == ingredient && lookup.sees_listed_ingredient(&line.assay, ingredient))
+    };
+    if prescribed_ingredients.iter().all(|p| named_and_seen(p.as_ref())) {
+        return Vec::new();
+    }
+    let lines = read_lines(lookup, result);
+    let mut names: Vec<String> = Vec::new();
+    for ingredient in prescribed_ingredients.iter().map(|p| prescribed_name(p.as_ref())) {
+        let analytes = lookup.analytes_of(&ingredient);
+        if !analytes.is_empty()
+            && prescribed_finding(&lines, &ingredient, analytes) == AnalyteFinding::NotTested
+            && !names.iter().any(|name| *name == ingredient)
+        {
+            names.push(ingredient.into_owned());
+        }
+    }
+    names
 }
 
 #[cfg(test)]

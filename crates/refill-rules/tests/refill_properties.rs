@@ -107,6 +107,10 @@ fn case(seed: u64) -> (PatientFacts, ClinicFacts, RefillRequest) {
                 prescriber: PrescriberId(rng.pick(&["dr-a", "dr-b", "npi-outside", "npi-psych"]).to_string()),
                 drug_class: *rng.pick(&[DrugClass::Opioid, DrugClass::Benzodiazepine, DrugClass::OtherControlled]),
                 filled_on: rng.days_ago(today, 120),
+                product: None,
+                rxcui: None,
+                quantity: None,
+                days_supply: None,
             });
         }
         facts.pdmp_reviews.push(PdmpReview { reviewed_on: rng.days_ago(today, 150), findings });
@@ -197,6 +201,7 @@ fn case(seed: u64) -> (PatientFacts, ClinicFacts, RefillRequest) {
             analytes,
             physician_reviewed_on: if rng.chance(50) { Some(rng.days_ago(today, 30)) } else { None },
             confidentiality: confidentiality(rng),
+            specimen_validity: Default::default(),
         });
     }
     if rng.chance(10) {
@@ -278,6 +283,7 @@ fn bring_up_to_date(facts: &PatientFacts, request: &RefillRequest, item: usize) 
                 analytes,
                 physician_reviewed_on: None,
                 confidentiality: Confidentiality::Normal,
+                specimen_validity: Default::default(),
             });
         }
         _ => facts.physician_reviews.push(PhysicianReview {

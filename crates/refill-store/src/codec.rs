@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use refill_rules::{
     ClinicalFlagKind, Confidentiality, CoveredReason, DoseQuantity, DoseUnit, DrugClass, MedicationOrder,
     NaloxoneEventKind, OrderPurpose, OtherMedicationClass, Outcome, PdmpFinding, PhysicianChoice, PrescriberId,
-    ReasonCode, RequestKind, RiskTier, Sex, TaperState, UdsAnalyteResult, UdsKind,
+    ReasonCode, RequestKind, RiskTier, Sex, SpecimenValidity, TaperState, UdsAnalyteResult, UdsKind,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -50,8 +50,13 @@ text_enum!("uds kind", UdsKind, uds_kind_name, parse_uds_kind, {
 });
 text_enum!("drug class", DrugClass, drug_class_name, parse_drug_class, {
     DrugClass::Opioid => "opioid", DrugClass::Benzodiazepine => "benzodiazepine",
-    DrugClass::OtherControlled => "other_controlled",
+    DrugClass::OtherControlled => "other_controlled", DrugClass::OudTreatment => "oud_treatment",
 });
+
+/// A stored `specimen_validity` column value.
+pub fn parse_specimen_validity(text: &str) -> Result<SpecimenValidity, StoreError> {
+    SpecimenValidity::parse(text).ok_or_else(|| corrupt("specimen validity", text))
+}
 text_enum!("naloxone event kind", NaloxoneEventKind, naloxone_kind_name, parse_naloxone_kind, {
     NaloxoneEventKind::Offered => "offered", NaloxoneEventKind::Declined => "declined",
     NaloxoneEventKind::Dispensed => "dispensed",
@@ -227,6 +232,15 @@ struct StoredFinding {
     prescriber: String,
     drug_class: String,
     filled_on: NaiveDate,
+    // Product, quantity and days supply: absent from findings stored before issue 12.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    product: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rxcui: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    quantity: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    days_supply: Option<u32>,
 }
 
 pub fn findings_to_json(findings: &[PdmpFinding]) -> Value {
@@ -236,6 +250,10 @@ pub fn findings_to_json(findings: &[PdmpFinding]) -> Value {
             prescriber: f.prescriber.0.clone(),
             drug_class: drug_class_name(f.drug_class).to_string(),
             filled_on: f.filled_on,
+            product: f.product.clone(),
+            rxcui: f.rxcui.clone(),
+            quantity: f.quantity,
+            days_supply: f.days_supply,
         })
         .collect();
     serde_json::to_value(stored).expect("pdmp findings always serialise")
@@ -251,6 +269,10 @@ pub fn findings_from_json(value: Value) -> Result<Vec<PdmpFinding>, StoreError> 
                 prescriber: PrescriberId(f.prescriber),
                 drug_class: parse_drug_class(&f.drug_class)?,
                 filled_on: f.filled_on,
+                product: f.product,
+                rxcui: f.rxcui,
+                quantity: f.quantity,
+                days_supply: f.days_supply,
             })
         })
         .collect()

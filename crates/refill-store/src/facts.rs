@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use refill_rules::{
     AgreementFacts, ClinicalFlag, Fill, MedicationOrder, NaloxoneEvent, OtherMedication, PatientFacts, PatientId,
-    PdmpReview, PhysicianReview, PrescriberId, PriorDecision, RecordedRequest, RefillRequest, ReviewKind,
-    StandingDecision, TaperInForce, TaperStepAhead, UdsKind, UdsResult,
+    PatientStatement, PdmpReview, PhysicianReview, PrescriberId, PriorDecision, RecordedRequest, RefillRequest,
+    ReviewKind, StandingDecision, TaperInForce, TaperStepAhead, UdsKind, UdsResult,
 };
 use serde_json::{Value, json};
 use sqlx::types::Json;
@@ -57,15 +57,38 @@ pub struct NewTaperStep {
 /// A fact entered by staff or a physician, recorded with `Store::record_fact`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StaffFact {
-    Fill { fill: Fill },
-    PdmpReview { review: PdmpReview },
-    PhysicianReview { review: PhysicianReview, note: Option<String> },
-    NaloxoneEvent { event: NaloxoneEvent },
-    UdsOrder { order: UdsOrder },
-    UdsResult { result: UdsResult },
-    Agreement { agreement: AgreementFacts },
-    ClinicalFlag { flag: ClinicalFlag },
-    OtherMedication { medication: OtherMedication },
+    Fill {
+        fill: Fill,
+    },
+    PdmpReview {
+        review: PdmpReview,
+    },
+    PhysicianReview {
+        review: PhysicianReview,
+        note: Option<String>,
+    },
+    NaloxoneEvent {
+        event: NaloxoneEvent,
+    },
+    UdsOrder {
+        order: UdsOrder,
+    },
+    UdsResult {
+        result: UdsResult,
+    },
+    Agreement {
+        agreement: AgreementFacts,
+    },
+    ClinicalFlag {
+        flag: ClinicalFlag,
+    },
+    OtherMedication {
+        medication: OtherMedication,
+    },
+    /// Something the patient said that bears on a decision ("I stopped taking it").
+    PatientStatement {
+        statement: PatientStatement,
+    },
 }
 
 impl StaffFact {
@@ -80,6 +103,7 @@ impl StaffFact {
             StaffFact::Agreement { .. } => "agreement.record",
             StaffFact::ClinicalFlag { .. } => "clinical_flag.record",
             StaffFact::OtherMedication { .. } => "other_medication.record",
+            StaffFact::PatientStatement { .. } => "patient_statement.record",
         }
     }
 
@@ -94,9 +118,9 @@ impl StaffFact {
                 json!({ "reviewed_on": review.reviewed_on, "findings": codec::findings_to_json(&review.findings) })
             }
             StaffFact::PhysicianReview { review, note } => {
-                let (kind, subject) = review_kind_columns(&review.kind);
+                let (kind, subject, class) = review_kind_columns(&review.kind);
                 json!({ "reviewed_on": review.reviewed_on, "physician": review.physician.0, "kind": kind,
-                        "subject_prescriber": subject, "note": note })
+                        "subject_prescriber": subject, "subject_drug_class": class, "note": note })
             }
             StaffFact::NaloxoneEvent { event } => {
                 json!({ "on": event.on, "kind": codec::naloxone_kind_name(event.kind) })
@@ -125,28 +149,42 @@ impl StaffFact {
                 "started_on": medication.started_on, "active": medication.active,
                 "confidentiality": codec::confidentiality_name(medication.confidentiality),
             }),
+            // The words may name drugs or results: the audit keeps that a statement was recorded and
+            // when, and the statement stays in its own table.
+            StaffFact::PatientStatement { statement } => json!({
+                "recorded_on": statement.recorded_on,
+                "confidentiality": codec::confidentiality_name(statement.confidentiality),
+            }),
         }
     }
 }
 
-fn review_kind_columns(kind: &ReviewKind) -> (&'static str, Option<String>) {
+/// The columns a review kind is stored in: kind, subject prescriber, subject drug class (an outside
+/// prescriber acknowledged for one class only).
+pub(crate) fn review_kind_columns(kind: &ReviewKind) -> (&'static str, Option<String>, Option<&'static str>) {
     match kind {
-        ReviewKind::BenefitRisk => ("benefit_risk", None),
-        ReviewKind::BenzodiazepineAcknowledged => ("benzodiazepine_acknowledged", None),
+        ReviewKind::BenefitRisk => ("benefit_risk", None, None),
+        ReviewKind::BenzodiazepineAcknowledged => ("benzodiazepine_acknowledged", None, None),
         ReviewKind::OutsidePrescriberAcknowledged(prescriber) => {
-            ("outside_prescriber_acknowledged", Some(prescriber.0.clone()))
+            ("outside_prescriber_acknowledged", Some(prescriber.0.clone()), None)
+        }
+        ReviewKind::OutsidePrescriberClassAcknowledged(prescriber, class) => {
+            ("outside_prescriber_acknowledged", Some(prescriber.0.clone()), Some(codec::drug_class_name(*class)))
         }
     }
 }
 
-fn parse_review_kind(kind: &str, subject: Option<String>) -> Result<ReviewKind, StoreError> {
-    match (kind, subject) {
-        ("benefit_risk", _) => Ok(ReviewKind::BenefitRisk),
-        ("benzodiazepine_acknowledged", _) => Ok(ReviewKind::BenzodiazepineAcknowledged),
-        ("outside_prescriber_acknowledged", Some(subject)) => {
+fn parse_review_kind(kind: &str, subject: Option<String>, class: Option<String>) -> Result<ReviewKind, StoreError> {
+    match (kind, subject, class) {
+        ("benefit_risk", _, _) => Ok(ReviewKind::BenefitRisk),
+        ("benzodiazepine_acknowledged", _, _) => Ok(ReviewKind::BenzodiazepineAcknowledged),
+        ("outside_prescriber_acknowledged", Some(subject), None) => {
             Ok(ReviewKind::OutsidePrescriberAcknowledged(PrescriberId(subject)))
         }
-        (other, _) => Err(corrupt("physician review kind", other)),
+        ("outside_prescriber_acknowledged", Some(subject), Some(class)) => {
+            Ok(ReviewKind::OutsidePrescriberClassAcknowledged(PrescriberId(subject), codec::parse_drug_class(&class)?))
+        }
+        (other, _, _) => Err(corrupt("physician review kind", other)),
     }
 }
 
@@ -205,11 +243,12 @@ returning id"#;
 
 const INSERT_UDS_RESULT: &str = r#"
 insert into uds_results (patient_id, collected_on, kind, confirmatory, analytes, physician_reviewed_on,
-    confidentiality, source_id, created_at)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    confidentiality, source_id, created_at, specimen_validity)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 on conflict (patient_id, source_id) do update set collected_on = excluded.collected_on, kind = excluded.kind,
     confirmatory = excluded.confirmatory, analytes = excluded.analytes,
-    physician_reviewed_on = excluded.physician_reviewed_on, confidentiality = excluded.confidentiality
+    physician_reviewed_on = excluded.physician_reviewed_on, confidentiality = excluded.confidentiality,
+    specimen_validity = excluded.specimen_validity
 returning id"#;
 
 // A collected sample fulfils the open orders of its kind that were made on or before the collection.
@@ -225,8 +264,9 @@ on conflict (patient_id, source_id) do update set reviewed_on = excluded.reviewe
 returning id"#;
 
 const INSERT_PHYSICIAN_REVIEW: &str = r#"
-insert into physician_reviews (patient_id, reviewed_on, physician_id, kind, subject_prescriber_id, note, created_at)
-values ($1, $2, $3, $4, $5, $6, $7)
+insert into physician_reviews (patient_id, reviewed_on, physician_id, kind, subject_prescriber_id, note, created_at,
+    subject_drug_class)
+values ($1, $2, $3, $4, $5, $6, $7, $8)
 returning id"#;
 
 const INSERT_NALOXONE_EVENT: &str = r#"
@@ -239,6 +279,11 @@ insert into clinical_flags (patient_id, kind, recorded_on, confidentiality, sour
 values ($1, $2, $3, $4, $5, $6)
 on conflict (patient_id, source_id) do update set kind = excluded.kind, recorded_on = excluded.recorded_on,
     confidentiality = excluded.confidentiality
+returning id"#;
+
+const INSERT_PATIENT_STATEMENT: &str = r#"
+insert into patient_statements (patient_id, recorded_on, text, confidentiality, recorded_by, created_at)
+values ($1, $2, $3, $4, $5, $6)
 returning id"#;
 
 const INSERT_OTHER_MEDICATION: &str = r#"
@@ -457,6 +502,7 @@ impl Tx {
                 .bind(codec::confidentiality_name(result.confidentiality))
                 .bind(source_id.map(str::to_string))
                 .bind(at)
+                .bind(result.specimen_validity.as_str())
                 .fetch_one(&mut *conn)
                 .await?;
             sqlx::query(CLOSE_UDS_ORDERS)
@@ -496,7 +542,7 @@ impl Tx {
         review: &PhysicianReview,
         note: Option<&str>,
     ) -> Result<i64, StoreError> {
-        let (kind, subject) = review_kind_columns(&review.kind);
+        let (kind, subject, class) = review_kind_columns(&review.kind);
         let at = now();
         Ok(with_tx!(self, conn => {
             sqlx::query_scalar(INSERT_PHYSICIAN_REVIEW)
@@ -507,6 +553,7 @@ impl Tx {
                 .bind(subject.clone())
                 .bind(note.map(str::to_string))
                 .bind(at)
+                .bind(class)
                 .fetch_one(&mut *conn)
                 .await?
         }))
@@ -567,6 +614,27 @@ impl Tx {
                 .bind(medication.active)
                 .bind(codec::confidentiality_name(medication.confidentiality))
                 .bind(source_id.map(str::to_string))
+                .bind(at)
+                .fetch_one(&mut *conn)
+                .await?
+        }))
+    }
+
+    /// Record a patient statement (shown with the reasons of the decisions within the policy's lookback).
+    pub async fn insert_patient_statement(
+        &mut self,
+        patient_id: PatientId,
+        statement: &PatientStatement,
+        recorded_by: &str,
+    ) -> Result<i64, StoreError> {
+        let at = now();
+        Ok(with_tx!(self, conn => {
+            sqlx::query_scalar(INSERT_PATIENT_STATEMENT)
+                .bind(patient_id.0)
+                .bind(statement.recorded_on)
+                .bind(statement.text.clone())
+                .bind(codec::confidentiality_name(statement.confidentiality))
+                .bind(recorded_by.to_string())
                 .bind(at)
                 .fetch_one(&mut *conn)
                 .await?
@@ -716,6 +784,9 @@ impl Tx {
             StaffFact::OtherMedication { medication } => {
                 self.insert_other_medication(patient_id, medication, None).await
             }
+            StaffFact::PatientStatement { statement } => {
+                self.insert_patient_statement(patient_id, statement, &actor.id).await
+            }
         }
     }
 }
@@ -763,6 +834,7 @@ macro_rules! fetch_fact_rows {
             naloxone_events: fetch_in_range!($executor, SELECT_NALOXONE, persistent, a, b),
             flags: fetch_in_range!($executor, SELECT_FLAGS, persistent, a, b),
             other_medications: fetch_in_range!($executor, SELECT_OTHER_MEDICATIONS, persistent, a, b),
+            statements: fetch_in_range!($executor, SELECT_STATEMENTS, persistent, a, b),
             taper_steps: fetch_in_range!($executor, SELECT_TAPER_STEPS, persistent, a, b, as_of),
             next_taper_steps: fetch_in_range!($executor, SELECT_NEXT_TAPER_STEPS, persistent, a, b, as_of),
             prior_decisions: fetch_in_range!($executor, SELECT_PRIOR_DECISIONS, persistent, a, b, as_of),
@@ -1158,8 +1230,8 @@ where pd.patient_id >= $1 and pd.patient_id <= $2
 order by pd.patient_id"#;
 const SELECT_ORDERS: &str = r#"
 select patient_id, source_id, rxcui, text, dose_value, dose_unit, dose_unit_text, doses_per_day, days_supply,
-    dispense_quantity, prescriber_id, purpose, confidentiality
-from medication_orders where patient_id >= $1 and patient_id <= $2 and active = true order by patient_id, id"#;
+    dispense_quantity, prescriber_id, purpose, confidentiality, active
+from medication_orders where patient_id >= $1 and patient_id <= $2 order by patient_id, id"#;
 const SELECT_FILLS: &str = r#"
 select patient_id, filled_on, days_supply, order_source_id, quantity
 from fills where patient_id >= $1 and patient_id <= $2 order by patient_id, filled_on, id"#;
@@ -1171,13 +1243,14 @@ const SELECT_UDS_ORDERS: &str = r#"
 select patient_id, kind, due_on from uds_schedule
 where patient_id >= $1 and patient_id <= $2 and collected_on is null order by patient_id, due_on"#;
 const SELECT_UDS_RESULTS: &str = r#"
-select patient_id, collected_on, kind, confirmatory, analytes, physician_reviewed_on, confidentiality
+select patient_id, collected_on, kind, confirmatory, analytes, physician_reviewed_on, confidentiality,
+    specimen_validity
 from uds_results where patient_id >= $1 and patient_id <= $2 order by patient_id, collected_on, id"#;
 const SELECT_PDMP: &str = r#"
 select patient_id, reviewed_on, findings from pdmp_reviews
 where patient_id >= $1 and patient_id <= $2 order by patient_id, reviewed_on, id"#;
 const SELECT_REVIEWS: &str = r#"
-select patient_id, reviewed_on, physician_id, kind, subject_prescriber_id from physician_reviews
+select patient_id, reviewed_on, physician_id, kind, subject_prescriber_id, subject_drug_class from physician_reviews
 where patient_id >= $1 and patient_id <= $2 order by patient_id, reviewed_on, id"#;
 const SELECT_NALOXONE: &str = r#"
 select patient_id, occurred_on, kind from naloxone_events
@@ -1188,6 +1261,9 @@ where patient_id >= $1 and patient_id <= $2 and active order by patient_id, reco
 const SELECT_OTHER_MEDICATIONS: &str = r#"
 select patient_id, class, text, started_on, active, confidentiality from other_medications
 where patient_id >= $1 and patient_id <= $2 order by patient_id, id"#;
+const SELECT_STATEMENTS: &str = r#"
+select patient_id, recorded_on, text, confidentiality from patient_statements
+where patient_id >= $1 and patient_id <= $2 order by patient_id, recorded_on, id"#;
 // The step in force on $3 of each patient's latest plan that is not cancelled: the latest step that has
 // started. Plans whose first step starts later are not in force yet. A paused plan stays at the step in
 // force on the day it paused, so a later step never becomes the reference while the taper is paused.
@@ -1282,6 +1358,7 @@ struct OrderRow {
     prescriber_id: Option<String>,
     purpose: String,
     confidentiality: String,
+    active: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -1319,6 +1396,7 @@ struct UdsResultRow {
     analytes: Json<Value>,
     physician_reviewed_on: Option<NaiveDate>,
     confidentiality: String,
+    specimen_validity: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -1335,6 +1413,7 @@ struct ReviewRow {
     physician_id: String,
     kind: String,
     subject_prescriber_id: Option<String>,
+    subject_drug_class: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -1359,6 +1438,14 @@ struct OtherMedicationRow {
     text: String,
     started_on: Option<NaiveDate>,
     active: bool,
+    confidentiality: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct StatementRow {
+    patient_id: i64,
+    recorded_on: NaiveDate,
+    text: String,
     confidentiality: String,
 }
 
@@ -1392,6 +1479,7 @@ struct FactRows {
     naloxone_events: Vec<NaloxoneRow>,
     flags: Vec<FlagRow>,
     other_medications: Vec<OtherMedicationRow>,
+    statements: Vec<StatementRow>,
     taper_steps: Vec<TaperStepRow>,
     next_taper_steps: Vec<NextTaperStepRow>,
     prior_decisions: Vec<PriorDecisionRow>,
@@ -1422,7 +1510,10 @@ impl FactRows {
                     }),
                     _ => None,
                 };
-                facts.regimen.push(MedicationOrder {
+                // Inactive orders are kept as history: a drug test is read against what was prescribed
+                // in the 31 days before it was collected.
+                let orders = if row.active { &mut facts.regimen } else { &mut facts.past_orders };
+                orders.push(MedicationOrder {
                     id: row.source_id,
                     rxcui: row.rxcui,
                     text: row.text,
@@ -1479,6 +1570,7 @@ impl FactRows {
                     analytes: codec::analytes_from_json(row.analytes.0)?,
                     physician_reviewed_on: row.physician_reviewed_on,
                     confidentiality: codec::parse_confidentiality(&row.confidentiality)?,
+                    specimen_validity: codec::parse_specimen_validity(&row.specimen_validity)?,
                 });
             }
         }
@@ -1495,7 +1587,7 @@ impl FactRows {
                 facts.physician_reviews.push(PhysicianReview {
                     reviewed_on: row.reviewed_on,
                     physician: PrescriberId(row.physician_id),
-                    kind: parse_review_kind(&row.kind, row.subject_prescriber_id)?,
+                    kind: parse_review_kind(&row.kind, row.subject_prescriber_id, row.subject_drug_class)?,
                 });
             }
         }
@@ -1522,6 +1614,15 @@ impl FactRows {
                     text: row.text,
                     started_on: row.started_on,
                     active: row.active,
+                    confidentiality: codec::parse_confidentiality(&row.confidentiality)?,
+                });
+            }
+        }
+        for row in self.statements {
+            if let Some(facts) = by_id.get_mut(&row.patient_id) {
+                facts.patient_statements.push(PatientStatement {
+                    recorded_on: row.recorded_on,
+                    text: row.text,
                     confidentiality: codec::parse_confidentiality(&row.confidentiality)?,
                 });
             }

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::NaiveDate;
 use refill_rules::{
     AgreementFacts, ClinicalFlag, Fill, MedicationOrder, NaloxoneEvent, OtherMedication, PdmpReview, PhysicianReview,
-    RequestKind, ReviewKind, RiskTier, Sex, TaperState, UdsResult,
+    RequestKind, RiskTier, Sex, TaperState, UdsResult,
 };
 use serde_json::json;
 
@@ -308,12 +308,13 @@ returning patient_id"#;
 
 const UPSERT_UDS: &str = r#"
 insert into uds_results (patient_id, source_id, collected_on, kind, confirmatory, analytes, physician_reviewed_on,
-    confidentiality, created_at)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    confidentiality, created_at, specimen_validity)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 on conflict (patient_id, source_id) do update set collected_on = excluded.collected_on, kind = excluded.kind,
     confirmatory = excluded.confirmatory, analytes = excluded.analytes,
-    physician_reviewed_on = excluded.physician_reviewed_on, confidentiality = excluded.confidentiality
-where uds_results.collected_on is distinct from excluded.collected_on
+    physician_reviewed_on = excluded.physician_reviewed_on, confidentiality = excluded.confidentiality,
+    specimen_validity = excluded.specimen_validity
+where uds_results.specimen_validity is distinct from excluded.specimen_validity or uds_results.collected_on is distinct from excluded.collected_on
     or uds_results.kind is distinct from excluded.kind
     or uds_results.confirmatory is distinct from excluded.confirmatory
     or uds_results.analytes is distinct from excluded.analytes
@@ -373,12 +374,13 @@ returning plan_id"#;
 
 const UPSERT_REVIEW: &str = r#"
 insert into physician_reviews (patient_id, source_id, reviewed_on, physician_id, kind, subject_prescriber_id, note,
-    created_at)
-values ($1, $2, $3, $4, $5, $6, $7, $8)
+    created_at, subject_drug_class)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 on conflict (patient_id, source_id) do update set reviewed_on = excluded.reviewed_on,
     physician_id = excluded.physician_id, kind = excluded.kind,
-    subject_prescriber_id = excluded.subject_prescriber_id, note = excluded.note
-where physician_reviews.reviewed_on is distinct from excluded.reviewed_on
+    subject_prescriber_id = excluded.subject_prescriber_id, note = excluded.note,
+    subject_drug_class = excluded.subject_drug_class
+where physician_reviews.subject_drug_class is distinct from excluded.subject_drug_class or physician_reviews.reviewed_on is distinct from excluded.reviewed_on
     or physician_reviews.physician_id is distinct from excluded.physician_id
     or physician_reviews.kind is distinct from excluded.kind
     or physician_reviews.subject_prescriber_id is distinct from excluded.subject_prescriber_id
@@ -737,6 +739,7 @@ async fn write_batch(
                 .bind(result.physician_reviewed_on)
                 .bind(codec::confidentiality_name(result.confidentiality))
                 .bind(at)
+                .bind(result.specimen_validity.as_str())
                 .fetch_optional(&mut *conn)
                 .await?
         });
@@ -785,13 +788,7 @@ async fn write_batch(
     }
     for (record, patient_id) in batch.reviews.iter().zip(reviews.into_iter().flatten()) {
         let review = &record.review;
-        let (kind, subject) = match &review.kind {
-            ReviewKind::BenefitRisk => ("benefit_risk", None),
-            ReviewKind::BenzodiazepineAcknowledged => ("benzodiazepine_acknowledged", None),
-            ReviewKind::OutsidePrescriberAcknowledged(prescriber) => {
-                ("outside_prescriber_acknowledged", Some(prescriber.0.clone()))
-            }
-        };
+        let (kind, subject, class) = crate::facts::review_kind_columns(&review.kind);
         let written: Option<i64> = with_tx!(tx, conn => {
             sqlx::query_scalar(UPSERT_REVIEW)
                 .bind(patient_id)
@@ -802,6 +799,7 @@ async fn write_batch(
                 .bind(subject.clone())
                 .bind(record.note.clone())
                 .bind(at)
+                .bind(class)
                 .fetch_optional(&mut *conn)
                 .await?
         });

@@ -8,8 +8,8 @@ use refill_rules::decision::{Evidence, Reason, ReasonCode, Task};
 use refill_rules::{
     AgreementFacts, ClinicalFlag, ClinicalFlagKind, Confidentiality, Decision, DoseQuantity, DoseUnit, DrugClass, Fill,
     NaloxoneEvent, NaloxoneEventKind, OrderPurpose, OtherMedication, OtherMedicationClass, Outcome, PatientId,
-    PdmpFinding, PdmpReview, PhysicianReview, PrescriberId, RefillRequest, RequestKind, ReviewKind, RiskTier, Sex,
-    TaperState, UdsAnalyteResult, UdsKind, UdsResult,
+    PatientStatement, PdmpFinding, PdmpReview, PhysicianReview, PrescriberId, RefillRequest, RequestKind, ReviewKind,
+    RiskTier, Sex, SpecimenValidity, TaperState, UdsAnalyteResult, UdsKind, UdsResult,
 };
 use refill_store::codec::StoredTaperState;
 use refill_store::{
@@ -156,15 +156,31 @@ async fn every_fact_round_trips_through_load_patient_facts() {
             analytes: vec![UdsAnalyteResult { assay: "lcms".into(), analyte: "oxycodone".into(), detected: true }],
             physician_reviewed_on: None,
             confidentiality: Confidentiality::Normal,
+            specimen_validity: SpecimenValidity::Dilute,
         };
         tx.insert_uds_result(id, &result, Some("Observation/u1")).await.unwrap();
         let pdmp = PdmpReview {
             reviewed_on: date("2026-11-02"),
-            findings: vec![PdmpFinding {
-                prescriber: PrescriberId("999".into()),
-                drug_class: DrugClass::Benzodiazepine,
-                filled_on: date("2026-10-20"),
-            }],
+            findings: vec![
+                PdmpFinding {
+                    prescriber: PrescriberId("999".into()),
+                    drug_class: DrugClass::Benzodiazepine,
+                    filled_on: date("2026-10-20"),
+                    product: None,
+                    rxcui: None,
+                    quantity: None,
+                    days_supply: None,
+                },
+                PdmpFinding {
+                    prescriber: PrescriberId("998".into()),
+                    drug_class: DrugClass::OudTreatment,
+                    filled_on: date("2026-10-21"),
+                    product: Some("buprenorphine 8 MG / naloxone 2 MG Sublingual Film".into()),
+                    rxcui: Some("1010604".into()),
+                    quantity: Some(14.0),
+                    days_supply: Some(14),
+                },
+            ],
         };
         tx.insert_pdmp_review(id, &pdmp, &staff.id, None).await.unwrap();
         let review = PhysicianReview {
@@ -173,6 +189,18 @@ async fn every_fact_round_trips_through_load_patient_facts() {
             kind: ReviewKind::OutsidePrescriberAcknowledged(PrescriberId("999".into())),
         };
         tx.insert_physician_review(id, &review, Some("known dentist")).await.unwrap();
+        let class_review = PhysicianReview {
+            reviewed_on: date("2026-10-02"),
+            physician: PrescriberId("1111111111".into()),
+            kind: ReviewKind::OutsidePrescriberClassAcknowledged(PrescriberId("997".into()), DrugClass::Benzodiazepine),
+        };
+        tx.insert_physician_review(id, &class_review, None).await.unwrap();
+        let statement = PatientStatement {
+            recorded_on: date("2026-11-03"),
+            text: "I stopped taking it for a week".into(),
+            confidentiality: Confidentiality::Normal,
+        };
+        tx.insert_patient_statement(id, &statement, &staff.id).await.unwrap();
         let naloxone = NaloxoneEvent { on: date("2026-09-09"), kind: NaloxoneEventKind::Dispensed };
         tx.insert_naloxone_event(id, &naloxone, &staff.id).await.unwrap();
         let flag = ClinicalFlag {
@@ -219,7 +247,14 @@ async fn every_fact_round_trips_through_load_patient_facts() {
         assert_eq!(facts.uds.for_cause_due, None);
         assert_eq!(facts.uds.results, vec![result.clone()]);
         assert_eq!(facts.pdmp_reviews, vec![pdmp.clone()]);
-        assert_eq!(facts.physician_reviews, vec![review.clone()]);
+        assert_eq!(facts.physician_reviews, vec![review.clone(), class_review.clone()]);
+        assert_eq!(facts.patient_statements, vec![statement.clone()]);
+        assert_eq!(
+            facts.past_orders,
+            vec![oxycodone("MedicationRequest/old", 10.0)],
+            "{}: a replaced order is kept as history for reading drug tests",
+            db.name
+        );
         assert_eq!(facts.naloxone_events, vec![naloxone.clone()]);
         assert_eq!(facts.flags, vec![flag.clone()]);
         assert_eq!(facts.other_medications, vec![other.clone()]);

@@ -48,6 +48,13 @@ fn reason_sentence(code: &str) -> &'static str {
         "supply_runs_out_unresolved" => "Supply runs out before this is resolved: decide now (a bridge is offered)",
         "transferred_patient_continued" => "New or transferred patient: continued while the clinic reviews the case",
         "dose_change_requested" => "The patient asks for a different dose",
+        "uds_prescribed_not_tested" => "The drug test run cannot see a prescribed opioid: definitive test",
+        "uds_specimen_invalid" => "Invalid drug-test specimen: collect again",
+        "lost_or_stolen_repeat" => "Lost or stolen supply reported again within the window",
+        "aberrant_pattern" => "Pattern of early requests, lost supply or unexpected tests",
+        "er_la_not_opioid_tolerant" => "Extended-release or long-acting opioid, patient not opioid tolerant",
+        "agreement_incomplete" => "Agreement lacks required elements",
+        "patient_statement" => "Patient statement",
         _ => "Rule fired",
     }
 }
@@ -158,6 +165,7 @@ fn evidence_words(evidence: Option<&Value>) -> String {
         } else {
             match name {
                 "medication" | "products" => (0, words),
+                "statement" => (0, format!("the patient said \"{words}\"")),
                 "condition" => (0, words.replace('_', " ")),
                 "policy_max_days" => (3, format!("policy {words} days")),
                 "policy_valid_days" => (3, format!("valid for {words} days by policy")),
@@ -199,6 +207,7 @@ fn age_name_of(date_name: &str) -> Option<&'static str> {
         "agreement_signed_on" => "agreement_age_days",
         "naloxone_last_on" => "naloxone_age_days",
         "signal_recorded_on" => "signal_age_days",
+        "previous_report_on" => "previous_report_age_days",
         _ => return None,
     })
 }
@@ -226,6 +235,9 @@ fn date_label(name: &str) -> Option<&'static str> {
         "signal_recorded_on" => "signal recorded",
         "last_decision_on" => "last decision",
         "last_reviewed" => "last reviewed",
+        "previous_report_on" => "previous report",
+        "first_event_on" => "first event",
+        "latest_event_on" => "latest event",
         _ => return None,
     })
 }

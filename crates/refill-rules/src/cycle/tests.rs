@@ -182,6 +182,10 @@ fn an_approval_covers_what_the_physician_saw_until_the_next_dispense() {
             prescriber: prescriber("dr-elsewhere"),
             drug_class: DrugClass::Opioid,
             filled_on: date("2026-01-20"),
+            product: None,
+            rxcui: None,
+            quantity: None,
+            days_supply: None,
         }],
     });
     let reopened = decide_on(&facts, "2026-01-26");
@@ -205,6 +209,7 @@ fn a_physician_hold_stands_through_staff_facts_and_turns_urgent_before_the_run_o
         analytes: vec![UdsAnalyteResult { assay: "cocaine".into(), analyte: "cocaine".into(), detected: true }],
         physician_reviewed_on: None,
         confidentiality: Confidentiality::Normal,
+        specimen_validity: Default::default(),
     });
     let first = decide_on(&facts, "2026-01-22");
     let unexpected = first.reasons.iter().find(|r| r.code == ReasonCode::UdsUnexpectedResult).unwrap();
@@ -266,6 +271,10 @@ fn a_transferred_patient_is_continued_while_the_clinic_reviews_the_case() {
             prescriber: prescriber("dr-previous"),
             drug_class: DrugClass::Opioid,
             filled_on: date("2025-12-28"),
+            product: None,
+            rxcui: None,
+            quantity: None,
+            days_supply: None,
         }],
     }];
     let decision = decide_on(&facts, "2026-01-21");

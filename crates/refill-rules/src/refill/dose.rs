@@ -34,7 +34,7 @@ pub(super) fn check_naloxone(ctx: &mut RuleContext) {
         triggers.add("high_mme");
         restricted |= regimen_restricted(ctx);
     }
-    for medication in ctx.facts.other_medications.iter().filter(|m| m.active) {
+    for medication in super::outside::seen_medications(ctx, today) {
         let trigger = match medication.class {
             OtherMedicationClass::Benzodiazepine => "benzodiazepine",
             OtherMedicationClass::OudTreatment => "opioid_use_disorder_treatment",
@@ -71,6 +71,9 @@ pub(super) fn check_naloxone(ctx: &mut RuleContext) {
         Some(total) => Evidence::number("total_daily_mme", total),
         None => Evidence::missing("total_daily_mme"),
     });
+    if let Some(outside) = ctx.mme.outside_counted() {
+        evidence.push(Evidence::number("outside_daily_mme", outside));
+    }
     evidence.push(Evidence::number("mme_threshold", policy.naloxone_mme_threshold));
     dated_evidence(&mut evidence, "naloxone_last_on", "naloxone_age_days", last_event, today);
     evidence.push(Evidence::integer("policy_valid_days", policy.naloxone_offer_valid_days));
@@ -120,6 +123,9 @@ pub(super) fn check_high_mme(ctx: &mut RuleContext) {
     let mut evidence = Vec::with_capacity(5);
     evidence.push(Evidence::number("total_daily_mme", total));
     evidence.push(Evidence::number("threshold", policy.high_mme_threshold));
+    if let Some(outside) = ctx.mme.outside_counted() {
+        evidence.push(Evidence::number("outside_daily_mme", outside));
+    }
     dated_evidence(&mut evidence, "review_last_on", "review_age_days", last_review, today);
     evidence.push(Evidence::integer("policy_max_days", policy.physician_review_max_age_days));
     let code = if current { ReasonCode::HighMmeReviewed } else { ReasonCode::HighMmeReviewOverdue };
@@ -141,8 +147,13 @@ pub(super) fn check_mme_changes(ctx: &mut RuleContext) {
                 &computed
             }
         };
-        let products: Vec<&str> = undetermined.iter().map(|u| u.medication.as_str()).collect();
-        let why: Vec<&str> = undetermined.iter().map(|u| u.reason.as_str()).collect();
+        let mut products: Vec<&str> = undetermined.iter().map(|u| u.medication.as_str()).collect();
+        let mut why: Vec<&str> = undetermined.iter().map(|u| u.reason.as_str()).collect();
+        // Outside opioids from the PDMP whose dose cannot be worked out are never counted as 0 either.
+        for outside in &ctx.mme.outside_undetermined {
+            products.push(outside.as_str());
+            why.push("outside prescriber (PDMP): no usable product and quantity");
+        }
         let evidence = vec![
             Evidence::integer("undetermined_products", products.len() as i64),
             Evidence::text("products", products.join("; ")),
@@ -194,7 +205,7 @@ pub(super) fn check_regimen_change(ctx: &mut RuleContext) {
         return;
     }
     let current = mme::daily_mme_total(baseline, ctx.policy.factor_set());
-    let change = match (ctx.mme.total_daily_mme, current.total_daily_mme) {
+    let change = match (ctx.mme.regimen_total_daily_mme, current.total_daily_mme) {
         (Some(requested), Some(current)) if requested > current + 1e-9 => "increase",
         (Some(requested), Some(current)) if requested < current - 1e-9 => "decrease",
         (Some(_), Some(_)) => "same_total",
@@ -207,7 +218,7 @@ pub(super) fn check_regimen_change(ctx: &mut RuleContext) {
     let evidence = vec![
         Evidence::text("compared_with", compared_with),
         Evidence::text("change", change),
-        total(ctx.mme.total_daily_mme, "requested_total_daily_mme"),
+        total(ctx.mme.regimen_total_daily_mme, "requested_total_daily_mme"),
         total(current.total_daily_mme, "current_total_daily_mme"),
         Evidence::integer("requested_orders", ctx.request.regimen.len() as i64),
         Evidence::integer("current_orders", baseline.len() as i64),
@@ -250,7 +261,7 @@ fn same_order(a: &MedicationOrder, b: &MedicationOrder) -> bool {
         && a.purpose == b.purpose
 }
 
-fn same_product(a: &MedicationOrder, b: &MedicationOrder) -> bool {
+pub(super) fn same_product(a: &MedicationOrder, b: &MedicationOrder) -> bool {
     fn code_of(order: &MedicationOrder) -> Option<&str> {
         order.rxcui.as_deref().map(text::trim).filter(|c| !c.is_empty())
     }

@@ -17,16 +17,26 @@ pub(super) fn check_lost_or_stolen(ctx: &mut RuleContext) {
 }
 
 /// Methadone or buprenorphine for OUD from another source (an opioid treatment program), whether
-/// recorded as another medication or as an OUD order in the requested regimen.
+/// recorded as another medication, seen only on the PDMP, or an OUD order in the requested regimen.
 pub(super) fn check_oud_treatment_elsewhere(ctx: &mut RuleContext) {
     let today = ctx.today;
     let mut fired = Vec::new();
-    for medication in ctx.facts.other_medications.iter().filter(|m| {
-        m.active && m.class == OtherMedicationClass::OudTreatment && m.started_on.is_none_or(|on| on <= today)
-    }) {
-        let mut evidence = Vec::with_capacity(3);
-        evidence.push(Evidence::text("source", "other_medication"));
-        evidence.push(Evidence::text("medication", medication.text.clone()));
+    let oud = || super::outside::seen_medications(ctx, today).filter(|m| m.class == OtherMedicationClass::OudTreatment);
+    let recorded = oud().any(|m| m.pdmp_prescriber.is_none());
+    for medication in oud() {
+        // The PDMP usually shows what the chart already records: one reason for the treatment.
+        if recorded && medication.pdmp_prescriber.is_some() {
+            continue;
+        }
+        let mut evidence = Vec::with_capacity(4);
+        match medication.pdmp_prescriber {
+            None => evidence.push(Evidence::text("source", "other_medication")),
+            Some(prescriber) => {
+                evidence.push(Evidence::text("source", "pdmp"));
+                evidence.push(Evidence::text("prescriber", prescriber.0.clone()));
+            }
+        }
+        evidence.push(Evidence::text("medication", medication.text.to_string()));
         if let Some(started) = medication.started_on {
             evidence.push(Evidence::date("started_on", started));
         }

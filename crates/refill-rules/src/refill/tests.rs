@@ -194,12 +194,20 @@ fn outside_prescribers_escalate_but_roster_physicians_do_not() {
         prescriber: prescriber("dr-b"),
         drug_class: DrugClass::Opioid,
         filled_on: date("2026-01-05"),
+        product: None,
+        rxcui: None,
+        quantity: None,
+        days_supply: None,
     }];
     assert_eq!(codes(&case.decide()), Vec::<&str>::new());
     case.facts.pdmp_reviews[0].findings.push(PdmpFinding {
         prescriber: prescriber("dentist"),
         drug_class: DrugClass::Opioid,
         filled_on: date("2026-01-05"),
+        product: None,
+        rxcui: None,
+        quantity: None,
+        days_supply: None,
     });
     assert_eq!(codes(&case.decide()), ["pdmp_outside_prescriber"]);
     // A non-opioid controlled substance escalates until a physician acknowledges the prescriber.
@@ -367,6 +375,7 @@ fn the_unremarkable_uds_shortcut_agrees_with_the_full_interpretation() {
                             .collect(),
                         physician_reviewed_on: None,
                         confidentiality: Confidentiality::Normal,
+                        specimen_validity: Default::default(),
                     };
                     if monitoring::shows_exactly_what_is_prescribed(&result, &prescribed) {
                         shortcuts += 1;
@@ -410,6 +419,7 @@ fn uds_with(case: &mut Case, confirmatory: bool, extra: &[(&str, &str)]) {
         analytes,
         physician_reviewed_on: None,
         confidentiality: Confidentiality::Normal,
+        specimen_validity: Default::default(),
     });
 }
 

@@ -84,9 +84,26 @@ pub struct DrawnDate {
     pub period_index: u64,
 }
 
+/// The first and last gap (days after the last test) a date may be drawn at for a period: centred on
+/// the period (mean gap = period), no earlier than `min_gap_days`, no later than `max_gap_days`, and at
+/// least `min_window_days` wide, which near the cap moves the window earlier (never later).
+pub fn gap_window(period_days: i64, policy: &UdsPolicy) -> (i64, i64) {
+    let cap = policy.max_gap_days;
+    let period = period_days.min(cap);
+    let half = (period - policy.min_gap_days).min(cap - period).max(0);
+    let latest = period + half;
+    let mut earliest = period - half;
+    if latest - earliest + 1 < policy.min_window_days {
+        earliest = (latest - policy.min_window_days + 1).max(policy.min_gap_days.min(latest));
+    }
+    (earliest, latest)
+}
+
 /// Draw the next scheduled test date after the test collected on `last_test`.
 ///
-/// The date is uniform over `last_test + min_gap ..= last_test + min(period, max_gap)`; `period_index`
+/// The date is uniform over a window of gaps centred on the tier's period (`gap_window`), so over
+/// many draws a tier is tested once per period on average: the old window from `min_gap` to the period
+/// had its mean at the midpoint and tested about twice as often as the policy said. `period_index`
 /// counts the draws for this patient (the shell stores it with the date so the draw can be replayed).
 /// A for-cause test counts as the last test: draw again from its date.
 pub fn draw_next_date(
@@ -104,8 +121,7 @@ pub fn draw_next_date(
         ));
     }
     let period_days = policy.period_days(tier);
-    let latest = period_days.min(policy.max_gap_days);
-    let earliest = policy.min_gap_days.min(latest);
+    let (earliest, latest) = gap_window(period_days, policy);
     if earliest < 1 {
         return Err(RulesError::invalid(
             "uds.min_gap_days",

@@ -16,7 +16,7 @@ use refill_app::physician;
 use refill_app::staff::{self, StaffAction, StaffContext};
 use refill_rules::{
     AgreementFacts, DrugClass, Fill, NaloxoneEvent, NaloxoneEventKind, PatientId, PdmpFinding, PdmpReview,
-    PrescriberId, RequestKind, UdsAnalyteResult, UdsKind, UdsResult,
+    PrescriberId, RequestKind, SpecimenValidity, UdsAnalyteResult, UdsKind, UdsResult,
 };
 use refill_store::accounts::{self, Role};
 use refill_store::cycle::NewRefillRequest;
@@ -468,6 +468,9 @@ pub struct ActionForm {
     /// UDS: the collection date, YYYY-MM-DD (default today).
     #[serde(default)]
     pub collected_on: Option<String>,
+    /// UDS: the specimen's validity checks (`valid`, `dilute`, `invalid`; empty: not reported).
+    #[serde(default)]
+    pub specimen_validity: Option<String>,
     /// UDS result / confirmation steps: the drug test they belong to.
     #[serde(default)]
     pub test_id: Option<i64>,
@@ -546,7 +549,15 @@ fn parse_findings(text: &str) -> Result<Vec<PdmpFinding>, WebError> {
             let filled_on = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| {
                 WebError::BadRequest(format!("findings line {}: date {date:?} is not YYYY-MM-DD", i + 1))
             })?;
-            Ok(PdmpFinding { prescriber: PrescriberId((*prescriber).to_string()), drug_class, filled_on })
+            Ok(PdmpFinding {
+                prescriber: PrescriberId((*prescriber).to_string()),
+                drug_class,
+                filled_on,
+                product: None,
+                rxcui: None,
+                quantity: None,
+                days_supply: None,
+            })
         })
         .collect()
 }
@@ -583,6 +594,12 @@ fn uds_result(form: &ActionForm, collected_on: NaiveDate, kind: UdsKind) -> Resu
             return Err(WebError::BadRequest(format!("result_kind: {other:?} is not presumptive or confirmatory")));
         }
     };
+    let specimen_validity = match form.specimen_validity.as_deref().map(str::trim) {
+        None | Some("") => SpecimenValidity::NotReported,
+        Some(text) => SpecimenValidity::parse(text).ok_or_else(|| {
+            WebError::BadRequest(format!("specimen_validity: {text:?} is not not_reported, valid, dilute or invalid"))
+        })?,
+    };
     Ok(UdsResult {
         collected_on,
         kind,
@@ -590,6 +607,7 @@ fn uds_result(form: &ActionForm, collected_on: NaiveDate, kind: UdsKind) -> Resu
         analytes: found,
         physician_reviewed_on: None,
         confidentiality: Default::default(),
+        specimen_validity,
     })
 }
 
