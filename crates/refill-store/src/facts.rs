@@ -841,6 +841,7 @@ macro_rules! fetch_fact_rows {
             open_requests: fetch_in_range!($executor, SELECT_OPEN_REQUESTS, persistent, a, b, as_of),
             standing: fetch_in_range!($executor, SELECT_STANDING_DECISIONS, persistent, a, b, as_of),
             prepared: fetch_in_range!($executor, SELECT_PREPARED_REFILLS, persistent, a, b, as_of),
+            request_history: fetch_in_range!($executor, SELECT_REQUEST_HISTORY, persistent, a, b, as_of),
         }
     }};
 }
@@ -1219,6 +1220,13 @@ where q.patient_id >= $1 and q.patient_id <= $2 and q.status = 'done' and q.clin
   and not exists (select 1 from fills f where f.patient_id = q.patient_id and f.filled_on >= q.clinic_date)
 group by q.patient_id
 order by q.patient_id"#;
+// Early requests and lost-or-stolen reports on or before $3: the history the aberrant-pattern and
+// repeat-loss rules read.
+const SELECT_REQUEST_HISTORY: &str = r#"
+select patient_id, requested_on, kind from refill_requests
+where patient_id >= $1 and patient_id <= $2 and requested_on <= $3 and status <> 'withdrawn'
+  and kind in ('early', 'lost_or_stolen_replacement')
+order by patient_id, requested_on, id"#;
 // Each patient's latest physician decision signed on or before $3 (whether it still stands is the
 // rules' call: `cycle::standing_applies`).
 const SELECT_STANDING_DECISIONS: &str = r#"
@@ -1314,6 +1322,13 @@ struct NextTaperStepRow {
     patient_id: i64,
     starts_on: NaiveDate,
     regimen: Json<Value>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RequestHistoryRow {
+    patient_id: i64,
+    requested_on: NaiveDate,
+    kind: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -1486,6 +1501,7 @@ struct FactRows {
     open_requests: Vec<OpenRequestRow>,
     standing: Vec<StandingRow>,
     prepared: Vec<PreparedRow>,
+    request_history: Vec<RequestHistoryRow>,
 }
 
 impl FactRows {
@@ -1661,6 +1677,17 @@ impl FactRows {
                     requested_on: row.requested_on,
                     kind: codec::parse_request_kind(&row.kind)?,
                 });
+            }
+        }
+        for row in self.request_history {
+            if let Some(facts) = by_id.get_mut(&row.patient_id) {
+                match codec::parse_request_kind(&row.kind)? {
+                    refill_rules::RequestKind::Early => facts.early_requests.push(row.requested_on),
+                    refill_rules::RequestKind::LostOrStolenReplacement => {
+                        facts.lost_or_stolen_reports.push(row.requested_on)
+                    }
+                    _ => {}
+                }
             }
         }
         for row in self.prepared {
