@@ -206,7 +206,10 @@ fn a_physician_hold_stands_through_staff_facts_and_turns_urgent_before_the_run_o
         collected_on: date("2026-01-05"),
         kind: UdsKind::Scheduled,
         confirmatory: false,
-        analytes: vec![UdsAnalyteResult { assay: "cocaine".into(), analyte: "cocaine".into(), detected: true }],
+        analytes: vec![
+            UdsAnalyteResult { assay: "oxycodone".into(), analyte: "oxycodone".into(), detected: true },
+            UdsAnalyteResult { assay: "cocaine".into(), analyte: "cocaine".into(), detected: true },
+        ],
         physician_reviewed_on: None,
         confidentiality: Confidentiality::Normal,
         specimen_validity: Default::default(),

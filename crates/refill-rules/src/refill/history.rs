@@ -86,11 +86,17 @@ pub(super) fn check_aberrant_pattern(ctx: &mut RuleContext) {
     ctx.fire(ReasonCode::AberrantPattern, evidence, None, false);
 }
 
-/// Whether opioid supply covered every one of the `days` days before `today` (a fill covers its fill
-/// day and the `days_supply - 1` days after it). In days before today: walking back from yesterday,
-/// each day must fall in a fill, and the oldest fill covering it moves the walk past its start.
+/// Days without supply that do not cost tolerance: a refill picked up a day or two late (the pharmacy
+/// was closed, the patient came on Monday) is not a restart. Tolerance is defined over a week of daily
+/// opioid (FDA labelling), so two missing days inside that week leave the patient tolerant.
+const TOLERANCE_GRACE_DAYS: i64 = 2;
+
+/// Whether opioid supply covered the `days` days before `today` (a fill covers its fill day and the
+/// `days_supply - 1` days after it), allowing `TOLERANCE_GRACE_DAYS` uncovered days. Walking back from
+/// yesterday, each day must fall in a fill, and the oldest fill covering it moves the walk past its start.
 fn continuous_supply(ctx: &RuleContext, days: i64) -> bool {
     let mut uncovered = 1;
+    let mut missing = 0;
     while uncovered <= days {
         let oldest_covering = ctx
             .facts
@@ -102,6 +108,10 @@ fn continuous_supply(ctx: &RuleContext, days: i64) -> bool {
             .max();
         match oldest_covering {
             Some(age) => uncovered = age + 1,
+            None if missing < TOLERANCE_GRACE_DAYS => {
+                missing += 1;
+                uncovered += 1;
+            }
             None => return false,
         }
     }
