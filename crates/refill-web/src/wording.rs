@@ -351,6 +351,8 @@ pub fn standing_decision(
 
 #[cfg(test)]
 mod tests {
+    use refill_rules::ReasonCode;
+
     use super::*;
 
     #[test]
@@ -401,6 +403,29 @@ mod tests {
         assert_eq!(lines[1].text, "Rule fired");
         assert!(reasons(Some("not json"), false).is_empty());
         assert!(reasons(None, false).is_empty());
+    }
+
+    #[test]
+    fn patient_statements_and_the_issue_12_reasons_read_as_words() {
+        let stored = r#"[{"code":"patient_statement","restricted":false,"evidence":{
+            "recorded_on":{"date":"2026-01-20"},"statement":{"text":"I stopped taking it for a week"}}},
+            {"code":"lost_or_stolen_repeat","restricted":false,"evidence":{"previous_report_on":{"date":"2025-09-10"},
+            "previous_report_age_days":{"integer":139},"earlier_reports_in_window":{"integer":1},
+            "policy_window_days":{"integer":365}}}]"#;
+        let lines = reasons(Some(stored), false);
+        assert_eq!(
+            lines[0].text,
+            "Patient statement: the patient said \"I stopped taking it for a week\"; recorded 2026-01-20"
+        );
+        assert!(
+            lines[1].text.starts_with("Lost or stolen supply reported again within the window: "),
+            "{}",
+            lines[1].text
+        );
+        assert!(lines[1].text.contains("previous report 2025-09-10, 139 days ago"), "{}", lines[1].text);
+        for code in ReasonCode::ALL {
+            assert_ne!(reason_sentence(code.as_str()), "Rule fired", "{} has no sentence", code.as_str());
+        }
     }
 
     #[test]

@@ -177,7 +177,13 @@ pub(super) fn check_uds_results(ctx: &mut RuleContext) {
         let found = prescribed_ingredients(ctx, result.collected_on);
         let prescribed = found.names.as_slice();
         if latest == Some(result.collected_on) {
-            let unseen = uds::not_tested(result, &found.pain_opioids);
+            let mut unseen = uds::not_tested(result, &found.pain_opioids);
+            // A screen and a definitive test collected the same day are one collection: an opioid the
+            // other one sees is tested.
+            let same_day = || ctx.facts.uds.results.iter().filter(|r| r.collected_on == result.collected_on);
+            if !unseen.is_empty() && same_day().count() > 1 {
+                unseen.retain(|ingredient| same_day().all(|other| !uds::not_tested(other, &[ingredient]).is_empty()));
+            }
             if !unseen.is_empty() {
                 let evidence = vec![
                     Evidence::date("collected_on", result.collected_on),

@@ -487,3 +487,103 @@ fn an_unprescribed_or_inactive_benzodiazepine_stays_unexpected() {
         }
     }
 }
+
+/// A 12-hour oxycodone ER 10 mg tablet twice a day (30 MME), long-acting in the drug table.
+fn oxycodone_er() -> MedicationOrder {
+    MedicationOrder {
+        id: "MedicationRequest/oxy-er".to_string(),
+        rxcui: Some("1049502".to_string()),
+        text: Some("12 HR oxycodone hydrochloride 10 MG Extended Release Oral Tablet".to_string()),
+        dose: Some(DoseQuantity { value: 1.0, unit: DoseUnit::DoseFormUnit }),
+        doses_per_day: Some(2.0),
+        days_supply: Some(30),
+        dispense_quantity: Some(60.0),
+        prescriber: Some(prescriber("dr-a")),
+        purpose: OrderPurpose::Pain,
+        confidentiality: Confidentiality::Normal,
+    }
+}
+
+#[test]
+fn a_lost_or_stolen_report_is_a_repeat_up_to_the_window_and_not_after() {
+    let mut case = quiet_case();
+    case.request.kind = RequestKind::LostOrStolenReplacement;
+    for (earlier, repeat) in [("2025-01-27", true), ("2025-01-26", false), ("2026-01-27", false)] {
+        // 365 days before the request is inside the window, 366 outside; a report dated the request day
+        // is this request's own report.
+        case.facts.lost_or_stolen_reports = vec![date(earlier), date("2026-01-27")];
+        let decision = case.decide();
+        assert_eq!(codes(&decision).contains(&"lost_or_stolen_repeat"), repeat, "{earlier}");
+        assert!(codes(&decision).contains(&"lost_or_stolen_replacement"));
+    }
+    // A routine request never fires the repeat, whatever the history.
+    case.request.kind = RequestKind::Routine;
+    case.facts.lost_or_stolen_reports = vec![date("2025-12-01"), date("2026-01-02")];
+    assert!(!codes(&case.decide()).contains(&"lost_or_stolen_repeat"));
+}
+
+#[test]
+fn an_aberrant_pattern_needs_the_minimum_events_in_the_lookback_and_clears_on_a_later_review() {
+    let mut case = quiet_case();
+    case.facts.physician_reviews[0].reviewed_on = date("2025-11-01");
+    case.facts.early_requests = vec![date("2025-12-01"), date("2026-01-05")];
+    assert!(!codes(&case.decide()).contains(&"aberrant_pattern"), "two events are not a pattern");
+    // The third event 181 days back is outside the 180-day lookback; 180 days back is inside.
+    case.facts.lost_or_stolen_reports = vec![date("2025-07-30")];
+    assert!(!codes(&case.decide()).contains(&"aberrant_pattern"));
+    case.facts.lost_or_stolen_reports = vec![date("2025-07-31")];
+    let decision = case.decide();
+    assert!(codes(&decision).contains(&"aberrant_pattern"));
+    assert_eq!(decision.outcome, Outcome::Escalate);
+    assert_eq!(
+        evidence(&decision, ReasonCode::AberrantPattern, "latest_event_on"),
+        &EvidenceValue::Date(date("2026-01-05"))
+    );
+    // A physician benefit-risk review on the day of the latest event has weighed it.
+    case.facts.physician_reviews[0].reviewed_on = date("2026-01-05");
+    assert!(!codes(&case.decide()).contains(&"aberrant_pattern"));
+}
+
+#[test]
+fn opioid_tolerance_needs_a_week_of_supply_at_sixty_mme_unless_the_same_er_la_continues() {
+    // Record: oxycodone IR 30 MME filled 2026-01-01 for 30 days; the request switches to oxycodone ER.
+    let mut case = quiet_case();
+    case.request.regimen = vec![oxycodone_er()];
+    assert!(codes(&case.decide()).contains(&"er_la_not_opioid_tolerant"), "30 MME is not tolerant");
+    // 60 MME of record with supply on each of the last 7 days: tolerant.
+    case.facts.regimen = vec![oxycodone(2.0, 4.0)];
+    assert!(!codes(&case.decide()).contains(&"er_la_not_opioid_tolerant"), "60 MME for a week is tolerant");
+    // The fill of 2026-01-01 for 30 days covers 2026-01-01..2026-01-30. On 2026-01-31 the last 7 days
+    // (2026-01-24..2026-01-30) are all covered; on 2026-02-01 they include 2026-01-31, without supply.
+    let case = case.on("2026-01-31");
+    assert!(!codes(&case.decide()).contains(&"er_la_not_opioid_tolerant"), "supplied through 2026-01-30");
+    let case = case.on("2026-02-01");
+    assert!(codes(&case.decide()).contains(&"er_la_not_opioid_tolerant"), "a gap in supply loses tolerance");
+    // The same ER product continued from the record with no gap: not a new start, whatever the MME.
+    let case = quiet_case().with_regimen(vec![oxycodone_er()]);
+    assert!(!codes(&case.decide()).contains(&"er_la_not_opioid_tolerant"));
+}
+
+#[test]
+fn an_outside_opioid_counts_in_the_mme_only_while_its_supply_overlaps_the_request() {
+    let mut case = quiet_case();
+    let finding = |filled_on: &str, days_supply: u32| PdmpFinding {
+        prescriber: prescriber("npi-outside"),
+        drug_class: DrugClass::Opioid,
+        filled_on: date(filled_on),
+        product: Some("morphine sulfate 15 MG Oral Tablet".to_string()),
+        rxcui: Some("892582".to_string()),
+        quantity: Some(60.0),
+        days_supply: Some(days_supply),
+    };
+    // 2 tablets a day of 15 mg morphine: 30 MME on top of 30.
+    case.facts.pdmp_reviews[0].findings = vec![finding("2026-01-12", 30)];
+    let decision = case.decide();
+    assert!((decision.total_daily_mme.unwrap() - 60.0).abs() < 1e-9, "{:?}", decision.total_daily_mme);
+    assert!(codes(&decision).contains(&"naloxone_offer_due"));
+    // Filled 2026-01-12 for 15 days: runs out on 2026-01-27, the request day, so it no longer counts.
+    case.facts.pdmp_reviews[0].findings = vec![finding("2026-01-12", 15)];
+    let decision = case.decide();
+    assert!((decision.total_daily_mme.unwrap() - 30.0).abs() < 1e-9, "{:?}", decision.total_daily_mme);
+    assert!(codes(&decision).contains(&"pdmp_outside_prescriber"));
+}
