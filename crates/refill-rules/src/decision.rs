@@ -334,14 +334,15 @@ impl RefillWindow {
 }
 
 impl Decision {
-    /// Whether the patient belongs on today's staff queue: the refill window is open (no timing hold),
-    /// or something needs a physician whatever the timing. A patient who is simply not due yet is
-    /// decided and recorded, but is not put in front of staff.
+    /// Whether the patient belongs on today's staff queue: the refill window is open (or a request was
+    /// recorded), or a task fell due, or something needs a physician. A patient who is simply not due
+    /// yet, or whose prepared refill waits for the pharmacy, is decided and recorded but not put in
+    /// front of staff.
     pub fn needs_staff_today(&self) -> bool {
         match self.window {
-            RefillWindow::Open => {
-                self.outcome >= Outcome::Escalate || !self.reasons.iter().any(|r| r.code == ReasonCode::EarlyRequest)
-            }
+            // The refill is decided: staff see it, a held early request included (the patient who asked
+            // hears when it can be filled); "early" only ever comes from a recorded request.
+            RefillWindow::Open => true,
             // Not due: only monitoring that fell due (a task) or something for a physician.
             RefillWindow::NotDue => self.outcome >= Outcome::Escalate || !self.tasks.is_empty(),
             // Prepared: only a task that falls due (a drug test drawn for today) or a physician matter.

@@ -554,10 +554,14 @@ fn opioid_tolerance_needs_a_week_of_supply_at_sixty_mme_unless_the_same_er_la_co
     case.facts.regimen = vec![oxycodone(2.0, 4.0)];
     assert!(!codes(&case.decide()).contains(&"er_la_not_opioid_tolerant"), "60 MME for a week is tolerant");
     // The fill of 2026-01-01 for 30 days covers 2026-01-01..2026-01-30. On 2026-01-31 the last 7 days
-    // (2026-01-24..2026-01-30) are all covered; on 2026-02-01 they include 2026-01-31, without supply.
+    // (2026-01-24..2026-01-30) are all covered; a refill a day or two late keeps tolerance (two days of
+    // grace: on 2026-02-02 the week holds 2026-01-31 and 2026-02-01 without supply); a third day without
+    // supply loses it.
     let case = case.on("2026-01-31");
     assert!(!codes(&case.decide()).contains(&"er_la_not_opioid_tolerant"), "supplied through 2026-01-30");
-    let case = case.on("2026-02-01");
+    let case = case.on("2026-02-02");
+    assert!(!codes(&case.decide()).contains(&"er_la_not_opioid_tolerant"), "two days late is not a restart");
+    let case = case.on("2026-02-03");
     assert!(codes(&case.decide()).contains(&"er_la_not_opioid_tolerant"), "a gap in supply loses tolerance");
     // The same ER product continued from the record with no gap: not a new start, whatever the MME.
     let case = quiet_case().with_regimen(vec![oxycodone_er()]);
