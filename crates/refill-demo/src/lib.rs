@@ -777,12 +777,13 @@ fn generate_patient(
 /// Share of the stable patients whose supply runs out within three days who have already called for
 /// their refill (the rest are decided on the daily run's lead time without a call).
 const ROUTINE_CALL_SHARE: f64 = 0.25;
-/// Share of the stable patients one to two weeks from running out who called to ask for their refill
-/// early (travel, mostly): rare, and each one a decision for the clinic.
+/// Share of the stable patients two to three weeks from running out (their refill window not open yet,
+/// so nothing is prepared) who called to ask for their refill early (travel, mostly): rare, and each
+/// one a decision for the clinic.
 const EARLY_CALL_SHARE: f64 = 0.03;
 
 /// The requests of a stable patient: a routine call in the last two days when the supply runs out
-/// within three days, now and then an early request a week or two ahead. Other cases carry their own
+/// within three days, now and then an early request two to three weeks ahead. Other cases carry their own
 /// story and call nothing in, so each stays what its case says.
 fn draw_requests(rng: &mut DemoRng, case: CaseKind, today: NaiveDate, runs_out_in: i64) -> Vec<DemoRequest> {
     if case != CaseKind::Stable {
@@ -797,7 +798,7 @@ fn draw_requests(rng: &mut DemoRng, case: CaseKind, today: NaiveDate, runs_out_i
             kind: RequestKind::Routine,
             note: (note_pick == 0).then(|| "Called the desk; will pick up at the usual pharmacy".to_string()),
         }],
-        6..=12 if call < EARLY_CALL_SHARE => vec![DemoRequest {
+        13..=20 if call < EARLY_CALL_SHARE => vec![DemoRequest {
             requested_on: today,
             kind: RequestKind::Early,
             note: Some(

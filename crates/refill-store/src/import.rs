@@ -429,6 +429,12 @@ select $1, $2, $3, null, 'open', $4, $5, $6, 1, $7, $7
 where not exists (select 1 from refill_requests r where r.patient_id = $1 and r.requested_on = $2 and r.kind = $3)
 returning patient_id"#;
 
+// PostgreSQL: the requests' patients, locked in id order (so two imports cannot deadlock on them) until
+// the file's transaction ends. Requests have no unique key to conflict on, and under read committed two
+// imports of one file would both find a request absent and both insert it; the second now waits and
+// then sees the first one's rows. (SQLite's `BEGIN IMMEDIATE` already lets one writer in at a time.)
+const LOCK_REQUEST_PATIENTS: &str = "select id from patients where id = any($1) order by id for update";
+
 const SELECT_PATIENT_KEYS: &str = "select external_id, id from patients";
 
 fn taper_state_name(state: TaperState) -> &'static str {
@@ -857,7 +863,9 @@ async fn write_batch(
         tally.record(ImportKind::OtherMedications, written);
         tally.tick(progress);
     }
-    for (record, patient_id) in batch.refill_requests.iter().zip(refill_requests.into_iter().flatten()) {
+    let refill_requests: Vec<i64> = refill_requests.into_iter().flatten().collect();
+    lock_request_patients(tx, &refill_requests).await?;
+    for (record, patient_id) in batch.refill_requests.iter().zip(refill_requests) {
         let written: Option<i64> = with_tx!(tx, conn => {
             sqlx::query_scalar(INSERT_REFILL_REQUEST_IF_NEW)
                 .bind(patient_id)
@@ -922,6 +930,21 @@ async fn write_taper(
         written |= step_written.is_some();
     }
     Ok(written)
+}
+
+/// Serialise concurrent imports of requests for the same patients (see [`LOCK_REQUEST_PATIENTS`]).
+async fn lock_request_patients(tx: &mut Tx, patient_ids: &[i64]) -> Result<(), StoreError> {
+    if patient_ids.is_empty() {
+        return Ok(());
+    }
+    if let Tx::Postgres(inner) = tx {
+        let conn: &mut sqlx::PgConnection = &mut *inner;
+        let mut ids = patient_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        sqlx::query(LOCK_REQUEST_PATIENTS).bind(ids).execute(conn).await?;
+    }
+    Ok(())
 }
 
 /// Every stored patient's external id and row id (the natural key map children resolve against).
