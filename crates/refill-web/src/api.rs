@@ -187,9 +187,17 @@ pub struct ChangesQuery {
     pub after: i64,
 }
 
-/// `GET /api/changes?after=N`: changes after N (a polling alternative to `/events`; not activity).
-pub async fn changes(State(state): State<AppState>, Query(query): Query<ChangesQuery>) -> Result<Response, WebError> {
-    let changes = accounts::screen_changes_after(&state.store, query.after, 500).await?;
+/// `GET /api/changes?after=N`: changes after N (a polling alternative to `/events`; not activity). A wall
+/// display reads what changed, never who changed it: the actor is a staff member's display name.
+pub async fn changes(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<ChangesQuery>,
+) -> Result<Response, WebError> {
+    let mut changes = accounts::screen_changes_after(&state.store, query.after, 500).await?;
+    if principal.user().is_none() {
+        changes.iter_mut().for_each(|change| change.actor = None);
+    }
     let latest = accounts::latest_screen_change(&state.store).await?;
     Ok(Json(serde_json::json!({ "latest": latest, "changes": changes })).into_response())
 }
