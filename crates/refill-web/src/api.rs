@@ -32,7 +32,7 @@ pub async fn queue(
     Query(params): Query<QueueParams>,
 ) -> Result<Response, WebError> {
     let filter = params.filter.as_deref().and_then(QueueFilter::parse).unwrap_or_default();
-    let page = params.page.unwrap_or(0).max(0);
+    let page = params.page_number()?;
     let (rows, tallies) = queue::load_rows(&state, filter, page, state.settings.queue_page_size).await?;
     audit_view(
         &state,

@@ -381,13 +381,29 @@ pub struct BreakGlassForm {
     pub csrf: Option<String>,
 }
 
+/// Why a break-the-glass reason is not a reason: under ten characters, or without words (ten identical
+/// characters, digits, punctuation). The reason is read after the fact by the privacy officer.
+pub fn break_glass_reason_problem(reason: &str) -> Option<&'static str> {
+    let reason = reason.trim();
+    if reason.chars().count() < 10 {
+        return Some("Breaking the glass needs a reason of at least 10 characters.");
+    }
+    let distinct_letters =
+        reason.chars().filter(|c| c.is_alphabetic()).flat_map(char::to_lowercase).collect::<std::collections::BTreeSet<_>>();
+    let words = reason.split_whitespace().filter(|word| word.chars().filter(|c| c.is_alphabetic()).count() >= 2).count();
+    if distinct_letters.len() < 5 || words < 2 {
+        return Some("Breaking the glass needs a reason in words: why this patient's restricted record, now.");
+    }
+    None
+}
+
 /// Grant this physician access to the patient's Part 2 facts for the configured time, with the reason
 /// and an audit event in the same transaction.
 pub async fn grant(state: &AppState, principal: &Principal, patient_id: i64, reason: &str) -> Result<i64, WebError> {
     let user = principal.person()?;
     let reason = reason.trim();
-    if reason.len() < 10 {
-        return Err(WebError::BadRequest("Breaking the glass needs a reason of at least 10 characters.".into()));
+    if let Some(problem) = break_glass_reason_problem(reason) {
+        return Err(WebError::BadRequest(problem.into()));
     }
     screens::patient_header(&state.store, patient_id).await?;
     let now_ms = state.clock.now_ms();
