@@ -79,7 +79,7 @@ pub async fn run(command: Command, context: &Context) -> anyhow::Result<ExitCode
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no user {username}"))?;
             let password = read_password()?;
-            if let Some(problem) = refill_web::auth::password_problem(&password) {
+            if let Some(problem) = refill_web::auth::password_problem(&password, &[&user.username, &user.display_name]) {
                 anyhow::bail!("password: {problem}");
             }
             let hash = refill_web::auth::hash_password(password).await.map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -80,7 +80,7 @@ pub async fn create_account(
     if username.is_empty() || !username.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
         return Err(WebError::BadRequest("username: letters, digits, dot, dash and underscore only".into()));
     }
-    if let Some(problem) = auth::password_problem(password) {
+    if let Some(problem) = auth::password_problem(password, &[&username, display_name, &state.settings.clinic_name]) {
         return Err(WebError::BadRequest(format!("password: {problem}")));
     }
     let hash = auth::hash_password(password.to_string()).await?;
