@@ -111,7 +111,16 @@ async fn print_accounts(state: &refill_web::AppState) -> anyhow::Result<()> {
     println!("Sign-in accounts:");
     for (username, display_name, role) in DEMO_ACCOUNTS {
         let password = random_password();
-        match refill_web::pages::admin::create_account(state, username, display_name, role, &password).await {
+        match refill_web::pages::admin::create_account(
+            state,
+            username,
+            display_name,
+            role,
+            &password,
+            &refill_store::Actor::system(),
+        )
+        .await
+        {
             Ok(_) => println!("  {:<10} {:<10} password {password}", username, role.as_str()),
             Err(error) => println!("  {username:<10} {:<10} kept ({})", role.as_str(), error.public_message()),
         }

@@ -169,7 +169,7 @@ async fn the_physician_digest_reports_break_the_glass() {
             role: Role::Physician,
             password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
         };
-        let user = accounts::create_user(store, &new, now_ms).await.unwrap();
+        let user = accounts::create_user(store, &new, now_ms, &refill_store::Actor::system()).await.unwrap();
         let mut tx = store.begin().await.unwrap();
         let reason = "reviewing the methadone program letter";
         accounts::grant_break_glass(&mut tx, user.id, patient.0, reason, now_ms - 1000, now_ms + 3_599_000)

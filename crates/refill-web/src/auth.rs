@@ -161,7 +161,9 @@ pub fn password_problem(password: &str, context: &[&str]) -> Option<String> {
     if u8::from(estimate.score()) < MIN_PASSWORD_SCORE {
         let why = estimate.feedback().and_then(|feedback| feedback.warning()).map(|warning| warning.to_string());
         return Some(match why {
-            Some(why) => format!("that password is easy to guess ({}); try a few unrelated words", why.trim_end_matches('.')),
+            Some(why) => {
+                format!("that password is easy to guess ({}); try a few unrelated words", why.trim_end_matches('.'))
+            }
             None => "that password is easy to guess; try a few unrelated words".into(),
         });
     }

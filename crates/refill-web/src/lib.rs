@@ -60,6 +60,11 @@ pub struct WebSettings {
     /// Physicians and admins must enrol a second factor: until they do, every route but the enrolment
     /// page and sign-out sends them there, and they cannot remove the one they have.
     pub require_second_factor: bool,
+    /// The header a reverse proxy sets to the client's address (`x-forwarded-for`, `x-real-ip`),
+    /// believed only on requests whose peer is one of `trusted_proxies`. Without it every request
+    /// behind a proxy shares the proxy's address for the sign-in budget and the audit trail.
+    pub client_address_header: Option<String>,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for WebSettings {
@@ -77,6 +82,8 @@ impl Default for WebSettings {
             live_poll_interval: Duration::from_millis(1000),
             queue_page_size: 100,
             require_second_factor: false,
+            client_address_header: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

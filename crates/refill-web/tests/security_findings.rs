@@ -46,8 +46,8 @@ impl Harness {
         let clock = Clock::from_fn(move || {
             DateTime::from_timestamp_millis(clock_ms.load(Ordering::SeqCst)).unwrap_or_default()
         });
-        let state = AppState::new(store, settings, refill_rules::policy::Policy::default(), "test".into())
-            .with_clock(clock);
+        let state =
+            AppState::new(store, settings, refill_rules::policy::Policy::default(), "test".into()).with_clock(clock);
         Harness { _dir: dir, state, now_ms }
     }
 
@@ -61,7 +61,7 @@ impl Harness {
 
     /// An account with `PASSWORD`, created the way the admin page creates one.
     async fn account(&self, username: &str, role: Role) -> accounts::User {
-        refill_web::pages::admin::create_account(&self.state, username, "Test Person", role, PASSWORD)
+        refill_web::pages::admin::create_account(&self.state, username, "Test Person", role, PASSWORD, &Actor::system())
             .await
             .expect("account")
     }
@@ -190,7 +190,8 @@ async fn part2_reason_codes_never_leave_through_the_json_api() {
     assert!(!detail.to_string().contains(code), "before the glass is broken: {detail}");
     // After breaking the glass the physician reads the reason, code included.
     let reason = json!({ "reason": "deciding today's refill safely" });
-    let (granted, _) = call(&harness.state, &doc, "POST", &format!("/api/patients/{pid}/break-glass"), Some(reason)).await;
+    let (granted, _) =
+        call(&harness.state, &doc, "POST", &format!("/api/patients/{pid}/break-glass"), Some(reason)).await;
     assert_eq!(granted, StatusCode::OK);
     let (_, detail) = call(&harness.state, &doc, "GET", &format!("/api/exceptions/{exception_id}"), None).await;
     assert!(detail["exception"]["reasons"].to_string().contains(code), "{detail}");
@@ -206,9 +207,7 @@ async fn concurrent_wrong_passwords_are_checked_at_most_the_budget() {
     let mut attempts = tokio::task::JoinSet::new();
     for n in 0..40 {
         let harness = harness.clone();
-        attempts.spawn(async move {
-            harness.login("okafor", &format!("wrong-password-{n}"), "").await.status()
-        });
+        attempts.spawn(async move { harness.login("okafor", &format!("wrong-password-{n}"), "").await.status() });
     }
     let mut checked = 0;
     let mut limited = 0;
@@ -241,6 +240,50 @@ async fn failures_on_made_up_names_do_not_lock_out_a_known_account() {
     assert_eq!(real.status(), StatusCode::SEE_OTHER, "the physician's correct password still signs in");
 }
 
+/// Finding 3, behind a proxy: the configured header gives the client's address only when the request
+/// comes from a configured proxy, so one client's failures do not spend everyone's budget, and a
+/// forged header from anyone else changes nothing.
+#[tokio::test]
+async fn the_client_address_comes_from_the_trusted_proxy_header_only() {
+    let settings = WebSettings {
+        secure_cookies: false,
+        client_address_header: Some("x-forwarded-for".into()),
+        trusted_proxies: vec!["10.0.0.1".parse().expect("address")],
+        ..WebSettings::default()
+    };
+    let harness = Harness::with_settings(settings).await;
+    harness.account("okafor", Role::Physician).await;
+    let budget = harness.state.settings.login_failures_per_account_per_minute;
+    // An attacker behind the proxy spends the budget of their own address.
+    for _ in 0..budget {
+        let response = harness
+            .login_from("10.0.0.1", &[("x-forwarded-for", "203.0.113.9")], "okafor", "wrong-password-x", "")
+            .await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let attacker = harness.login_from("10.0.0.1", &[("x-forwarded-for", "203.0.113.9")], "okafor", PASSWORD, "").await;
+    assert_eq!(attacker.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The physician behind the same proxy signs in; a proxy appending to a client-sent list is read
+    // from its last entry.
+    let physician = harness
+        .login_from("10.0.0.1", &[("x-forwarded-for", "203.0.113.9, 198.51.100.4")], "okafor", PASSWORD, "")
+        .await;
+    assert_eq!(physician.status(), StatusCode::SEE_OTHER);
+    // A direct client forging the header is counted by its own address.
+    for _ in 0..budget {
+        let forged = harness
+            .login_from("192.0.2.50", &[("x-forwarded-for", "198.51.100.77")], "okafor", "wrong-pass-y", "")
+            .await;
+        assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    }
+    let forged_again =
+        harness.login_from("192.0.2.50", &[("x-forwarded-for", "198.51.100.78")], "okafor", PASSWORD, "").await;
+    assert_eq!(forged_again.status(), StatusCode::TOO_MANY_REQUESTS, "a new forged address does not reset it");
+    let head = harness.state.store.audit_head().await.expect("head");
+    let events = harness.state.store.audit_events(1, head.seq).await.expect("events");
+    assert!(events.iter().any(|e| e.client_addr.as_deref() == Some("198.51.100.4")), "the audit has the client");
+}
+
 /// Finding 4: with a second factor enrolled, a right password without a code gets the same answer as a
 /// wrong password.
 #[tokio::test]
@@ -249,7 +292,8 @@ async fn the_answer_is_the_same_until_password_and_code_are_both_checked() {
     let doc = harness.account("okafor", Role::Physician).await;
     let secret = refill_web::totp::new_secret();
     let sealed = refill_web::totp::seal(&harness.state.store.audit_key, &secret);
-    accounts::set_totp_secret(&harness.state.store, doc.id, Some(&sealed), &Actor::new("user:1", "physician"), "test")
+    let by = Actor::new(format!("user:{}", doc.id), "physician");
+    accounts::set_totp_secret(&harness.state.store, doc.id, Some(&sealed), &by, "test", harness.now_ms())
         .await
         .expect("enrol");
     let right = harness.login("okafor", PASSWORD, "").await;
@@ -297,10 +341,17 @@ async fn security_events_are_in_the_audit_trail() {
         "auth.sign_in",
         "access.refused",
         "wall.code_issued",
-        "auth.sign_out",
+        "auth.session_ended",
     ] {
         assert!(actions.iter().any(|a| a == expected), "no {expected} event in {actions:?}");
     }
+    let head = harness.state.store.audit_head().await.expect("head");
+    let events = harness.state.store.audit_events(1, head.seq).await.expect("events");
+    let ended = events.iter().find(|e| e.action == "auth.session_ended").expect("sign-out");
+    assert_eq!(ended.reason.as_deref(), Some("signed out"));
+    let failed = events.iter().find(|e| e.action == "auth.sign_in_failed").expect("failure");
+    assert_eq!(failed.client_addr.as_deref(), Some("10.0.0.7"), "the address is recorded");
+    assert!(events.iter().all(|e| !format!("{e:?}").contains(PASSWORD)), "no password in the trail");
     let verification = harness.state.store.verify_audit_chain(None).await.expect("verify");
     assert!(verification.is_intact(), "{verification:?}");
 }
@@ -317,9 +368,14 @@ async fn a_break_glass_reason_must_be_a_reason() {
     let doc = harness.account("lind", Role::Physician).await;
     let doc = harness.session_for(doc.id).await;
     for reason in ["aaaaaaaaaa", "..........", "1234567890", "          x"] {
-        let (status, body) =
-            call(&harness.state, &doc, "POST", &format!("/api/patients/{pid}/break-glass"), Some(json!({ "reason": reason })))
-                .await;
+        let (status, body) = call(
+            &harness.state,
+            &doc,
+            "POST",
+            &format!("/api/patients/{pid}/break-glass"),
+            Some(json!({ "reason": reason })),
+        )
+        .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reason:?}: {body}");
     }
 }
@@ -333,7 +389,10 @@ async fn second_factor_enrolment_needs_the_password_and_a_server_secret() {
     let session = harness.session_for(doc.id).await;
     // A 1-byte key chosen by the client, with its valid code and no password.
     let chosen = "AE";
-    let code = format!("{:06}", refill_web::totp::code_at(chosen, refill_web::totp::step_of(harness.now_ms() / 1000)).expect("code"));
+    let code = format!(
+        "{:06}",
+        refill_web::totp::code_at(chosen, refill_web::totp::step_of(harness.now_ms() / 1000)).expect("code")
+    );
     let response =
         harness.send(form_post("/account/second-factor", &session, &[("secret", chosen), ("code", &code)])).await;
     assert_ne!(response.status(), StatusCode::SEE_OTHER, "a client-chosen secret must not enrol");
@@ -371,9 +430,15 @@ async fn weak_passwords_are_refused() {
         "qwertyuiop123",
     ];
     for (n, password) in weak.iter().enumerate() {
-        let result =
-            refill_web::pages::admin::create_account(&harness.state, &format!("weak{n}"), "W", Role::Staff, password)
-                .await;
+        let result = refill_web::pages::admin::create_account(
+            &harness.state,
+            &format!("weak{n}"),
+            "W",
+            Role::Staff,
+            password,
+            &Actor::system(),
+        )
+        .await;
         assert!(result.is_err(), "{password:?} was accepted");
     }
 }
@@ -400,9 +465,17 @@ async fn a_wall_display_never_reads_staff_names() {
     tx.commit().await.expect("commit");
     let code = random_token();
     let now = harness.now_ms();
-    accounts::issue_wall_code(&harness.state.store, &sha256_hex(&code), "wall", None, now, now + 60_000)
-        .await
-        .expect("code");
+    accounts::issue_wall_code(
+        &harness.state.store,
+        &sha256_hex(&code),
+        "wall",
+        None,
+        now,
+        now + 60_000,
+        &Actor::system(),
+    )
+    .await
+    .expect("code");
     let entered = harness.send(get(&format!("/wall/enter?code={code}"), None)).await;
     let cookie = entered.headers().get(header::SET_COOKIE).and_then(|v| v.to_str().ok()).expect("cookie");
     let wall = cookie.split(';').next().expect("pair").to_string();

@@ -388,9 +388,13 @@ pub fn break_glass_reason_problem(reason: &str) -> Option<&'static str> {
     if reason.chars().count() < 10 {
         return Some("Breaking the glass needs a reason of at least 10 characters.");
     }
-    let distinct_letters =
-        reason.chars().filter(|c| c.is_alphabetic()).flat_map(char::to_lowercase).collect::<std::collections::BTreeSet<_>>();
-    let words = reason.split_whitespace().filter(|word| word.chars().filter(|c| c.is_alphabetic()).count() >= 2).count();
+    let distinct_letters = reason
+        .chars()
+        .filter(|c| c.is_alphabetic())
+        .flat_map(char::to_lowercase)
+        .collect::<std::collections::BTreeSet<_>>();
+    let words =
+        reason.split_whitespace().filter(|word| word.chars().filter(|c| c.is_alphabetic()).count() >= 2).count();
     if distinct_letters.len() < 5 || words < 2 {
         return Some("Breaking the glass needs a reason in words: why this patient's restricted record, now.");
     }

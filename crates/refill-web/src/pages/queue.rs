@@ -175,7 +175,9 @@ impl QueueParams {
         match self.page {
             None => Ok(0),
             Some(page) if (0..=MAX_QUEUE_PAGE).contains(&page) => Ok(page),
-            Some(page) => Err(WebError::BadRequest(format!("page: {page} is not a page number from 0 to {MAX_QUEUE_PAGE}"))),
+            Some(page) => {
+                Err(WebError::BadRequest(format!("page: {page} is not a page number from 0 to {MAX_QUEUE_PAGE}")))
+            }
         }
     }
 }
