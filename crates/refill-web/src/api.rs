@@ -78,6 +78,7 @@ pub async fn queue_action(
     Path(patient_id): Path<i64>,
     Json(form): Json<ActionForm>,
 ) -> Result<Response, WebError> {
+    crate::input::check_action(&form)?;
     let result = queue::perform(&state, &principal, patient_id, &form).await?;
     Ok(Json(result).into_response())
 }
@@ -131,6 +132,7 @@ pub async fn decide(
     Path(exception_id): Path<i64>,
     Json(form): Json<DecideForm>,
 ) -> Result<Response, WebError> {
+    crate::input::check_decision(&form)?;
     let message = exceptions::sign(&state, &principal, exception_id, &form).await?;
     Ok(Json(serde_json::json!({ "message": message })).into_response())
 }

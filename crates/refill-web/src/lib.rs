@@ -12,6 +12,7 @@ mod api;
 pub mod auth;
 mod chart;
 mod error;
+pub mod input;
 pub mod live;
 pub mod pages;
 mod queue_cache;

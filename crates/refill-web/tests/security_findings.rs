@@ -454,6 +454,36 @@ async fn page_numbers_that_overflow_are_refused() {
     assert!(body.to_string().contains("page"), "{body}");
 }
 
+/// Finding 10 (web part): a drug-test entry of fifty thousand analytes in a 100 KB request is refused
+/// with the field named, and nothing is written.
+#[tokio::test]
+async fn a_drug_test_entry_is_bounded_where_it_enters() {
+    let harness = Harness::new().await;
+    let store = harness.state.store.clone();
+    let today = harness.state.today();
+    let mut tx = store.begin().await.expect("begin");
+    let patient = tx.insert_patient(&PatientDetails::new("s-3", "Ida", "Moss"), &Actor::system()).await.expect("p");
+    let decision = refill_rules::Decision::from_reasons(Vec::new(), None, Some(30.0), "test");
+    record_today(&store, &mut tx, patient, today, &decision).await;
+    tx.commit().await.expect("commit");
+    let PatientId(pid) = patient;
+    let staff = harness.account("dana", Role::Staff).await;
+    let staff = harness.session_for(staff.id).await;
+    let (_, item) = call(&harness.state, &staff, "GET", &format!("/api/queue/{pid}"), None).await;
+    let version = item["version"].as_i64().expect("version");
+    let before = harness.state.store.audit_head().await.expect("head").seq;
+    let analytes = "a,".repeat(50_000);
+    let action = json!({ "action": "uds", "version": version, "detected": analytes });
+    let (status, body) = call(&harness.state, &staff, "POST", &format!("/api/queue/{pid}/action"), Some(action)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{}", body.to_string().chars().take(300).collect::<String>());
+    assert!(body.to_string().contains("detected"), "{body}");
+    let nul = json!({ "action": "contacted", "version": version, "note": "left a message\u{0}" });
+    let (status, _) = call(&harness.state, &staff, "POST", &format!("/api/queue/{pid}/action"), Some(nul)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a NUL in a note");
+    let after = harness.state.store.audit_head().await.expect("head").seq;
+    assert_eq!(after, before, "nothing was written");
+}
+
 /// Finding 11: a wall display reads changes without the names of the staff who made them.
 #[tokio::test]
 async fn a_wall_display_never_reads_staff_names() {

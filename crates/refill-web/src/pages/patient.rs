@@ -406,6 +406,7 @@ pub fn break_glass_reason_problem(reason: &str) -> Option<&'static str> {
 pub async fn grant(state: &AppState, principal: &Principal, patient_id: i64, reason: &str) -> Result<i64, WebError> {
     let user = principal.person()?;
     let reason = reason.trim();
+    crate::input::check_text("reason", reason, crate::input::MAX_NOTE_CHARS, true)?;
     if let Some(problem) = break_glass_reason_problem(reason) {
         return Err(WebError::BadRequest(problem.into()));
     }

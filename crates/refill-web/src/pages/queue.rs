@@ -449,6 +449,10 @@ pub async fn action(
     Path(patient_id): Path<i64>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, WebError> {
+    if let Err(error) = crate::input::check_action(&form) {
+        let status = error.status();
+        return panel_response(&state, &principal, patient_id, None, Some(error.public_message()), status).await;
+    }
     match perform(&state, &principal, patient_id, &form).await {
         Ok(result) => panel_response(&state, &principal, patient_id, Some(result.message), None, StatusCode::OK).await,
         Err(error @ (WebError::Conflict(_) | WebError::BadRequest(_))) => {
