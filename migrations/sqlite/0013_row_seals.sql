@@ -9,3 +9,7 @@ create table row_seals (
     digest text not null,
     primary key (table_name, row_id)
 );
+
+-- When a break-the-glass grant went out in a report: every grant is reported exactly once, in the
+-- first digest composed after it (a weekend's grants in Monday's), not by a fixed 24-hour window.
+alter table break_glass_grants add column reported_at_ms integer;

@@ -371,9 +371,6 @@ pub fn exception_digest_view(
     }
 }
 
-/// How far back the physicians' daily digest reports break-the-glass grants.
-pub const BREAK_GLASS_REPORT_MS: i64 = 24 * 60 * 60 * 1000;
-
 /// The opaque reference of the urgent escalation of `patient` raised by the run of `date`.
 pub fn urgent_escalation_ref(patient: PatientId, date: NaiveDate) -> String {
     format!("urgent:{}:{date}", patient.0)
@@ -447,18 +444,37 @@ impl OutboxMailer {
                 Ok(())
             }
             JobPayload::PhysicianExceptionDigest { date, .. } => {
-                let recipients = &self.composer.settings().physician_recipients;
+                // The privacy officer gets the digest too: it is where break-the-glass grants are reported.
+                let settings = self.composer.settings();
+                let mut recipients = settings.physician_recipients.clone();
+                recipients.extend(
+                    settings
+                        .privacy_officer_recipients
+                        .iter()
+                        .filter(|r| !recipients.contains(r))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                );
                 if recipients.is_empty() {
-                    tracing::info!("no [notify] physician_recipients configured; exception digest not emailed");
+                    // The grants stay unreported until someone is configured to receive them.
+                    tracing::warn!(
+                        "no [notify] physician_recipients or privacy_officer_recipients; digest not emailed"
+                    );
                     return Ok(());
                 }
                 let open = outbox::open_exceptions_in(tx).await?;
-                // The digest runs daily: it reports the grants of the 24 hours before it is composed.
-                let to_ms = now.timestamp_millis();
-                let break_glass = outbox::break_glass_between_in(tx, to_ms - BREAK_GLASS_REPORT_MS, to_ms).await?;
+                // Every grant not reported yet, marked reported with this email.
+                let break_glass = outbox::take_unreported_break_glass_in(tx, now.timestamp_millis()).await?;
+                let reported = break_glass.len();
                 let view = exception_digest_view(*date, open, break_glass, self.clinic_zone);
-                let email = self.composer.exception_digest(&view, recipients, now)?;
-                queue_email(tx, &email, None, self.clinic_zone, now).await?;
+                let email = self.composer.exception_digest(&view, &recipients, now)?;
+                if queue_email(tx, &email, None, self.clinic_zone, now).await? == Enqueued::AlreadyQueued
+                    && reported > 0
+                {
+                    // This date's digest went out already: fail (rolling the marks back) rather than mark
+                    // grants reported that no email lists; the next day's digest reports them.
+                    anyhow::bail!("the digest of {date} is already queued; {reported} grant(s) left for the next one");
+                }
                 Ok(())
             }
             JobPayload::UrgentAlert { patient, date } => {

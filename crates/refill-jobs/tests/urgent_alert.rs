@@ -154,10 +154,11 @@ async fn an_alert_resting_on_a_part2_record_does_not_name_the_reason() {
     }
 }
 
-/// The physicians' daily digest reports who broke the glass on which patient in the last 24 hours,
-/// without the written reason (which may describe the restricted record).
+/// The physicians' digest reports who broke the glass on which patient, without the written reason
+/// (which may describe the restricted record). Every grant is reported exactly once: a grant of the
+/// weekend (no digest runs then) is in the next digest, and no grant is in two (issue 17, finding 6).
 #[tokio::test]
-async fn the_physician_digest_reports_break_the_glass() {
+async fn the_physician_digest_reports_every_break_the_glass_grant_once() {
     use refill_store::accounts::{self, NewUser, Role};
     for db in common::backends().await {
         let store = &db.store;
@@ -175,24 +176,47 @@ async fn the_physician_digest_reports_break_the_glass() {
         accounts::grant_break_glass(&mut tx, user.id, patient.0, reason, now_ms - 1000, now_ms + 3_599_000)
             .await
             .unwrap();
-        // A grant older than a day was reported by an earlier digest.
-        accounts::grant_break_glass(&mut tx, user.id, patient.0, "old", now_ms - 2 * 86_400_000, now_ms).await.unwrap();
+        // A grant of Saturday, 60 hours ago: no digest has run since.
+        let saturday = now_ms - 60 * 3_600_000;
+        accounts::grant_break_glass(&mut tx, user.id, patient.0, "weekend call", saturday, saturday + 3_600_000)
+            .await
+            .unwrap();
         let digest = refill_jobs::JobPayload::PhysicianExceptionDigest { site: "main".into(), date: clinic_date() };
         jobs::enqueue(&mut tx, &digest.to_new_job()).await.unwrap().unwrap();
         tx.commit().await.unwrap();
 
         let mut context = JobContext::new("w1");
         context.mailer = Some(Arc::new(outbox_mailer()));
-        drain_default_queue(store, "w1", context).await;
+        drain_default_queue(store, "w1", context.clone()).await;
 
-        let claimed = outbox::claim_due(store, Utc::now() + chrono::Duration::minutes(1), Duration::from_secs(60), 100)
-            .await
-            .unwrap();
-        let email = claimed.iter().find(|e| e.kind == "physician-exception-digest").expect("the digest is queued");
-        let raw = String::from_utf8_lossy(&email.raw_message).replace("=\r\n", "");
+        let digests = || async {
+            let claimed =
+                outbox::claim_due(store, Utc::now() + chrono::Duration::minutes(1), Duration::from_secs(60), 100)
+                    .await
+                    .unwrap();
+            claimed
+                .into_iter()
+                .filter(|e| e.kind == "physician-exception-digest")
+                .map(|e| String::from_utf8_lossy(&e.raw_message).replace("=\r\n", ""))
+                .collect::<Vec<_>>()
+        };
+        let first = digests().await;
+        assert_eq!(first.len(), 1, "{}: the digest is queued", db.name);
+        let raw = &first[0];
         assert!(raw.contains(&format!("Dr. Okafor opened patient #{}", patient.0)), "{}: {raw}", db.name);
         assert!(raw.contains("for 60 minutes"), "{}: {raw}", db.name);
-        assert_eq!(raw.matches("opened patient #").count(), 2, "{}: one grant, text and HTML parts", db.name);
+        assert_eq!(raw.matches("opened patient #").count(), 4, "{}: both grants, text and HTML parts", db.name);
         assert!(!raw.contains("methadone"), "{}: the reason was mailed", db.name);
+
+        // The next day's digest lists neither again.
+        let next = clinic_date().succ_opt().unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let digest = refill_jobs::JobPayload::PhysicianExceptionDigest { site: "main".into(), date: next };
+        jobs::enqueue(&mut tx, &digest.to_new_job()).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        drain_default_queue(store, "w1", context).await;
+        let second = digests().await;
+        assert_eq!(second.len(), 1, "{}: the next digest is queued", db.name);
+        assert_eq!(second[0].matches("opened patient #").count(), 0, "{}: a grant reported twice", db.name);
     }
 }
