@@ -334,6 +334,18 @@ pub fn morning_digest_view(clinic_date: NaiveDate, data: outbox::MorningDigestDa
     }
 }
 
+/// One grant as the emails show it: who, the patient's opaque reference, when (clinic wall clock) and
+/// for how long; `None` for a time outside the calendar.
+fn break_glass_line(access: outbox::BreakGlassAccess, clinic_zone: Tz) -> Option<refill_notify::BreakGlassLine> {
+    let granted_at = DateTime::<Utc>::from_timestamp_millis(access.granted_at_ms)?;
+    Some(refill_notify::BreakGlassLine {
+        user: access.user_display_name,
+        patient_ref: patient_ref(access.patient_id),
+        granted_at: granted_at.with_timezone(&clinic_zone).naive_local(),
+        minutes: (access.expires_at_ms - access.granted_at_ms) / 60_000,
+    })
+}
+
 /// The physicians' digest view-model from the open exceptions and the break-the-glass grants made
 /// since the last digest (times shown on the clinic's wall clock).
 pub fn exception_digest_view(
@@ -344,18 +356,7 @@ pub fn exception_digest_view(
 ) -> refill_notify::ExceptionDigest {
     refill_notify::ExceptionDigest {
         clinic_date,
-        break_glass: break_glass
-            .into_iter()
-            .filter_map(|access| {
-                let granted_at = DateTime::<Utc>::from_timestamp_millis(access.granted_at_ms)?;
-                Some(refill_notify::BreakGlassLine {
-                    user: access.user_display_name,
-                    patient_ref: patient_ref(access.patient_id),
-                    granted_at: granted_at.with_timezone(&clinic_zone).naive_local(),
-                    minutes: (access.expires_at_ms - access.granted_at_ms) / 60_000,
-                })
-            })
-            .collect(),
+        break_glass: break_glass.into_iter().filter_map(|access| break_glass_line(access, clinic_zone)).collect(),
         exceptions: open
             .into_iter()
             .map(|exception| refill_notify::ExceptionLine {
@@ -486,6 +487,23 @@ impl OutboxMailer {
                     return Ok(());
                 };
                 queue_urgent_alert(tx, &self.composer, &alert, self.clinic_zone, now).await?;
+                Ok(())
+            }
+            JobPayload::BreakGlassAlert { grant } => {
+                let recipients = &self.composer.settings().privacy_officer_recipients;
+                if recipients.is_empty() {
+                    // The grant is still reported once in the next exception digest.
+                    tracing::warn!(grant, "no [notify] privacy_officer_recipients; break-the-glass alert not emailed");
+                    return Ok(());
+                }
+                let Some(access) = outbox::break_glass_access_in(tx, *grant).await? else {
+                    anyhow::bail!("break-the-glass grant {grant} does not exist");
+                };
+                let Some(line) = break_glass_line(access, self.clinic_zone) else {
+                    anyhow::bail!("break-the-glass grant {grant} has an unreadable time");
+                };
+                let email = self.composer.break_glass_alert(&line, &format!("grant-{grant}"), recipients, now)?;
+                queue_email(tx, &email, None, self.clinic_zone, now).await?;
                 Ok(())
             }
             other => anyhow::bail!("the notifier does not compose {} jobs", other.kind()),

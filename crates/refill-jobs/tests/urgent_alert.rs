@@ -220,3 +220,50 @@ async fn the_physician_digest_reports_every_break_the_glass_grant_once() {
         assert_eq!(second[0].matches("opened patient #").count(), 0, "{}: a grant reported twice", db.name);
     }
 }
+
+/// Issue 17, finding 6: a break-the-glass grant alerts the privacy officer at once, from the job the
+/// web enqueues in the grant's transaction (by name and JSON), without the written reason.
+#[tokio::test]
+async fn a_break_the_glass_grant_alerts_the_privacy_officer_at_once() {
+    use refill_store::accounts::{self, NewUser, Role};
+    for db in common::backends().await {
+        let store = &db.store;
+        let patient = add_patient(store, "Quillfeather", false).await;
+        let now_ms = Utc::now().timestamp_millis();
+        let new = NewUser {
+            username: "okafor".into(),
+            display_name: "Dr. Okafor".into(),
+            role: Role::Physician,
+            password_hash: "$argon2id$x".into(),
+        };
+        let user = accounts::create_user(store, &new, now_ms, &refill_store::Actor::system()).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let reason = "reviewing the methadone program letter";
+        let grant =
+            accounts::grant_break_glass(&mut tx, user.id, patient.0, reason, now_ms, now_ms + 3_600_000).await.unwrap();
+        let job = jobs::NewJob::new(
+            "break_glass_alert",
+            serde_json::json!({ "kind": "break_glass_alert", "grant": grant.id }),
+        )
+        .priority(5)
+        .unique_key(format!("break_glass_alert:{}", grant.id));
+        jobs::enqueue(&mut tx, &job).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+
+        let mut settings = sample::northside(&["desk@northside.example"], &PHYSICIANS);
+        settings.privacy_officer_recipients = vec!["privacy@northside.example".into()];
+        let mailer = OutboxMailer { composer: Composer::new(settings).unwrap(), ..outbox_mailer() };
+        let mut context = JobContext::new("w1");
+        context.mailer = Some(Arc::new(mailer));
+        drain_default_queue(store, "w1", context).await;
+
+        let claimed = outbox::claim_due(store, Utc::now() + chrono::Duration::minutes(1), Duration::from_secs(60), 100)
+            .await
+            .unwrap();
+        let alert = claimed.iter().find(|e| e.kind == "privacy-break-glass-alert").expect("the alert is queued");
+        let raw = String::from_utf8_lossy(&alert.raw_message).replace("=\r\n", "");
+        assert!(raw.contains("privacy@northside.example"), "{}: {raw}", db.name);
+        assert!(raw.contains(&format!("Dr. Okafor opened the restricted records of patient #{}", patient.0)), "{raw}");
+        assert!(!raw.contains("methadone"), "{}: the reason was mailed", db.name);
+    }
+}

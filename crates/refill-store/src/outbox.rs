@@ -858,6 +858,20 @@ pub async fn take_unreported_break_glass_in(tx: &mut Tx, now_ms: i64) -> Result<
         .collect())
 }
 
+/// One break-the-glass grant, for the privacy officer's alert (`None` when there is no such grant).
+pub async fn break_glass_access_in(tx: &mut Tx, grant_id: i64) -> Result<Option<BreakGlassAccess>, StoreError> {
+    const SQL: &str = "SELECT u.display_name, g.patient_id, g.granted_at_ms, g.expires_at_ms \
+         FROM break_glass_grants g JOIN users u ON u.id = g.user_id WHERE g.id = $1";
+    let row: Option<(String, i64, i64, i64)> =
+        on_tx!(tx, conn => sqlx::query_as(SQL).bind(grant_id).fetch_optional(conn).await?);
+    Ok(row.map(|(user_display_name, patient, granted_at_ms, expires_at_ms)| BreakGlassAccess {
+        user_display_name,
+        patient_id: PatientId(patient),
+        granted_at_ms,
+        expires_at_ms,
+    }))
+}
+
 /// The code that stands for restricted reasons in anything that leaves the application (email).
 pub const RESTRICTED_REASON: &str = "restricted_information";
 

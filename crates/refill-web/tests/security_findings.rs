@@ -195,6 +195,11 @@ async fn part2_reason_codes_never_leave_through_the_json_api() {
     assert_eq!(granted, StatusCode::OK);
     let (_, detail) = call(&harness.state, &doc, "GET", &format!("/api/exceptions/{exception_id}"), None).await;
     assert!(detail["exception"]["reasons"].to_string().contains(code), "{detail}");
+    // Finding 6: the grant enqueued the privacy officer's alert in its transaction.
+    let queued = refill_store::jobs::list_jobs(&harness.state.store, refill_store::jobs::JobState::Available, 100)
+        .await
+        .expect("jobs");
+    assert_eq!(queued.iter().filter(|job| job.kind == "break_glass_alert").count(), 1, "{queued:?}");
 }
 
 /// Finding 2: concurrent wrong passwords for one account from one address are checked at most as often

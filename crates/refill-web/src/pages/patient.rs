@@ -421,6 +421,15 @@ pub async fn grant(state: &AppState, principal: &Principal, patient_id: i64, rea
         .reason(reason)
         .detail(serde_json::json!({ "grant_id": grant.id, "expires_at_ms": expires_ms, "purpose_of_use": "BTG" }));
     state.store.append_audit(&mut tx, &event).await?;
+    // The privacy officer hears of it at once: the notifier's `break_glass_alert` job (a stored
+    // contract of refill-jobs, written here by name as the web does not depend on it).
+    let alert = refill_store::jobs::NewJob::new(
+        "break_glass_alert",
+        serde_json::json!({ "kind": "break_glass_alert", "grant": grant.id }),
+    )
+    .priority(5)
+    .unique_key(format!("break_glass_alert:{}", grant.id));
+    refill_store::jobs::enqueue(&mut tx, &alert).await?;
     tx.commit().await?;
     tracing::warn!(grant_id = grant.id, "break-glass access granted");
     Ok(expires_ms)
