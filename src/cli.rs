@@ -57,6 +57,10 @@ pub enum Command {
     User(cmd::user::Command),
     /// Validate the whole configuration (refuses unsafe production settings).
     CheckConfig(cmd::check_config::Args),
+    /// Write a consistent copy of the SQLite database while it runs, and check it.
+    Backup(cmd::backup::BackupArgs),
+    /// Check a backup, then make it the configured SQLite database.
+    Restore(cmd::backup::RestoreArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -76,5 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => cmd::serve::run(args, &context).await,
         Command::User(command) => cmd::user::run(command, &context).await,
         Command::CheckConfig(args) => cmd::check_config::run(args, &context).await,
+        Command::Backup(args) => cmd::backup::backup(args, &context).await,
+        Command::Restore(args) => cmd::backup::restore(args, &context).await,
     }
 }

@@ -61,7 +61,17 @@ struct ClinicSection {
 }
 
 pub async fn run(args: Args, context: &Context) -> anyhow::Result<ExitCode> {
-    let today = clinic_today(context);
+    // Everything the demo will need from the configuration is checked before anything is written.
+    let config = context.config()?;
+    let loopback = args.bind.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(args.bind == "localhost");
+    super::serve::web_settings(&config, loopback)?;
+    crate::policy_file::load_policy(&config)?;
+    if let Some(parent) = args.db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            anyhow::bail!("the folder of the demo database, {}, does not exist", parent.display());
+        }
+    }
+    let today = clinic_today(&config);
     let clinic = refill_demo::generate(&DemoSettings { patients: args.patients as usize, seed: args.seed, today });
     let files = clinic.csv_files();
     if let Some(dir) = &args.export_csv {
@@ -84,9 +94,6 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<ExitCode> {
     }
     print_summary(&clinic, &args.db);
 
-    let config =
-        context.config().context("the demo needs the configuration folder (run it from the project folder)")?;
-    let loopback = args.bind.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(args.bind == "localhost");
     let state = super::serve::app_state(&config, store.clone(), loopback)?;
     print_accounts(&state).await?;
     run_daily_pipeline(&config, &store, today).await?;
@@ -157,12 +164,11 @@ async fn run_daily_pipeline(
 }
 
 /// Today in the clinic's time zone when the configuration names one, else in UTC.
-fn clinic_today(context: &Context) -> chrono::NaiveDate {
+fn clinic_today(config: &crate::config::Config) -> chrono::NaiveDate {
     let now = chrono::Utc::now();
-    let zone = context
-        .config()
+    let zone = config
+        .section::<ClinicSection>("clinic")
         .ok()
-        .and_then(|config| config.section::<ClinicSection>("clinic").ok())
         .and_then(|clinic| clinic.time_zone.parse::<chrono_tz::Tz>().ok());
     match zone {
         Some(zone) => now.with_timezone(&zone).date_naive(),

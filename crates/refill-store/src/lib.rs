@@ -12,6 +12,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod backup;
 pub mod codec;
 pub mod decisions;
 mod error;
