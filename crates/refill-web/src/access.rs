@@ -52,6 +52,9 @@ const fn route(method: &'static str, path: &'static str, access: Access) -> Rout
 pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/", Access::Public),
     route("GET", "/healthz", Access::Public),
+    route("GET", "/readyz", Access::Public),
+    // Counts only, and the handler answers loopback and the configured proxies alone.
+    route("GET", "/metrics", Access::Public),
     route("GET", "/static/app.css", Access::Public),
     route("GET", "/static/app.js", Access::Public),
     route("GET", "/login", Access::Public),

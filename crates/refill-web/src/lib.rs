@@ -14,6 +14,7 @@ mod chart;
 mod error;
 pub mod input;
 pub mod live;
+pub mod metrics;
 pub mod pages;
 mod queue_cache;
 mod security;
@@ -142,6 +143,8 @@ pub struct AppState {
     pub view_audit: view_audit::ViewAudit,
     /// Today's tallies and each filter's first page, shared by every screen until something changes.
     pub queue_cache: Arc<queue_cache::QueueCache>,
+    /// Request latencies for `/metrics`.
+    pub http_metrics: Arc<metrics::HttpMetrics>,
 }
 
 impl AppState {
@@ -161,6 +164,7 @@ impl AppState {
             clock: Clock::system(),
             live: live::LiveFeed::new(),
             queue_cache: Arc::default(),
+            http_metrics: Arc::default(),
         }
     }
 
@@ -182,6 +186,8 @@ pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .route("/", get(pages::home))
         .route("/healthz", get(pages::healthz))
+        .route("/readyz", get(metrics::readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/static/app.css", get(pages::stylesheet))
         .route("/static/app.js", get(pages::script))
         .route("/login", get(login::form).post(login::submit))
@@ -224,6 +230,7 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), access::enforce))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::load_principal))
         .layer(axum::middleware::from_fn(security::headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::measure))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(256 * 1024))
         .with_state(state)
 }
