@@ -63,6 +63,13 @@ pub enum Command {
     Restore(cmd::backup::RestoreArgs),
 }
 
+/// A date argument: `YYYY-MM-DD`, with the format in the error (clap's own says only "input contains
+/// invalid characters").
+pub fn parse_date(text: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("expected a date as YYYY-MM-DD (for example 2026-12-07), found {text:?}"))
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let context = Context { config_dir: cli.config, database_url: cli.database };
     match cli.command {

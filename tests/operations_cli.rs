@@ -99,3 +99,26 @@ async fn backup_and_restore_round_trip_every_table_and_the_audit_chain() {
     assert!(text(&refused).contains("do not match their seal"), "{}", text(&refused));
     assert_eq!(std::fs::read(path.join("restored.db")).expect("read"), before, "left alone");
 }
+
+/// CLI errors that help: a bad date names the format, a database in a missing folder names the folder
+/// once, `import --help` lists every file kind, a bad hand-written file names the line and the key.
+#[test]
+fn command_line_errors_name_what_to_fix() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path();
+    let date = refill(path, &["--database", "sqlite:x.db", "jobs", "run-daily", "--date", "tomorrow"]);
+    assert!(!date.status.success() && text(&date).contains("YYYY-MM-DD"), "{}", text(&date));
+    let folder = refill(path, &["--database", "sqlite:missing-folder/x.db", "migrate"]);
+    assert!(!folder.status.success());
+    assert_eq!(text(&folder).matches("missing-folder").count(), 1, "{}", text(&folder));
+    let help = text(&refill(path, &["import", "--help"]));
+    for kind in refill_import::CsvKind::ALL {
+        assert!(help.contains(&format!("{}.csv", kind.file_prefix())), "{} missing from\n{help}", kind.file_prefix());
+    }
+    let request = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/taper/va-slower.toml"))
+        .expect("example");
+    std::fs::write(path.join("bad.toml"), request.replace("start_on = \"2026-01-05\"", "start_on = \"soon\""))
+        .expect("write");
+    let taper = refill(path, &["taper", "plan", "bad.toml"]);
+    assert!(text(&taper).contains("bad.toml line 3, key start_on"), "{}", text(&taper));
+}

@@ -26,8 +26,8 @@ use crate::context::Context;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// FHIR R4 Bundles (*.json) or CSV files named by record type (physicians.csv, patients.csv,
-    /// orders.csv, fills.csv, uds.csv, pdmp.csv, agreements.csv, tapers.csv, reviews.csv, naloxone.csv;
-    /// see docs/import-csv.md).
+    /// orders.csv, fills.csv, uds.csv, pdmp.csv, agreements.csv, tapers.csv, reviews.csv, naloxone.csv,
+    /// conditions.csv, other_medications.csv; see docs/import-csv.md).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Check the files and list their problems without writing anything.

@@ -26,7 +26,7 @@ pub enum Command {
     /// Run the daily pipeline for one clinic date now, in this process (backfills and tests).
     RunDaily {
         /// Clinic date, YYYY-MM-DD (default: today in the clinic's time zone).
-        #[arg(long)]
+        #[arg(long, value_parser = crate::cli::parse_date)]
         date: Option<NaiveDate>,
         /// Clinic site.
         #[arg(long, default_value = "main")]
