@@ -61,6 +61,11 @@ pub enum Command {
     Backup(cmd::backup::BackupArgs),
     /// Check a backup, then make it the configured SQLite database.
     Restore(cmd::backup::RestoreArgs),
+    /// Print a shell completion script (for example `refill completions bash > /etc/bash_completion.d/refill`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// A date argument: `YYYY-MM-DD`, with the format in the error (clap's own says only "input contains
@@ -89,5 +94,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig(args) => cmd::check_config::run(args, &context).await,
         Command::Backup(args) => cmd::backup::backup(args, &context).await,
         Command::Restore(args) => cmd::backup::restore(args, &context).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            // Into memory first: clap_complete panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "refill", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+                Err(error) => Err(error.into()),
+            }
+        }
     }
 }

@@ -36,6 +36,9 @@ fn the_binary_runs_from_a_folder_without_configuration() {
     let version = refill(dir.path(), &["--version"]);
     assert!(version.status.success() && text(&version).starts_with("refill "), "{}", text(&version));
 
+    let completions = refill(dir.path(), &["completions", "bash"]);
+    assert!(completions.status.success() && text(&completions).contains("_refill()"), "{}", text(&completions));
+
     let demo = refill(dir.path(), &["demo", "--no-serve", "--patients", "25", "--db", "demo.db"]);
     assert!(demo.status.success(), "{}", text(&demo));
     assert!(dir.path().join("demo.db").exists());
