@@ -42,10 +42,10 @@ impl Config {
             Some(dir) => Some((dir.to_path_buf(), "--config")),
             None => std::env::var_os("REFILL_CONFIG_DIR").map(|dir| (PathBuf::from(dir), "REFILL_CONFIG_DIR")),
         };
-        if let Some((dir, how)) = &named {
-            if !dir.is_dir() {
-                bail!("configuration folder {} ({how}) does not exist or is not a folder", dir.display());
-            }
+        if let Some((dir, how)) = &named
+            && !dir.is_dir()
+        {
+            bail!("configuration folder {} ({how}) does not exist or is not a folder", dir.display());
         }
         let dir = named.map(|(dir, _)| dir).unwrap_or_else(|| PathBuf::from("config"));
         let environment = std::env::var("REFILL_ENV").unwrap_or_else(|_| "local".to_string());

@@ -91,10 +91,10 @@ pub async fn connect(settings: &refill_store::StoreSettings) -> anyhow::Result<r
     if let Some(file) = settings.url.strip_prefix("sqlite:") {
         let file = file.strip_prefix("//").unwrap_or(file);
         let file = std::path::Path::new(file.split('?').next().unwrap_or(file));
-        if let Some(folder) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !folder.is_dir() {
-                anyhow::bail!("the database folder {} does not exist ([database] url or --database)", folder.display());
-            }
+        if let Some(folder) = file.parent().filter(|p| !p.as_os_str().is_empty())
+            && !folder.is_dir()
+        {
+            anyhow::bail!("the database folder {} does not exist ([database] url or --database)", folder.display());
         }
     }
     refill_store::Store::connect(settings)

@@ -90,10 +90,10 @@ pub async fn backup(args: BackupArgs, context: &Context) -> anyhow::Result<ExitC
         eprintln!("error: {POSTGRES_BACKUP}");
         return Ok(ExitCode::from(2));
     }
-    if let Some(parent) = args.file.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
-            bail!("the folder of the backup, {}, does not exist", parent.display());
-        }
+    if let Some(parent) = args.file.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        bail!("the folder of the backup, {}, does not exist", parent.display());
     }
     let store = context.open_store(&config).await?;
     let started = std::time::Instant::now();

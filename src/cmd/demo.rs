@@ -66,10 +66,10 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<ExitCode> {
     let loopback = args.bind.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(args.bind == "localhost");
     super::serve::web_settings(&config, loopback)?;
     crate::policy_file::load_policy(&config)?;
-    if let Some(parent) = args.db.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
-            anyhow::bail!("the folder of the demo database, {}, does not exist", parent.display());
-        }
+    if let Some(parent) = args.db.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        anyhow::bail!("the folder of the demo database, {}, does not exist", parent.display());
     }
     let today = clinic_today(&config);
     let clinic = refill_demo::generate(&DemoSettings { patients: args.patients as usize, seed: args.seed, today });

@@ -93,7 +93,7 @@ proptest! {
     /// A control character in any data cell refuses the file, naming that line.
     #[test]
     fn a_control_character_in_a_cell_is_always_refused(row in 0usize..3, column in 0usize..9, c in 0u8..32) {
-        let mut lines: Vec<Vec<String>> = PATIENTS.lines().skip(1).map(|l| split(l)).collect();
+        let mut lines: Vec<Vec<String>> = PATIENTS.lines().skip(1).map(split).collect();
         // Keep the cell quoted so the character is inside it whatever it is (a comma, a line break).
         lines[row][column] = format!("\"a{}b\"", char::from(c).to_string().replace('"', "\"\""));
         let text = format!("{}\n{}\n", HEADER.join(","), lines.iter().map(|l| l.join(",")).collect::<Vec<_>>().join("\n"));

@@ -281,10 +281,10 @@ impl Store {
             if let Some(patient) = event.patient_id {
                 explained.patients.insert(patient);
             }
-            if event.resource_type == "user" {
-                if let Some(user) = event.resource_id.as_deref().and_then(|id| id.parse().ok()) {
-                    explained.users.insert(user);
-                }
+            if event.resource_type == "user"
+                && let Some(user) = event.resource_id.as_deref().and_then(|id| id.parse().ok())
+            {
+                explained.users.insert(user);
             }
             if event.action == "import.file" {
                 let listed = event

@@ -37,7 +37,7 @@ async fn concurrent_queue_actions_are_each_stored_once() {
     let mut tx = store.begin().await.expect("begin");
     for n in 0..clients {
         let patient = tx
-            .insert_patient(&PatientDetails::new(&format!("load-{n}"), "Test", &format!("Load{n}")), &Actor::system())
+            .insert_patient(&PatientDetails::new(format!("load-{n}"), "Test", format!("Load{n}")), &Actor::system())
             .await
             .expect("patient");
         record_today(
