@@ -33,7 +33,7 @@ cleanup() {
 trap cleanup EXIT
 
 as_pg initdb -D "$pgdata" -U postgres --auth=trust >/dev/null
-as_pg pg_ctl -D "$pgdata" -o "-p $port -k $run -c listen_addresses=127.0.0.1" -l "$run/pg.log" -w start >/dev/null
+as_pg pg_ctl -D "$pgdata" -o "-p $port -k $pgdata -c listen_addresses=127.0.0.1" -l "$pgdata/pg.log" -w start >/dev/null
 url="postgres://postgres@127.0.0.1:$port/postgres"
 refill() { "$bin" --database "$url" "$@"; }
 
@@ -58,7 +58,7 @@ for round in $(seq 1 "$restarts"); do
   until [[ "$(decided)" =~ ^[0-9]+$ ]] && (( $(decided) > round * patients / (restarts + 2) )); do sleep 0.2; done
   before="$(decided)"
   t0=$(date +%s.%N)
-  as_pg pg_ctl -D "$pgdata" -o "-p $port -k $run -c listen_addresses=127.0.0.1" -l "$run/pg.log" -m immediate -w restart >/dev/null
+  as_pg pg_ctl -D "$pgdata" -o "-p $port -k $pgdata -c listen_addresses=127.0.0.1" -l "$pgdata/pg.log" -m immediate -w restart >/dev/null
   # Recovery: the first decision written after the restart.
   until [[ "$(decided)" =~ ^[0-9]+$ ]] && (( $(decided) > before )) ; do
     sleep 0.1
