@@ -259,6 +259,13 @@ async fn the_queue_page_sorts_urgent_first_then_by_run_out_and_counts_tallies() 
         let order: Vec<&str> = rows.iter().map(|r| r.family_name.as_str()).collect();
         assert_eq!(order, ["p-urgent", "p-hold-soon", "p-tasks", "p-approve", "p-hold-late"], "{}", db.name);
         assert!(rows[0].reasons.as_deref().is_some_and(|r| r.contains("overdose_or_sedation_signal")), "{}", db.name);
+        let outcomes = screens::decision_outcome_counts(store, today).await.expect("outcomes");
+        let expected: Vec<(String, i64)> =
+            [("APPROVE", 1), ("APPROVE_WITH_TASKS", 1), ("ESCALATE_URGENT", 1), ("HOLD", 2)]
+                .into_iter()
+                .map(|(outcome, count)| (outcome.to_string(), count))
+                .collect();
+        assert_eq!(outcomes, expected, "{}: /metrics counts today's decisions per outcome", db.name);
         let tallies = screens::queue_tallies(store, today).await.expect("tallies");
         assert_eq!(tallies.count(QueueFilter::Open), 5);
         assert_eq!(tallies.count(QueueFilter::Ready), 1);
