@@ -16,21 +16,29 @@ use refill_store::{Actor, PatientDetails};
 use refill_web::WebSettings;
 use serde_json::json;
 
+#[path = "../../refill-store/tests/common/mod.rs"]
+mod common;
 mod support;
-use support::{call, person, record_today, sqlite_app};
+use support::{call, person, record_today};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// On SQLite and, when reachable, PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_queue_actions_are_each_stored_once() {
+    for db in common::backends().await {
+        let settings = WebSettings { secure_cookies: false, ..WebSettings::default() };
+        let state = refill_web::AppState::new(db.store.clone(), settings, Default::default(), "test".into());
+        run_load(state, db.name).await;
+    }
+}
+
+async fn run_load(state: refill_web::AppState, backend: &str) {
     let clients = env_or("REFILL_LOAD_CLIENTS", 20);
     let actions = env_or("REFILL_LOAD_ACTIONS", 10);
     let hot = 5.min(clients);
-    let dir = tempfile::tempdir().expect("dir");
-    let settings = WebSettings { secure_cookies: false, ..WebSettings::default() };
-    let state = sqlite_app(dir.path(), "load.db", b"load-test-key-load-test-key-load-00", settings).await;
     let store = state.store.clone();
     // One patient per client, the first `hot` of them shared by a second client each.
     let mut patients = Vec::new();
@@ -137,7 +145,7 @@ async fn concurrent_queue_actions_are_each_stored_once() {
     let at = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1];
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     eprintln!(
-        "load: {} clients x {actions} actions = {} requests in {:.1} s ({:.0}/s); statuses {statuses:?}; \
+        "load ({backend}): {} clients x {actions} actions = {} requests in {:.1} s ({:.0}/s); statuses {statuses:?}; \
          acked {}, lost 0, doubled 0; latency ms p50 {:.1} p90 {:.1} p99 {:.1} max {:.1}",
         clients + hot,
         latencies.len(),
