@@ -3,7 +3,8 @@
 //! Request latency is measured here, per route of the access table (bounded labels), method and status
 //! class, into fixed histogram buckets; everything else is read from the store when scraped: jobs per
 //! queue and state with the age of the oldest due job (how far behind the workers are) and the dead
-//! ones (failures that gave up), the outbox per state, and today's decisions per outcome. Counts only:
+//! ones (failures that gave up), the last hour's finished jobs per kind with their due-to-done
+//! latency, the outbox per state, and today's decisions per outcome. Counts only:
 //! nothing about a patient. Served to loopback and the configured proxies only.
 
 use std::collections::BTreeMap;
@@ -150,6 +151,28 @@ async fn store_metrics(state: &AppState, out: &mut String) -> Result<(), refill_
         let _ = writeln!(out, "refill_jobs_due{{queue=\"{queue}\"}} {}", count.due);
         let waited = count.oldest_due.map(|at| (now - at).num_milliseconds().max(0) as f64 / 1000.0).unwrap_or(0.0);
         let _ = writeln!(out, "refill_jobs_oldest_due_seconds{{queue=\"{queue}\"}} {waited}");
+    }
+    let finished = jobs::finished_since(store, now - chrono::Duration::hours(1)).await?;
+    let _ = writeln!(
+        out,
+        "# HELP refill_jobs_finished_last_hour Jobs finished in the last hour per kind and state (dead: failed)."
+    );
+    let _ = writeln!(out, "# TYPE refill_jobs_finished_last_hour gauge");
+    for jobs in &finished {
+        let _ = writeln!(
+            out,
+            "refill_jobs_finished_last_hour{{kind=\"{}\",state=\"{}\"}} {}",
+            escape(&jobs.kind),
+            jobs.state.as_str(),
+            jobs.count
+        );
+    }
+    let _ = writeln!(out, "# HELP refill_job_latency_seconds Due to done, jobs completed in the last hour, per kind.");
+    let _ = writeln!(out, "# TYPE refill_job_latency_seconds gauge");
+    for jobs in finished.iter().filter(|j| j.state == jobs::JobState::Completed) {
+        let kind = escape(&jobs.kind);
+        let _ = writeln!(out, "refill_job_latency_seconds{{kind=\"{kind}\",stat=\"mean\"}} {}", jobs.mean_seconds);
+        let _ = writeln!(out, "refill_job_latency_seconds{{kind=\"{kind}\",stat=\"max\"}} {}", jobs.max_seconds);
     }
     let _ = writeln!(out, "# HELP refill_outbox_emails Emails in the outbox per state.");
     let _ = writeln!(out, "# TYPE refill_outbox_emails gauge");

@@ -44,6 +44,19 @@ async fn metrics_count_requests_jobs_outbox_and_decisions_without_patient_data()
     let (status, _) = call(&state, &dana, "GET", &format!("/api/patients/{pid}"), None).await;
     assert_eq!(status, StatusCode::OK);
 
+    // One job done through the queue, for the job lines.
+    let mut tx = store.begin().await.unwrap();
+    refill_store::jobs::enqueue(
+        &mut tx,
+        &refill_store::jobs::NewJob::new("probe", serde_json::json!({ "kind": "probe" })),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let claimed =
+        refill_store::jobs::claim(&store, "default", "w1", std::time::Duration::from_secs(30), 1).await.unwrap();
+    refill_store::jobs::complete_alone(&store, &claimed[0].lease).await.unwrap();
+
     let (status, text) = scrape(&state, "127.0.0.1").await;
     assert_eq!(status, StatusCode::OK, "{text}");
     for expected in [
@@ -53,6 +66,8 @@ async fn metrics_count_requests_jobs_outbox_and_decisions_without_patient_data()
         "refill_outbox_emails{state=\"pending\"} 0",
         "refill_decisions_today{outcome=\"APPROVE\"} 1",
         "refill_database_up 1",
+        "refill_jobs_finished_last_hour{kind=\"probe\",state=\"completed\"} 1",
+        "refill_job_latency_seconds{kind=\"probe\",stat=\"max\"}",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }
