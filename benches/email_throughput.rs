@@ -102,6 +102,7 @@ fn composer() -> Composer {
         sign_in_url: "https://portal.northside.example/sign-in".into(),
         staff_recipients: vec![],
         physician_recipients: vec![],
+        privacy_officer_recipients: vec![],
     })
     .expect("neutral settings")
 }

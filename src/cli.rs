@@ -57,6 +57,22 @@ pub enum Command {
     User(cmd::user::Command),
     /// Validate the whole configuration (refuses unsafe production settings).
     CheckConfig(cmd::check_config::Args),
+    /// Write a consistent copy of the SQLite database while it runs, and check it.
+    Backup(cmd::backup::BackupArgs),
+    /// Check a backup, then make it the configured SQLite database.
+    Restore(cmd::backup::RestoreArgs),
+    /// Print a shell completion script (for example `refill completions bash > /etc/bash_completion.d/refill`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// A date argument: `YYYY-MM-DD`, with the format in the error (clap's own says only "input contains
+/// invalid characters").
+pub fn parse_date(text: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("expected a date as YYYY-MM-DD (for example 2026-12-07), found {text:?}"))
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -76,5 +92,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => cmd::serve::run(args, &context).await,
         Command::User(command) => cmd::user::run(command, &context).await,
         Command::CheckConfig(args) => cmd::check_config::run(args, &context).await,
+        Command::Backup(args) => cmd::backup::backup(args, &context).await,
+        Command::Restore(args) => cmd::backup::restore(args, &context).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            // Into memory first: clap_complete panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "refill", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+                Err(error) => Err(error.into()),
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand. Each has `Args` (or a `Command` enum) and an async `run`.
 
 pub mod audit;
+pub mod backup;
 pub mod check_config;
 pub mod demo;
 pub mod explain;

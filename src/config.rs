@@ -1,5 +1,7 @@
 //! Configuration: `config/base.toml`, then `config/<env>.toml` (env from `REFILL_ENV`, default
-//! `local`), then environment overrides `REFILL__SECTION__KEY=value`. This is the only place that reads
+//! `local`), then environment overrides `REFILL__SECTION__KEY=value`. The files of the project's
+//! `config/` folder are built into the binary, so `refill` runs from any folder: each built-in file is
+//! the bottom layer of its name and a file of that name in the configuration folder goes over it. This is the only place that reads
 //! configuration files or the environment for settings; each command takes the typed section it needs
 //! with [`Config::section`], and library crates receive typed settings.
 
@@ -20,13 +22,32 @@ pub struct Config {
     tree: toml::Table,
 }
 
+/// The configuration files built into the binary (the project's `config/` folder at build time).
+const BUILT_IN: &[(&str, &str)] = &[
+    ("base.toml", include_str!("../config/base.toml")),
+    ("local.toml", include_str!("../config/local.toml")),
+    ("test.toml", include_str!("../config/test.toml")),
+    ("production.toml", include_str!("../config/production.toml")),
+];
+
+/// The policy built into the binary (`config/policy.toml` at build time).
+pub const BUILT_IN_POLICY: &str = include_str!("../config/policy.toml");
+
 impl Config {
-    /// Load from `dir` (default: `REFILL_CONFIG_DIR`, else `./config`).
+    /// Load from `dir` (default: `REFILL_CONFIG_DIR`, else `./config`). A folder named by `--config`
+    /// or `REFILL_CONFIG_DIR` must exist; without one, `./config` is used when it exists and the
+    /// built-in files alone otherwise.
     pub fn load(dir: Option<&Path>) -> anyhow::Result<Config> {
-        let dir = match dir {
-            Some(dir) => dir.to_path_buf(),
-            None => std::env::var_os("REFILL_CONFIG_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("config")),
+        let named = match dir {
+            Some(dir) => Some((dir.to_path_buf(), "--config")),
+            None => std::env::var_os("REFILL_CONFIG_DIR").map(|dir| (PathBuf::from(dir), "REFILL_CONFIG_DIR")),
         };
+        if let Some((dir, how)) = &named
+            && !dir.is_dir()
+        {
+            bail!("configuration folder {} ({how}) does not exist or is not a folder", dir.display());
+        }
+        let dir = named.map(|(dir, _)| dir).unwrap_or_else(|| PathBuf::from("config"));
         let environment = std::env::var("REFILL_ENV").unwrap_or_else(|_| "local".to_string());
         if !matches!(environment.as_str(), "local" | "test" | "production") {
             bail!("REFILL_ENV must be local, test or production, not {environment:?}");
@@ -34,14 +55,14 @@ impl Config {
         let mut tree = toml::Table::new();
         let mut sources = Vec::new();
         for name in ["base.toml".to_string(), format!("{environment}.toml")] {
+            if let Some((_, text)) = BUILT_IN.iter().find(|(built_in, _)| *built_in == name) {
+                let layer: toml::Table =
+                    toml::from_str(text).with_context(|| format!("the built-in {name} is not valid TOML"))?;
+                merge(&mut tree, layer);
+                sources.push(PathBuf::from(format!("(built-in) {name}")));
+            }
             let path = dir.join(&name);
             if !path.exists() {
-                if name == "base.toml" {
-                    bail!(
-                        "configuration file {} not found (run from the project folder or set REFILL_CONFIG_DIR)",
-                        path.display()
-                    );
-                }
                 continue;
             }
             let text = std::fs::read_to_string(&path).with_context(|| format!("could not read {}", path.display()))?;

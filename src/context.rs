@@ -79,12 +79,27 @@ impl Context {
     /// Open the database and apply pending migrations.
     pub async fn open_store(&self, config: &Config) -> anyhow::Result<refill_store::Store> {
         let settings = self.store_settings(config)?;
-        let store = refill_store::Store::connect(&settings)
-            .await
-            .with_context(|| format!("could not open the database {}", redact_url(&settings.url)))?;
+        let store = connect(&settings).await?;
         store.migrate().await.context("could not migrate the database")?;
         Ok(store)
     }
+}
+
+/// Connect to the database of `settings`. A SQLite file in a folder that does not exist is named
+/// once, plainly (SQLite itself says only "unable to open database file", three times over).
+pub async fn connect(settings: &refill_store::StoreSettings) -> anyhow::Result<refill_store::Store> {
+    if let Some(file) = settings.url.strip_prefix("sqlite:") {
+        let file = file.strip_prefix("//").unwrap_or(file);
+        let file = std::path::Path::new(file.split('?').next().unwrap_or(file));
+        if let Some(folder) = file.parent().filter(|p| !p.as_os_str().is_empty())
+            && !folder.is_dir()
+        {
+            anyhow::bail!("the database folder {} does not exist ([database] url or --database)", folder.display());
+        }
+    }
+    refill_store::Store::connect(settings)
+        .await
+        .with_context(|| format!("could not open the database {}", redact_url(&settings.url)))
 }
 
 /// A database URL without its password, for messages and logs.

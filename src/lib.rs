@@ -6,5 +6,6 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod context;
+pub mod file_error;
 pub mod policy_file;
 pub mod scenario;

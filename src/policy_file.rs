@@ -40,9 +40,15 @@ fn default_policy_file() -> PathBuf {
 }
 
 /// The policy the configuration names in `[policy] file`.
+/// The default `config/policy.toml`, when it is not there (running from another folder), is the policy
+/// built into the binary; any other file named must exist.
 pub fn load_policy(config: &Config) -> anyhow::Result<LoadedPolicy> {
     let section: PolicySection = config.section("policy")?;
-    load_policy_file(&config.resolve_path(&section.file))
+    let path = config.resolve_path(&section.file);
+    if !path.exists() && section.file == default_policy_file() {
+        return parse_policy(crate::config::BUILT_IN_POLICY).context("the built-in policy");
+    }
+    load_policy_file(&path)
 }
 
 /// Read, parse and validate a policy file. Errors name the file and the key (with line and column for

@@ -138,7 +138,9 @@ pub fn load_scenario(path: &Path) -> anyhow::Result<Scenario> {
 /// Load a scenario file; its `[policy]` overrides apply on top of `base`.
 pub fn load_scenario_with(path: &Path, base: &Policy) -> anyhow::Result<Scenario> {
     let text = std::fs::read_to_string(path).with_context(|| format!("could not read scenario {}", path.display()))?;
-    let mut scenario = parse_scenario(&text, base).with_context(|| format!("scenario {}", path.display()))?;
+    let file: ScenarioFile =
+        toml::from_str(&text).map_err(|e| crate::file_error::toml(&path.display().to_string(), &text, &e))?;
+    let mut scenario = file.into_scenario(base).with_context(|| format!("scenario {}", path.display()))?;
     scenario.path = Some(path.to_path_buf());
     Ok(scenario)
 }

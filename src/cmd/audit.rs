@@ -1,5 +1,8 @@
 //! `refill audit checkpoint` and `refill audit verify`: anchor the audit chain outside the database,
-//! and walk it to find the first altered, missing or reordered event.
+//! and walk it to find the first altered, missing or reordered event. A checkpoint also seals the
+//! protected rows into the chain, and `verify` reports every row changed, added or deleted since
+//! without an audited change (`refill_store::state_seal`): a direct edit of a table leaves the chain
+//! itself intact.
 //!
 //! The checkpoint file (`[audit] checkpoint_path`) gets one signed line per checkpoint; keep it (or a
 //! copy) somewhere the database's administrators cannot rewrite. `verify` compares the chain with the
@@ -16,9 +19,11 @@ use crate::context::{AuditSection, Context};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Append the chain head (sequence, MAC, time) to the checkpoint file outside the database.
+    /// Seal the protected rows into the chain, then append the chain head (sequence, MAC, time) to the
+    /// checkpoint file outside the database.
     Checkpoint(PathArgs),
-    /// Verify the whole chain against the key and the latest checkpoint; exit 1 when tampered.
+    /// Verify the whole chain against the key and the latest checkpoint, and the protected rows against
+    /// the last seal; exit 1 when either was tampered with.
     Verify(PathArgs),
 }
 
@@ -44,6 +49,12 @@ pub async fn run(command: Command, context: &Context) -> anyhow::Result<ExitCode
     let key = store.audit_key.clone();
     let code = match command {
         Command::Checkpoint(_) => {
+            let login = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            let sealed = store
+                .seal_state(&refill_store::Actor::new(format!("cli:{login}"), "operator"))
+                .await
+                .context("could not seal the protected rows")?;
+            println!("state sealed at event {sealed}");
             let checkpoint = store.audit_checkpoint().await.context("could not read the audit chain head")?;
             append_line(&path, &checkpoint.to_line(&key))?;
             println!("checkpoint: event {} written to {}", checkpoint.seq, path.display());
@@ -59,7 +70,9 @@ pub async fn run(command: Command, context: &Context) -> anyhow::Result<ExitCode
             }
             let verification =
                 store.verify_audit_chain(checkpoint.as_ref()).await.context("could not read the audit chain")?;
-            match &verification.problem {
+            let state = store.verify_state().await.context("could not read the protected rows")?;
+            let state_code = report_state(&state);
+            let chain_code = match &verification.problem {
                 None => {
                     let against = checkpoint
                         .map(|c| format!(", matches the checkpoint of {} at event {}", c.at.to_rfc3339(), c.seq))
@@ -74,11 +87,35 @@ pub async fn run(command: Command, context: &Context) -> anyhow::Result<ExitCode
                     );
                     ExitCode::from(1)
                 }
-            }
+            };
+            if state_code == ExitCode::SUCCESS { chain_code } else { state_code }
         }
     };
     store.close().await;
     Ok(code)
+}
+
+/// Print what verifying the protected rows found; exit 1 on any mismatch.
+fn report_state(state: &refill_store::StateVerification) -> ExitCode {
+    let Some(seq) = state.sealed_at_seq else {
+        eprintln!("warning: the protected rows were never sealed: run `refill audit checkpoint`");
+        return ExitCode::SUCCESS;
+    };
+    if state.seal_table_altered {
+        println!("protected rows BROKEN: the seal table does not match the seal at event {seq}");
+    }
+    for mismatch in &state.mismatches {
+        println!("protected rows BROKEN: {mismatch}");
+    }
+    if state.is_intact() {
+        println!(
+            "protected rows intact: {} rows match the seal at event {seq} or its audited changes",
+            state.rows_checked
+        );
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// Append one line and flush it to disk: a checkpoint that is lost in a crash protects nothing.

@@ -63,7 +63,17 @@ struct ClinicSection {
 }
 
 pub async fn run(args: Args, context: &Context) -> anyhow::Result<ExitCode> {
-    let today = clinic_today(context);
+    // Everything the demo will need from the configuration is checked before anything is written.
+    let config = context.config()?;
+    let loopback = args.bind.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(args.bind == "localhost");
+    super::serve::web_settings(&config, loopback)?;
+    crate::policy_file::load_policy(&config)?;
+    if let Some(parent) = args.db.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        anyhow::bail!("the folder of the demo database, {}, does not exist", parent.display());
+    }
+    let today = clinic_today(&config);
     let clinic = refill_demo::generate(&DemoSettings { patients: args.patients as usize, seed: args.seed, today });
     let files = clinic.csv_files();
     if let Some(dir) = &args.export_csv {
@@ -89,9 +99,6 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<ExitCode> {
     let scheduled = if args.keep { 0 } else { schedule_drug_tests(&store, &clinic, &actor).await? };
     print_summary(&clinic, &args.db, scheduled);
 
-    let config =
-        context.config().context("the demo needs the configuration folder (run it from the project folder)")?;
-    let loopback = args.bind.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(args.bind == "localhost");
     let state = super::serve::app_state(&config, store.clone(), loopback)?;
     print_accounts(&state).await?;
     if !args.keep {
@@ -120,7 +127,16 @@ async fn print_accounts(state: &refill_web::AppState) -> anyhow::Result<()> {
     println!("Sign-in accounts:");
     for (username, display_name, role) in DEMO_ACCOUNTS {
         let password = random_password();
-        match refill_web::pages::admin::create_account(state, username, display_name, role, &password).await {
+        match refill_web::pages::admin::create_account(
+            state,
+            username,
+            display_name,
+            role,
+            &password,
+            &refill_store::Actor::system(),
+        )
+        .await
+        {
             Ok(_) => println!("  {:<10} {:<10} password {password}", username, role.as_str()),
             Err(error) => println!("  {username:<10} {:<10} kept ({})", role.as_str(), error.public_message()),
         }
@@ -274,12 +290,11 @@ async fn print_outcome_mix(store: &Store, today: chrono::NaiveDate) -> anyhow::R
 }
 
 /// Today in the clinic's time zone when the configuration names one, else in UTC.
-fn clinic_today(context: &Context) -> chrono::NaiveDate {
+fn clinic_today(config: &crate::config::Config) -> chrono::NaiveDate {
     let now = chrono::Utc::now();
-    let zone = context
-        .config()
+    let zone = config
+        .section::<ClinicSection>("clinic")
         .ok()
-        .and_then(|config| config.section::<ClinicSection>("clinic").ok())
         .and_then(|clinic| clinic.time_zone.parse::<chrono_tz::Tz>().ok());
     match zone {
         Some(zone) => now.with_timezone(&zone).date_naive(),

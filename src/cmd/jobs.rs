@@ -26,8 +26,18 @@ pub enum Command {
     /// Run the daily pipeline for one clinic date now, in this process (backfills and tests).
     RunDaily {
         /// Clinic date, YYYY-MM-DD (default: today in the clinic's time zone).
-        #[arg(long)]
+        #[arg(long, value_parser = crate::cli::parse_date)]
         date: Option<NaiveDate>,
+        /// Clinic site.
+        #[arg(long, default_value = "main")]
+        site: String,
+    },
+    /// Enqueue the daily pipeline for one clinic date, for the workers to run (once per site and date:
+    /// a second enqueue is a no-op).
+    EnqueueDaily {
+        /// Clinic date, YYYY-MM-DD.
+        #[arg(long, value_parser = crate::cli::parse_date)]
+        date: NaiveDate,
         /// Clinic site.
         #[arg(long, default_value = "main")]
         site: String,
@@ -61,6 +71,17 @@ pub async fn run(command: Command, context: &Context) -> anyhow::Result<ExitCode
     let code = match command {
         Command::Status { dead } => status(&store, dead).await?,
         Command::RunDaily { date, site } => run_daily(&config, &store, &site, date).await?,
+        Command::EnqueueDaily { date, site } => {
+            let payload = refill_jobs::JobPayload::DailyPipeline { site, date };
+            let mut tx = store.begin().await?;
+            let inserted = store_jobs::enqueue(&mut tx, &payload.to_new_job()).await?;
+            tx.commit().await?;
+            report_change(
+                inserted.is_some(),
+                &format!("daily pipeline for {date} enqueued"),
+                &format!("the daily pipeline for {date} was enqueued before"),
+            )
+        }
         Command::Retry { id } => {
             let mut tx = store.begin().await?;
             let changed = store_jobs::retry_dead(&mut tx, id).await?;

@@ -17,9 +17,7 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<ExitCode> {
     let config = context.config()?;
     let settings = context.store_settings(&config)?;
     let shown_url = redact_url(&settings.url);
-    let store = refill_store::Store::connect(&settings)
-        .await
-        .with_context(|| format!("could not open the database {shown_url}"))?;
+    let store = crate::context::connect(&settings).await?;
     let before = store.migration_status().await.context("could not read the migration table")?;
     if args.status {
         for migration in &before {

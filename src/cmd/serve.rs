@@ -51,6 +51,12 @@ pub struct WebSection {
     /// Physicians and admins must enrol a TOTP second factor before using anything else.
     #[serde(default)]
     pub require_second_factor: bool,
+    /// The header the reverse proxy sets to the client's address (`x-forwarded-for`), believed only
+    /// from the addresses in `trusted_proxies`.
+    #[serde(default)]
+    pub client_address_header: Option<String>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 fn default_idle() -> u64 {
@@ -90,6 +96,19 @@ pub fn web_settings(config: &Config, loopback: bool) -> anyhow::Result<refill_we
     let time_zone: chrono_tz::Tz =
         clinic.time_zone.parse().map_err(|e| anyhow::anyhow!("[clinic] time_zone {:?}: {e}", clinic.time_zone))?;
     let secure_cookies = web.secure_cookies.unwrap_or(!loopback);
+    let trusted_proxies = web
+        .trusted_proxies
+        .iter()
+        .map(|address| {
+            address
+                .trim()
+                .parse::<std::net::IpAddr>()
+                .map_err(|e| anyhow::anyhow!("[web] trusted_proxies {address:?}: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if web.client_address_header.is_some() && trusted_proxies.is_empty() {
+        anyhow::bail!("[web] client_address_header needs trusted_proxies: the addresses of the proxies that set it");
+    }
     if config.is_production() && !secure_cookies {
         anyhow::bail!("[web] secure_cookies must be true in production");
     }
@@ -106,6 +125,8 @@ pub fn web_settings(config: &Config, loopback: bool) -> anyhow::Result<refill_we
         live_poll_interval: Duration::from_millis(web.live_poll_ms.max(100)),
         queue_page_size: 100,
         require_second_factor: web.require_second_factor,
+        client_address_header: web.client_address_header.map(|name| name.trim().to_ascii_lowercase()),
+        trusted_proxies,
     })
 }
 

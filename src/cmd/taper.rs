@@ -86,13 +86,13 @@ fn read_request(path: &Path) -> anyhow::Result<RequestFile> {
     let text = std::fs::read_to_string(path).with_context(|| format!("could not read {name}"))?;
     let is_json = path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
     if is_json {
-        return serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"));
+        return serde_json::from_str(&text).map_err(|e| crate::file_error::json(&name, &text, &e));
     }
     match toml::from_str::<RequestFile>(&text) {
         Ok(request) => Ok(request),
         Err(toml_error) => match serde_json::from_str::<RequestFile>(&text) {
             Ok(request) => Ok(request),
-            Err(_) => bail!("{name}: {}", toml_error.to_string().trim_end()),
+            Err(_) => Err(crate::file_error::toml(&name, &text, &toml_error)),
         },
     }
 }

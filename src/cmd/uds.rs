@@ -43,7 +43,7 @@ pub struct DrawArgs {
     #[arg(long)]
     pub aberrant: bool,
     /// Date of the last test (scheduled or for-cause), YYYY-MM-DD.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::parse_date)]
     pub last: NaiveDate,
     /// The stored seed (unsigned 64-bit).
     #[arg(long)]
@@ -173,9 +173,9 @@ fn interpret_file(args: InterpretArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("could not read {name}"))?;
     let is_json = args.file.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
     let file: ResultFile = if is_json {
-        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?
+        serde_json::from_str(&text).map_err(|e| crate::file_error::json(&name, &text, &e))?
     } else {
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{name}: {}", e.to_string().trim_end()))?
+        toml::from_str(&text).map_err(|e| crate::file_error::toml(&name, &text, &e))?
     };
     let result = UdsResult {
         collected_on: file.collected_on,

@@ -50,6 +50,13 @@ pub enum WallCommand {
     Revoke { handle: String },
 }
 
+/// Who the audit trail names for changes made here: the operating-system account running the command
+/// (the operator, not a clinic user).
+fn operator() -> refill_store::Actor {
+    let login = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    refill_store::Actor::new(format!("cli:{login}"), "operator")
+}
+
 fn read_password() -> anyhow::Result<String> {
     if let Ok(password) = std::env::var("REFILL_PASSWORD") {
         return Ok(password);
@@ -69,7 +76,7 @@ pub async fn run(command: Command, context: &Context) -> anyhow::Result<ExitCode
         Command::Add { username, role, name } => {
             let role = Role::parse(&role).ok_or_else(|| anyhow::anyhow!("--role must be staff, physician or admin"))?;
             let password = read_password()?;
-            let user = refill_web::pages::admin::create_account(&state, &username, &name, role, &password)
+            let user = refill_web::pages::admin::create_account(&state, &username, &name, role, &password, &operator())
                 .await
                 .map_err(|e| anyhow::anyhow!("could not create {username}: {}", e.public_message()))?;
             println!("created {} ({}) id {}", user.username, user.role.as_str(), user.id);
@@ -79,18 +86,19 @@ pub async fn run(command: Command, context: &Context) -> anyhow::Result<ExitCode
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no user {username}"))?;
             let password = read_password()?;
-            if let Some(problem) = refill_web::auth::password_problem(&password) {
+            if let Some(problem) = refill_web::auth::password_problem(&password, &[&user.username, &user.display_name])
+            {
                 anyhow::bail!("password: {problem}");
             }
             let hash = refill_web::auth::hash_password(password).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            accounts::set_password_hash(&store, user.id, &hash, now_ms).await?;
+            accounts::set_password_hash(&store, user.id, &hash, now_ms, &operator()).await?;
             println!("password changed for {}; their sessions ended", user.username);
         }
         Command::Disable { username, enable } => {
             let user = accounts::find_user_by_username(&store, &username.to_lowercase())
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no user {username}"))?;
-            accounts::set_disabled(&store, user.id, !enable, now_ms).await?;
+            accounts::set_disabled(&store, user.id, !enable, now_ms, &operator()).await?;
             println!("{} {}", user.username, if enable { "enabled" } else { "disabled; sessions ended" });
         }
         Command::List => {
@@ -100,7 +108,7 @@ pub async fn run(command: Command, context: &Context) -> anyhow::Result<ExitCode
             }
         }
         Command::WallSession(WallCommand::Issue { label }) => {
-            let code = refill_web::pages::admin::issue_code(&state, &label, None)
+            let code = refill_web::pages::admin::issue_code(&state, &label, None, &operator())
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.public_message()))?;
             println!("open once on the wall monitor: /wall/enter?code={code}");
@@ -112,7 +120,7 @@ pub async fn run(command: Command, context: &Context) -> anyhow::Result<ExitCode
             }
         }
         Command::WallSession(WallCommand::Revoke { handle }) => {
-            if accounts::revoke_wall_session(&store, &handle, now_ms).await? {
+            if accounts::revoke_wall_session(&store, &handle, now_ms, &operator()).await? {
                 println!("revoked {handle}");
             } else {
                 anyhow::bail!("no live wall session {handle}");

@@ -415,10 +415,40 @@ fn parse_kind(kind: CsvKind, bytes: &[u8], problems: &mut Problems) -> ClinicRec
             problems.at_line(line, "", format!("{} fields, but the header has {}", record.len(), header.len()));
             continue;
         }
+        if !cells_within_bounds(&record, &header, line, problems) {
+            continue;
+        }
         let mut row = Row { record: &record, index: &index, line, problems };
         builder.add(&mut row);
     }
     builder.finish(problems)
+}
+
+/// The longest value any column may hold (the longest legitimate ones are medication texts and
+/// agreement element lists, well under this).
+pub const MAX_CELL_CHARS: usize = 1_000;
+
+/// Whether every cell of a row is at most `MAX_CELL_CHARS` long and free of control characters (NUL,
+/// line breaks inside quotes, escape sequences); each bad cell is a problem naming its column.
+fn cells_within_bounds(
+    record: &csv::StringRecord,
+    header: &csv::StringRecord,
+    line: u64,
+    problems: &mut Problems,
+) -> bool {
+    let mut ok = true;
+    for (position, cell) in record.iter().enumerate() {
+        let column = header.get(position).map(str::trim).unwrap_or("");
+        let chars = cell.chars().count();
+        if chars > MAX_CELL_CHARS {
+            problems.at_line(line, column, format!("{chars} characters, at most {MAX_CELL_CHARS} allowed"));
+            ok = false;
+        } else if cell.chars().any(char::is_control) {
+            problems.at_line(line, column, "contains a control character (NUL, line break or similar)");
+            ok = false;
+        }
+    }
+    ok
 }
 
 /// Column positions by name, after checking that the header names known columns, each once, and
@@ -535,8 +565,10 @@ impl Row<'_> {
 
 fn parse_date(text: &str) -> Option<NaiveDate> {
     let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
-    // Two-digit years and typos such as 0196 parse as real dates; no clinic record is that old.
-    (date >= NaiveDate::from_ymd_opt(1900, 1, 1)?).then_some(date)
+    // Two-digit years and typos such as 0196 parse as real dates; no clinic record is that old. At the
+    // other end, 9999-12-31 is a placeholder ("unknown"), not a date a record can carry.
+    let plausible = NaiveDate::from_ymd_opt(1900, 1, 1)?..=NaiveDate::from_ymd_opt(2100, 12, 31)?;
+    plausible.contains(&date).then_some(date)
 }
 
 fn parse_condition_kind(text: &str) -> Option<ClinicalFlagKind> {

@@ -306,3 +306,27 @@ fn specimen_validity_pdmp_products_and_class_acknowledgements_parse_and_bad_valu
     );
     assert_eq!(records.reviews[1].review.kind, ReviewKind::OutsidePrescriberAcknowledged(PrescriberId("NPI9".into())));
 }
+
+/// Issue 17, finding 10: values are bounded where they enter. A NUL byte, a megabyte-long name and a
+/// placeholder birth date are each a problem naming the line and column, and the file yields nothing.
+#[test]
+fn control_characters_huge_values_and_placeholder_dates_are_refused() {
+    let huge = "x".repeat(1 << 20);
+    let csv = format!(
+        "patient_id,family_name,given_name,birth_date,sex\n\
+         P1,Lind\0qvist,Marta,1961-04-17,female\n\
+         P2,{huge},Sam,1970-01-02,male\n\
+         P3,Okafor,Ada,9999-12-31,female\n\
+         P4,Szabo,Ivan,1950-01-01,male\n"
+    );
+    let Err(error) = parse_csv("patients.csv", csv.as_bytes()) else { panic!("the file was accepted") };
+    let found = problems(&error);
+    for expected in [(2, "family_name"), (3, "family_name"), (4, "birth_date")] {
+        assert!(
+            found.contains(&(Location::Line(expected.0), expected.1.to_string())),
+            "missing {expected:?} in\n{error}"
+        );
+    }
+    assert_eq!(found.len(), 3, "{error}");
+    assert!(error.to_string().len() < 10_000, "the report does not echo the megabyte back");
+}

@@ -35,3 +35,21 @@ fn problems_name_the_resource_and_field() {
     let not_json = parse_fhir_bundle("x.json", b"{\n  \"resourceType\": \"Bundle\",\n  oops\n}").unwrap_err();
     assert_eq!(not_json.problems[0].location, Location::Line(3));
 }
+
+/// Issue 17, finding 10: an entry whose resourceType is not a FHIR R4 type (a typo would drop a
+/// patient's facts without a word) is a problem naming the entry; a real type the clinic does not
+/// use is read past.
+#[test]
+fn an_entry_of_no_fhir_resource_type_is_a_problem_and_an_unused_real_type_is_not() {
+    let bundle = r#"{"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Encounter", "id": "e1"}},
+        {"resource": {"resourceType": "Patinet", "id": "p1"}}
+    ]}"#;
+    let Err(error) = parse_fhir_bundle("typo.json", bundle.as_bytes()) else { panic!("an unknown type was read past") };
+    let text = error.to_string();
+    assert!(text.contains("entry[1]") && text.contains("resourceType") && text.contains("Patinet"), "{text}");
+    let fine = r#"{"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Encounter", "id": "e1"}}
+    ]}"#;
+    assert!(parse_fhir_bundle("fine.json", fine.as_bytes()).is_ok());
+}

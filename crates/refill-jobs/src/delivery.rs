@@ -334,6 +334,18 @@ pub fn morning_digest_view(clinic_date: NaiveDate, data: outbox::MorningDigestDa
     }
 }
 
+/// One grant as the emails show it: who, the patient's opaque reference, when (clinic wall clock) and
+/// for how long; `None` for a time outside the calendar.
+fn break_glass_line(access: outbox::BreakGlassAccess, clinic_zone: Tz) -> Option<refill_notify::BreakGlassLine> {
+    let granted_at = DateTime::<Utc>::from_timestamp_millis(access.granted_at_ms)?;
+    Some(refill_notify::BreakGlassLine {
+        user: access.user_display_name,
+        patient_ref: patient_ref(access.patient_id),
+        granted_at: granted_at.with_timezone(&clinic_zone).naive_local(),
+        minutes: (access.expires_at_ms - access.granted_at_ms) / 60_000,
+    })
+}
+
 /// The physicians' digest view-model from the open exceptions and the break-the-glass grants made
 /// since the last digest (times shown on the clinic's wall clock).
 pub fn exception_digest_view(
@@ -344,18 +356,7 @@ pub fn exception_digest_view(
 ) -> refill_notify::ExceptionDigest {
     refill_notify::ExceptionDigest {
         clinic_date,
-        break_glass: break_glass
-            .into_iter()
-            .filter_map(|access| {
-                let granted_at = DateTime::<Utc>::from_timestamp_millis(access.granted_at_ms)?;
-                Some(refill_notify::BreakGlassLine {
-                    user: access.user_display_name,
-                    patient_ref: patient_ref(access.patient_id),
-                    granted_at: granted_at.with_timezone(&clinic_zone).naive_local(),
-                    minutes: (access.expires_at_ms - access.granted_at_ms) / 60_000,
-                })
-            })
-            .collect(),
+        break_glass: break_glass.into_iter().filter_map(|access| break_glass_line(access, clinic_zone)).collect(),
         exceptions: open
             .into_iter()
             .map(|exception| refill_notify::ExceptionLine {
@@ -370,9 +371,6 @@ pub fn exception_digest_view(
             .collect(),
     }
 }
-
-/// How far back the physicians' daily digest reports break-the-glass grants.
-pub const BREAK_GLASS_REPORT_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// The opaque reference of the urgent escalation of `patient` raised by the run of `date`.
 pub fn urgent_escalation_ref(patient: PatientId, date: NaiveDate) -> String {
@@ -447,18 +445,37 @@ impl OutboxMailer {
                 Ok(())
             }
             JobPayload::PhysicianExceptionDigest { date, .. } => {
-                let recipients = &self.composer.settings().physician_recipients;
+                // The privacy officer gets the digest too: it is where break-the-glass grants are reported.
+                let settings = self.composer.settings();
+                let mut recipients = settings.physician_recipients.clone();
+                recipients.extend(
+                    settings
+                        .privacy_officer_recipients
+                        .iter()
+                        .filter(|r| !recipients.contains(r))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                );
                 if recipients.is_empty() {
-                    tracing::info!("no [notify] physician_recipients configured; exception digest not emailed");
+                    // The grants stay unreported until someone is configured to receive them.
+                    tracing::warn!(
+                        "no [notify] physician_recipients or privacy_officer_recipients; digest not emailed"
+                    );
                     return Ok(());
                 }
                 let open = outbox::open_exceptions_in(tx).await?;
-                // The digest runs daily: it reports the grants of the 24 hours before it is composed.
-                let to_ms = now.timestamp_millis();
-                let break_glass = outbox::break_glass_between_in(tx, to_ms - BREAK_GLASS_REPORT_MS, to_ms).await?;
+                // Every grant not reported yet, marked reported with this email.
+                let break_glass = outbox::take_unreported_break_glass_in(tx, now.timestamp_millis()).await?;
+                let reported = break_glass.len();
                 let view = exception_digest_view(*date, open, break_glass, self.clinic_zone);
-                let email = self.composer.exception_digest(&view, recipients, now)?;
-                queue_email(tx, &email, None, self.clinic_zone, now).await?;
+                let email = self.composer.exception_digest(&view, &recipients, now)?;
+                if queue_email(tx, &email, None, self.clinic_zone, now).await? == Enqueued::AlreadyQueued
+                    && reported > 0
+                {
+                    // This date's digest went out already: fail (rolling the marks back) rather than mark
+                    // grants reported that no email lists; the next day's digest reports them.
+                    anyhow::bail!("the digest of {date} is already queued; {reported} grant(s) left for the next one");
+                }
                 Ok(())
             }
             JobPayload::UrgentAlert { patient, date } => {
@@ -470,6 +487,23 @@ impl OutboxMailer {
                     return Ok(());
                 };
                 queue_urgent_alert(tx, &self.composer, &alert, self.clinic_zone, now).await?;
+                Ok(())
+            }
+            JobPayload::BreakGlassAlert { grant } => {
+                let recipients = &self.composer.settings().privacy_officer_recipients;
+                if recipients.is_empty() {
+                    // The grant is still reported once in the next exception digest.
+                    tracing::warn!(grant, "no [notify] privacy_officer_recipients; break-the-glass alert not emailed");
+                    return Ok(());
+                }
+                let Some(access) = outbox::break_glass_access_in(tx, *grant).await? else {
+                    anyhow::bail!("break-the-glass grant {grant} does not exist");
+                };
+                let Some(line) = break_glass_line(access, self.clinic_zone) else {
+                    anyhow::bail!("break-the-glass grant {grant} has an unreadable time");
+                };
+                let email = self.composer.break_glass_alert(&line, &format!("grant-{grant}"), recipients, now)?;
+                queue_email(tx, &email, None, self.clinic_zone, now).await?;
                 Ok(())
             }
             other => anyhow::bail!("the notifier does not compose {} jobs", other.kind()),

@@ -48,7 +48,8 @@ pub async fn handle(context: &JobContext, payload: &JobPayload, scope: &mut JobS
         JobPayload::PatientReminder { .. }
         | JobPayload::StaffMorningDigest { .. }
         | JobPayload::PhysicianExceptionDigest { .. }
-        | JobPayload::UrgentAlert { .. } => {
+        | JobPayload::UrgentAlert { .. }
+        | JobPayload::BreakGlassAlert { .. } => {
             let mailer = context.mailer.as_ref().ok_or_else(|| not_configured("email"))?;
             mailer.compose(scope.tx().await?, payload).await
         }

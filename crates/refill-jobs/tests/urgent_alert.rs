@@ -149,10 +149,11 @@ async fn an_alert_resting_on_a_part2_record_does_not_name_the_reason() {
     }
 }
 
-/// The physicians' daily digest reports who broke the glass on which patient in the last 24 hours,
-/// without the written reason (which may describe the restricted record).
+/// The physicians' digest reports who broke the glass on which patient, without the written reason
+/// (which may describe the restricted record). Every grant is reported exactly once: a grant of the
+/// weekend (no digest runs then) is in the next digest, and no grant is in two (issue 17, finding 6).
 #[tokio::test]
-async fn the_physician_digest_reports_break_the_glass() {
+async fn the_physician_digest_reports_every_break_the_glass_grant_once() {
     use refill_store::accounts::{self, NewUser, Role};
     for db in common::backends().await {
         let store = &db.store;
@@ -164,30 +165,100 @@ async fn the_physician_digest_reports_break_the_glass() {
             role: Role::Physician,
             password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
         };
-        let user = accounts::create_user(store, &new, now_ms).await.unwrap();
+        let user = accounts::create_user(store, &new, now_ms, &refill_store::Actor::system()).await.unwrap();
         let mut tx = store.begin().await.unwrap();
         let reason = "reviewing the methadone program letter";
         accounts::grant_break_glass(&mut tx, user.id, patient.0, reason, now_ms - 1000, now_ms + 3_599_000)
             .await
             .unwrap();
-        // A grant older than a day was reported by an earlier digest.
-        accounts::grant_break_glass(&mut tx, user.id, patient.0, "old", now_ms - 2 * 86_400_000, now_ms).await.unwrap();
+        // A grant of Saturday, 60 hours ago: no digest has run since.
+        let saturday = now_ms - 60 * 3_600_000;
+        accounts::grant_break_glass(&mut tx, user.id, patient.0, "weekend call", saturday, saturday + 3_600_000)
+            .await
+            .unwrap();
         let digest = refill_jobs::JobPayload::PhysicianExceptionDigest { site: "main".into(), date: clinic_date() };
         jobs::enqueue(&mut tx, &digest.to_new_job()).await.unwrap().unwrap();
         tx.commit().await.unwrap();
 
         let mut context = JobContext::new("w1");
         context.mailer = Some(Arc::new(outbox_mailer()));
+        drain_default_queue(store, "w1", context.clone()).await;
+
+        let digests = || async {
+            let claimed =
+                outbox::claim_due(store, Utc::now() + chrono::Duration::minutes(1), Duration::from_secs(60), 100)
+                    .await
+                    .unwrap();
+            claimed
+                .into_iter()
+                .filter(|e| e.kind == "physician-exception-digest")
+                .map(|e| String::from_utf8_lossy(&e.raw_message).replace("=\r\n", ""))
+                .collect::<Vec<_>>()
+        };
+        let first = digests().await;
+        assert_eq!(first.len(), 1, "{}: the digest is queued", db.name);
+        let raw = &first[0];
+        assert!(raw.contains(&format!("Dr. Okafor opened patient #{}", patient.0)), "{}: {raw}", db.name);
+        assert!(raw.contains("for 60 minutes"), "{}: {raw}", db.name);
+        assert_eq!(raw.matches("opened patient #").count(), 4, "{}: both grants, text and HTML parts", db.name);
+        assert!(!raw.contains("methadone"), "{}: the reason was mailed", db.name);
+
+        // The next day's digest lists neither again.
+        let next = clinic_date().succ_opt().unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let digest = refill_jobs::JobPayload::PhysicianExceptionDigest { site: "main".into(), date: next };
+        jobs::enqueue(&mut tx, &digest.to_new_job()).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        drain_default_queue(store, "w1", context).await;
+        let second = digests().await;
+        assert_eq!(second.len(), 1, "{}: the next digest is queued", db.name);
+        assert_eq!(second[0].matches("opened patient #").count(), 0, "{}: a grant reported twice", db.name);
+    }
+}
+
+/// Issue 17, finding 6: a break-the-glass grant alerts the privacy officer at once, from the job the
+/// web enqueues in the grant's transaction (by name and JSON), without the written reason.
+#[tokio::test]
+async fn a_break_the_glass_grant_alerts_the_privacy_officer_at_once() {
+    use refill_store::accounts::{self, NewUser, Role};
+    for db in common::backends().await {
+        let store = &db.store;
+        let patient = add_patient(store, "Quillfeather", false).await;
+        let now_ms = Utc::now().timestamp_millis();
+        let new = NewUser {
+            username: "okafor".into(),
+            display_name: "Dr. Okafor".into(),
+            role: Role::Physician,
+            password_hash: "$argon2id$x".into(),
+        };
+        let user = accounts::create_user(store, &new, now_ms, &refill_store::Actor::system()).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let reason = "reviewing the methadone program letter";
+        let grant =
+            accounts::grant_break_glass(&mut tx, user.id, patient.0, reason, now_ms, now_ms + 3_600_000).await.unwrap();
+        let job = jobs::NewJob::new(
+            "break_glass_alert",
+            serde_json::json!({ "kind": "break_glass_alert", "grant": grant.id }),
+        )
+        .priority(5)
+        .unique_key(format!("break_glass_alert:{}", grant.id));
+        jobs::enqueue(&mut tx, &job).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+
+        let mut settings = sample::northside(&["desk@northside.example"], &PHYSICIANS);
+        settings.privacy_officer_recipients = vec!["privacy@northside.example".into()];
+        let mailer = OutboxMailer { composer: Composer::new(settings).unwrap(), ..outbox_mailer() };
+        let mut context = JobContext::new("w1");
+        context.mailer = Some(Arc::new(mailer));
         drain_default_queue(store, "w1", context).await;
 
         let claimed = outbox::claim_due(store, Utc::now() + chrono::Duration::minutes(1), Duration::from_secs(60), 100)
             .await
             .unwrap();
-        let email = claimed.iter().find(|e| e.kind == "physician-exception-digest").expect("the digest is queued");
-        let raw = String::from_utf8_lossy(&email.raw_message).replace("=\r\n", "");
-        assert!(raw.contains(&format!("Dr. Okafor opened patient #{}", patient.0)), "{}: {raw}", db.name);
-        assert!(raw.contains("for 60 minutes"), "{}: {raw}", db.name);
-        assert_eq!(raw.matches("opened patient #").count(), 2, "{}: one grant, text and HTML parts", db.name);
+        let alert = claimed.iter().find(|e| e.kind == "privacy-break-glass-alert").expect("the alert is queued");
+        let raw = String::from_utf8_lossy(&alert.raw_message).replace("=\r\n", "");
+        assert!(raw.contains("privacy@northside.example"), "{}: {raw}", db.name);
+        assert!(raw.contains(&format!("Dr. Okafor opened the restricted records of patient #{}", patient.0)), "{raw}");
         assert!(!raw.contains("methadone"), "{}: the reason was mailed", db.name);
     }
 }

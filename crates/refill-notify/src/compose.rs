@@ -9,11 +9,11 @@ use uuid::Uuid;
 
 use crate::NotifyError;
 use crate::render::{
-    PatientContactDetails, RenderedEmail, render_exception_digest, render_morning_digest, render_patient,
-    render_urgent_alert,
+    PatientContactDetails, RenderedEmail, render_break_glass_alert, render_exception_digest, render_morning_digest,
+    render_patient, render_urgent_alert,
 };
 use crate::settings::NotifySettings;
-use crate::views::{ExceptionDigest, MessageKind, MorningDigest, PatientNotice, UrgentAlert};
+use crate::views::{BreakGlassLine, ExceptionDigest, MessageKind, MorningDigest, PatientNotice, UrgentAlert};
 
 /// A finished message, ready to be written to the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +125,21 @@ impl Composer {
         let kind = MessageKind::PhysicianUrgentAlert;
         let key = idempotency_key(kind, &alert.escalation_ref, alert.raised_at.date());
         self.build(kind, key, &rendered, recipients, now, "[notify] physician_recipients")
+    }
+
+    /// The privacy officer's alert for one break-the-glass grant (`grant_ref` is its opaque id and
+    /// part of the idempotency key: one alert per grant).
+    pub fn break_glass_alert(
+        &self,
+        grant: &BreakGlassLine,
+        grant_ref: &str,
+        recipients: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<OutgoingEmail, NotifyError> {
+        let rendered = render_break_glass_alert(grant, &self.settings.sign_in_url)?;
+        let kind = MessageKind::PrivacyBreakGlassAlert;
+        let key = idempotency_key(kind, grant_ref, grant.granted_at.date());
+        self.build(kind, key, &rendered, recipients, now, "[notify] privacy_officer_recipients")
     }
 
     fn build(

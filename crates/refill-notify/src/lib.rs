@@ -19,8 +19,8 @@ pub mod wording;
 pub use compose::{Composer, OutgoingEmail, idempotency_key};
 pub use error::NotifyError;
 pub use render::{
-    PatientContactDetails, RenderedEmail, render_exception_digest, render_morning_digest, render_patient,
-    render_urgent_alert,
+    PatientContactDetails, RenderedEmail, render_break_glass_alert, render_exception_digest, render_morning_digest,
+    render_patient, render_urgent_alert,
 };
 pub use settings::{NotifySettings, SmtpSettings, TlsMode};
 pub use transport::{Mailer, SendOutcome};

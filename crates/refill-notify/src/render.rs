@@ -4,7 +4,9 @@
 use askama::Template;
 
 use crate::NotifyError;
-use crate::views::{ExceptionDigest, MessageKind, MorningDigest, PatientNotice, PatientNoticeKind, UrgentAlert};
+use crate::views::{
+    BreakGlassLine, ExceptionDigest, MessageKind, MorningDigest, PatientNotice, PatientNoticeKind, UrgentAlert,
+};
 use crate::wording::forbidden_words_in;
 
 /// Subject, plain text and HTML of one message.
@@ -266,6 +268,56 @@ pub fn render_urgent_alert(alert: &UrgentAlert, sign_in_url: &str) -> Result<Ren
     let html = UrgentAlertHtml { patient_ref: &alert.patient_ref, summary: &alert.summary, raised_at, sign_in_url };
     Ok(RenderedEmail {
         subject: render(&UrgentAlertSubject, name)?.trim().to_string(),
+        text: render(&text, name)?,
+        html: render(&html, name)?,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "email/privacy-break-glass-alert/subject.txt")]
+struct BreakGlassAlertSubject;
+
+#[derive(Template)]
+#[template(path = "email/privacy-break-glass-alert/body.txt")]
+struct BreakGlassAlertText<'a> {
+    user: &'a str,
+    patient_ref: &'a str,
+    granted_at: String,
+    minutes: i64,
+    sign_in_url: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/privacy-break-glass-alert/body.html")]
+struct BreakGlassAlertHtml<'a> {
+    user: &'a str,
+    patient_ref: &'a str,
+    granted_at: String,
+    minutes: i64,
+    sign_in_url: &'a str,
+}
+
+/// The privacy officer's alert for one break-the-glass grant: who, which patient (opaque reference),
+/// when and for how long; never the written reason, which may describe the restricted record.
+pub fn render_break_glass_alert(grant: &BreakGlassLine, sign_in_url: &str) -> Result<RenderedEmail, NotifyError> {
+    let name = MessageKind::PrivacyBreakGlassAlert.name();
+    let granted_at = grant.granted_at.format("%Y-%m-%d %H:%M").to_string();
+    let text = BreakGlassAlertText {
+        user: &grant.user,
+        patient_ref: &grant.patient_ref,
+        granted_at: granted_at.clone(),
+        minutes: grant.minutes,
+        sign_in_url,
+    };
+    let html = BreakGlassAlertHtml {
+        user: &grant.user,
+        patient_ref: &grant.patient_ref,
+        granted_at,
+        minutes: grant.minutes,
+        sign_in_url,
+    };
+    Ok(RenderedEmail {
+        subject: render(&BreakGlassAlertSubject, name)?.trim().to_string(),
         text: render(&text, name)?,
         html: render(&html, name)?,
     })

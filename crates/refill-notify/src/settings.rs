@@ -32,6 +32,10 @@ pub struct NotifySettings {
     /// Recipients of the exception digest and urgent alerts.
     #[serde(default)]
     pub physician_recipients: Vec<String>,
+    /// The privacy officer(s): they receive the exception digest, which reports every break-the-glass
+    /// grant once.
+    #[serde(default)]
+    pub privacy_officer_recipients: Vec<String>,
 }
 
 /// How the connection to the relay is protected.
@@ -227,6 +231,7 @@ impl NotifySettings {
         for (key, list) in [
             ("[notify] staff_recipients", &self.staff_recipients),
             ("[notify] physician_recipients", &self.physician_recipients),
+            ("[notify] privacy_officer_recipients", &self.privacy_officer_recipients),
         ] {
             if list.iter().any(|address| address.parse::<lettre::Address>().is_err()) {
                 problems.push(NotifyError::settings(key, "contains an entry that is not an email address"));
@@ -249,6 +254,7 @@ mod tests {
             sign_in_url: "https://portal.northside.example/sign-in".into(),
             staff_recipients: vec!["desk@northside.example".into()],
             physician_recipients: vec![],
+            privacy_officer_recipients: vec![],
         }
     }
 

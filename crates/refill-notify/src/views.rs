@@ -32,10 +32,12 @@ pub enum MessageKind {
     PhysicianExceptionDigest,
     /// Immediate alert to physicians for an urgent escalation.
     PhysicianUrgentAlert,
+    /// Immediate alert to the privacy officer for a break-the-glass grant.
+    PrivacyBreakGlassAlert,
 }
 
 impl MessageKind {
-    pub const ALL: [MessageKind; 8] = [
+    pub const ALL: [MessageKind; 9] = [
         MessageKind::PatientWindowOpens,
         MessageKind::PatientPlanChange,
         MessageKind::PatientAgreementRenewal,
@@ -44,6 +46,7 @@ impl MessageKind {
         MessageKind::StaffMorningDigest,
         MessageKind::PhysicianExceptionDigest,
         MessageKind::PhysicianUrgentAlert,
+        MessageKind::PrivacyBreakGlassAlert,
     ];
 
     /// The template folder name, also the stable name stored in the outbox.
@@ -57,6 +60,7 @@ impl MessageKind {
             MessageKind::StaffMorningDigest => "staff-morning-digest",
             MessageKind::PhysicianExceptionDigest => "physician-exception-digest",
             MessageKind::PhysicianUrgentAlert => "physician-urgent-alert",
+            MessageKind::PrivacyBreakGlassAlert => "privacy-break-glass-alert",
         }
     }
 
@@ -71,7 +75,7 @@ impl MessageKind {
             | MessageKind::PatientAgreementRenewal
             | MessageKind::PatientVisitDue
             | MessageKind::PatientFollowUp => Audience::Patient,
-            MessageKind::StaffMorningDigest => Audience::Staff,
+            MessageKind::StaffMorningDigest | MessageKind::PrivacyBreakGlassAlert => Audience::Staff,
             MessageKind::PhysicianExceptionDigest | MessageKind::PhysicianUrgentAlert => Audience::Physician,
         }
     }

@@ -114,24 +114,31 @@ pub struct NewUser {
 const USER_COLUMNS: &str =
     "id, username, display_name, role, password_hash, totp_secret, password_changed_at_ms, disabled_at_ms";
 
-/// Create a user.
+/// Create a user, with its `account.created` audit event by `actor`, in one transaction.
 ///
 /// # Errors
 /// `Duplicate` when the username is taken.
-pub async fn create_user(store: &Store, new: &NewUser, now_ms: i64) -> Result<User, StoreError> {
+pub async fn create_user(store: &Store, new: &NewUser, now_ms: i64, actor: &crate::Actor) -> Result<User, StoreError> {
     let sql = format!(
         "INSERT INTO users (username, display_name, role, password_hash, created_at_ms, password_changed_at_ms) \
          VALUES ($1, $2, $3, $4, $5, $5) RETURNING {USER_COLUMNS}"
     );
-    let row: UserRow = on_write!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let mut tx = store.begin().await?;
+    let row: UserRow = with_tx!(&mut tx, conn => sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(&new.username)
         .bind(&new.display_name)
         .bind(new.role.as_str())
         .bind(&new.password_hash)
         .bind(now_ms)
-        .fetch_one(pool)
+        .fetch_one(conn)
         .await?);
-    User::try_from(row)
+    let user = User::try_from(row)?;
+    let event = AuditEvent::new(actor, "account.created", "user")
+        .resource_id(user.id.to_string())
+        .after(serde_json::json!({ "role": user.role.as_str() }));
+    store.append_audit(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok(user)
 }
 
 pub async fn find_user_by_username(store: &Store, username: &str) -> Result<Option<User>, StoreError> {
@@ -153,12 +160,14 @@ pub async fn list_users(store: &Store) -> Result<Vec<User>, StoreError> {
     rows.into_iter().map(User::try_from).collect()
 }
 
-/// Replace a user's password hash and end every session of that user (ASVS 7.4.3), in one transaction.
+/// Replace a user's password hash and end every session of that user (ASVS 7.4.3), with its audit
+/// event by `actor`, in one transaction.
 pub async fn set_password_hash(
     store: &Store,
     user_id: i64,
     password_hash: &str,
     now_ms: i64,
+    actor: &crate::Actor,
 ) -> Result<(), StoreError> {
     let mut tx = store.begin().await?;
     let changed = with_tx!(&mut tx, conn => sqlx::query(
@@ -174,6 +183,8 @@ pub async fn set_password_hash(
         return Err(StoreError::NotFound(format!("user {user_id}")));
     }
     end_user_sessions_in(&mut tx, user_id, now_ms, "password changed").await?;
+    let event = AuditEvent::new(actor, "account.password_changed", "user").resource_id(user_id.to_string());
+    store.append_audit(&mut tx, &event).await?;
     tx.commit().await
 }
 
@@ -189,8 +200,15 @@ pub async fn rehash_password(store: &Store, user_id: i64, password_hash: &str) -
     Ok(())
 }
 
-/// Disable (or re-enable) a user; disabling ends every session of that user (ASVS 7.4.2).
-pub async fn set_disabled(store: &Store, user_id: i64, disabled: bool, now_ms: i64) -> Result<(), StoreError> {
+/// Disable (or re-enable) a user; disabling ends every session of that user (ASVS 7.4.2). Audited as
+/// done by `actor`, in the same transaction.
+pub async fn set_disabled(
+    store: &Store,
+    user_id: i64,
+    disabled: bool,
+    now_ms: i64,
+    actor: &crate::Actor,
+) -> Result<(), StoreError> {
     let mut tx = store.begin().await?;
     let disabled_at = disabled.then_some(now_ms);
     let changed = with_tx!(&mut tx, conn => sqlx::query("UPDATE users SET disabled_at_ms = $1 WHERE id = $2")
@@ -206,19 +224,22 @@ pub async fn set_disabled(store: &Store, user_id: i64, disabled: bool, now_ms: i
     if disabled {
         end_user_sessions_in(&mut tx, user_id, now_ms, "account disabled").await?;
     }
+    let action = if disabled { "account.disabled" } else { "account.enabled" };
+    store.append_audit(&mut tx, &AuditEvent::new(actor, action, "user").resource_id(user_id.to_string())).await?;
     tx.commit().await
 }
 
 /// Enrol (`Some`) or remove (`None`) a user's TOTP second factor (base32 secret), with its audit event,
 /// in one transaction. `actor` is the user themself, or an admin resetting a lost authenticator. The
 /// last-used step is cleared with it, so a new enrolment starts clean. The secret itself is never
-/// written to the audit trail.
+/// written to the audit trail. When someone else (an admin) removes it, that person's sessions end.
 pub async fn set_totp_secret(
     store: &Store,
     user_id: i64,
     secret: Option<&str>,
     actor: &crate::Actor,
     reason: &str,
+    now_ms: i64,
 ) -> Result<(), StoreError> {
     let mut tx = store.begin().await?;
     let changed = with_tx!(&mut tx, conn => sqlx::query(
@@ -231,6 +252,11 @@ pub async fn set_totp_secret(
     if changed == 0 {
         tx.rollback().await?;
         return Err(StoreError::NotFound(format!("user {user_id}")));
+    }
+    // Someone else removing a person's factor (an admin's reset) ends that person's sessions: a stolen
+    // session must not be left to enrol a factor of its own.
+    if secret.is_none() && actor.id != format!("user:{user_id}") {
+        end_user_sessions_in(&mut tx, user_id, now_ms, "second factor reset").await?;
     }
     let action = if secret.is_some() { "account.second_factor.enrolled" } else { "account.second_factor.removed" };
     let event = AuditEvent::new(actor, action, "user").resource_id(user_id.to_string()).reason(reason);
@@ -403,20 +429,48 @@ pub async fn touch_session(store: &Store, token_sha256: &str, now_ms: i64) -> Re
     Ok(())
 }
 
-/// End one session (sign-out, idle or absolute timeout, revocation).
+#[derive(FromRow)]
+struct EndedSession {
+    user_id: Option<i64>,
+    role: Option<String>,
+}
+
+/// End one session (sign-out, idle or absolute timeout, revocation), with an `auth.session_ended`
+/// audit event naming the reason, in one transaction.
 pub async fn end_session(store: &Store, token_sha256: &str, now_ms: i64, reason: &str) -> Result<bool, StoreError> {
-    let ended = on_write!(store, pool => sqlx::query(
+    let mut tx = store.begin().await?;
+    let ended = with_tx!(&mut tx, conn => sqlx::query(
         "UPDATE web_sessions SET ended_at_ms = $1, ended_reason = $2 WHERE token_sha256 = $3 AND ended_at_ms IS NULL")
         .bind(now_ms)
         .bind(reason)
         .bind(token_sha256)
-        .execute(pool)
+        .execute(conn)
         .await?
         .rows_affected());
-    Ok(ended > 0)
+    if ended == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    let whose: EndedSession = with_tx!(&mut tx, conn => sqlx::query_as(
+        "SELECT s.user_id, u.role FROM web_sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.token_sha256 = $1")
+        .bind(token_sha256)
+        .fetch_one(conn)
+        .await?);
+    let actor = match (whose.user_id, whose.role) {
+        (Some(id), Some(role)) => crate::Actor::new(format!("user:{id}"), role),
+        _ => crate::Actor::new("wall", "wall"),
+    };
+    // The session is named by a prefix of its token's hash, as the admin screen names wall sessions.
+    let event = AuditEvent::new(&actor, "auth.session_ended", "session")
+        .resource_id(token_sha256.chars().take(16).collect::<String>())
+        .reason(reason);
+    store.append_audit(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
-/// Issue a one-time enrolment code for a wall display; the monitor redeems it once.
+/// Issue a one-time enrolment code for a wall display (the monitor redeems it once), with its
+/// `wall.code_issued` audit event by `actor`, in one transaction.
 pub async fn issue_wall_code(
     store: &Store,
     code_sha256: &str,
@@ -424,18 +478,24 @@ pub async fn issue_wall_code(
     issued_by: Option<i64>,
     now_ms: i64,
     expires_at_ms: i64,
+    actor: &crate::Actor,
 ) -> Result<(), StoreError> {
-    on_write!(store, pool => sqlx::query(
+    let mut tx = store.begin().await?;
+    with_tx!(&mut tx, conn => sqlx::query(
         "INSERT INTO wall_codes (code_sha256, label, issued_by, issued_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5)")
         .bind(code_sha256)
         .bind(label)
         .bind(issued_by)
         .bind(now_ms)
         .bind(expires_at_ms)
-        .execute(pool)
+        .execute(conn)
         .await?
         .rows_affected());
-    Ok(())
+    let event = AuditEvent::new(actor, "wall.code_issued", "wall_code")
+        .resource_id(code_sha256.chars().take(16).collect::<String>())
+        .detail(serde_json::json!({ "label": label, "expires_at_ms": expires_at_ms }));
+    store.append_audit(&mut tx, &event).await?;
+    tx.commit().await
 }
 
 #[derive(Debug, FromRow)]
@@ -480,6 +540,10 @@ pub async fn redeem_wall_code(
         .execute(conn)
         .await?
         .rows_affected());
+    let event = AuditEvent::new(&crate::Actor::new("wall", "wall"), "wall.enrolled", "session")
+        .resource_id(session_token_sha256.chars().take(16).collect::<String>())
+        .detail(serde_json::json!({ "label": code.label, "code": code_sha256.chars().take(16).collect::<String>() }));
+    store.append_audit(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(code.label)
 }
@@ -505,67 +569,111 @@ pub async fn list_wall_sessions(store: &Store) -> Result<Vec<WallSession>, Store
     Ok(rows)
 }
 
-/// Revoke a wall display by its handle. Returns whether a live session was ended.
-pub async fn revoke_wall_session(store: &Store, handle: &str, now_ms: i64) -> Result<bool, StoreError> {
-    let ended = on_write!(store, pool => sqlx::query(
+/// Revoke a wall display by its handle, audited as done by `actor`. Returns whether a live session was
+/// ended.
+pub async fn revoke_wall_session(
+    store: &Store,
+    handle: &str,
+    now_ms: i64,
+    actor: &crate::Actor,
+) -> Result<bool, StoreError> {
+    let mut tx = store.begin().await?;
+    let ended = with_tx!(&mut tx, conn => sqlx::query(
         "UPDATE web_sessions SET ended_at_ms = $1, ended_reason = 'revoked' \
          WHERE kind = 'wall' AND substr(token_sha256, 1, 16) = $2 AND ended_at_ms IS NULL")
         .bind(now_ms)
         .bind(handle)
-        .execute(pool)
+        .execute(conn)
         .await?
         .rows_affected());
-    Ok(ended > 0)
+    if ended == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    store.append_audit(&mut tx, &AuditEvent::new(actor, "wall.revoked", "session").resource_id(handle)).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
-/// Record a sign-in attempt (for rate limiting and the log-in monitoring of §164.308(a)(5)(ii)(C)).
-pub async fn record_login_attempt(
-    store: &Store,
-    username: &str,
-    client_ip: &str,
-    now_ms: i64,
-    succeeded: bool,
-) -> Result<(), StoreError> {
-    on_write!(store, pool => sqlx::query(
-        "INSERT INTO login_attempts (username, client_ip, attempted_at_ms, succeeded) VALUES ($1, $2, $3, $4)")
-        .bind(username)
-        .bind(client_ip)
-        .bind(now_ms)
-        .bind(i64::from(succeeded))
-        .execute(pool)
-        .await?
-        .rows_affected());
-    Ok(())
-}
-
-/// Failed sign-ins since `since_ms`: for this username from this address, and from this address overall.
+/// How many failed sign-ins one minute (or whatever window the caller counts) allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecentFailures {
-    pub account_and_ip: i64,
-    pub ip: i64,
+pub struct LoginBudget {
+    /// Failures for one username from one address.
+    pub per_account_and_ip: i64,
+    /// Failures on existing accounts from one address (password spraying). Failures on usernames
+    /// that do not exist never count here, so made-up names cannot lock a real person out.
+    pub per_ip: i64,
 }
 
-#[derive(FromRow)]
-struct FailureCounts {
-    account_and_ip: Option<i64>,
-    ip: i64,
-}
-
-pub async fn recent_login_failures(
+/// Admit a sign-in attempt against the budget, atomically: the failures since `since_ms` are counted
+/// and, when there is room, this attempt is recorded as a failure in the same transaction (the
+/// SQLite writer lock, or an advisory lock on the address in PostgreSQL), before any password is
+/// checked. Concurrent attempts therefore cannot all pass the count: at most the budget is checked.
+/// Returns the attempt's id (for [`finish_login_attempt`]) or `None` when the budget is spent.
+pub async fn admit_login_attempt(
     store: &Store,
     username: &str,
     client_ip: &str,
     since_ms: i64,
-) -> Result<RecentFailures, StoreError> {
-    let row: FailureCounts = with_read_pool!(store, pool => sqlx::query_as(
-        "SELECT SUM(CASE WHEN username = $1 THEN 1 ELSE 0 END) AS account_and_ip, COUNT(*) AS ip \
-         FROM login_attempts WHERE client_ip = $2 AND attempted_at_ms >= $3 AND succeeded = 0")
+    now_ms: i64,
+    budget: LoginBudget,
+) -> Result<Option<i64>, StoreError> {
+    let mut tx = store.begin().await?;
+    if let Tx::Postgres(conn) = &mut tx {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('login:' || $1))")
+            .bind(client_ip)
+            .execute(&mut **conn)
+            .await?;
+    }
+    let counts: FailureCounts = with_tx!(&mut tx, conn => sqlx::query_as(
+        "SELECT COALESCE(SUM(CASE WHEN a.username = $1 THEN 1 ELSE 0 END), 0) AS account_and_ip, \
+                COALESCE(SUM(CASE WHEN u.id IS NOT NULL THEN 1 ELSE 0 END), 0) AS known_accounts \
+         FROM login_attempts a LEFT JOIN users u ON u.username = a.username \
+         WHERE a.client_ip = $2 AND a.attempted_at_ms >= $3 AND a.succeeded = 0")
         .bind(username)
         .bind(client_ip)
         .bind(since_ms)
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?);
-    Ok(RecentFailures { account_and_ip: row.account_and_ip.unwrap_or(0), ip: row.ip })
+    if counts.account_and_ip >= budget.per_account_and_ip || counts.known_accounts >= budget.per_ip {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    let id: i64 = with_tx!(&mut tx, conn => sqlx::query_scalar(
+        "INSERT INTO login_attempts (username, client_ip, attempted_at_ms, succeeded) VALUES ($1, $2, $3, 0) RETURNING id")
+        .bind(username)
+        .bind(client_ip)
+        .bind(now_ms)
+        .fetch_one(&mut *conn)
+        .await?);
+    tx.commit().await?;
+    Ok(Some(id))
+}
+
+#[derive(FromRow)]
+struct FailureCounts {
+    account_and_ip: i64,
+    known_accounts: i64,
+}
+
+/// Record how an admitted attempt ended, with its audit event (`auth.sign_in` or
+/// `auth.sign_in_failed`), in one transaction. A failure stays counted against the budget.
+pub async fn finish_login_attempt(
+    store: &Store,
+    attempt_id: i64,
+    succeeded: bool,
+    event: &AuditEvent,
+) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    if succeeded {
+        with_tx!(&mut tx, conn => sqlx::query("UPDATE login_attempts SET succeeded = 1 WHERE id = $1")
+            .bind(attempt_id)
+            .execute(conn)
+            .await?
+            .rows_affected());
+    }
+    store.append_audit(&mut tx, event).await?;
+    tx.commit().await
 }
 
 /// A break-the-glass grant: one user, one patient, a reason, until `expires_at_ms`.

@@ -175,7 +175,7 @@ const INSERT_EVENT: &str = r#"
 insert into audit_events (seq, occurred_at, actor, actor_role, action, resource_type, resource_id, patient_id,
     reason, before_state, after_state, detail, client_addr, session_hash, prev_mac, mac)
 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"#;
-const EVENT_COLUMNS: &str = "seq, occurred_at, actor, actor_role, action, resource_type, resource_id, patient_id, \
+pub(crate) const EVENT_COLUMNS: &str = "seq, occurred_at, actor, actor_role, action, resource_type, resource_id, patient_id, \
      reason, before_state, after_state, detail, client_addr, session_hash, prev_mac, mac";
 
 fn json_text(value: &Option<Value>) -> Option<String> {

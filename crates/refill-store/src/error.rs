@@ -19,8 +19,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Not a `#[source]`: the message already carries sqlx's, and error chains would print it three
+    /// times ("database or disk is full: ... disk is full: ... disk is full").
     #[error("database error: {0}")]
-    Database(#[source] sqlx::Error),
+    Database(sqlx::Error),
 }
 
 impl From<sqlx::Error> for StoreError {

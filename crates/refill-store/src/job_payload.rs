@@ -38,6 +38,9 @@ pub enum JobPayload {
     /// The immediate email to physicians when the daily evaluation of `date` escalates `patient` as
     /// urgent (the notifier words it from the open exception's reason codes).
     UrgentAlert { patient: i64, date: NaiveDate },
+    /// The immediate email to the privacy officer for break-the-glass grant `grant`, enqueued in the
+    /// grant's transaction.
+    BreakGlassAlert { grant: i64 },
     /// Send due outbox emails (the notifier's delivery loop, at most `batch` messages).
     DeliverOutbox { batch: u32 },
     /// Delete finished jobs past their retention.
@@ -94,6 +97,7 @@ impl JobPayload {
             JobPayload::StaffMorningDigest { .. } => "staff_morning_digest",
             JobPayload::PhysicianExceptionDigest { .. } => "physician_exception_digest",
             JobPayload::UrgentAlert { .. } => "urgent_alert",
+            JobPayload::BreakGlassAlert { .. } => "break_glass_alert",
             JobPayload::DeliverOutbox { .. } => "deliver_outbox",
             JobPayload::PruneJobs => "prune_jobs",
             JobPayload::Probe { .. } => "probe",
@@ -119,6 +123,7 @@ impl JobPayload {
                 Some(format!("physician_exception_digest:{site}:{date}"))
             }
             JobPayload::UrgentAlert { patient, date } => Some(format!("urgent_alert:{patient}:{date}")),
+            JobPayload::BreakGlassAlert { grant } => Some(format!("break_glass_alert:{grant}")),
             JobPayload::DeliverOutbox { .. } | JobPayload::PruneJobs | JobPayload::Probe { .. } => None,
         }
     }
@@ -137,7 +142,7 @@ impl JobPayload {
     pub fn priority(&self) -> i16 {
         match self {
             JobPayload::DailyPipeline { .. } => 0,
-            JobPayload::UrgentAlert { .. } => 5,
+            JobPayload::UrgentAlert { .. } | JobPayload::BreakGlassAlert { .. } => 5,
             JobPayload::DailyChunk { .. } | JobPayload::TaperStep { .. } | JobPayload::UdsDraw { .. } => 10,
             JobPayload::PatientReminder { .. } | JobPayload::DeliverOutbox { .. } | JobPayload::Probe { .. } => 20,
             JobPayload::StaffMorningDigest { .. } | JobPayload::PhysicianExceptionDigest { .. } => 30,
@@ -181,6 +186,10 @@ mod tests {
             r#"{"kind":"urgent_alert","patient":42,"date":"2026-11-02"}"#
         );
         assert_eq!(alert.idempotency_key().as_deref(), Some("urgent_alert:42:2026-11-02"));
+        // The form the web writes when a physician breaks the glass.
+        let written_by_the_web: JobPayload = serde_json::from_str(r#"{"kind":"break_glass_alert","grant":7}"#).unwrap();
+        assert_eq!(written_by_the_web, JobPayload::BreakGlassAlert { grant: 7 });
+        assert_eq!(written_by_the_web.idempotency_key().as_deref(), Some("break_glass_alert:7"));
     }
 
     #[test]
@@ -206,6 +215,7 @@ mod tests {
             JobPayload::StaffMorningDigest { site: "s".into(), date },
             JobPayload::PhysicianExceptionDigest { site: "s".into(), date },
             JobPayload::UrgentAlert { patient: 7, date },
+            JobPayload::BreakGlassAlert { grant: 7 },
             JobPayload::DeliverOutbox { batch: 10 },
             JobPayload::PruneJobs,
             JobPayload::Probe { work_ms: 0, effect: true },

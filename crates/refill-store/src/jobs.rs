@@ -876,6 +876,55 @@ pub async fn queue_counts(store: &Store) -> Result<Vec<QueueCount>, StoreError> 
     Ok(counts)
 }
 
+/// Jobs of one kind that finished (completed or dead) since a moment, with the time from due to done.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedJobs {
+    pub kind: String,
+    pub state: JobState,
+    pub count: i64,
+    /// Seconds from `run_at` (due) to `finalized_at`: waiting plus running, the latency a job sees.
+    pub mean_seconds: f64,
+    pub max_seconds: f64,
+}
+
+/// Jobs finished since `since`, per kind and final state (for `/metrics`).
+pub async fn finished_since(store: &Store, since: DateTime<Utc>) -> Result<Vec<FinishedJobs>, StoreError> {
+    type Row = (String, String, i64, Option<f64>, Option<f64>);
+    let rows: Vec<Row> = match &store.pools {
+        Pools::Sqlite { read, .. } => {
+            sqlx::query_as(
+                "SELECT kind, state, count(*), avg(finalized_at - run_at) / 1000.0, max(finalized_at - run_at) / 1000.0 \
+                 FROM job WHERE finalized_at >= $1 AND state IN ('completed', 'dead') GROUP BY kind, state ORDER BY kind, state",
+            )
+            .bind(millis(since))
+            .fetch_all(read)
+            .await?
+        }
+        Pools::Postgres(pool) => {
+            sqlx::query_as(
+                "SELECT kind, state, count(*), \
+                   CAST(avg(EXTRACT(EPOCH FROM finalized_at - run_at)) AS float8), \
+                   CAST(max(EXTRACT(EPOCH FROM finalized_at - run_at)) AS float8) \
+                 FROM job WHERE finalized_at >= $1 AND state IN ('completed', 'dead') GROUP BY kind, state ORDER BY kind, state",
+            )
+            .bind(since)
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    rows.into_iter()
+        .map(|(kind, state, count, mean, max)| {
+            Ok(FinishedJobs {
+                kind,
+                state: parse_state(&state)?,
+                count,
+                mean_seconds: mean.unwrap_or(0.0).max(0.0),
+                max_seconds: max.unwrap_or(0.0).max(0.0),
+            })
+        })
+        .collect()
+}
+
 const JOB_COLUMNS: &str = "id, kind, queue, state, priority, attempt, max_attempts, run_at, unique_key, lease_owner, \
      last_error, created_at, finalized_at";
 

@@ -12,6 +12,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod backup;
 pub mod codec;
 pub mod cycle;
 pub mod decisions;
@@ -28,6 +29,7 @@ pub mod queue;
 pub mod reminders;
 pub mod schedule;
 pub mod screens;
+pub mod state_seal;
 mod store;
 
 pub use audit::{AuditCheckpoint, AuditEvent, AuditProblem, AuditVerification, StoredAuditEvent};
@@ -39,6 +41,7 @@ pub use model::{Actor, DecisionId, ExceptionId, QueueItemId, RefillRequestId, Ta
 pub use patients::{ContactPreference, PatientDetails, PatientRecord, Prescriber, Upserted};
 pub use queue::{QueueCounts, QueueItem, QueueQuery, QueueStatus};
 pub use reminders::ReminderDates;
+pub use state_seal::{MismatchKind, StateMismatch, StateVerification};
 pub use store::{AuditKey, Backend, MigrationStatus, Pools, Store, StoreSettings, Tx};
 
 /// Embedded migrations, one set per backend, with the same versions and names.

@@ -831,26 +831,45 @@ pub struct BreakGlassAccess {
     pub expires_at_ms: i64,
 }
 
-/// Break-the-glass grants made in `[from_ms, to_ms)`, oldest first, read in the caller's transaction.
-pub async fn break_glass_between_in(
-    tx: &mut Tx,
-    from_ms: i64,
-    to_ms: i64,
-) -> Result<Vec<BreakGlassAccess>, StoreError> {
-    const SQL: &str = "SELECT u.display_name, g.patient_id, g.granted_at_ms, g.expires_at_ms \
+/// Break-the-glass grants not yet reported, oldest first, marked reported at `now_ms` in the caller's
+/// transaction: the digest that lists them commits the mark with its email, so each grant is
+/// reported exactly once whatever the schedule (weekends, a missed run) and however late.
+pub async fn take_unreported_break_glass_in(tx: &mut Tx, now_ms: i64) -> Result<Vec<BreakGlassAccess>, StoreError> {
+    const SQL: &str = "SELECT g.id, u.display_name, g.patient_id, g.granted_at_ms, g.expires_at_ms \
          FROM break_glass_grants g JOIN users u ON u.id = g.user_id \
-         WHERE g.granted_at_ms >= $1 AND g.granted_at_ms < $2 ORDER BY g.granted_at_ms, g.id";
-    let rows: Vec<(String, i64, i64, i64)> =
-        on_tx!(tx, conn => sqlx::query_as(SQL).bind(from_ms).bind(to_ms).fetch_all(conn).await?);
+         WHERE g.reported_at_ms IS NULL ORDER BY g.granted_at_ms, g.id";
+    let rows: Vec<(i64, String, i64, i64, i64)> = on_tx!(tx, conn => sqlx::query_as(SQL).fetch_all(conn).await?);
+    for (id, ..) in &rows {
+        on_tx!(tx, conn => sqlx::query("UPDATE break_glass_grants SET reported_at_ms = $1 WHERE id = $2")
+            .bind(now_ms)
+            .bind(id)
+            .execute(conn)
+            .await?
+            .rows_affected());
+    }
     Ok(rows
         .into_iter()
-        .map(|(user_display_name, patient, granted_at_ms, expires_at_ms)| BreakGlassAccess {
+        .map(|(_, user_display_name, patient, granted_at_ms, expires_at_ms)| BreakGlassAccess {
             user_display_name,
             patient_id: PatientId(patient),
             granted_at_ms,
             expires_at_ms,
         })
         .collect())
+}
+
+/// One break-the-glass grant, for the privacy officer's alert (`None` when there is no such grant).
+pub async fn break_glass_access_in(tx: &mut Tx, grant_id: i64) -> Result<Option<BreakGlassAccess>, StoreError> {
+    const SQL: &str = "SELECT u.display_name, g.patient_id, g.granted_at_ms, g.expires_at_ms \
+         FROM break_glass_grants g JOIN users u ON u.id = g.user_id WHERE g.id = $1";
+    let row: Option<(String, i64, i64, i64)> =
+        on_tx!(tx, conn => sqlx::query_as(SQL).bind(grant_id).fetch_optional(conn).await?);
+    Ok(row.map(|(user_display_name, patient, granted_at_ms, expires_at_ms)| BreakGlassAccess {
+        user_display_name,
+        patient_id: PatientId(patient),
+        granted_at_ms,
+        expires_at_ms,
+    }))
 }
 
 /// The code that stands for restricted reasons in anything that leaves the application (email).

@@ -653,3 +653,13 @@ pub async fn patient_list(
     });
     Ok(rows)
 }
+
+/// How many of the decisions for `clinic_date` came to each outcome (for `/metrics`).
+pub async fn decision_outcome_counts(store: &Store, clinic_date: NaiveDate) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows = with_read_pool!(store, pool => sqlx::query_as(
+        "SELECT outcome, COUNT(*) FROM decisions WHERE clinic_date = $1 GROUP BY outcome ORDER BY outcome")
+        .bind(clinic_date)
+        .fetch_all(pool)
+        .await?);
+    Ok(rows)
+}

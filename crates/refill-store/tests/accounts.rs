@@ -19,6 +19,7 @@ async fn user(store: &Store, username: &str, role: Role) -> accounts::User {
             password_hash: "$argon2id$x".into(),
         },
         1_000,
+        &Actor::system(),
     )
     .await
     .expect("create user")
@@ -40,7 +41,8 @@ async fn users_and_sessions_end_on_password_change_and_disable() {
                         role: Role::Admin,
                         password_hash: "h".into()
                     },
-                    1
+                    1,
+                    &Actor::system()
                 )
                 .await,
                 Err(refill_store::StoreError::Duplicate(_))
@@ -56,7 +58,7 @@ async fn users_and_sessions_end_on_password_change_and_disable() {
         assert_eq!(loaded.csrf_token, "csrf-1");
         accounts::touch_session(store, "hash-1", 5_000).await.expect("touch");
         assert_eq!(accounts::load_session(store, "hash-1").await.expect("load").expect("open").last_seen_at_ms, 5_000);
-        accounts::set_password_hash(store, dana.id, "$argon2id$new", 6_000).await.expect("passwd");
+        accounts::set_password_hash(store, dana.id, "$argon2id$new", 6_000, &Actor::system()).await.expect("passwd");
         assert!(
             accounts::load_session(store, "hash-1").await.expect("load").is_none(),
             "{}: password change ends sessions",
@@ -64,7 +66,7 @@ async fn users_and_sessions_end_on_password_change_and_disable() {
         );
         assert!(accounts::load_session(store, "hash-2").await.expect("load").is_none());
         accounts::create_person_session(store, "hash-3", dana.id, "csrf-3", 7_000, 100_000).await.expect("session");
-        accounts::set_disabled(store, dana.id, true, 8_000).await.expect("disable");
+        accounts::set_disabled(store, dana.id, true, 8_000, &Actor::system()).await.expect("disable");
         assert!(
             accounts::load_session(store, "hash-3").await.expect("load").is_none(),
             "{}: disabling ends sessions",
@@ -72,6 +74,14 @@ async fn users_and_sessions_end_on_password_change_and_disable() {
         );
         assert!(accounts::get_user(store, dana.id).await.expect("user").is_disabled());
         assert!(accounts::end_session(store, "hash-3", 9_000, "signed out").await.is_ok());
+        // Each security change is an audit event, and the chain still verifies.
+        let head = store.audit_head().await.expect("head");
+        let actions: Vec<String> =
+            store.audit_events(1, head.seq).await.expect("events").into_iter().map(|e| e.action).collect();
+        for action in ["account.created", "account.password_changed", "account.disabled"] {
+            assert!(actions.iter().any(|a| a == action), "{}: no {action} in {actions:?}", db.name);
+        }
+        assert!(store.verify_audit_chain(None).await.expect("verify").is_intact(), "{}", db.name);
     }
 }
 
@@ -80,7 +90,7 @@ async fn wall_codes_are_single_use_and_wall_sessions_revocable() {
     for db in common::backends().await {
         let store = &db.store;
         let admin = user(store, "root", Role::Admin).await;
-        accounts::issue_wall_code(store, "code-hash", "staff area", Some(admin.id), 1_000, 10_000)
+        accounts::issue_wall_code(store, "code-hash", "staff area", Some(admin.id), 1_000, 10_000, &Actor::system())
             .await
             .expect("issue");
         let label = accounts::redeem_wall_code(store, "code-hash", "wall-token-hash", "csrf", 2_000, 1_000_000)
@@ -92,7 +102,9 @@ async fn wall_codes_are_single_use_and_wall_sessions_revocable() {
             "{}: second use",
             db.name
         );
-        accounts::issue_wall_code(store, "late-code", "late", None, 1_000, 3_000).await.expect("issue");
+        accounts::issue_wall_code(store, "late-code", "late", None, 1_000, 3_000, &Actor::system())
+            .await
+            .expect("issue");
         assert!(
             accounts::redeem_wall_code(store, "late-code", "t2", "csrf", 3_000, 1_000_000).await.is_err(),
             "{}: expired",
@@ -103,26 +115,56 @@ async fn wall_codes_are_single_use_and_wall_sessions_revocable() {
         assert!(session.user.is_none());
         let walls = accounts::list_wall_sessions(store).await.expect("list");
         assert_eq!(walls.len(), 1);
-        assert!(accounts::revoke_wall_session(store, &walls[0].handle, 4_000).await.expect("revoke"));
+        assert!(accounts::revoke_wall_session(store, &walls[0].handle, 4_000, &Actor::system()).await.expect("revoke"));
         assert!(accounts::load_session(store, "wall-token-hash").await.expect("load").is_none());
-        assert!(!accounts::revoke_wall_session(store, &walls[0].handle, 5_000).await.expect("revoke again"));
+        assert!(
+            !accounts::revoke_wall_session(store, &walls[0].handle, 5_000, &Actor::system())
+                .await
+                .expect("revoke again")
+        );
     }
 }
 
+/// The sign-in budget: admitted attempts count as failures until finished as successes; failures on
+/// usernames that do not exist never fill the per-address budget; concurrent attempts cannot overrun it.
 #[tokio::test]
-async fn login_failures_are_counted_per_account_and_address() {
+async fn login_attempts_are_admitted_within_the_budget() {
     for db in common::backends().await {
         let store = &db.store;
-        for at in [1_000, 2_000, 3_000] {
-            accounts::record_login_attempt(store, "dana", "10.0.0.1", at, false).await.expect("attempt");
+        user(store, "dana", Role::Staff).await;
+        let budget = accounts::LoginBudget { per_account_and_ip: 3, per_ip: 4 };
+        let admit = |username: &'static str, ip: &'static str, at: i64| async move {
+            accounts::admit_login_attempt(store, username, ip, at - 60_000, at, budget).await.expect("admit")
+        };
+        let event = refill_store::AuditEvent::new(&Actor::system(), "auth.sign_in", "user");
+        let first = admit("dana", "10.0.0.1", 1_000).await.expect("room");
+        accounts::finish_login_attempt(store, first, true, &event).await.expect("finish");
+        for at in [2_000, 3_000, 4_000] {
+            assert!(admit("dana", "10.0.0.1", at).await.is_some(), "{}", db.name);
         }
-        accounts::record_login_attempt(store, "eve", "10.0.0.1", 3_500, false).await.expect("attempt");
-        accounts::record_login_attempt(store, "dana", "10.0.0.1", 3_600, true).await.expect("attempt");
-        accounts::record_login_attempt(store, "dana", "10.0.0.2", 3_700, false).await.expect("attempt");
-        let counts = accounts::recent_login_failures(store, "dana", "10.0.0.1", 1_500).await.expect("count");
-        assert_eq!((counts.account_and_ip, counts.ip), (2, 3), "{}", db.name);
-        let none = accounts::recent_login_failures(store, "zed", "10.9.9.9", 0).await.expect("count");
-        assert_eq!((none.account_and_ip, none.ip), (0, 0), "{}", db.name);
+        assert_eq!(admit("dana", "10.0.0.1", 5_000).await, None, "{}: three failures spend it", db.name);
+        assert!(admit("dana", "10.0.0.2", 5_000).await.is_some(), "{}: another address has its own", db.name);
+        assert!(admit("dana", "10.0.0.1", 64_000).await.is_some(), "{}: the window moves on", db.name);
+        // Forty failures on made-up names from one address: the known account is still admitted.
+        for n in 0..40 {
+            let name: &'static str = Box::leak(format!("nobody{n}").into_boxed_str());
+            assert!(admit(name, "10.0.0.9", 100_000).await.is_some(), "{}: {name}", db.name);
+        }
+        assert!(admit("dana", "10.0.0.9", 100_000).await.is_some(), "{}", db.name);
+        // Twenty concurrent attempts for one account and address: exactly the budget is admitted.
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    accounts::admit_login_attempt(&store, "eve", "10.0.0.5", 140_000, 200_000, budget).await
+                })
+            })
+            .collect();
+        let mut admitted = 0;
+        for task in tasks {
+            admitted += usize::from(task.await.expect("task").expect("admit").is_some());
+        }
+        assert_eq!(admitted, 3, "{}: concurrent attempts overran the budget", db.name);
     }
 }
 
@@ -217,6 +259,13 @@ async fn the_queue_page_sorts_urgent_first_then_by_run_out_and_counts_tallies() 
         let order: Vec<&str> = rows.iter().map(|r| r.family_name.as_str()).collect();
         assert_eq!(order, ["p-urgent", "p-hold-soon", "p-tasks", "p-approve", "p-hold-late"], "{}", db.name);
         assert!(rows[0].reasons.as_deref().is_some_and(|r| r.contains("overdose_or_sedation_signal")), "{}", db.name);
+        let outcomes = screens::decision_outcome_counts(store, today).await.expect("outcomes");
+        let expected: Vec<(String, i64)> =
+            [("APPROVE", 1), ("APPROVE_WITH_TASKS", 1), ("ESCALATE_URGENT", 1), ("HOLD", 2)]
+                .into_iter()
+                .map(|(outcome, count)| (outcome.to_string(), count))
+                .collect();
+        assert_eq!(outcomes, expected, "{}: /metrics counts today's decisions per outcome", db.name);
         let tallies = screens::queue_tallies(store, today).await.expect("tallies");
         assert_eq!(tallies.count(QueueFilter::Open), 5);
         assert_eq!(tallies.count(QueueFilter::Ready), 1);

@@ -292,3 +292,28 @@ async fn schedule_cursors_survive_restarts_and_reset_on_change() {
         assert_eq!((daily.next_local, daily.last_fired_local), (day(1), Some(day(1))), "{}", db.name);
     }
 }
+
+/// `/metrics` reads the last hour's finished jobs per kind and state, with their due-to-done time.
+#[tokio::test]
+async fn finished_jobs_are_counted_per_kind_with_their_latency() {
+    for db in common::backends().await {
+        let store = &db.store;
+        let before = Utc::now() - chrono::Duration::seconds(5);
+        let mut tx = store.begin().await.unwrap();
+        for _ in 0..3 {
+            jobs::enqueue(&mut tx, &NewJob::new("probe", json!({ "kind": "probe" }))).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let claimed = jobs::claim(store, "default", "w1", Duration::from_secs(30), 3).await.unwrap();
+        assert_eq!(claimed.len(), 3, "{}", db.name);
+        jobs::complete_alone(store, &claimed[0].lease).await.unwrap();
+        jobs::complete_alone(store, &claimed[1].lease).await.unwrap();
+        jobs::fail(store, &claimed[2].lease, "permanent", Duration::from_secs(1), true).await.unwrap();
+        let finished = jobs::finished_since(store, before).await.unwrap();
+        let completed = finished.iter().find(|f| f.state == JobState::Completed).expect("completed");
+        let dead = finished.iter().find(|f| f.state == JobState::Dead).expect("dead");
+        assert_eq!((completed.kind.as_str(), completed.count, dead.count), ("probe", 2, 1), "{}", db.name);
+        assert!(completed.mean_seconds >= 0.0 && completed.max_seconds < 60.0, "{}: {completed:?}", db.name);
+        assert!(jobs::finished_since(store, Utc::now() + chrono::Duration::minutes(1)).await.unwrap().is_empty());
+    }
+}

@@ -52,6 +52,9 @@ const fn route(method: &'static str, path: &'static str, access: Access) -> Rout
 pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/", Access::Public),
     route("GET", "/healthz", Access::Public),
+    route("GET", "/readyz", Access::Public),
+    // Counts only, and the handler answers loopback and the configured proxies alone.
+    route("GET", "/metrics", Access::Public),
     route("GET", "/static/app.css", Access::Public),
     route("GET", "/static/app.js", Access::Public),
     route("GET", "/login", Access::Public),
@@ -76,9 +79,9 @@ pub const ROUTES: &[RouteSpec] = &[
     route("POST", "/admin/wall-codes", Access::Roles(ADMINS)),
     route("POST", "/admin/wall-sessions/{handle}/revoke", Access::Roles(ADMINS)),
     route("POST", "/admin/users/{user_id}/second-factor/reset", Access::Roles(ADMINS)),
-    route("GET", "/account/second-factor", Access::Roles(PHYSICIANS_AND_ADMINS)),
-    route("POST", "/account/second-factor", Access::Roles(PHYSICIANS_AND_ADMINS)),
-    route("POST", "/account/second-factor/remove", Access::Roles(PHYSICIANS_AND_ADMINS)),
+    route("GET", "/account/second-factor", Access::Roles(ALL_ROLES)),
+    route("POST", "/account/second-factor", Access::Roles(ALL_ROLES)),
+    route("POST", "/account/second-factor/remove", Access::Roles(ALL_ROLES)),
     route("GET", "/events", Access::RolesOrWall(STAFF_AND_PHYSICIANS)),
     route("GET", "/api/session", Access::Roles(ALL_ROLES)),
     route("GET", "/api/queue", Access::Roles(STAFF_AND_PHYSICIANS)),
@@ -126,6 +129,22 @@ pub fn must_enrol_second_factor(state: &AppState, principal: &Principal) -> bool
             .is_some_and(|user| matches!(user.role, Role::Physician | Role::Admin) && user.totp_secret.is_none())
 }
 
+/// A 403 for a signed-in person or wall display, with an `access.refused` audit event naming the route
+/// (HIPAA §164.312(b): failed access is audited). Anonymous requests are answered 401 without an event:
+/// anyone on the network can send them, and the sign-in attempts are audited where they happen.
+async fn refuse(state: &AppState, principal: &Principal, method: &Method, route: &str) -> Response {
+    let event = refill_store::AuditEvent::new(&crate::pages::actor(principal), "access.refused", "route")
+        .resource_id(format!("{method} {route}"));
+    let event = match principal.session() {
+        Some(session) => event.client(None, Some(session.token_sha256.chars().take(16).collect())),
+        None => event,
+    };
+    if let Err(error) = state.view_audit.record(event).await {
+        return error.into_response();
+    }
+    WebError::Forbidden.into_response()
+}
+
 /// Middleware: apply the access table, the second-factor requirement and the CSRF check.
 pub async fn enforce(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let principal = request.extensions().get::<Principal>().cloned().unwrap_or(Principal::Anonymous);
@@ -135,7 +154,7 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
         return next.run(request).await;
     };
     let Some(access) = access_for(request.method(), &matched) else {
-        return WebError::Forbidden.into_response();
+        return refuse(&state, &principal, request.method(), &matched).await;
     };
     if !allows(access, &principal, &path, request.uri().query()) {
         return match principal {
@@ -143,7 +162,7 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
                 Redirect::to("/login").into_response()
             }
             Principal::Anonymous => WebError::Unauthenticated.into_response(),
-            _ => WebError::Forbidden.into_response(),
+            _ => refuse(&state, &principal, request.method(), &matched).await,
         };
     }
     if access != Access::Public

@@ -32,7 +32,7 @@ pub async fn queue(
     Query(params): Query<QueueParams>,
 ) -> Result<Response, WebError> {
     let filter = params.filter.as_deref().and_then(QueueFilter::parse).unwrap_or_default();
-    let page = params.page.unwrap_or(0).max(0);
+    let page = params.page_number()?;
     let (rows, tallies) = queue::load_rows(&state, filter, page, state.settings.queue_page_size).await?;
     audit_view(
         &state,
@@ -78,6 +78,7 @@ pub async fn queue_action(
     Path(patient_id): Path<i64>,
     Json(form): Json<ActionForm>,
 ) -> Result<Response, WebError> {
+    crate::input::check_action(&form)?;
     let result = queue::perform(&state, &principal, patient_id, &form).await?;
     Ok(Json(result).into_response())
 }
@@ -131,6 +132,7 @@ pub async fn decide(
     Path(exception_id): Path<i64>,
     Json(form): Json<DecideForm>,
 ) -> Result<Response, WebError> {
+    crate::input::check_decision(&form)?;
     let message = exceptions::sign(&state, &principal, exception_id, &form).await?;
     Ok(Json(serde_json::json!({ "message": message })).into_response())
 }
@@ -187,9 +189,17 @@ pub struct ChangesQuery {
     pub after: i64,
 }
 
-/// `GET /api/changes?after=N`: changes after N (a polling alternative to `/events`; not activity).
-pub async fn changes(State(state): State<AppState>, Query(query): Query<ChangesQuery>) -> Result<Response, WebError> {
-    let changes = accounts::screen_changes_after(&state.store, query.after, 500).await?;
+/// `GET /api/changes?after=N`: changes after N (a polling alternative to `/events`; not activity). A wall
+/// display reads what changed, never who changed it: the actor is a staff member's display name.
+pub async fn changes(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<ChangesQuery>,
+) -> Result<Response, WebError> {
+    let mut changes = accounts::screen_changes_after(&state.store, query.after, 500).await?;
+    if principal.user().is_none() {
+        changes.iter_mut().for_each(|change| change.actor = None);
+    }
     let latest = accounts::latest_screen_change(&state.store).await?;
     Ok(Json(serde_json::json!({ "latest": latest, "changes": changes })).into_response())
 }

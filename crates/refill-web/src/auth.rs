@@ -113,8 +113,39 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 pub const MIN_PASSWORD_CHARS: usize = 12;
 pub const MAX_PASSWORD_CHARS: usize = 256;
 
-/// Why a new password is refused, in words for the person choosing it.
-pub fn password_problem(password: &str) -> Option<String> {
+/// The weakest zxcvbn score a new password may have: 3 is "safely unguessable" (about 10^10 guesses),
+/// which rules out the breached-password lists, keyboard walks, repeats, sequences and dictionary
+/// words with digits on the end.
+const MIN_PASSWORD_SCORE: u8 = 3;
+
+/// zxcvbn's cost grows with length; the first 100 characters decide (a longer password is not weak
+/// because of its tail).
+const SCORED_PREFIX_CHARS: usize = 100;
+
+/// The form a password is hashed and checked in: Unicode NFKC (NIST SP 800-63B 5.1.1.2), so the same
+/// password typed on two keyboards (composed or decomposed accents, full-width digits) matches. ASCII
+/// is unchanged, so hashes stored before normalisation still verify.
+pub fn normalise_password(password: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    password.nfkc().collect()
+}
+
+/// Characters that print as nothing: a password of them cannot be typed back reliably and hides a
+/// short one in a long one.
+fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+            | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}'
+            | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}')
+}
+
+/// Why a new password is refused, in words for the person choosing it. `context` holds what the
+/// person's password must not be built from (username, display name, the clinic's name).
+pub fn password_problem(password: &str, context: &[&str]) -> Option<String> {
+    let password = normalise_password(password);
+    if password.chars().any(is_invisible) {
+        return Some("the password contains invisible or control characters".into());
+    }
     let chars = password.chars().count();
     if chars < MIN_PASSWORD_CHARS {
         return Some(format!("the password must have at least {MIN_PASSWORD_CHARS} characters"));
@@ -122,35 +153,28 @@ pub fn password_problem(password: &str) -> Option<String> {
     if chars > MAX_PASSWORD_CHARS {
         return Some(format!("the password must have at most {MAX_PASSWORD_CHARS} characters"));
     }
-    let lower = password.to_lowercase();
-    if COMMON_PASSWORDS.iter().any(|common| lower == *common) {
-        return Some("that password is on the list of commonly used passwords".into());
+    if password.trim().is_empty() {
+        return Some("the password must not be only spaces".into());
+    }
+    let scored: String = password.chars().take(SCORED_PREFIX_CHARS).collect();
+    let estimate = zxcvbn::zxcvbn(&scored, context);
+    if u8::from(estimate.score()) < MIN_PASSWORD_SCORE {
+        let why = estimate.feedback().and_then(|feedback| feedback.warning()).map(|warning| warning.to_string());
+        return Some(match why {
+            Some(why) => {
+                format!("that password is easy to guess ({}); try a few unrelated words", why.trim_end_matches('.'))
+            }
+            None => "that password is easy to guess; try a few unrelated words".into(),
+        });
     }
     None
 }
-
-/// A short list of the most common passwords of 12+ characters (the minimum length already rules out
-/// the shorter ones of the usual top lists).
-const COMMON_PASSWORDS: &[&str] = &[
-    "123456789012",
-    "password1234",
-    "qwertyuiopas",
-    "passwordpassword",
-    "iloveyou1234",
-    "letmein12345",
-    "changeme1234",
-    "welcome12345",
-    "administrator",
-    "qwerty123456",
-    "111111111111",
-    "000000000000",
-];
 
 /// Hash a password with argon2id (RustCrypto defaults: m=19456 KiB, t=2, p=1) on a blocking thread.
 pub async fn hash_password(password: String) -> Result<String, WebError> {
     tokio::task::spawn_blocking(move || {
         Argon2::default()
-            .hash_password(password.as_bytes())
+            .hash_password(normalise_password(&password).as_bytes())
             .map(|hash| hash.to_string())
             .map_err(|e| WebError::Internal(format!("password hashing failed: {e}")))
     })
@@ -168,7 +192,7 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 pub async fn verify_password(password: String, stored_hash: Option<String>) -> Result<bool, WebError> {
     tokio::task::spawn_blocking(move || {
         let hash = stored_hash.unwrap_or_else(|| DUMMY_HASH.clone());
-        Ok(Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok())
+        Ok(Argon2::default().verify_password(normalise_password(&password).as_bytes(), hash.as_str()).is_ok())
     })
     .await
     .map_err(|e| WebError::Internal(format!("password check task failed: {e}")))?
@@ -226,5 +250,23 @@ async fn resolve(state: &AppState, headers: &HeaderMap, path: &str) -> Result<Pr
             }
             Ok(Principal::Person { user, session })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{normalise_password, password_problem};
+
+    #[test]
+    fn composed_and_decomposed_accents_are_the_same_password() {
+        assert_eq!(normalise_password("caf\u{e9}-lantern-violet"), normalise_password("cafe\u{301}-lantern-violet"));
+        assert_eq!(normalise_password("\u{ff21}bc"), "Abc", "full-width letters fold to ASCII");
+    }
+
+    #[test]
+    fn unrelated_words_pass_and_the_person_s_own_names_do_not() {
+        assert_eq!(password_problem("violet-harbour-lantern-9", &[]), None);
+        assert!(password_problem("okafor-okafor-2026", &["okafor", "Dr. Okafor"]).is_some());
+        assert!(password_problem("pass\u{200b}word-lantern-violet", &[]).is_some(), "invisible characters");
     }
 }

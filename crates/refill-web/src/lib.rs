@@ -12,7 +12,9 @@ mod api;
 pub mod auth;
 mod chart;
 mod error;
+pub mod input;
 pub mod live;
+pub mod metrics;
 pub mod pages;
 mod queue_cache;
 mod security;
@@ -60,6 +62,11 @@ pub struct WebSettings {
     /// Physicians and admins must enrol a second factor: until they do, every route but the enrolment
     /// page and sign-out sends them there, and they cannot remove the one they have.
     pub require_second_factor: bool,
+    /// The header a reverse proxy sets to the client's address (`x-forwarded-for`, `x-real-ip`),
+    /// believed only on requests whose peer is one of `trusted_proxies`. Without it every request
+    /// behind a proxy shares the proxy's address for the sign-in budget and the audit trail.
+    pub client_address_header: Option<String>,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for WebSettings {
@@ -77,6 +84,8 @@ impl Default for WebSettings {
             live_poll_interval: Duration::from_millis(1000),
             queue_page_size: 100,
             require_second_factor: false,
+            client_address_header: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -134,6 +143,8 @@ pub struct AppState {
     pub view_audit: view_audit::ViewAudit,
     /// Today's tallies and each filter's first page, shared by every screen until something changes.
     pub queue_cache: Arc<queue_cache::QueueCache>,
+    /// Request latencies for `/metrics`.
+    pub http_metrics: Arc<metrics::HttpMetrics>,
 }
 
 impl AppState {
@@ -153,6 +164,7 @@ impl AppState {
             clock: Clock::system(),
             live: live::LiveFeed::new(),
             queue_cache: Arc::default(),
+            http_metrics: Arc::default(),
         }
     }
 
@@ -179,6 +191,8 @@ pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .route("/", get(pages::home))
         .route("/healthz", get(pages::healthz))
+        .route("/readyz", get(metrics::readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/static/app.css", get(pages::stylesheet))
         .route("/static/app.js", get(pages::script))
         .route("/login", get(login::form).post(login::submit))
@@ -221,6 +235,7 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), access::enforce))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::load_principal))
         .layer(axum::middleware::from_fn(security::headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::measure))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(256 * 1024))
         .with_state(state)
 }

@@ -32,6 +32,19 @@ pub fn new_secret() -> String {
     base32_encode(&bytes)
 }
 
+/// The secret offered to the person signed in with the session whose token hashes to `session_sha256`:
+/// HMAC-SHA256 of the session under a key derived from the audit key (its own label), first 20 bytes,
+/// base32. The server computes it again when the code comes back, so the enrolled secret is always the
+/// server's (never one the client posts) and nothing is stored before enrolment. A new session offers
+/// a new secret.
+pub fn enrolment_secret(key: &AuditKey, session_sha256: &str) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(b"refill-clinic second-factor enrolment v1\0");
+    mac.update(session_sha256.as_bytes());
+    let bytes = mac.finalize().into_bytes();
+    base32_encode(&bytes[..20])
+}
+
 /// The `otpauth://` URI an authenticator app reads (typed or scanned): issuer and account label.
 pub fn provisioning_uri(secret: &str, issuer: &str, account: &str) -> String {
     let issuer = crate::percent_encode(issuer);

@@ -111,16 +111,20 @@ pub fn reasons(stored: Option<&str>, may_see_part2: bool) -> Vec<ReasonLine> {
         .collect()
 }
 
+/// The code a masked reason carries instead of its own: a reason's code names the restricted fact
+/// (`oud_medication_from_other_source`), so every output (pages, JSON, live updates) masks it too.
+pub const RESTRICTED_CODE: &str = "restricted";
+
+/// One reason in words. This is the one place restricted reasons are masked, code and text alike.
 fn reason_line(code: String, restricted: bool, evidence: Option<&Value>, may_see_part2: bool) -> ReasonLine {
-    let text = if restricted && !may_see_part2 {
-        RESTRICTED.to_string()
+    if restricted && !may_see_part2 {
+        return ReasonLine { code: RESTRICTED_CODE.to_string(), text: RESTRICTED.to_string(), restricted };
+    }
+    let evidence = evidence_words(evidence);
+    let text = if evidence.is_empty() {
+        reason_sentence(&code).to_string()
     } else {
-        let evidence = evidence_words(evidence);
-        if evidence.is_empty() {
-            reason_sentence(&code).to_string()
-        } else {
-            format!("{}: {}", reason_sentence(&code), evidence)
-        }
+        format!("{}: {}", reason_sentence(&code), evidence)
     };
     ReasonLine { code, text, restricted }
 }
@@ -364,6 +368,7 @@ mod tests {
             {"name":"policy_days","value":{"integer":90}}]}]"#;
         let masked = reasons(Some(stored), false);
         assert_eq!(masked[0].text, RESTRICTED);
+        assert_eq!(masked[0].code, RESTRICTED_CODE, "the code names the restricted fact too");
         assert!(!masked[0].text.contains("buprenorphine"));
         assert_eq!(masked[1].text, "PDMP review overdue: last reviewed 2026-08-01; days since 114; policy days 90");
         // The rules' own evidence names read as a sentence.

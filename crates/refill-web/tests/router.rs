@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::{DateTime, Utc};
 use refill_store::accounts::{self, Role};
-use refill_store::{AuditKey, Store, StoreSettings};
+use refill_store::{Actor, AuditKey, Store, StoreSettings};
 use refill_web::access::{Access, ROUTES, allows};
 use refill_web::auth::{Principal, random_token, sha256_hex};
 use refill_web::{AppState, Clock, WebSettings, app};
@@ -64,6 +64,7 @@ impl Harness {
                 password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA".into(),
             },
             self.now_ms(),
+            &Actor::system(),
         )
         .await
         .expect("create user");
@@ -82,6 +83,27 @@ impl Harness {
         (format!("refill_session={token}"), csrf)
     }
 
+    /// `session` for an account with a real password (for what asks for it again).
+    async fn session_with_password(&self, role: Role, password: &str) -> (String, String) {
+        let username = format!("{}-{}", role.as_str(), &random_token()[..6]).to_lowercase();
+        let user = refill_web::pages::admin::create_account(
+            &self.state,
+            &username,
+            "Test Person",
+            role,
+            password,
+            &Actor::system(),
+        )
+        .await
+        .expect("account");
+        let (token, csrf) = (random_token(), random_token());
+        let now = self.now_ms();
+        accounts::create_person_session(&self.state.store, &sha256_hex(&token), user.id, &csrf, now, now + 3_600_000)
+            .await
+            .expect("session");
+        (format!("refill_session={token}"), csrf)
+    }
+
     async fn wall_session(&self) -> (String, String) {
         let code = random_token();
         accounts::issue_wall_code(
@@ -91,6 +113,7 @@ impl Harness {
             None,
             self.now_ms(),
             self.now_ms() + 60_000,
+            &Actor::system(),
         )
         .await
         .expect("code");
@@ -290,6 +313,7 @@ async fn sign_in_issues_a_new_session_and_rate_limits_failures() {
         "Dana Whitfield",
         Role::Staff,
         "correct horse battery",
+        &Actor::system(),
     )
     .await
     .expect("account");
@@ -347,7 +371,11 @@ async fn revoked_wall_sessions_stop_working() {
     let (wall, _) = harness.wall_session().await;
     assert_eq!(harness.send(request("GET", "/queue?display=wall", Some(&wall), None)).await.status(), StatusCode::OK);
     let handle = accounts::list_wall_sessions(&harness.state.store).await.expect("list")[0].handle.clone();
-    assert!(accounts::revoke_wall_session(&harness.state.store, &handle, harness.now_ms()).await.expect("revoke"));
+    assert!(
+        accounts::revoke_wall_session(&harness.state.store, &handle, harness.now_ms(), &Actor::system())
+            .await
+            .expect("revoke")
+    );
     assert_eq!(
         harness.send(request("GET", "/queue?display=wall", Some(&wall), None)).await.status(),
         StatusCode::UNAUTHORIZED
@@ -360,11 +388,11 @@ async fn body_text(response: axum::response::Response) -> String {
     String::from_utf8_lossy(&axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body")).to_string()
 }
 
-/// The TOTP secret the enrolment page offers (its hidden `secret` field).
+/// The TOTP secret the enrolment page offers (in its provisioning URI).
 fn enrolment_secret(html: &str) -> String {
-    html.split("name=\"secret\" value=\"")
+    html.split("?secret=")
         .nth(1)
-        .and_then(|rest| rest.split('"').next())
+        .and_then(|rest| rest.split('&').next())
         .expect("the page carries the secret")
         .to_string()
 }
@@ -409,6 +437,7 @@ async fn a_physician_enrols_a_second_factor_and_sign_in_then_needs_a_fresh_code(
         "Dr. Okafor",
         Role::Physician,
         "correct horse battery",
+        &Actor::system(),
     )
     .await
     .expect("account");
@@ -428,7 +457,12 @@ async fn a_physician_enrols_a_second_factor_and_sign_in_then_needs_a_fresh_code(
     assert!(qr.contains("<path") && !html.contains("<?xml"), "an inline SVG with its modules");
     let secret = enrolment_secret(&html);
     let wrong = harness
-        .send(form_post("/account/second-factor", &cookie, &csrf, &[("secret", &secret), ("code", "000000")]))
+        .send(form_post(
+            "/account/second-factor",
+            &cookie,
+            &csrf,
+            &[("password", "correct horse battery"), ("code", "000000")],
+        ))
         .await;
     assert_eq!(wrong.status(), StatusCode::OK, "the page again, with the problem");
     let stored = accounts::find_user_by_username(&harness.state.store, "okafor").await.unwrap().unwrap();
@@ -437,7 +471,12 @@ async fn a_physician_enrols_a_second_factor_and_sign_in_then_needs_a_fresh_code(
     let step = totp::step_of(harness.now_ms() / 1000);
     let code_at = |step: i64| format!("{:06}", totp::code_at(&secret, step).expect("valid secret"));
     let enrol = harness
-        .send(form_post("/account/second-factor", &cookie, &csrf, &[("secret", &secret), ("code", &code_at(step))]))
+        .send(form_post(
+            "/account/second-factor",
+            &cookie,
+            &csrf,
+            &[("password", "correct horse battery"), ("code", &code_at(step))],
+        ))
         .await;
     assert_eq!(enrol.status(), StatusCode::SEE_OTHER);
     let stored = accounts::find_user_by_username(&harness.state.store, "okafor").await.unwrap().unwrap();
@@ -496,7 +535,7 @@ async fn a_required_second_factor_gates_physicians_and_admins_until_they_enrol()
     let page = harness.send(html_get("/admin", &admin)).await;
     assert_eq!((page.status(), location(&page)), (StatusCode::SEE_OTHER, "/account/second-factor".to_string()));
 
-    let (doc, doc_csrf) = harness.session(Role::Physician).await;
+    let (doc, doc_csrf) = harness.session_with_password(Role::Physician, "correct horse battery").await;
     let page = harness.send(html_get("/exceptions", &doc)).await;
     assert_eq!((page.status(), location(&page)), (StatusCode::SEE_OTHER, "/account/second-factor".to_string()));
     let api = harness.send(request("GET", "/api/exceptions", Some(&doc), None)).await;
@@ -511,7 +550,12 @@ async fn a_required_second_factor_gates_physicians_and_admins_until_they_enrol()
     let step = totp::step_of(harness.now_ms() / 1000);
     let code_at = |step: i64| format!("{:06}", totp::code_at(&secret, step).expect("valid secret"));
     let enrol = harness
-        .send(form_post("/account/second-factor", &doc, &doc_csrf, &[("secret", &secret), ("code", &code_at(step))]))
+        .send(form_post(
+            "/account/second-factor",
+            &doc,
+            &doc_csrf,
+            &[("password", "correct horse battery"), ("code", &code_at(step))],
+        ))
         .await;
     assert_eq!(enrol.status(), StatusCode::SEE_OTHER);
 

@@ -13,5 +13,6 @@ pub fn northside(staff: &[&str], physicians: &[&str]) -> NotifySettings {
         sign_in_url: "https://portal.northside.example/sign-in".into(),
         staff_recipients: staff.iter().map(|r| r.to_string()).collect(),
         physician_recipients: physicians.iter().map(|r| r.to_string()).collect(),
+        privacy_officer_recipients: vec![],
     }
 }

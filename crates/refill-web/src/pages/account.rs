@@ -1,10 +1,16 @@
-//! A person's own sign-in security: physicians and admins enrol a TOTP second factor (an authenticator
-//! app) and can remove it with a current code; an admin can reset it for someone who lost their phone.
-//! Every change is audited; the secret is shown once, at enrolment, and never logged.
+//! A person's own sign-in security: everyone may enrol a TOTP second factor (an authenticator app) and
+//! remove it with a current code; an admin can reset it for someone who lost their phone, which ends
+//! that person's sessions. Enrolling asks for the password again (a session left open, or stolen,
+//! cannot enrol a factor of its own), and the secret is the server's: derived from the session under
+//! the clinic's key, never taken from the form. Every change is audited; the secret is shown at
+//! enrolment only and never logged.
 
 use askama::Template;
 use axum::Extension;
-use axum::extract::{Form, Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Form, Path, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
@@ -19,8 +25,7 @@ struct SecondFactorPage {
     enrolled: bool,
     /// The clinic requires a second factor of this person (and they cannot remove theirs).
     required: bool,
-    /// A new secret to enrol (when not enrolled), in groups of four for typing.
-    secret: String,
+    /// The secret offered (when not enrolled), in groups of four for typing.
     secret_grouped: String,
     provisioning_uri: String,
     /// The provisioning URI as an inline SVG QR code, for scanning with the phone's app.
@@ -32,13 +37,12 @@ struct SecondFactorPage {
 async fn second_factor_page(
     state: &AppState,
     principal: &Principal,
-    secret: Option<String>,
     message: Option<String>,
     problem: Option<String>,
 ) -> Result<Response, WebError> {
     let user = principal.person()?;
     let enrolled = user.totp_secret.is_some();
-    let secret = if enrolled { String::new() } else { secret.unwrap_or_else(totp::new_secret) };
+    let secret = if enrolled { String::new() } else { offered_secret(state, principal)? };
     let secret_grouped =
         secret.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(" ");
     let provisioning_uri = if enrolled {
@@ -51,13 +55,18 @@ async fn second_factor_page(
         chrome: Chrome::new(state, principal, "/account/second-factor"),
         enrolled,
         required: state.settings.require_second_factor,
-        secret,
         secret_grouped,
         provisioning_uri,
         qr_svg,
         message,
         problem,
     })
+}
+
+/// The secret this session is offered to enrol (see `totp::enrolment_secret`).
+fn offered_secret(state: &AppState, principal: &Principal) -> Result<String, WebError> {
+    let session = principal.session().ok_or(WebError::Unauthenticated)?;
+    Ok(totp::enrolment_secret(&state.store.audit_key, &session.token_sha256))
 }
 
 /// `text` as an inline SVG QR code (medium error correction, with its quiet zone); empty when it does
@@ -78,40 +87,58 @@ pub async fn page(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Response, WebError> {
-    second_factor_page(&state, &principal, None, None, None).await
+    second_factor_page(&state, &principal, None, None).await
 }
 
 #[derive(Debug, Deserialize)]
 pub struct EnrolForm {
-    /// The secret the page showed (echoed back so the code can be checked against it).
+    /// The person's password, asked again before a factor is enrolled.
     #[serde(default)]
-    pub secret: String,
+    pub password: String,
     pub code: String,
     #[serde(default)]
     pub csrf: Option<String>,
 }
 
-/// `POST /account/second-factor`: enrol the shown secret once the person proves their app has it.
+/// `POST /account/second-factor`: enrol the offered secret once the person has given their password
+/// again and proved their app has the secret. A wrong password costs a sign-in attempt.
 pub async fn enrol(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     Form(form): Form<EnrolForm>,
 ) -> Result<Response, WebError> {
     let user = principal.person()?;
     if user.totp_secret.is_some() {
-        return second_factor_page(&state, &principal, None, None, Some("A second factor is already enrolled.".into()))
-            .await;
+        return second_factor_page(&state, &principal, None, Some("A second factor is already enrolled.".into())).await;
     }
-    let now_s = state.clock.now_ms().div_euclid(1000);
-    let secret = form.secret.trim().to_string();
-    let Some(step) = totp::matching_step(&secret, &form.code, now_s) else {
+    let now_ms = state.clock.now_ms();
+    let ip = super::login::client_address(&state.settings, connect.as_ref().map(|c| &c.0), &headers);
+    let Some(attempt) = super::login::admit(&state, &user.username, &ip, now_ms).await? else {
+        return Err(WebError::TooManyRequests);
+    };
+    let verified = crate::auth::verify_password(form.password, Some(user.password_hash.clone())).await?;
+    let mut event = refill_store::AuditEvent::new(&actor(&principal), "auth.reauthenticate", "user")
+        .resource_id(user.id.to_string())
+        .client(Some(ip), None);
+    if !verified {
+        event = event.reason("wrong password");
+    }
+    refill_store::accounts::finish_login_attempt(&state.store, attempt, verified, &event).await?;
+    if !verified {
+        let problem = "That password is wrong. Enter the password you sign in with.";
+        return second_factor_page(&state, &principal, None, Some(problem.into())).await;
+    }
+    let secret = offered_secret(&state, &principal)?;
+    let Some(step) = totp::matching_step(&secret, &form.code, now_ms.div_euclid(1000)) else {
         let problem = "That code does not match. Check the app shows this clinic's entry and try the current code.";
-        return second_factor_page(&state, &principal, Some(secret), None, Some(problem.into())).await;
+        return second_factor_page(&state, &principal, None, Some(problem.into())).await;
     };
     let store = &state.store;
     let sealed = totp::seal(&store.audit_key, &secret);
-    refill_store::accounts::set_totp_secret(store, user.id, Some(&sealed), &actor(&principal), "enrolled by the user")
-        .await?;
+    let by = actor(&principal);
+    refill_store::accounts::set_totp_secret(store, user.id, Some(&sealed), &by, "enrolled by the user", now_ms).await?;
     // The code just used cannot be used again to sign in.
     refill_store::accounts::use_totp_step(store, user.id, step).await?;
     tracing::info!(user_id = user.id, "second factor enrolled");
@@ -137,7 +164,7 @@ pub async fn remove(
     };
     if state.settings.require_second_factor {
         let problem = "This clinic requires a second factor. To move it to a new phone, ask an admin to reset it.";
-        return second_factor_page(&state, &principal, None, None, Some(problem.into())).await;
+        return second_factor_page(&state, &principal, None, Some(problem.into())).await;
     }
     // A secret that does not open (sealed under another key) cannot prove anything: an admin resets it.
     let secret = totp::open(&state.store.audit_key, stored).unwrap_or_default();
@@ -147,12 +174,20 @@ pub async fn remove(
         None => false,
     };
     if !accepted {
-        return second_factor_page(&state, &principal, None, None, Some("That code does not match.".into())).await;
+        return second_factor_page(&state, &principal, None, Some("That code does not match.".into())).await;
     }
-    refill_store::accounts::set_totp_secret(&state.store, user.id, None, &actor(&principal), "removed by the user")
-        .await?;
+    let now_ms = state.clock.now_ms();
+    refill_store::accounts::set_totp_secret(
+        &state.store,
+        user.id,
+        None,
+        &actor(&principal),
+        "removed by the user",
+        now_ms,
+    )
+    .await?;
     tracing::info!(user_id = user.id, "second factor removed");
-    second_factor_page(&state, &principal, None, Some("The second factor is removed.".into()), None).await
+    second_factor_page(&state, &principal, Some("The second factor is removed.".into()), None).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,19 +197,27 @@ pub struct ResetForm {
 }
 
 /// `POST /admin/users/{user_id}/second-factor/reset`: an admin clears someone's second factor (a lost
-/// or replaced phone); they enrol again at their next sign-in.
+/// or replaced phone) and ends their sessions; they enrol again after their next sign-in.
 pub async fn admin_reset(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(user_id): Path<i64>,
     Form(_form): Form<ResetForm>,
 ) -> Result<Response, WebError> {
-    refill_store::accounts::set_totp_secret(&state.store, user_id, None, &actor(&principal), "reset by an admin")
-        .await
-        .map_err(|error| match error {
-            refill_store::StoreError::NotFound(what) => WebError::NotFound(what),
-            other => WebError::Store(other),
-        })?;
+    let now_ms = state.clock.now_ms();
+    refill_store::accounts::set_totp_secret(
+        &state.store,
+        user_id,
+        None,
+        &actor(&principal),
+        "reset by an admin",
+        now_ms,
+    )
+    .await
+    .map_err(|error| match error {
+        refill_store::StoreError::NotFound(what) => WebError::NotFound(what),
+        other => WebError::Store(other),
+    })?;
     tracing::info!(user_id, "second factor reset by an admin");
     Ok(Redirect::to("/admin").into_response())
 }

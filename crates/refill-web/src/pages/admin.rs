@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use refill_store::accounts::{self, NewUser, Role};
 use serde::Deserialize;
 
-use super::{Chrome, render};
+use super::{Chrome, actor, render};
 use crate::auth::{self, Principal, random_token, sha256_hex};
 use crate::{AppState, WebError};
 
@@ -68,19 +68,20 @@ pub struct NewUserForm {
     pub csrf: Option<String>,
 }
 
-/// Create an account (shared by the admin page, the CLI and the demo).
+/// Create an account (shared by the admin page, the CLI and the demo), audited as created by `by`.
 pub async fn create_account(
     state: &AppState,
     username: &str,
     display_name: &str,
     role: Role,
     password: &str,
+    by: &refill_store::Actor,
 ) -> Result<accounts::User, WebError> {
     let username = username.trim().to_lowercase();
     if username.is_empty() || !username.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
         return Err(WebError::BadRequest("username: letters, digits, dot, dash and underscore only".into()));
     }
-    if let Some(problem) = auth::password_problem(password) {
+    if let Some(problem) = auth::password_problem(password, &[&username, display_name, &state.settings.clinic_name]) {
         return Err(WebError::BadRequest(format!("password: {problem}")));
     }
     let hash = auth::hash_password(password.to_string()).await?;
@@ -88,6 +89,7 @@ pub async fn create_account(
         &state.store,
         &NewUser { username, display_name: display_name.trim().to_string(), role, password_hash: hash },
         state.clock.now_ms(),
+        by,
     )
     .await
     .map_err(|e| match e {
@@ -105,7 +107,7 @@ pub async fn create_user(
     let Some(role) = Role::parse(&form.role) else {
         return admin_page(&state, &principal, None, Some("role: staff, physician or admin".into())).await;
     };
-    match create_account(&state, &form.username, &form.display_name, role, &form.password).await {
+    match create_account(&state, &form.username, &form.display_name, role, &form.password, &actor(&principal)).await {
         Ok(_) => Ok(Redirect::to("/admin").into_response()),
         Err(WebError::BadRequest(problem)) => admin_page(&state, &principal, None, Some(problem)).await,
         Err(other) => Err(other),
@@ -119,8 +121,13 @@ pub struct WallForm {
     pub csrf: Option<String>,
 }
 
-/// Issue a one-time wall enrolment code (valid for a day); returns the code.
-pub async fn issue_code(state: &AppState, label: &str, issued_by: Option<i64>) -> Result<String, WebError> {
+/// Issue a one-time wall enrolment code (valid for a day), audited as issued by `by`; returns the code.
+pub async fn issue_code(
+    state: &AppState,
+    label: &str,
+    issued_by: Option<i64>,
+    by: &refill_store::Actor,
+) -> Result<String, WebError> {
     let code = random_token();
     let now_ms = state.clock.now_ms();
     accounts::issue_wall_code(
@@ -130,6 +137,7 @@ pub async fn issue_code(state: &AppState, label: &str, issued_by: Option<i64>) -
         issued_by,
         now_ms,
         now_ms + 24 * 3_600_000,
+        by,
     )
     .await?;
     Ok(code)
@@ -141,14 +149,15 @@ pub async fn issue_wall_code(
     Form(form): Form<WallForm>,
 ) -> Result<Response, WebError> {
     let label = if form.label.trim().is_empty() { "wall display" } else { form.label.as_str() };
-    let code = issue_code(&state, label, principal.user().map(|u| u.id)).await?;
+    let code = issue_code(&state, label, principal.user().map(|u| u.id), &actor(&principal)).await?;
     admin_page(&state, &principal, Some(format!("/wall/enter?code={code}")), None).await
 }
 
 pub async fn revoke_wall_session(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(handle): Path<String>,
 ) -> Result<Response, WebError> {
-    accounts::revoke_wall_session(&state.store, &handle, state.clock.now_ms()).await?;
+    accounts::revoke_wall_session(&state.store, &handle, state.clock.now_ms(), &actor(&principal)).await?;
     Ok(Redirect::to("/admin").into_response())
 }

@@ -336,6 +336,9 @@ pub async fn decide(
     Path(exception_id): Path<i64>,
     Form(form): Form<DecideForm>,
 ) -> Result<Response, WebError> {
+    if let Err(error) = crate::input::check_decision(&form) {
+        return detail_page(&state, &principal, exception_id, Some(error.public_message())).await;
+    }
     match sign(&state, &principal, exception_id, &form).await {
         Ok(_) => Ok(Redirect::to(&format!("/exceptions?signed={exception_id}")).into_response()),
         Err(error @ (WebError::BadRequest(_) | WebError::Conflict(_))) => {

@@ -1,10 +1,14 @@
 //! Sign-in and sign-out, and wall-display enrolment.
 //!
 //! The sign-in form carries a double-submit token (a random value in a short-lived cookie and in the
-//! form) because there is no session yet to hold one. Failed attempts are counted in the store per
-//! username and address and per address; past the budget the answer is 429 whatever the password, and
-//! the real user from another address is unaffected. A successful sign-in ends any earlier session on
-//! this browser and starts a new one with a new token (no session fixation).
+//! form) because there is no session yet to hold one. Each attempt is admitted against the budget in
+//! the store before anything is checked (per username and address, and per address on existing
+//! accounts only, so made-up names lock nobody out); past the budget the answer is 429 whatever the
+//! password, and the real user from another address is unaffected. The address is the peer's, or the
+//! configured header's when the peer is a configured proxy. Every failure reads the same until both
+//! the password and the code are checked. Each outcome is in the audit trail. A successful sign-in
+//! ends any earlier session on this browser and starts a new one with a new token (no session
+//! fixation).
 
 use std::net::SocketAddr;
 
@@ -13,8 +17,8 @@ use axum::Extension;
 use axum::extract::{ConnectInfo, Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use refill_store::accounts;
-use refill_store::accounts::Role;
+use refill_store::accounts::{self, Role};
+use refill_store::{Actor, AuditEvent};
 use serde::Deserialize;
 
 use crate::access::token_matches;
@@ -77,11 +81,28 @@ pub struct LoginForm {
     csrf: String,
 }
 
-/// The client address used for rate limiting: the peer address (forwarded headers are not trusted;
-/// behind a proxy every request comes from the proxy, which then needs its own limits).
-fn client_ip(connect: Option<&ConnectInfo<SocketAddr>>) -> String {
-    connect.map(|c| c.0.ip().to_string()).unwrap_or_else(|| "unknown".into())
+/// The client address for rate limiting and the audit trail: the peer address, or, when the peer is
+/// one of the configured trusted proxies, the address in the configured header (the last entry of a
+/// list, which is the one that proxy added). A forwarded header from anyone else is ignored.
+pub fn client_address(
+    settings: &crate::WebSettings,
+    connect: Option<&ConnectInfo<SocketAddr>>,
+    headers: &HeaderMap,
+) -> String {
+    let Some(peer) = connect.map(|c| c.0.ip()) else { return "unknown".into() };
+    let forwarded = settings
+        .client_address_header
+        .as_deref()
+        .filter(|_| settings.trusted_proxies.contains(&peer))
+        .and_then(|name| headers.get(name))
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse::<std::net::IpAddr>().ok());
+    forwarded.unwrap_or(peer).to_string()
 }
+
+/// The one answer to every failed sign-in, whichever of username, password or code was wrong.
+pub const SIGN_IN_FAILED: &str = "Wrong username, password or code.";
 
 pub async fn submit(
     State(state): State<AppState>,
@@ -111,55 +132,47 @@ async fn sign_in(
         return Err((StatusCode::FORBIDDEN, "The sign-in form expired; please try again.".into(), username));
     }
     let store_failed = |_| (StatusCode::SERVICE_UNAVAILABLE, "The database is unavailable.".to_string(), String::new());
-    let ip = client_ip(connect);
+    let ip = client_address(&state.settings, connect, headers);
     let now_ms = state.clock.now_ms();
-    let failures =
-        accounts::recent_login_failures(&state.store, &username, &ip, now_ms - 60_000).await.map_err(store_failed)?;
-    if failures.account_and_ip >= state.settings.login_failures_per_account_per_minute
-        || failures.ip >= state.settings.login_failures_per_ip_per_minute
-    {
+    let Some(attempt) = admit(state, &username, &ip, now_ms).await.map_err(store_failed)? else {
         tracing::warn!("sign-in rate limit reached");
         return Err((
             StatusCode::TOO_MANY_REQUESTS,
             "Too many attempts. Wait a minute and try again.".into(),
             username,
         ));
-    }
+    };
     let user = accounts::find_user_by_username(&state.store, &username).await.map_err(store_failed)?;
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
     let verified = auth::verify_password(form.password, stored_hash)
         .await
         .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed.".to_string(), username.clone()))?;
-    let user = match user {
-        Some(user) if verified && !user.is_disabled() => user,
-        _ => {
-            accounts::record_login_attempt(&state.store, &username, &ip, now_ms, false).await.map_err(store_failed)?;
-            return Err((StatusCode::UNAUTHORIZED, "Wrong username or password.".into(), username));
-        }
+    let failure = match &user {
+        None => Some("unknown username"),
+        Some(_) if !verified => Some("wrong password"),
+        Some(user) if user.is_disabled() => Some("account disabled"),
+        Some(user) => match second_factor_accepted(state, user, &form.code, now_ms).await.map_err(store_failed)? {
+            true => None,
+            false => Some("wrong or missing second-factor code"),
+        },
     };
-    // A second factor, when enrolled: a wrong or missing code counts against the same attempt budget, so
-    // the six digits cannot be guessed faster than a password.
-    if let Some(stored) = &user.totp_secret {
-        let secret = crate::totp::open(&state.store.audit_key, stored);
-        if secret.is_none() {
-            tracing::warn!(user_id = user.id, "second-factor secret does not open under the configured key; reset it");
-        }
-        let now_s = now_ms.div_euclid(1000);
-        let accepted = match secret.and_then(|secret| crate::totp::matching_step(&secret, &form.code, now_s)) {
-            Some(step) => accounts::use_totp_step(&state.store, user.id, step).await.map_err(store_failed)?,
-            None => false,
-        };
-        if !accepted {
-            accounts::record_login_attempt(&state.store, &username, &ip, now_ms, false).await.map_err(store_failed)?;
-            let message = if form.code.trim().is_empty() {
-                "Enter the six-digit code from your authenticator app."
-            } else {
-                "That code is wrong or was already used. Enter the code the app shows now."
-            };
-            return Err((StatusCode::UNAUTHORIZED, message.into(), username));
-        }
+    let (actor, user_id) = match &user {
+        Some(user) => (Actor::new(auth::actor_id(user.id), user.role.as_str()), Some(user.id)),
+        None => (Actor::new("anonymous", "anonymous"), None),
+    };
+    let action = if failure.is_some() { "auth.sign_in_failed" } else { "auth.sign_in" };
+    let mut event = AuditEvent::new(&actor, action, "user").client(Some(ip.clone()), None);
+    if let Some(id) = user_id {
+        event = event.resource_id(id.to_string());
     }
-    accounts::record_login_attempt(&state.store, &username, &ip, now_ms, true).await.map_err(store_failed)?;
+    if let Some(why) = failure {
+        // The typed username of an unknown account is not kept: people type passwords there by mistake.
+        event = event.reason(why);
+    }
+    accounts::finish_login_attempt(&state.store, attempt, failure.is_none(), &event).await.map_err(store_failed)?;
+    let Some(user) = user.filter(|_| failure.is_none()) else {
+        return Err((StatusCode::UNAUTHORIZED, SIGN_IN_FAILED.into(), username));
+    };
     // A new session, a new token: whatever this browser held before ends here.
     if let Some(session) = principal.session() {
         accounts::end_session(&state.store, &session.token_sha256, now_ms, "replaced at sign-in")
@@ -184,6 +197,42 @@ async fn sign_in(
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     Ok(response)
+}
+
+/// Admit one attempt for `username` from `ip` against the configured budget (the last minute), or
+/// `None` when it is spent.
+pub async fn admit(
+    state: &AppState,
+    username: &str,
+    ip: &str,
+    now_ms: i64,
+) -> Result<Option<i64>, refill_store::StoreError> {
+    let budget = accounts::LoginBudget {
+        per_account_and_ip: state.settings.login_failures_per_account_per_minute,
+        per_ip: state.settings.login_failures_per_ip_per_minute,
+    };
+    accounts::admit_login_attempt(&state.store, username, ip, now_ms - 60_000, now_ms, budget).await
+}
+
+/// Whether `code` satisfies the user's second factor: true without one enrolled, else a current code
+/// not used before (each step signs in once). A wrong code costs an attempt like a wrong password, so
+/// the six digits cannot be guessed faster than a password.
+async fn second_factor_accepted(
+    state: &AppState,
+    user: &accounts::User,
+    code: &str,
+    now_ms: i64,
+) -> Result<bool, refill_store::StoreError> {
+    let Some(stored) = &user.totp_secret else { return Ok(true) };
+    let secret = crate::totp::open(&state.store.audit_key, stored);
+    if secret.is_none() {
+        tracing::warn!(user_id = user.id, "second-factor secret does not open under the configured key; reset it");
+    }
+    let now_s = now_ms.div_euclid(1000);
+    match secret.and_then(|secret| crate::totp::matching_step(&secret, code, now_s)) {
+        Some(step) => accounts::use_totp_step(&state.store, user.id, step).await,
+        None => Ok(false),
+    }
 }
 
 pub async fn logout(

@@ -44,7 +44,7 @@ impl Chrome {
         add("/exceptions", "Exceptions", &[Role::Physician]);
         add("/dashboard", "Dashboard", &[Role::Physician, Role::Admin]);
         add("/admin", "Accounts", &[Role::Admin]);
-        add("/account/second-factor", "Sign-in security", &[Role::Physician, Role::Admin]);
+        add("/account/second-factor", "Sign-in security", &[Role::Staff, Role::Physician, Role::Admin]);
         Chrome {
             clinic_name: state.settings.clinic_name.clone(),
             user_name: principal.user().map(|u| u.display_name.clone()).unwrap_or_default(),

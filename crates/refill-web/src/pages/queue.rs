@@ -192,6 +192,23 @@ pub struct QueueParams {
     pub partial: Option<String>,
 }
 
+/// The deepest queue page anyone may ask for: far beyond any clinic's queue, and small enough that the
+/// row offset (`page * page size`) cannot overflow.
+pub const MAX_QUEUE_PAGE: i64 = 100_000;
+
+impl QueueParams {
+    /// The page asked for (0 when none), or the problem with it in words naming the parameter.
+    pub fn page_number(&self) -> Result<i64, WebError> {
+        match self.page {
+            None => Ok(0),
+            Some(page) if (0..=MAX_QUEUE_PAGE).contains(&page) => Ok(page),
+            Some(page) => {
+                Err(WebError::BadRequest(format!("page: {page} is not a page number from 0 to {MAX_QUEUE_PAGE}")))
+            }
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "web/queue.html")]
 struct QueuePage<'a> {
@@ -285,7 +302,7 @@ pub async fn page(
     Query(params): Query<QueueParams>,
 ) -> Result<Response, WebError> {
     let filter = params.filter.as_deref().and_then(QueueFilter::parse).unwrap_or_default();
-    let page = params.page.unwrap_or(0).max(0);
+    let page = params.page_number()?;
     let wall = params.display.as_deref() == Some("wall") || matches!(principal, Principal::Wall { .. });
     let size = state.settings.queue_page_size;
     // One row more than the page shows tells whether there is a next page.
@@ -517,6 +534,10 @@ pub async fn action(
     Path(patient_id): Path<i64>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, WebError> {
+    if let Err(error) = crate::input::check_action(&form) {
+        let status = error.status();
+        return panel_response(&state, &principal, patient_id, None, Some(error.public_message()), status).await;
+    }
     match perform(&state, &principal, patient_id, &form).await {
         Ok(result) => panel_response(&state, &principal, patient_id, Some(result.message), None, StatusCode::OK).await,
         Err(error @ (WebError::Conflict(_) | WebError::BadRequest(_))) => {

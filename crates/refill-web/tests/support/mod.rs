@@ -81,6 +81,7 @@ pub async fn person_at(state: &AppState, username: &str, name: &str, role: Role,
             password_hash: "$argon2id$unused".into(),
         },
         now,
+        &Actor::system(),
     )
     .await
     .expect("user");
