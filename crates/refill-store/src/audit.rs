@@ -169,7 +169,7 @@ pub struct AuditHead {
 
 const SELECT_HEAD_SQLITE: &str = "select seq, mac from audit_chain_head where id = 1";
 // The row lock serialises appenders: the second one waits here until the first commits or rolls back.
-const SELECT_HEAD_FOR_UPDATE: &str = "select seq, mac from audit_chain_head where id = 1 for update";
+pub(crate) const SELECT_HEAD_FOR_UPDATE: &str = "select seq, mac from audit_chain_head where id = 1 for update";
 const UPDATE_HEAD: &str = "update audit_chain_head set seq = $1, mac = $2 where id = 1";
 const INSERT_EVENT: &str = r#"
 insert into audit_events (seq, occurred_at, actor, actor_role, action, resource_type, resource_id, patient_id,

@@ -177,9 +177,13 @@ impl Store {
     /// transaction. Returns the sequence number of the `state.sealed` event.
     pub async fn seal_state(&self, actor: &Actor) -> Result<i64, StoreError> {
         let mut tx = self.begin().await?;
-        // Read inside the writing transaction on SQLite (the writer lock holds other writers off); on
-        // PostgreSQL a row written between the read and the commit is simply unsealed until the next
-        // checkpoint, and verifying explains it by its own audit event.
+        // Hold every other writer's audit append off while the rows are read, so a change is either in
+        // the sealed rows or audited after the seal, never in between. SQLite: the transaction holds
+        // the one writer lock. PostgreSQL: lock the chain head, as every append does; a transaction
+        // that changed a row but has not appended yet commits after the seal with a later event.
+        if let crate::Tx::Postgres(conn) = &mut tx {
+            sqlx::query(crate::audit::SELECT_HEAD_FOR_UPDATE).execute(&mut **conn).await?;
+        }
         let rows = self.current_protected_rows().await?;
         with_tx!(&mut tx, conn => sqlx::query("DELETE FROM row_seals").execute(&mut *conn).await?.rows_affected());
         for ((table, row_id), (patient_id, digest)) in &rows {
