@@ -125,10 +125,12 @@ pub async fn act(
                 StaffAction::SendToPhysician => ("queue.send_to_physician", "sent to a physician"),
                 _ => ("patient.contacted", "patient contacted"),
             };
-            let mut event = AuditEvent::new(context.actor, action, "patient").patient(patient);
-            if let Some((item, _)) = context.queue_item {
-                event = event.resource_id(item.0.to_string());
+            // On the queue the event is about the row (as every queue action is); elsewhere, the patient.
+            let mut event = match context.queue_item {
+                Some((item, _)) => AuditEvent::new(context.actor, action, "queue_item").resource_id(item.0.to_string()),
+                None => AuditEvent::new(context.actor, action, "patient").resource_id(patient.0.to_string()),
             }
+            .patient(patient);
             // The note itself goes on the exception (it may quote clinical facts); the trail says why.
             event = event.reason(if action == "patient.contacted" {
                 note.unwrap_or(default_reason)

@@ -585,12 +585,14 @@ async fn a_patient_not_due_yet_is_decided_but_not_queued() {
         let store = &db.store;
         let id = new_patient(store, "not-due-1").await;
         let clinic_date = date("2026-12-01");
-        let early = decision(Outcome::Hold, ReasonCode::EarlyRequest);
+        // The refill window has not opened: only monitoring was decided, and nothing fell due.
+        let mut not_due = Decision::from_reasons(Vec::new(), Some(date("2026-12-15")), Some(60.0), "policy-2026.1");
+        not_due.window = refill_rules::RefillWindow::NotDue;
         let new = NewDecision {
             patient_id: id,
             clinic_date,
             refill_request_id: None,
-            decision: &early,
+            decision: &not_due,
             decided_by: &Actor::system(),
             run_out_on: Some(date("2026-12-20")),
             dedupe_key: None,
@@ -601,7 +603,7 @@ async fn a_patient_not_due_yet_is_decided_but_not_queued() {
         assert!(recorded.created, "{}: the decision is recorded", db.name);
         assert_eq!(recorded.queue_item_id, None, "{}: a patient who is not due is not on the staff queue", db.name);
 
-        // Once something needs staff, the row appears; a later timing hold updates it instead of hiding it.
+        // Once something needs staff, the row appears; a later not-due decision updates it instead of hiding it.
         let tasks = decision(Outcome::ApproveWithTasks, ReasonCode::PdmpReviewOverdue);
         let mut tx = store.begin().await.unwrap();
         let queued = store.record_decision(&mut tx, &NewDecision { decision: &tasks, ..new.clone() }).await.unwrap();
