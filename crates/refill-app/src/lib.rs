@@ -12,11 +12,13 @@
 //!   to a physician with a note).
 //! - [`physician`]: signing an exception: the decision that stands for the cycle, taper changes.
 //! - [`daily`]: the daily run of one chunk of patients, its reminders and alerts.
+//! - [`privacy`]: breaking the glass to a Part 2 record, with the privacy officer's alert.
 
 pub mod daily;
 pub mod decide;
 mod error;
 pub mod physician;
+pub mod privacy;
 pub mod staff;
 
 use std::sync::Arc;

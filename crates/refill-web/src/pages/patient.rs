@@ -381,24 +381,9 @@ pub struct BreakGlassForm {
     pub csrf: Option<String>,
 }
 
-/// Why a break-the-glass reason is not a reason: under ten characters, or without words (ten identical
-/// characters, digits, punctuation). The reason is read after the fact by the privacy officer.
+/// Why a break-the-glass reason is not a reason (the use case's check, for the screens).
 pub fn break_glass_reason_problem(reason: &str) -> Option<&'static str> {
-    let reason = reason.trim();
-    if reason.chars().count() < 10 {
-        return Some("Breaking the glass needs a reason of at least 10 characters.");
-    }
-    let distinct_letters = reason
-        .chars()
-        .filter(|c| c.is_alphabetic())
-        .flat_map(char::to_lowercase)
-        .collect::<std::collections::BTreeSet<_>>();
-    let words =
-        reason.split_whitespace().filter(|word| word.chars().filter(|c| c.is_alphabetic()).count() >= 2).count();
-    if distinct_letters.len() < 5 || words < 2 {
-        return Some("Breaking the glass needs a reason in words: why this patient's restricted record, now.");
-    }
-    None
+    refill_app::privacy::reason_problem(reason)
 }
 
 /// Grant this physician access to the patient's Part 2 facts for the configured time, with the reason
@@ -407,31 +392,26 @@ pub async fn grant(state: &AppState, principal: &Principal, patient_id: i64, rea
     let user = principal.person()?;
     let reason = reason.trim();
     crate::input::check_text("reason", reason, crate::input::MAX_NOTE_CHARS, true)?;
-    if let Some(problem) = break_glass_reason_problem(reason) {
-        return Err(WebError::BadRequest(problem.into()));
-    }
     screens::patient_header(&state.store, patient_id).await?;
     let now_ms = state.clock.now_ms();
     let expires_ms = now_ms + i64::try_from(state.settings.break_glass_duration.as_millis()).unwrap_or(3_600_000);
+    // Read through the pool before the transaction holds the writer.
+    let names = super::queue::actor_names(state).await?;
     let mut tx = state.store.begin().await?;
-    let grant = accounts::grant_break_glass(&mut tx, user.id, patient_id, reason, now_ms, expires_ms).await?;
-    let event = refill_store::AuditEvent::new(&actor(principal), "part2.break_glass", "patient")
-        .resource_id(patient_id.to_string())
-        .patient(refill_rules::PatientId(patient_id))
-        .reason(reason)
-        .detail(serde_json::json!({ "grant_id": grant.id, "expires_at_ms": expires_ms, "purpose_of_use": "BTG" }));
-    state.store.append_audit(&mut tx, &event).await?;
-    // The privacy officer hears of it at once: the notifier's `break_glass_alert` job (a stored
-    // contract of refill-jobs, written here by name as the web does not depend on it).
-    let alert = refill_store::jobs::NewJob::new(
-        "break_glass_alert",
-        serde_json::json!({ "kind": "break_glass_alert", "grant": grant.id }),
+    let grant = refill_app::privacy::break_the_glass(
+        &state.app(),
+        &mut tx,
+        &actor(principal),
+        user.id,
+        refill_rules::PatientId(patient_id),
+        reason,
+        now_ms,
+        expires_ms,
     )
-    .priority(5)
-    .unique_key(format!("break_glass_alert:{}", grant.id));
-    refill_store::jobs::enqueue(&mut tx, &alert).await?;
+    .await
+    .map_err(|e| super::queue::app_error(e, &names))?;
     tx.commit().await?;
-    tracing::warn!(grant_id = grant.id, "break-glass access granted");
+    tracing::warn!(grant_id = grant, "break-glass access granted");
     Ok(expires_ms)
 }
 
