@@ -337,6 +337,17 @@ impl Clinic {
         signed.decision
     }
 
+    /// A physician reviews the patient's first drug test (the last step of its lifecycle).
+    async fn review_first_test(&self, who: Who, n: i64) {
+        let test = self.tests[&who][0];
+        let signer = doctor();
+        let mut tx = self.store().begin().await.expect("begin");
+        physician::review_drug_test(&self.app, &mut tx, &self.clinic, self.patients[&who], test, day(n), &signer)
+            .await
+            .expect("reviewed");
+        tx.commit().await.expect("commit");
+    }
+
     /// The refill desk prepares every refill that is released; the pharmacy dispenses prepared refills
     /// once they are due (a bridge at once).
     async fn desk_and_pharmacy(&mut self, n: i64) {
@@ -491,23 +502,7 @@ async fn events(clinic: &mut Clinic, n: i64) {
                 "the same finding confirmed is not new: {confirmed:?}"
             );
         }
-        10 => {
-            let test = clinic.tests[&Approved][0];
-            let signer = doctor();
-            let mut tx = clinic.store().begin().await.expect("begin");
-            physician::review_drug_test(
-                &clinic.app,
-                &mut tx,
-                &clinic.clinic,
-                clinic.patients[&Approved],
-                test,
-                day(10),
-                &signer,
-            )
-            .await
-            .expect("reviewed");
-            tx.commit().await.expect("commit");
-        }
+        10 => clinic.review_first_test(Approved, 10).await,
         _ => {}
     }
     // Bridged: the PDMP shows an outside opioid prescriber on day 1; a physician signs a 14-day bridge on
@@ -608,23 +603,7 @@ async fn events(clinic: &mut Clinic, n: i64) {
             clinic.next_supply.insert(Held, 7);
             clinic.sign(Held, 23, Resolution::Bridge, Some(Bridge { days: 7, quantity: Some(28.0) }), Some(29)).await;
         }
-        29 => {
-            let test = clinic.tests[&Held][0];
-            let signer = doctor();
-            let mut tx = clinic.store().begin().await.expect("begin");
-            physician::review_drug_test(
-                &clinic.app,
-                &mut tx,
-                &clinic.clinic,
-                clinic.patients[&Held],
-                test,
-                day(29),
-                &signer,
-            )
-            .await
-            .expect("reviewed");
-            tx.commit().await.expect("commit");
-        }
+        29 => clinic.review_first_test(Held, 29).await,
         _ => {}
     }
     // Unanswered: escalated from day 0 (review overdue); urgent the working day before its supply runs out
