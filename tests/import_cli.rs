@@ -420,3 +420,57 @@ async fn refill_requests_and_previous_prescribers_import_through_csv() {
         assert_eq!(snapshot(store).await, before, "{}: a rejected file wrote something", db.name);
     }
 }
+
+/// A bundle for one patient with an opioid order and an order of `status` for a product the drug table
+/// does not know (a new opioid, say).
+fn bundle_with_unknown_product(status: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "resourceType": "Bundle", "type": "collection",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p-new", "birthDate": "1962-05-06", "gender": "male",
+                "name": [{"family": "Ferrante", "given": ["Luca"]}]}},
+            {"resource": {"resourceType": "MedicationRequest", "id": "rx-oxy", "status": "active", "intent": "order",
+                "subject": {"reference": "Patient/p-new"}, "authoredOn": "2026-11-01",
+                "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                    "code": "1049621", "display": "oxycodone hydrochloride 5 MG Oral Tablet"}]},
+                "dosageInstruction": [{"timing": {"repeat": {"frequency": 4, "period": 1, "periodUnit": "d"}},
+                    "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "tablet"}}]}],
+                "dispenseRequest": {"quantity": {"value": 120}, "expectedSupplyDuration": {"value": 30, "unit": "days"}}}},
+            {"resource": {"resourceType": "MedicationRequest", "id": "rx-new", "status": status, "intent": "order",
+                "subject": {"reference": "Patient/p-new"}, "authoredOn": "2026-11-20",
+                "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                    "code": "9999991", "display": "Newcodone 5 MG Oral Tablet"}]}}}
+        ]
+    }))
+    .unwrap()
+}
+
+/// An active order the engine does not recognise as an opioid is kept and listed for the patient page
+/// ("not counted in the MME"), never dropped; a re-import changes nothing, and the order stopped at the
+/// source leaves the list.
+#[tokio::test]
+async fn an_order_not_in_the_drug_table_is_kept_and_listed_not_counted() {
+    for db in common::backends().await {
+        let store = &db.store;
+        import_file(store, "new.json", &bundle_with_unknown_product("active"), &actor(), false).await.unwrap().unwrap();
+        let patient = store.patient_by_external_id("p-new").await.unwrap().expect("imported").id;
+        let listed = store.unrecognised_orders(patient).await.unwrap();
+        assert_eq!(listed.len(), 1, "{}: {listed:?}", db.name);
+        assert!(listed[0].0.contains("Newcodone"), "{}: {listed:?}", db.name);
+        assert!(listed[0].1.contains("not recognised as an opioid: RxNorm 9999991"), "{}: {listed:?}", db.name);
+
+        let (counts, seq, mac) = snapshot(store).await;
+        let again = import_file(store, "new.json", &bundle_with_unknown_product("active"), &actor(), false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.written(), 0, "{}: {}", db.name, summary_line("new.json", &again));
+        assert_eq!(snapshot(store).await, (counts, seq, mac), "{}: a re-import changed something", db.name);
+
+        import_file(store, "new.json", &bundle_with_unknown_product("stopped"), &actor(), false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(store.unrecognised_orders(patient).await.unwrap().is_empty(), "{}: a stopped order leaves", db.name);
+    }
+}

@@ -16,7 +16,7 @@ use refill_import::{ClinicRecords, CsvKind, ImportError, Location, Problem};
 use refill_store::import::{
     ImportAgreement, ImportBatch, ImportFill, ImportFlag, ImportKind, ImportNaloxone, ImportOrder,
     ImportOtherMedication, ImportOutcome, ImportPatient, ImportPdmp, ImportPrescriber, ImportRefillRequest,
-    ImportRejection, ImportReport, ImportReview, ImportTaper, ImportTaperStep, ImportUds,
+    ImportRejection, ImportReport, ImportReview, ImportTaper, ImportTaperStep, ImportUds, ImportUnrecognisedOrder,
 };
 use refill_store::{Actor, Store};
 use sha2::{Digest, Sha256};
@@ -201,6 +201,7 @@ pub fn batch_from_records(name: &str, bytes: &[u8], records: ClinicRecords) -> (
     origins.add(ImportKind::Flags, &records.flags, |r| &r.origin);
     origins.add(ImportKind::OtherMedications, &records.other_medications, |r| &r.origin);
     origins.add(ImportKind::RefillRequests, &records.refill_requests, |r| &r.origin);
+    origins.add(ImportKind::UnrecognisedOrders, &records.unrecognised_orders, |r| &r.origin);
     let batch = ImportBatch {
         source_name: name.to_string(),
         source_sha256: hex::encode(Sha256::digest(bytes)),
@@ -328,6 +329,17 @@ pub fn batch_from_records(name: &str, bytes: &[u8], records: ClinicRecords) -> (
                 kind: r.kind,
                 channel: r.channel.as_str(),
                 note: r.note,
+            })
+            .collect(),
+        unrecognised_orders: records
+            .unrecognised_orders
+            .into_iter()
+            .map(|r| ImportUnrecognisedOrder {
+                patient_key: r.patient_external_id,
+                source_id: r.external_id,
+                label: r.label,
+                reason: r.reason,
+                active: r.active,
             })
             .collect(),
     };

@@ -81,9 +81,19 @@ impl FhirPatientRecord {
     /// listed next to the MME so a new opioid missing from the drug table never drops out of the total
     /// unseen. (`MedicationRequest/x`, label, reason.)
     pub fn unrecognised_orders(&self) -> Vec<(String, String, String)> {
+        self.unrecognised_orders_with_status()
+            .into_iter()
+            .filter(|(_, _, _, active)| *active)
+            .map(|(id, label, why, _)| (id, label, why))
+            .collect()
+    }
+
+    /// Every order the engine does not recognise, active or stopped (an import keeps the list current).
+    /// (`MedicationRequest/x`, label, reason, active.)
+    pub fn unrecognised_orders_with_status(&self) -> Vec<(String, String, String, bool)> {
         self.medication_requests
             .iter()
-            .filter(|request| request.active && request.class == MedicationClass::Other)
+            .filter(|request| request.class == MedicationClass::Other)
             .map(|request| {
                 let order = &request.order;
                 let why = match (&order.rxcui, &order.text) {
@@ -95,7 +105,7 @@ impl FhirPatientRecord {
                     }
                     (None, None) => "not recognised as an opioid: the order names no medication".to_string(),
                 };
-                (request.id.clone(), order.label(), why)
+                (request.id.clone(), order.label(), why, request.active)
             })
             .collect()
     }

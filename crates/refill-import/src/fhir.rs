@@ -15,7 +15,7 @@ use refill_rules::{ReviewKind, UdsKind};
 use crate::error::{ImportError, Location, Problem};
 use crate::records::{
     AgreementRecord, ClinicRecords, ContactPreference, FillRecord, FlagRecord, NaloxoneRecord, OrderRecord,
-    OrderStatus, OtherMedicationRecord, PatientRecord, PdmpRecord, ReviewRecord, UdsRecord,
+    OrderStatus, OtherMedicationRecord, PatientRecord, PdmpRecord, ReviewRecord, UdsRecord, UnrecognisedOrderRecord,
 };
 
 /// Parse a FHIR R4 Bundle (JSON bytes) into clinic records; every problem names the resource and field.
@@ -188,6 +188,16 @@ fn add_patient(
                 active,
             });
         }
+    }
+    for (source, label, reason, active) in patient.unrecognised_orders_with_status() {
+        records.unrecognised_orders.push(UnrecognisedOrderRecord {
+            origin: Location::Resource(source.clone()),
+            external_id: source,
+            patient_external_id: key.clone(),
+            label,
+            reason,
+            active,
+        });
     }
     for (source, medication) in patient.other_medication_sources.iter().zip(&patient.other_medications) {
         records.other_medications.push(OtherMedicationRecord {

@@ -202,6 +202,18 @@ pub struct OtherMedicationRecord {
     pub medication: OtherMedication,
 }
 
+/// An order the engine does not recognise as an opioid (a product missing from the drug table): kept
+/// so the patient page can say it is not counted in the MME; `active` false when stopped at the source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnrecognisedOrderRecord {
+    pub origin: Location,
+    pub external_id: String,
+    pub patient_external_id: String,
+    pub label: String,
+    pub reason: String,
+    pub active: bool,
+}
+
 /// One step of a physician-authored taper plan: from `starts_on`, the patient takes `regimen`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaperStepRecord {
@@ -281,6 +293,7 @@ pub struct ClinicRecords {
     pub flags: Vec<FlagRecord>,
     pub other_medications: Vec<OtherMedicationRecord>,
     pub refill_requests: Vec<RefillRequestRecord>,
+    pub unrecognised_orders: Vec<UnrecognisedOrderRecord>,
 }
 
 impl ClinicRecords {
@@ -299,6 +312,7 @@ impl ClinicRecords {
             + self.flags.len()
             + self.other_medications.len()
             + self.refill_requests.len()
+            + self.unrecognised_orders.len()
     }
 
     pub fn is_empty(&self) -> bool {

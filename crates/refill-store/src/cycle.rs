@@ -649,3 +649,18 @@ impl Tx {
         self.uds_test(test.id).await
     }
 }
+
+impl Store {
+    /// A patient's active orders the engine does not recognise as an opioid (label, why), for the
+    /// patient page: not counted in the MME, and said so.
+    pub async fn unrecognised_orders(&self, patient_id: PatientId) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(with_read_pool!(self, pool => {
+            sqlx::query_as(
+                "select label, reason from unrecognised_orders where patient_id = $1 and active order by id",
+            )
+            .bind(patient_id.0)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+}

@@ -126,6 +126,17 @@ pub struct ImportOtherMedication {
     pub medication: OtherMedication,
 }
 
+/// An order the engine does not recognise as an opioid, kept to be shown (never counted); inactive when
+/// stopped at the source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportUnrecognisedOrder {
+    pub patient_key: String,
+    pub source_id: String,
+    pub label: String,
+    pub reason: String,
+    pub active: bool,
+}
+
 /// A refill request recorded at the source, keyed by patient, day and kind (refill-cycle.md: requests
 /// are events; the same request is not recorded twice, whichever channel recorded it first).
 #[derive(Debug, Clone, PartialEq)]
@@ -180,6 +191,7 @@ pub struct ImportBatch {
     pub flags: Vec<ImportFlag>,
     pub other_medications: Vec<ImportOtherMedication>,
     pub refill_requests: Vec<ImportRefillRequest>,
+    pub unrecognised_orders: Vec<ImportUnrecognisedOrder>,
 }
 
 /// Which list of an [`ImportBatch`] a record is in.
@@ -198,6 +210,7 @@ pub enum ImportKind {
     Flags,
     OtherMedications,
     RefillRequests,
+    UnrecognisedOrders,
 }
 
 impl ImportKind {
@@ -216,6 +229,7 @@ impl ImportKind {
             ImportKind::Flags => "clinical_flags",
             ImportKind::OtherMedications => "other_medications",
             ImportKind::RefillRequests => "refill_requests",
+            ImportKind::UnrecognisedOrders => "unrecognised_orders",
         }
     }
 }
@@ -418,6 +432,16 @@ where other_medications.class is distinct from excluded.class
     or other_medications.started_on is distinct from excluded.started_on
     or other_medications.active is distinct from excluded.active
     or other_medications.confidentiality is distinct from excluded.confidentiality
+returning patient_id"#;
+
+const UPSERT_UNRECOGNISED_ORDER: &str = r#"
+insert into unrecognised_orders (patient_id, source_id, label, reason, active, created_at)
+values ($1, $2, $3, $4, $5, $6)
+on conflict (patient_id, source_id) do update set label = excluded.label, reason = excluded.reason,
+    active = excluded.active
+where unrecognised_orders.label is distinct from excluded.label
+    or unrecognised_orders.reason is distinct from excluded.reason
+    or unrecognised_orders.active is distinct from excluded.active
 returning patient_id"#;
 
 // A request is an event: recorded once per patient, day and kind, whichever channel recorded it first,
@@ -629,7 +653,8 @@ async fn write_batch(
         && batch.naloxone.is_empty()
         && batch.flags.is_empty()
         && batch.other_medications.is_empty()
-        && batch.refill_requests.is_empty());
+        && batch.refill_requests.is_empty()
+        && batch.unrecognised_orders.is_empty());
     if !has_children {
         return Ok(Ok(tally));
     }
@@ -677,6 +702,12 @@ async fn write_batch(
         .iter()
         .enumerate()
         .map(|(i, r)| resolve(ImportKind::RefillRequests, i, &r.patient_key))
+        .collect();
+    let unrecognised_orders: Vec<Option<i64>> = batch
+        .unrecognised_orders
+        .iter()
+        .enumerate()
+        .map(|(i, r)| resolve(ImportKind::UnrecognisedOrders, i, &r.patient_key))
         .collect();
     if !rejections.is_empty() {
         return Ok(Err(rejections));
@@ -863,6 +894,21 @@ async fn write_batch(
         tally.record(ImportKind::OtherMedications, written);
         tally.tick(progress);
     }
+    for (record, patient_id) in batch.unrecognised_orders.iter().zip(unrecognised_orders.into_iter().flatten()) {
+        let written: Option<i64> = with_tx!(tx, conn => {
+            sqlx::query_scalar(UPSERT_UNRECOGNISED_ORDER)
+                .bind(patient_id)
+                .bind(record.source_id.clone())
+                .bind(record.label.clone())
+                .bind(record.reason.clone())
+                .bind(record.active)
+                .bind(at)
+                .fetch_optional(&mut *conn)
+                .await?
+        });
+        tally.record(ImportKind::UnrecognisedOrders, written);
+        tally.tick(progress);
+    }
     let refill_requests: Vec<i64> = refill_requests.into_iter().flatten().collect();
     lock_request_patients(tx, &refill_requests).await?;
     for (record, patient_id) in batch.refill_requests.iter().zip(refill_requests) {
@@ -956,7 +1002,7 @@ async fn patient_keys(tx: &mut Tx) -> Result<HashMap<String, i64>, StoreError> {
 }
 
 /// Tables an import writes, in the order [`imported_row_counts`] reports them.
-pub const IMPORTED_TABLES: [&str; 15] = [
+pub const IMPORTED_TABLES: [&str; 16] = [
     "prescribers",
     "patients",
     "medication_orders",
@@ -971,6 +1017,7 @@ pub const IMPORTED_TABLES: [&str; 15] = [
     "clinical_flags",
     "other_medications",
     "refill_requests",
+    "unrecognised_orders",
     "audit_events",
 ];
 

@@ -150,6 +150,9 @@ pub struct PatientView {
     /// benzodiazepines or OUD treatment on the medication list; Part 2 ones masked without access.
     pub conditions: Vec<String>,
     pub other_medications: Vec<String>,
+    /// Active orders not recognised as an opioid: not counted in the MME, and said so (a new opioid
+    /// missing from the drug table never drops out of the total unseen).
+    pub unrecognised_orders: Vec<String>,
     /// The patient's exceptions, open and resolved, newest first.
     pub exceptions: Vec<super::exceptions::ExceptionView>,
     /// The taper plan in force: `None`, or active / paused / completed.
@@ -220,6 +223,7 @@ pub async fn load_patient_view(
     let facts = state.store.load_patient_facts(refill_rules::PatientId(patient_id), today).await?;
     let queue_row = screens::queue_row(&state.store, today, patient_id).await?;
     let exception_rows = screens::patient_exceptions(&state.store, today, patient_id).await?;
+    let unrecognised = state.store.unrecognised_orders(refill_rules::PatientId(patient_id)).await?;
     // Signed physician decisions join the timeline on the clinic date of the signature. The decision
     // itself is always shown; its free-text rationale is masked for users without access when the
     // patient has Part 2 records or the exception rested on them (a rationale may quote them).
@@ -294,6 +298,13 @@ pub async fn load_patient_view(
                         None => format!("{} ({class})", medication.text),
                     }
                 }
+            })
+            .collect(),
+        // A product name may reveal a Part 2 treatment: masked like the rest of such a record.
+        unrecognised_orders: unrecognised
+            .into_iter()
+            .map(|(label, reason)| {
+                if header.part2 && !part2_open { wording::RESTRICTED.to_string() } else { format!("{label}: {reason}") }
             })
             .collect(),
         exceptions: exception_rows
