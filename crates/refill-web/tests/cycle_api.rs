@@ -175,4 +175,11 @@ async fn requests_drug_test_steps_and_dispenses_through_the_api() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let latest = store.decisions_for_patient(patient, 1).await.expect("decisions");
     assert_eq!(latest[0].decision.window, refill_rules::RefillWindow::NotDue, "{:?}", latest[0].decision);
+
+    // The patient's record shows the request and where the drug test ended.
+    let (status, view) = call(&state, &doc, "GET", &format!("/api/patients/{pid}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let text = view.to_string();
+    assert!(text.contains("reviewed") && text.contains("Dr Ada Lind"), "{text}");
+    assert!(text.contains("routine") && text.contains("called"), "{text}");
 }

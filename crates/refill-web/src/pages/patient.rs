@@ -153,6 +153,10 @@ pub struct PatientView {
     /// Active orders not recognised as an opioid: not counted in the MME, and said so (a new opioid
     /// missing from the drug table never drops out of the total unseen).
     pub unrecognised_orders: Vec<String>,
+    /// Drug tests from collection to physician review: (collected, kind, where it is).
+    pub drug_tests: Vec<(String, &'static str, String)>,
+    /// Recorded refill requests, newest first: (date, kind, channel, what was said).
+    pub requests: Vec<(String, String, String, String)>,
     /// The patient's exceptions, open and resolved, newest first.
     pub exceptions: Vec<super::exceptions::ExceptionView>,
     /// The taper plan in force: `None`, or active / paused / completed.
@@ -224,6 +228,8 @@ pub async fn load_patient_view(
     let queue_row = screens::queue_row(&state.store, today, patient_id).await?;
     let exception_rows = screens::patient_exceptions(&state.store, today, patient_id).await?;
     let unrecognised = state.store.unrecognised_orders(refill_rules::PatientId(patient_id)).await?;
+    let drug_tests = state.store.uds_tests_for_patient(refill_rules::PatientId(patient_id)).await?;
+    let requests = state.store.refill_requests_for_patient(refill_rules::PatientId(patient_id), 20).await?;
     // Signed physician decisions join the timeline on the clinic date of the signature. The decision
     // itself is always shown; its free-text rationale is masked for users without access when the
     // patient has Part 2 records or the exception rested on them (a rationale may quote them).
@@ -305,6 +311,35 @@ pub async fn load_patient_view(
             .into_iter()
             .map(|(label, reason)| {
                 if header.part2 && !part2_open { wording::RESTRICTED.to_string() } else { format!("{label}: {reason}") }
+            })
+            .collect(),
+        drug_tests: drug_tests
+            .iter()
+            .map(|test| {
+                let kind = match test.kind {
+                    refill_rules::UdsKind::Scheduled => "scheduled",
+                    refill_rules::UdsKind::ForCause => "for cause",
+                };
+                let mut status = test.status.as_str().replace('_', " ");
+                if let Some(on) = test.confirmatory_sent_on {
+                    status.push_str(&format!(" (sent for confirmation {on})"));
+                }
+                if let (Some(on), Some(by)) = (test.reviewed_on, test.reviewed_by.as_deref()) {
+                    status.push_str(&format!(" (reviewed {on} by {})", super::queue::actor_name(names, by)));
+                }
+                (test.collected_on.to_string(), kind, status)
+            })
+            .collect(),
+        requests: requests
+            .into_iter()
+            .map(|request| {
+                // What the patient said may quote a restricted record.
+                let note = match request.note {
+                    Some(_) if header.part2 && !part2_open => wording::RESTRICTED.to_string(),
+                    Some(note) => note,
+                    None => String::new(),
+                };
+                (request.requested_on.to_string(), request.kind.replace('_', " "), request.channel, note)
             })
             .collect(),
         exceptions: exception_rows
