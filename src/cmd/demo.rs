@@ -165,7 +165,9 @@ async fn run_history(config: &crate::config::Config, store: &Store, today: chron
     let daily = job_context.daily.clone().context("the daily evaluator is not available")?;
     let patients = store.count_patients().await?.max(1);
     let desk = Actor::new("demo-desk", "staff");
-    println!("The two weeks before today (the desk prepares what the protocol releases each day):");
+    println!("The week before today (the desk prepares what the protocol releases each day):");
+    // The first week works off what a fresh database carries (windows already open, nothing prepared);
+    // the last week is the clinic in its routine, and that is what is printed.
     for back in (1..=2 * lead_days).rev() {
         let day = today - chrono::Duration::days(back);
         refill_jobs::pipeline::run_daily(store, daily.as_ref(), "main", day, job_context.chunk_size).await?;
@@ -195,6 +197,9 @@ async fn run_history(config: &crate::config::Config, store: &Store, today: chron
         let tallies = refill_store::screens::queue_tallies(store, day).await?;
         let on_queue = tallies.open.unwrap_or(0) + tallies.done.unwrap_or(0);
         let exceptions = store.count_open_exceptions().await?;
+        if back > lead_days {
+            continue;
+        }
         println!(
             "  {day}: staff queue {on_queue} ({:.1}%), {prepared} prepared; physician's list {exceptions} ({:.1}%)",
             100.0 * on_queue as f64 / patients as f64,

@@ -1203,21 +1203,23 @@ where p.patient_id >= $1 and p.patient_id <= $2 and p.state = 'active'
   and p.id = (select max(p2.id) from taper_plans p2 where p2.patient_id = p.patient_id and p2.state <> 'cancelled')
   and s.step_number = (select min(s2.step_number) from taper_steps s2 where s2.plan_id = p.id and s2.starts_on > $3)
 order by p.patient_id"#;
-// Requests recorded on or before $3 that no dispense has answered yet (a fill on or after the day of
-// the request answers it), oldest first: the latest one is the open request.
+// Requests recorded on or before $3 that no dispense up to $3 has answered yet (a fill on or after the
+// day of the request answers it), oldest first: the latest one is the open request.
 const SELECT_OPEN_REQUESTS: &str = r#"
 select r.patient_id, r.id, r.requested_on, r.kind
 from refill_requests r
 where r.patient_id >= $1 and r.patient_id <= $2 and r.requested_on <= $3 and r.status <> 'withdrawn'
-  and not exists (select 1 from fills f where f.patient_id = r.patient_id and f.filled_on >= r.requested_on)
+  and not exists (select 1 from fills f where f.patient_id = r.patient_id and f.filled_on >= r.requested_on
+                  and f.filled_on <= $3)
 order by r.patient_id, r.requested_on, r.id"#;
 // The latest clinic date on or before $3 on which staff prepared a refill (queue item done) that no
-// fill on or after that date has answered.
+// fill between that date and $3 has answered (a fill after $3 is not known yet as of $3).
 const SELECT_PREPARED_REFILLS: &str = r#"
 select q.patient_id, max(q.clinic_date) as prepared_on
 from daily_queue q
 where q.patient_id >= $1 and q.patient_id <= $2 and q.status = 'done' and q.clinic_date <= $3
-  and not exists (select 1 from fills f where f.patient_id = q.patient_id and f.filled_on >= q.clinic_date)
+  and not exists (select 1 from fills f where f.patient_id = q.patient_id and f.filled_on >= q.clinic_date
+                  and f.filled_on <= $3)
 group by q.patient_id
 order by q.patient_id"#;
 // Early requests and lost-or-stolen reports on or before $3: the history the aberrant-pattern and
