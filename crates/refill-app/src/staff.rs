@@ -40,6 +40,8 @@ pub enum StaffAction {
     SendToPhysician,
     /// A drug test was collected (scheduled or for cause); the next scheduled date is drawn by a job.
     CollectUds { kind: UdsKind, collected_on: NaiveDate },
+    /// A drug test collected at the desk with its presumptive (point-of-care) result at once.
+    CollectUdsWithResult { kind: UdsKind, collected_on: NaiveDate, result: UdsResult },
     /// A presumptive or confirmatory result for a collected test.
     UdsResult { test_id: i64, result: UdsResult },
     /// A collected test's specimen went for confirmatory testing.
@@ -56,6 +58,7 @@ impl StaffAction {
             StaffAction::Contacted => "contacted",
             StaffAction::SendToPhysician => "physician",
             StaffAction::CollectUds { .. } => "uds_collect",
+            StaffAction::CollectUdsWithResult { .. } => "uds",
             StaffAction::UdsResult { .. } => "uds_result",
             StaffAction::SendUdsForConfirmation { .. } => "uds_confirmatory_sent",
         }
@@ -140,11 +143,12 @@ pub async fn act(
             store.append_audit(tx, &event).await?;
         }
         StaffAction::CollectUds { kind, collected_on } => {
-            let id = store.collect_uds_in(tx, patient, *kind, *collected_on, context.today, context.actor).await?;
+            uds_test_id = Some(collect(app, tx, context, *kind, *collected_on).await?);
+        }
+        StaffAction::CollectUdsWithResult { kind, collected_on, result } => {
+            let id = collect(app, tx, context, *kind, *collected_on).await?;
+            store.record_uds_test_result_in(tx, id, patient, result, context.actor).await?;
             uds_test_id = Some(id);
-            // The next scheduled date is drawn from this collection, by a worker, in this commit's wake.
-            let draw = JobPayload::UdsDraw { patient: patient.0, date: context.today };
-            jobs::enqueue(tx, &draw.to_new_job()).await?;
         }
         StaffAction::UdsResult { test_id, result } => {
             store.record_uds_test_result_in(tx, *test_id, patient, result, context.actor).await?;
@@ -175,6 +179,21 @@ pub async fn act(
         uds_test_id,
         exception_id: exception_id.map(|e| e.0),
     })
+}
+
+/// A drug test collected: the test row, the order it fulfils, and the next scheduled date drawn by a job
+/// in this commit's wake. Returns the test's id.
+async fn collect(
+    app: &App,
+    tx: &mut Tx,
+    context: &StaffContext<'_>,
+    kind: UdsKind,
+    collected_on: NaiveDate,
+) -> Result<i64, AppError> {
+    let id = app.store.collect_uds_in(tx, context.patient, kind, collected_on, context.today, context.actor).await?;
+    let draw = JobPayload::UdsDraw { patient: context.patient.0, date: context.today };
+    jobs::enqueue(tx, &draw.to_new_job()).await?;
+    Ok(id)
 }
 
 /// Prepare the refill for signature (send it to the pharmacy): the queue row's decision must release it

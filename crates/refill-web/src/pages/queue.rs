@@ -646,7 +646,16 @@ async fn staff_action(
     };
     let test_id = || form.test_id.ok_or_else(|| WebError::BadRequest("test_id: which drug test?".into()));
     Ok(Some(match form.action.as_str() {
-        "prepare" | "uds" | "uds_review" => return Ok(None),
+        "prepare" | "uds_review" => return Ok(None),
+        "uds" => {
+            // Collected now at the desk, with its presumptive (point-of-care) result.
+            let collected_on = form_date(form.collected_on.as_deref(), "collected_on", today)?;
+            StaffAction::CollectUdsWithResult {
+                kind: uds_kind,
+                collected_on,
+                result: uds_result(form, collected_on, uds_kind)?,
+            }
+        }
         "uds_collect" => StaffAction::CollectUds {
             kind: uds_kind,
             collected_on: form_date(form.collected_on.as_deref(), "collected_on", today)?,
@@ -784,24 +793,8 @@ pub async fn perform(
                     exception_id: None,
                 })
         }
-        (None, _) => {
-            // `uds`: collected now at the desk, with its presumptive (point-of-care) result.
-            let collected_on = form_date(form.collected_on.as_deref(), "collected_on", today)?;
-            let kind = match form.uds_kind.as_deref() {
-                Some("for_cause") => UdsKind::ForCause,
-                _ => UdsKind::Scheduled,
-            };
-            let result = uds_result(form, collected_on, kind)?;
-            match staff::act(&app, &mut tx, &clinic, &context, &StaffAction::CollectUds { kind, collected_on }).await {
-                Ok(collected) => {
-                    let test_id = collected.uds_test_id.unwrap_or_default();
-                    let then = StaffContext { queue_item: None, ..context.clone() };
-                    staff::act(&app, &mut tx, &clinic, &then, &StaffAction::UdsResult { test_id, result }).await
-                }
-                Err(error) => Err(error),
-            }
-        }
         (Some(action), _) => staff::act(&app, &mut tx, &clinic, &context, action).await,
+        (None, other) => return Err(WebError::BadRequest(format!("unknown action {other:?}"))),
     }
     .map_err(|e| app_error(e, &names))?;
     note_change(state, &mut tx, patient_id, &format!("queue.{}", form.action), &user.display_name).await?;
