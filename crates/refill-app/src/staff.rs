@@ -48,23 +48,6 @@ pub enum StaffAction {
     SendUdsForConfirmation { test_id: i64 },
 }
 
-impl StaffAction {
-    /// The stable name of the action (audit and screen-change records).
-    pub fn name(&self) -> &'static str {
-        match self {
-            StaffAction::Fact(_) => "fact",
-            StaffAction::Dispense(_) => "dispense",
-            StaffAction::Request(_) => "request",
-            StaffAction::Contacted => "contacted",
-            StaffAction::SendToPhysician => "physician",
-            StaffAction::CollectUds { .. } => "uds_collect",
-            StaffAction::CollectUdsWithResult { .. } => "uds",
-            StaffAction::UdsResult { .. } => "uds_result",
-            StaffAction::SendUdsForConfirmation { .. } => "uds_confirmatory_sent",
-        }
-    }
-}
-
 /// What the action did.
 #[derive(Debug, Clone)]
 pub struct StaffOutcome {

@@ -10,15 +10,15 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use refill_rules::{
     AgreementFacts, ClinicalFlag, Fill, MedicationOrder, NaloxoneEvent, OtherMedication, PatientFacts, PatientId,
-    PatientStatement, PdmpReview, PhysicianReview, PrescriberId, PriorDecision, RecordedRequest, RefillRequest,
-    ReviewKind, StandingDecision, TaperInForce, TaperStepAhead, UdsKind, UdsResult,
+    PatientStatement, PdmpReview, PhysicianReview, PrescriberId, PriorDecision, RecordedRequest, ReviewKind,
+    StandingDecision, TaperInForce, TaperStepAhead, UdsKind, UdsResult,
 };
 use serde_json::{Value, json};
 use sqlx::types::Json;
 
 use crate::audit::AuditEvent;
 use crate::codec::{self, StoredTaperState, corrupt};
-use crate::model::{Actor, RefillRequestId, TaperPlanId, now};
+use crate::model::{Actor, TaperPlanId, now};
 use crate::store::{with_read_pool, with_tx};
 use crate::{Store, StoreError, Tx};
 
@@ -331,12 +331,6 @@ const SELECT_STEPS_AFTER: &str =
     "select id, starts_on from taper_steps where plan_id = $1 and starts_on > $2 order by step_number";
 
 const MOVE_STEP: &str = "update taper_steps set starts_on = $1 where id = $2";
-
-const INSERT_REFILL_REQUEST: &str = r#"
-insert into refill_requests (patient_id, requested_on, kind, regimen, status, channel, created_by, version,
-    created_at, updated_at)
-values ($1, $2, $3, $4, 'open', $5, $6, 1, $7, $7)
-returning id"#;
 
 impl Tx {
     /// Insert or update one medication order, keyed by (patient, `order.id`); an unchanged order is not
@@ -735,32 +729,6 @@ impl Tx {
         Ok(with_tx!(self, conn => {
             sqlx::query_as(SELECT_PLAN_IN_FORCE).bind(patient_id.0).fetch_optional(&mut *conn).await?
         }))
-    }
-
-    /// Record a refill request (open). `channel`: `staff`, `patient`, `ehr`, ...
-    pub async fn insert_refill_request(
-        &mut self,
-        patient_id: PatientId,
-        request: &RefillRequest,
-        channel: &str,
-        actor: &Actor,
-    ) -> Result<RefillRequestId, StoreError> {
-        let at = now();
-        let regimen =
-            if request.regimen.is_empty() { None } else { Some(Json(codec::orders_to_json(&request.regimen))) };
-        let id: i64 = with_tx!(self, conn => {
-            sqlx::query_scalar(INSERT_REFILL_REQUEST)
-                .bind(patient_id.0)
-                .bind(request.requested_on)
-                .bind(codec::request_kind_name(request.kind))
-                .bind(regimen.clone())
-                .bind(channel.to_string())
-                .bind(actor.id.clone())
-                .bind(at)
-                .fetch_one(&mut *conn)
-                .await?
-        });
-        Ok(RefillRequestId(id))
     }
 
     /// Insert one staff-entered fact (no version check, no audit; see `Store::record_fact`).

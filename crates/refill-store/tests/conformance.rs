@@ -8,8 +8,8 @@ use refill_rules::decision::{Evidence, Reason, ReasonCode, Task};
 use refill_rules::{
     AgreementFacts, ClinicalFlag, ClinicalFlagKind, Confidentiality, Decision, DoseQuantity, DoseUnit, DrugClass, Fill,
     NaloxoneEvent, NaloxoneEventKind, OrderPurpose, OtherMedication, OtherMedicationClass, Outcome, PatientId,
-    PatientStatement, PdmpFinding, PdmpReview, PhysicianReview, PrescriberId, RefillRequest, RequestKind, ReviewKind,
-    RiskTier, Sex, SpecimenValidity, TaperState, UdsAnalyteResult, UdsKind, UdsResult,
+    PatientStatement, PdmpFinding, PdmpReview, PhysicianReview, PrescriberId, RequestKind, ReviewKind, RiskTier, Sex,
+    SpecimenValidity, TaperState, UdsAnalyteResult, UdsKind, UdsResult,
 };
 use refill_store::codec::StoredTaperState;
 use refill_store::{
@@ -332,8 +332,13 @@ async fn decisions_fill_the_queue_raise_exceptions_and_are_idempotent() {
         let clinic_date = date("2026-12-01");
 
         let mut tx = store.begin().await.unwrap();
-        let request = RefillRequest { requested_on: clinic_date, regimen: vec![], kind: RequestKind::Routine };
-        let request_id = tx.insert_refill_request(id, &request, "staff", &staff).await.unwrap();
+        let request = refill_store::cycle::NewRefillRequest {
+            requested_on: clinic_date,
+            kind: RequestKind::Routine,
+            channel: "staff".into(),
+            note: None,
+        };
+        let request_id = store.record_refill_request_in(&mut tx, id, &request, &staff).await.unwrap();
         let escalate = decision(Outcome::Escalate, ReasonCode::PdmpReviewOverdue);
         let new = NewDecision {
             patient_id: id,
