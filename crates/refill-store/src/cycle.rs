@@ -299,23 +299,17 @@ impl Store {
         }))
     }
 
-    /// The physician decisions of several patients, newest first per patient (for a queue page).
-    pub async fn latest_physician_decisions(
-        &self,
-        patient_ids: &[i64],
-    ) -> Result<Vec<PhysicianDecisionRecord>, StoreError> {
-        if patient_ids.is_empty() {
+    /// Several stored physician decisions by id, in one query (a queue page's standing decisions).
+    pub async fn physician_decisions(&self, ids: &[i64]) -> Result<Vec<PhysicianDecisionRecord>, StoreError> {
+        if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = Json(json!(patient_ids));
+        let ids = Json(json!(ids));
         let filter = match self.backend() {
-            crate::Backend::Sqlite => "pd.patient_id in (select value from json_each($1))",
-            crate::Backend::Postgres => "pd.patient_id in (select jsonb_array_elements_text($1)::bigint)",
+            crate::Backend::Sqlite => "pd.id in (select value from json_each($1))",
+            crate::Backend::Postgres => "pd.id in (select jsonb_array_elements_text($1)::bigint)",
         };
-        let sql = format!(
-            "{SELECT_PHYSICIAN_DECISION} where {filter} and pd.id = (select max(p2.id) from physician_decisions p2 \
-             where p2.patient_id = pd.patient_id) order by pd.patient_id"
-        );
+        let sql = format!("{SELECT_PHYSICIAN_DECISION} where {filter} order by pd.id");
         Ok(with_read_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(ids).fetch_all(pool).await?
         }))

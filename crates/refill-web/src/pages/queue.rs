@@ -169,11 +169,11 @@ pub(crate) async fn fill_standing(state: &AppState, rows: &[QueueRow], views: &m
         return Ok(());
     }
     let names = actor_names(state).await?;
+    let ids: Vec<i64> = rows.iter().filter_map(|row| row.physician_decision_id).collect();
+    let decisions = state.store.physician_decisions(&ids).await?;
     for (row, view) in rows.iter().zip(views.iter_mut()) {
-        if let Some(id) = row.physician_decision_id
-            && let Some(decision) = state.store.physician_decision(id).await?
-        {
-            view.standing = wording::standing_decision(&decision, &actor_name(&names, &decision.signed_by), !row.part2);
+        if let Some(decision) = decisions.iter().find(|d| Some(d.id) == row.physician_decision_id) {
+            view.standing = wording::standing_decision(decision, &actor_name(&names, &decision.signed_by), !row.part2);
         }
     }
     Ok(())
