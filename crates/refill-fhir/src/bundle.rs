@@ -1,7 +1,7 @@
 //! Bundles and CDS Hooks requests -> one `FhirPatientRecord` per patient, resources grouped by their
 //! subject / patient reference. Every problem of every resource is collected before failing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use refill_rules::{AgreementFacts, Confidentiality, Fill, PdmpReview, PhysicianReview};
 use refill_rules::{
@@ -163,14 +163,36 @@ pub fn parse_cds_hooks_request(value: &Value) -> Result<Vec<FhirPatientRecord>, 
     if let Some(drafts) = context.and_then(|c| c.get("draftOrders")) {
         collect(drafts, "context.draftOrders", true, &mut collected, &mut problems);
     }
+    let drafts: HashSet<(String, String, String)> =
+        collected.iter().filter_map(|item| resource_key(item.resource)).collect();
     if let Some(prefetch) = value.get("prefetch").and_then(Value::as_object) {
+        // Keys are the EHR's own names (the CDC examples use item1..itemN): what a value is comes from
+        // its resourceType, never from its key.
         for (key, item) in prefetch {
             if !item.is_null() {
                 collect(item, &format!("prefetch.{key}"), false, &mut collected, &mut problems);
             }
         }
     }
+    // The order being signed is often also among the patient's active orders (the EHR's prefetch of
+    // MedicationRequest?status=active): it counts once, as the draft says it (a revised order keeps
+    // its id and product, and the draft is the version being signed). The same id on another product
+    // is not that order (the CDC examples reuse ids that way): both are kept, nothing goes unseen.
+    collected.retain(|item| item.draft_counts || resource_key(item.resource).is_none_or(|key| !drafts.contains(&key)));
     with_problems(group(&collected, patient.as_deref()), problems)
+}
+
+/// `(resourceType, id, medication)` of a resource that has an id; the medication (its coding or
+/// reference, as JSON text) tells a revised order from another product under the same id.
+fn resource_key(resource: &Value) -> Option<(String, String, String)> {
+    let resource_type = resource.get("resourceType").and_then(Value::as_str)?;
+    let id = resource.get("id").and_then(Value::as_str)?;
+    let medication = ["medicationCodeableConcept", "medicationReference"]
+        .iter()
+        .find_map(|field| resource.get(*field))
+        .map(Value::to_string)
+        .unwrap_or_default();
+    Some((resource_type.to_string(), id.to_string(), medication))
 }
 
 /// One resource with where it came from.

@@ -93,6 +93,8 @@ pub struct MappedMedicationRequest {
     pub order: MedicationOrder,
     /// More than one `dosageInstruction`: only the first was read.
     pub extra_dosage_instructions: usize,
+    /// It came from a CDS Hooks request's `context.draftOrders`: the order being selected or signed.
+    pub draft_order: bool,
 }
 
 /// Map one MedicationRequest, with no bundle around it (contained Medications are still resolved).
@@ -166,6 +168,7 @@ pub(crate) fn map_medication_request(
         subject,
         status,
         active,
+        draft_order: draft_counts,
         authored_on,
         class,
         extra_dosage_instructions: instructions.len().saturating_sub(1),

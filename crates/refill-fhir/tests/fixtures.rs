@@ -10,7 +10,7 @@ use refill_fhir::{
 };
 use refill_rules::mme::{FactorSet, daily_mme};
 use refill_rules::{ClinicalFlagKind, OtherMedicationClass};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn data_dir(sub: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data").join(sub)
@@ -93,7 +93,8 @@ fn cds_hooks_mme_scenarios() {
     let result = daily_mme(&kadian.active_opioid_orders(), FactorSet::Cdc2022);
     assert_eq!(result.total_daily_mme, None);
     assert_eq!(result.undetermined.len(), 1);
-    // The "Pepto-bismol Pill" draft order is not an opioid; the active fentanyl patch is.
+    // The "Pepto-bismol Pill" draft order is not an opioid; the active fentanyl patch the prefetch
+    // carries under the same id is another product, so it is kept and counted.
     let pepto = only(cds_request("rec-08-mme-greater-than-fifty"));
     assert_eq!(pepto.medication_requests.iter().filter(|r| r.class == MedicationClass::Other).count(), 1);
     close(total(&pepto), 180.0);
@@ -102,6 +103,26 @@ fn cds_hooks_mme_scenarios() {
     // Fentanyl 75 (180) + oxycodone ER 10 mg three times a day (45).
     close(total(&only(cds_request("rec-10-order-sign-no-screenings"))), 225.0);
     close(total(&only(cds_request("rec-10-order-sign-illicit-drugs-POS-Cocaine"))), 225.0);
+}
+
+#[test]
+fn a_draft_order_also_among_the_active_orders_counts_once() {
+    let order = |status: &str| {
+        json!({"resourceType": "MedicationRequest", "id": "rx1", "status": status, "intent": "order",
+            "subject": {"reference": "Patient/p1"},
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1049621"}]},
+            "dosageInstruction": [{"timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
+                "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "TAB"}}]}]})
+    };
+    let request = json!({"hook": "order-sign", "hookInstance": "x", "context": {"userId": "Practitioner/1",
+        "patientId": "p1", "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": order("draft")}]}},
+        "prefetch": {"anything": {"resourceType": "Bundle", "entry": [{"resource": order("active")}]},
+            "more": order("active")}});
+    let record = only(refill_fhir::parse_cds_hooks_request(&request).unwrap());
+    assert_eq!(record.medication_requests.len(), 1);
+    assert!(record.medication_requests[0].draft_order);
+    assert_eq!(record.medication_requests[0].status, "draft");
+    assert_eq!(record.active_opioid_orders().len(), 1);
 }
 
 #[test]
