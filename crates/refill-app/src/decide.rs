@@ -45,6 +45,12 @@ pub async fn decide_and_record(
     record(app, tx, clinic, &facts, today, actor, trigger, None).await
 }
 
+/// The rules' decision for these facts under the clinic's policy, recorded nowhere: what `record`
+/// stores and what a CDS Hooks card shows (`crate::cds`), so the two cannot disagree.
+pub fn evaluate(app: &App, facts: &PatientFacts, clinic: &ClinicFacts, today: NaiveDate) -> Decision {
+    cycle::decide(facts, clinic, today, &app.policy, &app.policy_version)
+}
+
 /// `decide_and_record` on facts already loaded (the daily run loads a chunk at once), with an optional
 /// idempotency key: a key already recorded writes nothing and returns the first record.
 ///
@@ -61,7 +67,7 @@ pub async fn record(
     trigger: Trigger,
     dedupe_key: Option<String>,
 ) -> Result<Decided, AppError> {
-    let mut decision = cycle::decide(facts, clinic, today, &app.policy, &app.policy_version);
+    let mut decision = evaluate(app, facts, clinic, today);
     if trigger == Trigger::SendToPhysician {
         decision.outcome = decision.outcome.max(Outcome::Escalate);
     }

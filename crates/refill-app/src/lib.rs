@@ -12,8 +12,10 @@
 //!   to a physician with a note).
 //! - [`physician`]: signing an exception: the decision that stands for the cycle, taper changes.
 //! - [`daily`]: the daily run of one chunk of patients, its reminders and alerts.
+//! - [`cds`]: CDS Hooks advice for an EHR, from the same decision the queue shows (nothing recorded).
 //! - [`privacy`]: breaking the glass to a Part 2 record, with the privacy officer's alert.
 
+pub mod cds;
 pub mod daily;
 pub mod decide;
 mod error;

@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use refill_rules::{AgreementFacts, Confidentiality, Fill, PdmpReview, PhysicianReview};
+use chrono::NaiveDate;
+use refill_rules::{AgreementFacts, Confidentiality, Fill, PatientFacts, PatientId, PdmpReview, PhysicianReview};
 use refill_rules::{
     MedicationOrder, NaloxoneEvent, NaloxoneEventKind, OrderPurpose, OtherMedication, OtherMedicationClass,
     UdsAnalyteResult, UdsKind, UdsResult,
@@ -113,6 +114,47 @@ impl FhirPatientRecord {
     /// The pain regimen of record: active opioid orders not given for opioid use disorder.
     pub fn regimen(&self) -> Vec<MedicationOrder> {
         self.active_opioid_orders().into_iter().filter(|order| order.purpose == OrderPurpose::Pain).collect()
+    }
+
+    /// The order(s) being selected or signed (a CDS Hooks request's `draftOrders`), any class.
+    pub fn draft_orders(&self) -> impl Iterator<Item = &MappedMedicationRequest> {
+        self.medication_requests.iter().filter(|request| request.draft_order)
+    }
+
+    /// What the rules read about a patient the clinic has not enrolled, from what the EHR sent: the
+    /// regimen (draft orders included), fills, drug tests, PDMP and physician reviews, the latest
+    /// agreement, naloxone, clinical flags and other medications. `annual_test_days` stands in for the
+    /// clinic's drawn drug-test date, which an EHR patient does not have: a patient on opioids with no
+    /// test in that many days (or none at all) has a test due, as the CDC's annual check says.
+    pub fn patient_facts(&self, patient_id: PatientId, today: NaiveDate, annual_test_days: i64) -> PatientFacts {
+        let mut facts = PatientFacts::empty(patient_id);
+        if let Some(demographics) = &self.demographics {
+            facts.birth_date = demographics.birth_date;
+            facts.sex = demographics.sex;
+        }
+        facts.regimen = self.regimen();
+        facts.past_orders = self
+            .medication_requests
+            .iter()
+            .filter(|request| !request.active && request.class == MedicationClass::Opioid)
+            .map(|request| request.order.clone())
+            .collect();
+        facts.fills = self.fills.clone();
+        facts.uds.results = self.uds_results.clone();
+        if !facts.regimen.is_empty() {
+            let latest = self.uds_results.iter().map(|r| r.collected_on).filter(|on| *on <= today).max();
+            facts.uds.scheduled_due = Some(match latest {
+                Some(on) => on + chrono::Duration::days(annual_test_days),
+                None => today - chrono::Duration::days(1),
+            });
+        }
+        facts.pdmp_reviews = self.pdmp_reviews.clone();
+        facts.physician_reviews = self.physician_reviews.clone();
+        facts.agreement = self.agreements.iter().max_by_key(|agreement| agreement.signed_on).cloned();
+        facts.naloxone_events = self.naloxone_events.clone();
+        facts.flags = self.clinical_flags(today);
+        facts.other_medications = self.other_medications.clone();
+        facts
     }
 
     /// Clinical flags, undated conditions dated `as_of`.
