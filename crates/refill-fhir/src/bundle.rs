@@ -46,7 +46,8 @@ pub struct FhirPatientRecord {
 }
 
 impl FhirPatientRecord {
-    fn new(fhir_id: String) -> Self {
+    /// A record with nothing in it yet (a patient the EHR sent no resources about).
+    pub fn new(fhir_id: String) -> Self {
         FhirPatientRecord {
             fhir_id,
             demographics: None,

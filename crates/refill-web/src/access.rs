@@ -28,6 +28,9 @@ pub enum Access {
     Roles(&'static [Role]),
     /// Those roles, or a wall display's read-only session.
     RolesOrWall(&'static [Role]),
+    /// An EHR's CDS Hooks call: no session, no cookie, no CSRF token; the `cds` module checks the EHR's
+    /// bearer JWT itself (when the clinic requires it) and answers 401 without one.
+    Ehr,
 }
 
 /// One route of the router, as the access table and the router test see it.
@@ -94,6 +97,9 @@ pub const ROUTES: &[RouteSpec] = &[
     route("POST", "/api/patients/{patient_id}/break-glass", Access::Roles(PHYSICIANS)),
     route("GET", "/api/dashboard", Access::Roles(PHYSICIANS_AND_ADMINS)),
     route("GET", "/api/changes", Access::RolesOrWall(STAFF_AND_PHYSICIANS)),
+    route("GET", "/cds-services", Access::Ehr),
+    route("POST", "/cds-services/{service_id}", Access::Ehr),
+    route("POST", "/cds-services/{service_id}/feedback", Access::Ehr),
 ];
 
 /// The access rule of a matched route (`None`: not in the table, so nobody may use it).
@@ -105,7 +111,7 @@ pub fn access_for(method: &Method, matched_path: &str) -> Option<Access> {
 /// form of the queue and the live-update stream.
 pub fn allows(access: Access, principal: &Principal, path: &str, query: Option<&str>) -> bool {
     match (access, principal) {
-        (Access::Public, _) => true,
+        (Access::Public | Access::Ehr, _) => true,
         (Access::Roles(roles) | Access::RolesOrWall(roles), Principal::Person { user, .. }) => {
             roles.contains(&user.role)
         }
@@ -164,6 +170,11 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
             Principal::Anonymous => WebError::Unauthenticated.into_response(),
             _ => refuse(&state, &principal, request.method(), &matched).await,
         };
+    }
+    if access == Access::Ehr {
+        // Machine to machine: the bearer JWT is the credential (checked by the handler), and an EHR is
+        // on another origin by nature, so neither the session's CSRF token nor same-origin applies.
+        return next.run(request).await;
     }
     if access != Access::Public
         && must_enrol_second_factor(&state, &principal)

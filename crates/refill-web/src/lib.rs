@@ -10,6 +10,7 @@
 pub mod access;
 mod api;
 pub mod auth;
+pub mod cds;
 mod chart;
 mod error;
 pub mod input;
@@ -67,6 +68,8 @@ pub struct WebSettings {
     /// behind a proxy shares the proxy's address for the sign-in budget and the audit trail.
     pub client_address_header: Option<String>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The CDS Hooks service: JWT verification of EHR calls, rate, FHIR fetch timeout.
+    pub cds: cds::CdsSettings,
 }
 
 impl Default for WebSettings {
@@ -86,6 +89,7 @@ impl Default for WebSettings {
             require_second_factor: false,
             client_address_header: None,
             trusted_proxies: Vec::new(),
+            cds: cds::CdsSettings::default(),
         }
     }
 }
@@ -145,6 +149,8 @@ pub struct AppState {
     pub queue_cache: Arc<queue_cache::QueueCache>,
     /// Request latencies for `/metrics`.
     pub http_metrics: Arc<metrics::HttpMetrics>,
+    /// CDS Hooks: token ids seen and the per-client rate.
+    pub cds: Arc<cds::CdsRuntime>,
 }
 
 impl AppState {
@@ -165,6 +171,7 @@ impl AppState {
             live: live::LiveFeed::new(),
             queue_cache: Arc::default(),
             http_metrics: Arc::default(),
+            cds: Arc::default(),
         }
     }
 
@@ -229,7 +236,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/patients/{patient_id}", get(api::patient))
         .route("/api/patients/{patient_id}/break-glass", post(api::break_glass))
         .route("/api/dashboard", get(api::dashboard))
-        .route("/api/changes", get(api::changes));
+        .route("/api/changes", get(api::changes))
+        .route("/cds-services", get(cds::discovery))
+        .route("/cds-services/{service_id}", post(cds::call))
+        .route("/cds-services/{service_id}/feedback", post(cds::feedback));
     routes
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), access::enforce))
