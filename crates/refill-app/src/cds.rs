@@ -56,7 +56,8 @@ pub struct HookCall {
     pub draft_orders: Vec<MedicationOrder>,
     /// Benzodiazepine and opioid-use-disorder orders in `draftOrders`.
     pub draft_other: Vec<OtherMedication>,
-    /// Everything the EHR sent, as facts: what a patient who is not enrolled is decided on.
+    /// Everything else the EHR sent, as facts (draft orders left out: they are merged like an enrolled
+    /// patient's): what a patient who is not enrolled is decided on.
     pub ehr_facts: PatientFacts,
 }
 
@@ -146,6 +147,8 @@ pub struct Card {
     /// The reasons of the decision the card rests on.
     pub reasons: Vec<Reason>,
     pub suggestions: Vec<Suggestion>,
+    /// The decision's outcome, on the refill-decision card.
+    pub outcome: Option<Outcome>,
 }
 
 /// The advice for one hook call.
@@ -175,8 +178,10 @@ pub async fn advise(
 ) -> Result<Advice, AppError> {
     let enrolled = tx.patient_by_external_id(&call.ehr_patient_id).await?.map(|record| record.id);
     let Some(patient) = enrolled else {
-        let decision = crate::decide::evaluate(app, &call.ehr_facts, clinic, today);
-        let cards = guideline_cards(call, &call.ehr_facts, &decision, false);
+        let mut facts = call.ehr_facts.clone();
+        merge_drafts(&mut facts, call);
+        let decision = crate::decide::evaluate(app, &facts, clinic, today);
+        let cards = guideline_cards(call, &facts, &decision, false);
         return Ok(Advice { enrolled: None, decision, cards });
     };
     let mut facts = tx.load_patient_facts(patient, today).await?;
@@ -204,6 +209,7 @@ pub async fn advise(
                     .into(),
                 reasons: Vec::new(),
                 suggestions: Vec::new(),
+                outcome: None,
             });
         }
     }
@@ -278,6 +284,7 @@ fn decision_card(decision: &Decision) -> Card {
         detail,
         reasons: decision.reasons.clone(),
         suggestions: Vec::new(),
+        outcome: Some(decision.outcome),
     }
 }
 
@@ -394,6 +401,7 @@ fn simple_card(
         detail: detail.to_string(),
         reasons,
         suggestions: suggestions.to_vec(),
+        outcome: None,
     })
 }
 
@@ -423,6 +431,7 @@ fn high_mme_card(reasons: Vec<Reason>) -> Option<Card> {
             .into(),
         reasons,
         suggestions: Vec::new(),
+        outcome: None,
     })
 }
 
@@ -444,6 +453,7 @@ fn benzodiazepine_card(call: &HookCall, reasons: Vec<Reason>) -> Option<Card> {
         detail: format!("{detail} Do not stop either abruptly."),
         reasons,
         suggestions: Vec::new(),
+        outcome: None,
     })
 }
 
@@ -459,6 +469,7 @@ fn mask_restricted(card: Card) -> Card {
         detail: "This check rests on a record protected by 42 CFR Part 2.".into(),
         reasons: card.reasons,
         suggestions: Vec::new(),
+        outcome: card.outcome,
     }
 }
 
@@ -482,5 +493,6 @@ fn taper_card(facts: &PatientFacts) -> Option<Card> {
             .into(),
         reasons: Vec::new(),
         suggestions: Vec::new(),
+        outcome: None,
     })
 }

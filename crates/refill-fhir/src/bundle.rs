@@ -122,8 +122,8 @@ impl FhirPatientRecord {
         self.medication_requests.iter().filter(|request| request.draft_order)
     }
 
-    /// What the rules read about a patient the clinic has not enrolled, from what the EHR sent: the
-    /// regimen (draft orders included), fills, drug tests, PDMP and physician reviews, the latest
+    /// What the rules read about a patient the clinic has not enrolled, from what the EHR sent, draft
+    /// orders left out (`draft_orders` gives them): the regimen, fills, drug tests, PDMP and physician reviews, the latest
     /// agreement, naloxone, clinical flags and other medications. `annual_test_days` stands in for the
     /// clinic's drawn drug-test date, which an EHR patient does not have: a patient on opioids with no
     /// test in that many days (or none at all) has a test due, as the CDC's annual check says.
@@ -133,7 +133,15 @@ impl FhirPatientRecord {
             facts.birth_date = demographics.birth_date;
             facts.sex = demographics.sex;
         }
-        facts.regimen = self.regimen();
+        // The draft orders are left out: the caller merges them as it merges an enrolled patient's
+        // (a renewal replaces the active order instead of doubling it).
+        facts.regimen = self
+            .medication_requests
+            .iter()
+            .filter(|r| r.active && !r.draft_order && r.class == MedicationClass::Opioid)
+            .filter(|r| r.order.purpose == OrderPurpose::Pain)
+            .map(|r| r.order.clone())
+            .collect();
         facts.past_orders = self
             .medication_requests
             .iter()
@@ -142,7 +150,7 @@ impl FhirPatientRecord {
             .collect();
         facts.fills = self.fills.clone();
         facts.uds.results = self.uds_results.clone();
-        if !facts.regimen.is_empty() {
+        if self.medication_requests.iter().any(|r| r.active && r.class == MedicationClass::Opioid) {
             let latest = self.uds_results.iter().map(|r| r.collected_on).filter(|on| *on <= today).max();
             facts.uds.scheduled_due = Some(match latest {
                 Some(on) => on + chrono::Duration::days(annual_test_days),
@@ -154,7 +162,14 @@ impl FhirPatientRecord {
         facts.agreement = self.agreements.iter().max_by_key(|agreement| agreement.signed_on).cloned();
         facts.naloxone_events = self.naloxone_events.clone();
         facts.flags = self.clinical_flags(today);
-        facts.other_medications = self.other_medications.clone();
+        let drafts: Vec<(&str, String)> = self.draft_orders().map(|r| (r.id.as_str(), r.order.label())).collect();
+        facts.other_medications = self
+            .other_medication_sources
+            .iter()
+            .zip(&self.other_medications)
+            .filter(|(source, medication)| !drafts.iter().any(|(id, label)| id == source && *label == medication.text))
+            .map(|(_, medication)| medication.clone())
+            .collect();
         facts
     }
 

@@ -147,3 +147,182 @@ async fn every_example_request_gets_well_formed_cards_that_agree_with_the_expect
         .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("request-example-"));
     assert_eq!(files.count(), expectations.len());
 }
+
+#[tokio::test]
+async fn discovery_lists_the_three_services_with_their_prefetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_on_2023_05_01(dir.path(), WebSettings::default()).await;
+    let (status, body) = send(&state, "GET", "/cds-services", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let services = body["services"].as_array().unwrap();
+    let hooks: Vec<(&str, &str)> =
+        services.iter().map(|s| (s["id"].as_str().unwrap(), s["hook"].as_str().unwrap())).collect();
+    assert_eq!(
+        hooks,
+        [
+            ("opioid-refill-order-select", "order-select"),
+            ("opioid-refill-order-sign", "order-sign"),
+            ("opioid-refill-patient-view", "patient-view")
+        ]
+    );
+    for service in services {
+        assert!(service["description"].as_str().is_some());
+        assert_eq!(service["prefetch"]["patient"], "Patient/{{context.patientId}}");
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_on_2023_05_01(dir.path(), WebSettings::default()).await;
+    let sign = "/cds-services/opioid-refill-order-sign";
+    let (status, body) = send(&state, "POST", sign, Some("{\"hook\": ".into()), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().starts_with("body: not valid JSON"), "{body}");
+
+    let valid = example("rec-10-order-sign-no-screenings");
+    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        (
+            "context.patientId",
+            Box::new(|r: &mut Value| r["context"].as_object_mut().unwrap().remove("patientId").map(drop).unwrap()),
+        ),
+        ("hookInstance", Box::new(|r: &mut Value| r["hookInstance"] = json!(7))),
+        ("hook", Box::new(|r: &mut Value| r["hook"] = json!("patient-view"))),
+        ("context.draftOrders", Box::new(|r: &mut Value| r["context"]["draftOrders"] = json!([]))),
+        ("prefetch", Box::new(|r: &mut Value| r["prefetch"] = json!("all of it"))),
+        // A FHIR problem names the resource and the field.
+        (
+            "resourceType",
+            Box::new(|r: &mut Value| {
+                r["context"]["draftOrders"]["entry"][0]["resource"]["resourceType"] = json!("MedicationRequestt")
+            }),
+        ),
+    ];
+    for (field, breaks) in cases {
+        let mut request = valid.clone();
+        breaks(&mut request);
+        let (status, body) = send(&state, "POST", sign, Some(request.to_string()), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(field), "{field}: {body}");
+    }
+    let (status, _) = send(&state, "POST", "/cds-services/no-such-service", Some(valid.to_string()), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Larger than the API's body limit: refused before it is read.
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(300 * 1024));
+    let (status, _) = send(&state, "POST", sign, Some(huge), None).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn without_prefetch_a_patient_the_clinic_does_not_know_gets_412_never_an_empty_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_on_2023_05_01(dir.path(), WebSettings::default()).await;
+    let mut request = example("rec-10-order-sign-no-screenings");
+    request.as_object_mut().unwrap().remove("prefetch");
+    let (status, body) =
+        send(&state, "POST", "/cds-services/opioid-refill-order-sign", Some(request.to_string()), None).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+    // Our own keys with some left out are unsatisfied too.
+    request["prefetch"] = json!({"patient": null});
+    let (status, _) =
+        send(&state, "POST", "/cds-services/opioid-refill-order-sign", Some(request.to_string()), None).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+}
+
+/// A FHIR server on loopback that answers only the right bearer token: a fentanyl 75 mcg/h patch is
+/// the patient's active order.
+async fn fhir_server(token: &'static str) -> String {
+    use axum::extract::Request as AxumRequest;
+    let fentanyl = json!({"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": {
+        "resourceType": "MedicationRequest", "id": "rx-fent", "status": "active", "intent": "order",
+        "subject": {"reference": "Patient/fetched-1"}, "authoredOn": "2023-04-01",
+        "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "197696",
+            "display": "72 HR Fentanyl 0.075 MG/HR Transdermal System"}]},
+        "dosageInstruction": [{"timing": {"repeat": {"frequency": 1, "period": 3, "periodUnit": "d"}},
+            "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "patch", "code": "{patch}"}}]}]}}]});
+    let router = axum::Router::new().fallback(move |request: AxumRequest| {
+        let fentanyl = fentanyl.clone();
+        async move {
+            let authorised = request.headers().get("authorization").and_then(|v| v.to_str().ok())
+                == Some(&format!("Bearer {token}"));
+            if !authorised {
+                return (StatusCode::UNAUTHORIZED, "no").into_response();
+            }
+            let path = request.uri().path().to_string();
+            if path.starts_with("/fhir/MedicationRequest") {
+                axum::Json(fentanyl).into_response()
+            } else if path.starts_with("/fhir/Patient/") {
+                StatusCode::NOT_FOUND.into_response()
+            } else {
+                axum::Json(json!({"resourceType": "Bundle", "type": "searchset", "entry": []})).into_response()
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{address}/fhir")
+}
+
+use axum::response::IntoResponse as _;
+
+#[tokio::test]
+async fn missing_prefetch_is_fetched_from_the_fhir_server_with_the_bearer_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_on_2023_05_01(dir.path(), WebSettings::default()).await;
+    let server = fhir_server("secret-token").await;
+    let draft = json!({"resourceType": "Bundle", "entry": [{"resource": {
+        "resourceType": "MedicationRequest", "id": "draft-1", "status": "draft", "intent": "order",
+        "subject": {"reference": "Patient/fetched-1"},
+        "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "197696"}]},
+        "dosageInstruction": [{"timing": {"repeat": {"frequency": 1, "period": 3, "periodUnit": "d"}},
+            "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "patch", "code": "{patch}"}}]}]}}]});
+    let mut request = json!({"hook": "order-sign", "hookInstance": "d1f8c3a0-0000-4000-8000-000000000001",
+        "fhirServer": server, "fhirAuthorization": {"access_token": "secret-token", "token_type": "Bearer",
+            "expires_in": 300, "scope": "patient/*.read", "subject": "cds"},
+        "context": {"userId": "Practitioner/1", "patientId": "fetched-1", "draftOrders": draft}});
+    let path = "/cds-services/opioid-refill-order-sign";
+    let (status, body) = send(&state, "POST", path, Some(request.to_string()), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The draft renews the fetched order: one fentanyl 75 (180 MME/day), counted once.
+    let high = body["cards"].as_array().unwrap().iter().find(|c| c["source"]["topic"]["code"] == "high-mme");
+    let high = high.unwrap_or_else(|| panic!("no high-mme card: {body}"));
+    assert!(high["summary"].as_str().unwrap().contains("180 MME"), "{high}");
+    // A token the FHIR server refuses: no data, so 412 rather than "no concerns".
+    request["fhirAuthorization"]["access_token"] = json!("wrong");
+    let (status, _) = send(&state, "POST", path, Some(request.to_string()), None).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+}
+
+#[tokio::test]
+async fn feedback_is_stored_and_bad_items_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_on_2023_05_01(dir.path(), WebSettings::default()).await;
+    let path = "/cds-services/opioid-refill-order-sign/feedback";
+    let feedback = json!({"feedback": [
+        {"card": "card-1", "outcome": "accepted", "acceptedSuggestions": [{"id": "s-1"}],
+         "outcomeTimestamp": "2023-05-01T15:00:00Z"},
+        {"card": "card-2", "outcome": "overridden", "outcomeTimestamp": "2023-05-01T15:01:00Z",
+         "overrideReason": {"reason": {"code": "snooze-1-month", "system":
+            "http://fhir.org/guides/cdc/opioid-cds/CodeSystem/opioidcds-overrideReasons", "display": "Snooze 1 month"},
+            "userComment": "reviewed last week"}}]});
+    let (status, body) = send(&state, "POST", path, Some(feedback.to_string()), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let first = state.store.cds_feedback_for_card("card-1").await.unwrap();
+    assert_eq!(first[0].feedback.accepted_suggestions, ["s-1"]);
+    assert_eq!(first[0].feedback.service_id, "opioid-refill-order-sign");
+    let second = state.store.cds_feedback_for_card("card-2").await.unwrap();
+    assert_eq!(second[0].feedback.override_reason_code.as_deref(), Some("snooze-1-month"));
+    assert_eq!(support::count_events(&state.store, "cds.feedback").await, 1);
+
+    let bad =
+        json!({"feedback": [{"card": "card-3", "outcome": "ignored", "outcomeTimestamp": "2023-05-01T15:00:00Z"}]});
+    let (status, body) = send(&state, "POST", path, Some(bad.to_string()), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("feedback[0].outcome"), "{body}");
+    let bad = json!({"feedback": [{"card": "card-3", "outcome": "accepted"}]});
+    let (status, body) = send(&state, "POST", path, Some(bad.to_string()), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("feedback[0].outcomeTimestamp"), "{body}");
+    assert!(state.store.cds_feedback_for_card("card-3").await.unwrap().is_empty());
+}

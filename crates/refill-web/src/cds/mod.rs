@@ -321,21 +321,19 @@ pub fn hook_call(hook: Hook, record: &FhirPatientRecord, today: chrono::NaiveDat
         .map(|request| request.order.clone())
         .filter(|order| order.purpose == refill_rules::OrderPurpose::Pain)
         .collect();
-    let draft_ids: Vec<&str> = drafts.iter().map(|request| request.id.as_str()).collect();
     let draft_other = record
         .other_medication_sources
         .iter()
         .zip(&record.other_medications)
-        .filter(|(source, _)| draft_ids.contains(&source.as_str()))
+        .filter(|(source, medication)| {
+            drafts.iter().any(|draft| draft.id == **source && draft.order.label() == medication.text)
+        })
         .map(|(_, medication)| medication.clone())
         .collect();
-    HookCall {
-        hook,
-        ehr_patient_id: record.fhir_id.clone(),
-        draft_orders,
-        draft_other,
-        ehr_facts: record.patient_facts(PatientId(0), today, annual_test_days),
-    }
+    // The drafts join the regimen the way they join an enrolled patient's (`refill_app::cds`): a
+    // renewal of an active order replaces it rather than doubling the dose.
+    let ehr_facts = record.patient_facts(PatientId(0), today, annual_test_days);
+    HookCall { hook, ehr_patient_id: record.fhir_id.clone(), draft_orders, draft_other, ehr_facts }
 }
 
 fn patient_id(request: &Value) -> String {
@@ -428,7 +426,15 @@ fn card_json(service_id: &str, card: &Card) -> Value {
             },
         },
         "overrideReasons": override_reasons(),
-        "extension": { "refill-clinic-service": service_id },
+        // CDS Hooks extensions: which service and, for the tests and the EHR's logs, the decision the
+        // card rests on, reason codes masked exactly as the words are.
+        "extension": {
+            "refill-clinic": {
+                "service": service_id,
+                "outcome": card.outcome.map(|o| o.as_str()),
+                "reasons": lines.iter().map(|line| line.code.as_str()).collect::<Vec<_>>(),
+            },
+        },
     });
     if !suggestions.is_empty() {
         value["suggestions"] = Value::Array(suggestions);
