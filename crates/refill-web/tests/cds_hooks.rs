@@ -326,3 +326,262 @@ async fn feedback_is_stored_and_bad_items_are_named() {
     assert!(body["error"].as_str().unwrap().contains("feedback[0].outcomeTimestamp"), "{body}");
     assert!(state.store.cds_feedback_for_card("card-3").await.unwrap().is_empty());
 }
+
+/// An EHR's signing key (ES384) and its JWKS.
+struct Ehr {
+    key: ring::signature::EcdsaKeyPair,
+    jwks: String,
+}
+
+impl Ehr {
+    fn new() -> Ehr {
+        use ring::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+        let point = key.public_key().as_ref();
+        let b64 = |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+        let jwks = json!({"keys": [{"kty": "EC", "crv": "P-384", "kid": "ehr-key-1", "use": "sig",
+            "x": b64(&point[1..49]), "y": b64(&point[49..97])}]})
+        .to_string();
+        Ehr { key, jwks }
+    }
+
+    fn token(&self, header: Value, claims: Value) -> String {
+        let b64 = |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+        let message = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+        let signature = self.key.sign(&ring::rand::SystemRandom::new(), message.as_bytes()).unwrap();
+        format!("{message}.{}", b64(signature.as_ref()))
+    }
+}
+
+#[tokio::test]
+async fn with_jwt_required_only_a_trusted_ehrs_fresh_token_for_this_service_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ehr = Ehr::new();
+    let issuer = refill_web::cds::jwt::TrustedIssuer {
+        iss: "https://ehr.example".into(),
+        keys: refill_web::cds::jwt::parse_jwks(&ehr.jwks).unwrap(),
+    };
+    let settings = WebSettings {
+        cds: refill_web::cds::CdsSettings {
+            require_jwt: true,
+            issuers: vec![issuer],
+            audience_base: Some("https://cds.test".into()),
+            ..Default::default()
+        },
+        ..WebSettings::default()
+    };
+    let state = state_on_2023_05_01(dir.path(), settings).await;
+    let now = Utc.with_ymd_and_hms(2023, 5, 1, 15, 0, 0).unwrap().timestamp();
+    let path = "/cds-services/opioid-refill-order-sign";
+    let header = json!({"alg": "ES384", "typ": "JWT", "kid": "ehr-key-1"});
+    let claims = |jti: &str| {
+        json!({"iss": "https://ehr.example", "aud": format!("https://cds.test{path}"), "exp": now + 300,
+               "iat": now, "jti": jti})
+    };
+    let body = example("rec-10-order-sign-no-screenings").to_string();
+    let post = |token: Option<String>| {
+        let state = state.clone();
+        let body = body.clone();
+        async move { send(&state, "POST", path, Some(body), token.as_deref()).await.0 }
+    };
+    assert_eq!(post(None).await, StatusCode::UNAUTHORIZED);
+    let good = ehr.token(header.clone(), claims("jti-1"));
+    assert_eq!(post(Some(good.clone())).await, StatusCode::OK);
+    // The same token again: a replay.
+    assert_eq!(post(Some(good)).await, StatusCode::UNAUTHORIZED);
+    // Another service's audience, an expired token, an unknown issuer, a missing jti, a bad signature.
+    let mut wrong_aud = claims("jti-2");
+    wrong_aud["aud"] = json!("https://cds.test/cds-services/opioid-refill-patient-view");
+    assert_eq!(post(Some(ehr.token(header.clone(), wrong_aud))).await, StatusCode::UNAUTHORIZED);
+    let mut expired = claims("jti-3");
+    expired["exp"] = json!(now - 3600);
+    assert_eq!(post(Some(ehr.token(header.clone(), expired))).await, StatusCode::UNAUTHORIZED);
+    let mut stranger = claims("jti-4");
+    stranger["iss"] = json!("https://other.example");
+    assert_eq!(post(Some(ehr.token(header.clone(), stranger))).await, StatusCode::UNAUTHORIZED);
+    let mut no_jti = claims("x");
+    no_jti.as_object_mut().unwrap().remove("jti");
+    assert_eq!(post(Some(ehr.token(header.clone(), no_jti))).await, StatusCode::UNAUTHORIZED);
+    let other_key = Ehr::new();
+    assert_eq!(post(Some(other_key.token(header.clone(), claims("jti-5")))).await, StatusCode::UNAUTHORIZED);
+    // `alg: none` with no signature.
+    let b64 = |text: String| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text);
+    let unsigned = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "typ": "JWT", "kid": "ehr-key-1"}).to_string()),
+        b64(claims("jti-6").to_string())
+    );
+    assert_eq!(post(Some(unsigned)).await, StatusCode::UNAUTHORIZED);
+    // Discovery is behind the token too.
+    assert_eq!(send(&state, "GET", "/cds-services", None, None).await.0, StatusCode::UNAUTHORIZED);
+    let discovery = json!({"iss": "https://ehr.example", "aud": "https://cds.test/cds-services", "exp": now + 60,
+                           "iat": now, "jti": "jti-7"});
+    let token = ehr.token(header, discovery);
+    assert_eq!(send(&state, "GET", "/cds-services", None, Some(&token)).await.0, StatusCode::OK);
+}
+
+/// A draft order for the enrolled patient: oxycodone 5 mg, one tablet four times a day, 30 days.
+fn oxycodone_draft(patient: &str) -> Value {
+    json!({"resourceType": "MedicationRequest", "id": "draft-oxy", "status": "draft", "intent": "order",
+        "subject": {"reference": format!("Patient/{patient}")}, "authoredOn": "2023-05-01",
+        "requester": {"reference": "Practitioner/dr-a"},
+        "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+            "code": "1049621", "display": "oxycodone hydrochloride 5 MG Oral Tablet"}]},
+        "dosageInstruction": [{"timing": {"repeat": {"frequency": 4, "period": 1, "periodUnit": "d"}},
+            "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "tablet", "code": "TAB"}}]}],
+        "dispenseRequest": {"quantity": {"value": 120}, "expectedSupplyDuration": {"value": 30, "unit": "days", "code": "d"}}})
+}
+
+#[tokio::test]
+async fn the_card_and_the_queue_show_the_same_decision_for_an_enrolled_patient() {
+    use chrono::Duration;
+    use refill_rules::{PrescriberId, UdsAnalyteResult, UdsKind, UdsResult};
+    use refill_store::{Actor, PatientDetails};
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_on_2023_05_01(dir.path(), WebSettings::default()).await;
+    let store = state.store.clone();
+    let today = state.today();
+    let system = Actor::system();
+    let mut tx = store.begin().await.unwrap();
+    let mut details = PatientDetails::new("enrolled-1", "Noor", "Hale");
+    details.birth_date = Some(today - Duration::days(50 * 365));
+    details.prescriber_of_record = Some(PrescriberId("dr-a".into()));
+    let patient = tx.insert_patient(&details, &system).await.unwrap();
+    // The regimen of record is the same order the EHR is renewing, through the same FHIR mapping.
+    let order = refill_fhir::parse_medication_request(&oxycodone_draft("enrolled-1")).unwrap().order;
+    tx.replace_regimen(patient, std::slice::from_ref(&order)).await.unwrap();
+    let fill =
+        refill_rules::Fill { filled_on: today - Duration::days(24), days_supply: 30, order_id: None, quantity: None };
+    tx.insert_fill(patient, &fill, None).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let request = json!({"hook": "order-sign", "hookInstance": "a0000000-0000-4000-8000-000000000001",
+        "context": {"userId": "Practitioner/dr-a", "patientId": "enrolled-1",
+            "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": oxycodone_draft("enrolled-1")}]}}});
+    let mut outcomes = Vec::new();
+    for step in ["as recorded", "after a cocaine-positive drug test"] {
+        if step != "as recorded" {
+            let mut tx = store.begin().await.unwrap();
+            let result = UdsResult {
+                collected_on: today - Duration::days(3),
+                kind: UdsKind::Scheduled,
+                confirmatory: true,
+                analytes: vec![
+                    UdsAnalyteResult { assay: "lcms".into(), analyte: "oxycodone".into(), detected: true },
+                    UdsAnalyteResult { assay: "lcms".into(), analyte: "benzoylecgonine".into(), detected: true },
+                ],
+                physician_reviewed_on: None,
+                confidentiality: Default::default(),
+                specimen_validity: Default::default(),
+            };
+            tx.insert_uds_result(patient, &result, None).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        // The queue: the daily run's decide-and-record.
+        let mut tx = store.begin().await.unwrap();
+        let clinic = store.clinic_facts().await.unwrap();
+        refill_app::decide::decide_and_record(
+            &state.app(),
+            &mut tx,
+            &clinic,
+            patient,
+            today,
+            &system,
+            refill_app::decide::Trigger::Rules,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let queue = store.decisions_for_patient(patient, 1).await.unwrap().remove(0).decision;
+        // The EHR's card, for the same facts.
+        let (status, body) =
+            send(&state, "POST", "/cds-services/opioid-refill-order-sign", Some(request.to_string()), None).await;
+        assert_eq!(status, StatusCode::OK, "{step}: {body}");
+        assert_well_formed(step, &body);
+        let card = body["cards"].as_array().unwrap().iter().find(|c| c["source"]["topic"]["code"] == "refill-decision");
+        let card = card.unwrap_or_else(|| panic!("{step}: no refill-decision card in {body}"));
+        let ours = &card["extension"]["refill-clinic"];
+        assert_eq!(ours["outcome"], queue.outcome.as_str(), "{step}: {card}");
+        let codes: Vec<&str> = queue.reasons.iter().map(|r| r.code.as_str()).collect();
+        assert_eq!(ours["reasons"], json!(codes), "{step}: {card}");
+        outcomes.push(codes.iter().map(|c| c.to_string()).collect::<Vec<_>>());
+    }
+    // The second step decided on a new reason, and the card followed.
+    assert!(!outcomes[0].contains(&"uds_unexpected_result".to_string()), "{outcomes:?}");
+    assert!(outcomes[1].contains(&"uds_unexpected_result".to_string()), "{outcomes:?}");
+    // Each card is a view of the patient's record: audited.
+    assert_eq!(support::count_events(&store, "cds.advise").await, 2);
+}
+
+/// A plain HTTP/1.1 POST to a running server (no client library in the tree).
+async fn http_post(address: std::net::SocketAddr, path: &str, body: &str) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap();
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let mut out = String::new();
+        let mut rest = rest;
+        while let Some((size, tail)) = rest.split_once("\r\n") {
+            let size = usize::from_str_radix(size.trim(), 16).unwrap();
+            if size == 0 {
+                break;
+            }
+            out.push_str(&tail[..size]);
+            rest = &tail[size + 2..];
+        }
+        out
+    } else {
+        rest.to_string()
+    };
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn hooks_posted_over_http_to_the_running_server_get_their_cards() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_on_2023_05_01(dir.path(), WebSettings::default()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(refill_web::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let cases = [
+        ("rec-10-order-sign-no-screenings", "drug-test-due"),
+        ("rec-11-benzo-trigger-with-opioid", "concurrent-benzodiazepine"),
+        ("rec-10-patient-view-POS-Cocaine", "drug-test-result"),
+        ("rec-08-on-benzodiazepine", "naloxone"),
+    ];
+    for (name, kind) in cases {
+        let request = example(name);
+        let path = format!("/cds-services/{}", service_for(&request));
+        let (status, body) = http_post(address, &path, &request.to_string()).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        assert_well_formed(name, &body);
+        assert!(kinds(&body).iter().any(|k| k == kind), "{name}: {body}");
+        let card = body["cards"].as_array().unwrap().iter().find(|c| c["source"]["topic"]["code"] == kind).unwrap();
+        if kind == "naloxone" {
+            assert_eq!(card["suggestions"][0]["actions"][0]["resource"]["resourceType"], "MedicationRequest");
+        }
+        if kind == "drug-test-due" {
+            let resource = &card["suggestions"][0]["actions"][0]["resource"];
+            assert_eq!(resource["code"]["coding"][0]["code"], "310627008");
+        }
+    }
+    let (status, _) = http_post(address, "/cds-services/opioid-refill-order-sign", "not json").await;
+    assert_eq!(status, 400);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
