@@ -59,6 +59,69 @@ pub struct WebSection {
     pub trusted_proxies: Vec<String>,
 }
 
+/// `[cds]` in the configuration: the CDS Hooks service's trust in EHRs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CdsSection {
+    /// Require a valid EHR JWT on every CDS Hooks call (on in production).
+    #[serde(default)]
+    require_jwt: bool,
+    /// The service's public base URL; a token's `aud` must be it plus the path called.
+    #[serde(default)]
+    audience_base: Option<String>,
+    #[serde(default = "default_cds_rate")]
+    requests_per_minute: u32,
+    #[serde(default = "default_cds_fetch")]
+    fetch_timeout_ms: u64,
+    /// `[[cds.issuers]]`: `iss` and the file of its JWKS (the EHR publishes it; the clinic keeps a copy).
+    #[serde(default)]
+    issuers: Vec<CdsIssuer>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CdsIssuer {
+    iss: String,
+    jwks_file: std::path::PathBuf,
+}
+
+fn default_cds_rate() -> u32 {
+    600
+}
+fn default_cds_fetch() -> u64 {
+    5000
+}
+
+/// The CDS Hooks settings, each issuer's JWKS read from its file (errors name the file and key).
+fn cds_settings(config: &Config) -> anyhow::Result<refill_web::cds::CdsSettings> {
+    let section: CdsSection = config.section("cds")?;
+    let mut issuers = Vec::with_capacity(section.issuers.len());
+    for (at, issuer) in section.issuers.iter().enumerate() {
+        let path = config.resolve_path(&issuer.jwks_file);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("[cds] issuers[{at}].jwks_file: reading {}", path.display()))?;
+        let keys = refill_web::cds::jwt::parse_jwks(&text)
+            .map_err(|why| anyhow::anyhow!("[cds] issuers[{at}].jwks_file {}: {why}", path.display()))?;
+        issuers.push(refill_web::cds::jwt::TrustedIssuer { iss: issuer.iss.clone(), keys });
+    }
+    if let Some(base) = &section.audience_base
+        && !base.starts_with("https://")
+        && config.is_production()
+    {
+        anyhow::bail!("[cds] audience_base must be an https URL in production");
+    }
+    if section.require_jwt && issuers.is_empty() {
+        tracing::warn!("[cds] require_jwt is on and no issuer is configured: every CDS Hooks call is refused");
+    }
+    Ok(refill_web::cds::CdsSettings {
+        require_jwt: section.require_jwt,
+        issuers,
+        audience_base: section.audience_base,
+        requests_per_minute: section.requests_per_minute.max(1),
+        fetch_timeout: Duration::from_millis(section.fetch_timeout_ms.max(100)),
+    })
+}
+
 fn default_idle() -> u64 {
     15
 }
@@ -127,6 +190,7 @@ pub fn web_settings(config: &Config, loopback: bool) -> anyhow::Result<refill_we
         require_second_factor: web.require_second_factor,
         client_address_header: web.client_address_header.map(|name| name.trim().to_ascii_lowercase()),
         trusted_proxies,
+        cds: cds_settings(config)?,
     })
 }
 
