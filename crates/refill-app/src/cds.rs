@@ -1,10 +1,10 @@
 //! CDS Hooks advice: the refill rules' decision for the patient an EHR is ordering for or viewing, as
 //! cards, so the EHR and the clinic never disagree.
 //!
-//! One code path: an enrolled patient's facts are loaded exactly as the queue loads them (inside the
-//! transaction), the draft order is merged into the regimen, and the decision comes from
-//! [`crate::decide::evaluate`], the function decide-and-record uses. Nothing is recorded but the audit
-//! event of the view: the card shows what the queue shows for the same facts. A patient the clinic
+//! One code path: an enrolled patient's facts are loaded by the store's `load_patient_facts` (the
+//! queries the daily run and decide-and-record use), the draft order is merged into the regimen, and
+//! the decision comes from [`crate::decide::evaluate`], the function decide-and-record uses. Nothing
+//! is recorded but the audit event of the view: the card shows what the queue shows for the same facts. A patient the clinic
 //! has not enrolled is decided on what the EHR sent (`HookCall::ehr_facts`) by the same rules, and
 //! only the guideline checks of the hook are shown (MME, naloxone, concurrent benzodiazepine, PDMP,
 //! drug tests), not the clinic's refill protocol, which does not apply to them.
@@ -17,7 +17,7 @@ use refill_rules::{
     ClinicFacts, Decision, EvidenceValue, MedicationOrder, OtherMedication, Outcome, PatientFacts, PatientId, Reason,
     ReasonCode, TaperState,
 };
-use refill_store::{Actor, AuditEvent, ExceptionStatus, Tx};
+use refill_store::{Actor, AuditEvent, ExceptionStatus};
 
 use crate::{App, AppError};
 
@@ -159,32 +159,36 @@ pub struct Advice {
     /// The decision the cards come from (for an enrolled patient, the queue's decision for the facts).
     pub decision: Decision,
     pub cards: Vec<Card>,
+    /// The audit event of viewing an enrolled patient's record, for the adapter to record.
+    pub view_event: Option<AuditEvent>,
 }
 
 /// The most a summary may say (CDS Hooks: "less than 140 characters").
 pub const SUMMARY_MAX_CHARS: usize = 139;
 
-/// Advise on one hook call. An enrolled patient's view is audited in `tx`; nothing else is written.
+/// Advise on one hook call. Reads only, through the store's read pool (as the queue screens do), so
+/// concurrent EHR calls never wait for the writer; for an enrolled patient the returned
+/// `Advice::view_event` is the audit event of the view, which the adapter records (group-committed
+/// with the other views).
 ///
 /// # Errors
 /// Store errors.
 pub async fn advise(
     app: &App,
-    tx: &mut Tx,
     clinic: &ClinicFacts,
     call: &HookCall,
     today: NaiveDate,
     actor: &Actor,
 ) -> Result<Advice, AppError> {
-    let enrolled = tx.patient_by_external_id(&call.ehr_patient_id).await?.map(|record| record.id);
+    let enrolled = app.store.patient_by_external_id(&call.ehr_patient_id).await?.map(|record| record.id);
     let Some(patient) = enrolled else {
         let mut facts = call.ehr_facts.clone();
         merge_drafts(&mut facts, call);
         let decision = crate::decide::evaluate(app, &facts, clinic, today);
         let cards = guideline_cards(call, &facts, &decision, false);
-        return Ok(Advice { enrolled: None, decision, cards });
+        return Ok(Advice { enrolled: None, decision, cards, view_event: None });
     };
-    let mut facts = tx.load_patient_facts(patient, today).await?;
+    let mut facts = app.store.load_patient_facts(patient, today).await?;
     merge_drafts(&mut facts, call);
     let decision = crate::decide::evaluate(app, &facts, clinic, today);
     let mut cards = vec![decision_card(&decision)];
@@ -217,8 +221,7 @@ pub async fn advise(
         .patient(patient)
         .resource_id(patient.0.to_string())
         .detail(serde_json::json!({"hook": call.hook.as_str(), "outcome": decision.outcome.as_str()}));
-    app.store.append_audit(tx, &event).await?;
-    Ok(Advice { enrolled: Some(patient), decision, cards })
+    Ok(Advice { enrolled: Some(patient), decision, cards, view_event: Some(event) })
 }
 
 /// The draft order joins the regimen of record: the same product at the same dose is the refill of the

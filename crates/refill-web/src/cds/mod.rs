@@ -293,22 +293,25 @@ pub async fn call(
     let hook_call = hook_call(service.hook, &record, today, state.policy.refill.uds_result_lookback_days);
     match advise(&state, &hook_call, today, &caller).await {
         Ok(advice) => axum::Json(cards_json(service.id, &advice)).into_response(),
-        Err(error) => crate::pages::queue::app_error(error, &HashMap::new()).into_response(),
+        Err(error) => error.into_response(),
     }
 }
 
-/// Decide inside one transaction (the view's audit event commits with it).
+/// Decide (reads only), then record the view of an enrolled patient's record with the other views.
 async fn advise(
     state: &AppState,
     call: &HookCall,
     today: chrono::NaiveDate,
     caller: &Caller,
-) -> Result<Advice, refill_app::AppError> {
+) -> Result<Advice, crate::WebError> {
     let app = state.app();
     let clinic = state.store.clinic_facts().await?;
-    let mut tx = state.store.begin().await?;
-    let advice = advice::advise(&app, &mut tx, &clinic, call, today, &caller.actor()).await?;
-    tx.commit().await?;
+    let advice = advice::advise(&app, &clinic, call, today, &caller.actor())
+        .await
+        .map_err(|error| crate::pages::queue::app_error(error, &HashMap::new()))?;
+    if let Some(event) = &advice.view_event {
+        state.view_audit.record(event.clone()).await?;
+    }
     Ok(advice)
 }
 
