@@ -43,6 +43,8 @@ pub enum Command {
     Audit(cmd::audit::Command),
     /// Import FHIR R4 Bundles or CSV files.
     Import(cmd::import::Args),
+    /// Export patients as a FHIR R4 Bundle that imports back unchanged (Part 2 only when asked).
+    Export(cmd::export::Args),
     /// Create a synthetic clinic in a local SQLite file and serve it.
     Demo(cmd::demo::Args),
     /// Run jobs: daily pipeline, reminders, taper steps, digests, email delivery.
@@ -86,6 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate(args) => cmd::migrate::run(args, &context).await,
         Command::Audit(command) => cmd::audit::run(command, &context).await,
         Command::Import(args) => cmd::import::run(args, &context).await,
+        Command::Export(args) => cmd::export::run(args, &context).await,
         Command::Demo(args) => cmd::demo::run(args, &context).await,
         Command::Worker(args) => cmd::worker::run(args, &context).await,
         Command::Jobs(command) => cmd::jobs::run(command, &context).await,

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod check_config;
 pub mod demo;
 pub mod explain;
+pub mod export;
 pub mod import;
 pub mod jobs;
 pub mod migrate;

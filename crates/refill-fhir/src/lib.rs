@@ -6,7 +6,8 @@
 //! all problems are collected before failing, so a clinic can fix a file in one pass.
 //!
 //! Entry points: `parse_bundle` (a Bundle or a single resource), `parse_cds_hooks_request`,
-//! `parse_medication_request`. The mapping choices are documented in each module.
+//! `parse_medication_request`; the other way, `export::export_bundle` (what `refill export` writes).
+//! The mapping choices are documented in each module.
 
 mod agreement;
 mod bundle;
@@ -14,6 +15,7 @@ pub mod codes;
 mod condition;
 mod dispense;
 mod error;
+pub mod export;
 pub mod medication;
 mod monitoring;
 mod patient;
