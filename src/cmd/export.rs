@@ -56,6 +56,9 @@ pub async fn run(args: Args, context: &Context) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One patient as read for the export: details, facts, decisions with their dates.
+type Loaded = (PatientRecord, PatientFacts, Vec<(NaiveDate, Decision)>);
+
 /// Who to export.
 #[derive(Debug, Clone)]
 pub enum Selection {
@@ -93,7 +96,7 @@ pub async fn export(
             all
         }
     };
-    let mut loaded: Vec<(PatientRecord, PatientFacts, Vec<(NaiveDate, Decision)>)> = Vec::new();
+    let mut loaded: Vec<Loaded> = Vec::new();
     let mut tx = store.begin().await?;
     for patient in patients {
         let facts = store.load_patient_facts(patient.id, as_of).await?;

@@ -171,6 +171,9 @@ async fn discovery_lists_the_three_services_with_their_prefetch() {
     }
 }
 
+/// What breaks a valid request.
+type Breaks = Box<dyn Fn(&mut Value)>;
+
 #[tokio::test]
 async fn bad_requests_are_refused_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
@@ -181,7 +184,7 @@ async fn bad_requests_are_refused_naming_the_field() {
     assert!(body["error"].as_str().unwrap().starts_with("body: not valid JSON"), "{body}");
 
     let valid = example("rec-10-order-sign-no-screenings");
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let cases: Vec<(&str, Breaks)> = vec![
         (
             "context.patientId",
             Box::new(|r: &mut Value| r["context"].as_object_mut().unwrap().remove("patientId").map(drop).unwrap()),

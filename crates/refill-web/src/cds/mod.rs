@@ -133,12 +133,22 @@ const PREFETCH: [(&str, &str); 7] = [
 ];
 
 /// A refusal as CDS Hooks clients read it: a status and a JSON body naming the problem.
-fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
-    let message = message.into();
-    (status, axum::Json(json!({ "error": message, "status": status.as_u16() }))).into_response()
+struct Refusal {
+    status: StatusCode,
+    message: String,
 }
 
-fn bad_request(field: &str, message: impl std::fmt::Display) -> Response {
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({ "error": self.message, "status": self.status.as_u16() }))).into_response()
+    }
+}
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
+    Refusal { status, message: message.into() }
+}
+
+fn bad_request(field: &str, message: impl std::fmt::Display) -> Refusal {
     refuse(StatusCode::BAD_REQUEST, format!("{field}: {message}"))
 }
 
@@ -159,7 +169,7 @@ fn admit(
     headers: &HeaderMap,
     connect: Option<&ConnectInfo<SocketAddr>>,
     path: &str,
-) -> Result<Caller, Response> {
+) -> Result<Caller, Refusal> {
     let settings = &state.settings.cds;
     let now = state.clock.now().timestamp();
     let client = crate::pages::login::client_address(&state.settings, connect, headers);
@@ -210,7 +220,7 @@ pub async fn discovery(
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
 ) -> Response {
     if let Err(refused) = admit(&state, &headers, connect.as_ref().map(|c| &c.0), "/cds-services") {
-        return refused;
+        return refused.into_response();
     }
     axum::Json(discovery_document()).into_response()
 }
@@ -245,19 +255,19 @@ pub async fn call(
     body: Bytes,
 ) -> Response {
     let Some(service) = SERVICES.iter().find(|s| s.id == service_id) else {
-        return refuse(StatusCode::NOT_FOUND, format!("no CDS service {service_id:?}"));
+        return refuse(StatusCode::NOT_FOUND, format!("no CDS service {service_id:?}")).into_response();
     };
     let path = format!("/cds-services/{}", service.id);
     let caller = match admit(&state, &headers, connect.as_ref().map(|c| &c.0), &path) {
         Ok(caller) => caller,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let mut request: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
-        Err(error) => return bad_request("body", format!("not valid JSON ({error})")),
+        Err(error) => return bad_request("body", format!("not valid JSON ({error})")).into_response(),
     };
     if let Err(refused) = check_request(&request, service.hook) {
-        return refused;
+        return refused.into_response();
     }
     let patient_id = patient_id(&request);
     let enrolled = match state.store.patient_by_external_id(&patient_id).await {
@@ -272,11 +282,13 @@ pub async fn call(
                 return refuse(
                     StatusCode::PRECONDITION_FAILED,
                     "prefetch is missing and the request gives no fhirServer with fhirAuthorization to fetch from",
-                );
+                )
+                .into_response();
             }
             Err(why) => {
                 tracing::warn!(service = service.id, why, "cds: 412, fetching from fhirServer failed");
-                return refuse(StatusCode::PRECONDITION_FAILED, format!("fetching from fhirServer failed: {why}"));
+                return refuse(StatusCode::PRECONDITION_FAILED, format!("fetching from fhirServer failed: {why}"))
+                    .into_response();
             }
         }
     }
@@ -284,7 +296,7 @@ pub async fn call(
         Ok(records) => records,
         Err(problems) => {
             let lines: Vec<String> = problems.iter().take(20).map(ToString::to_string).collect();
-            return refuse(StatusCode::BAD_REQUEST, lines.join("; "));
+            return refuse(StatusCode::BAD_REQUEST, lines.join("; ")).into_response();
         }
     };
     let record =
@@ -345,7 +357,7 @@ fn patient_id(request: &Value) -> String {
 }
 
 /// Required fields of the request, each refusal naming the field.
-fn check_request(request: &Value, hook: Hook) -> Result<(), Response> {
+fn check_request(request: &Value, hook: Hook) -> Result<(), Refusal> {
     if !request.is_object() {
         return Err(bad_request("body", "expected a JSON object"));
     }
@@ -521,7 +533,7 @@ pub async fn feedback(
     body: Bytes,
 ) -> Response {
     let Some(service) = SERVICES.iter().find(|s| s.id == service_id) else {
-        return refuse(StatusCode::NOT_FOUND, format!("no CDS service {service_id:?}"));
+        return refuse(StatusCode::NOT_FOUND, format!("no CDS service {service_id:?}")).into_response();
     };
     let caller = match admit(
         &state,
@@ -530,15 +542,15 @@ pub async fn feedback(
         &format!("/cds-services/{}/feedback", service.id),
     ) {
         Ok(caller) => caller,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let value: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
-        Err(error) => return bad_request("body", format!("not valid JSON ({error})")),
+        Err(error) => return bad_request("body", format!("not valid JSON ({error})")).into_response(),
     };
     let items = match parse_feedback(&value, service.id, &caller.issuer) {
         Ok(items) => items,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let stored = async {
         let mut tx = state.store.begin().await?;
@@ -551,11 +563,11 @@ pub async fn feedback(
     }
 }
 
-fn parse_feedback(value: &Value, service_id: &str, issuer: &str) -> Result<Vec<NewCdsFeedback>, Response> {
+fn parse_feedback(value: &Value, service_id: &str, issuer: &str) -> Result<Vec<NewCdsFeedback>, Refusal> {
     let Some(list) = value["feedback"].as_array() else {
         return Err(bad_request("feedback", "missing or not an array"));
     };
-    let text = |value: &Value, field: String| -> Result<Option<String>, Response> {
+    let text = |value: &Value, field: String| -> Result<Option<String>, Refusal> {
         match value {
             Value::Null => Ok(None),
             Value::String(text) if text.chars().count() <= 2000 => Ok(Some(text.clone())),
