@@ -13,6 +13,9 @@ use crate::{Store, StoreError};
 /// Which rows of today's queue to show: the tallies across the top of the screen are these filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum QueueFilter {
+    /// What the refill desk can act on: not done and not waiting on a physician (the queue screen's
+    /// default; rows with a physician sit behind their own tally).
+    Desk,
     /// Everything not done yet.
     #[default]
     Open,
@@ -29,7 +32,8 @@ pub enum QueueFilter {
 }
 
 impl QueueFilter {
-    pub const ALL: [QueueFilter; 7] = [
+    pub const ALL: [QueueFilter; 8] = [
+        QueueFilter::Desk,
         QueueFilter::Open,
         QueueFilter::Ready,
         QueueFilter::NeedsTask,
@@ -41,6 +45,7 @@ impl QueueFilter {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            QueueFilter::Desk => "desk",
             QueueFilter::Open => "open",
             QueueFilter::Ready => "ready",
             QueueFilter::NeedsTask => "tasks",
@@ -58,6 +63,9 @@ impl QueueFilter {
     /// The WHERE fragment (fixed text; `$4` is the "runs out by" date).
     fn condition(self) -> &'static str {
         match self {
+            QueueFilter::Desk => {
+                "q.status <> 'done' AND (q.outcome IS NULL OR q.outcome NOT IN ('ESCALATE', 'ESCALATE_URGENT'))"
+            }
             QueueFilter::Open => "q.status <> 'done'",
             QueueFilter::Ready => "q.status <> 'done' AND q.outcome = 'APPROVE'",
             QueueFilter::NeedsTask => "q.status <> 'done' AND q.outcome = 'APPROVE_WITH_TASKS'",
@@ -109,6 +117,7 @@ const QUEUE_COLUMNS: &str = "q.id AS queue_id, q.patient_id, q.clinic_date, q.ou
 /// The counts across the top of the queue screen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromRow, serde::Serialize)]
 pub struct QueueTallies {
+    pub desk: Option<i64>,
     pub open: Option<i64>,
     pub ready: Option<i64>,
     pub needs_task: Option<i64>,
@@ -121,6 +130,7 @@ pub struct QueueTallies {
 impl QueueTallies {
     pub fn count(&self, filter: QueueFilter) -> i64 {
         match filter {
+            QueueFilter::Desk => self.desk,
             QueueFilter::Open => self.open,
             QueueFilter::Ready => self.ready,
             QueueFilter::NeedsTask => self.needs_task,
@@ -182,6 +192,8 @@ pub async fn queue_tallies(store: &Store, clinic_date: NaiveDate) -> Result<Queu
     let runs_out_by = clinic_date.succ_opt().unwrap_or(clinic_date);
     let tallies = with_read_pool!(store, pool => sqlx::query_as(
         "SELECT \
+           SUM(CASE WHEN status <> 'done' AND (outcome IS NULL OR outcome NOT IN ('ESCALATE', 'ESCALATE_URGENT')) \
+             THEN 1 ELSE 0 END) AS desk, \
            SUM(CASE WHEN status <> 'done' THEN 1 ELSE 0 END) AS open, \
            SUM(CASE WHEN status <> 'done' AND outcome = 'APPROVE' THEN 1 ELSE 0 END) AS ready, \
            SUM(CASE WHEN status <> 'done' AND outcome = 'APPROVE_WITH_TASKS' THEN 1 ELSE 0 END) AS needs_task, \
@@ -269,20 +281,42 @@ pub async fn open_exceptions(
     clinic_date: NaiveDate,
     limit: i64,
 ) -> Result<Vec<ExceptionRow>, StoreError> {
+    open_exceptions_page(store, clinic_date, limit, 0).await
+}
+
+/// One page of the open exceptions, in the list's order (urgent first, then by supply run-out, then the
+/// oldest): the physician's list is paged.
+pub async fn open_exceptions_page(
+    store: &Store,
+    clinic_date: NaiveDate,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<ExceptionRow>, StoreError> {
     let sql = format!(
         "SELECT {EXCEPTION_COLUMNS} FROM exceptions e JOIN patients p ON p.id = e.patient_id \
          JOIN decisions d ON d.id = e.decision_id \
          LEFT JOIN daily_queue q ON q.patient_id = e.patient_id AND q.clinic_date = $1 \
          WHERE e.status = 'open' \
          ORDER BY CASE WHEN e.urgency = 'urgent' THEN 0 ELSE 1 END, q.run_out_on NULLS LAST, e.raised_at, e.id \
-         LIMIT $2"
+         LIMIT $2 OFFSET $3"
     );
     let rows = with_read_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(clinic_date)
         .bind(limit)
+        .bind(offset)
         .fetch_all(pool)
         .await?);
     Ok(rows)
+}
+
+/// How many exceptions are open, and how many of them urgent (the list's heading).
+pub async fn open_exception_counts(store: &Store) -> Result<(i64, i64), StoreError> {
+    let counts: (i64, i64) = with_read_pool!(store, pool => sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN urgency = 'urgent' THEN 1 ELSE 0 END), 0) \
+         FROM exceptions WHERE status = 'open'")
+        .fetch_one(pool)
+        .await?);
+    Ok(counts)
 }
 
 pub async fn exception(store: &Store, clinic_date: NaiveDate, exception_id: i64) -> Result<ExceptionRow, StoreError> {

@@ -119,6 +119,9 @@ pub struct ListQuery {
     taper: Option<String>,
     #[serde(default)]
     overdue: Option<String>,
+    /// A patient search (`/patients?q=…`); `/patients` naming no list is the search form.
+    #[serde(default)]
+    q: Option<String>,
 }
 
 impl ListQuery {
@@ -169,6 +172,9 @@ pub async fn patient_list(
     Extension(principal): Extension<Principal>,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, WebError> {
+    if query.band.is_none() && query.taper.is_none() && query.overdue.is_none() {
+        return super::search::page(&state, &principal, query.q.as_deref()).await;
+    }
     let (list, title) = query.list()?;
     let rows = screens::patient_list(&state.store, state.today(), list, LIST_LIMIT).await?;
     audit_view(

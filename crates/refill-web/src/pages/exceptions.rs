@@ -78,6 +78,20 @@ struct ListPage {
     chrome: Chrome,
     items: Vec<ExceptionView>,
     signed: Option<SignedSummary>,
+    page: i64,
+    has_next: bool,
+    /// Open exceptions in all, and how many urgent.
+    open: i64,
+    urgent: i64,
+    /// "26–50": the rows on this page.
+    shown: String,
+}
+
+impl ListPage {
+    /// An exception's one line of reasons (each with its evidence is in the detail and the title).
+    fn why(&self, item: &ExceptionView) -> String {
+        wording::one_line(&item.reasons)
+    }
 }
 
 /// What a signature just did, shown above the list after signing: the decision, then what happens next,
@@ -93,6 +107,9 @@ pub struct ListQuery {
     /// The exception just signed (`/exceptions?signed=ID`, where signing redirects).
     #[serde(default)]
     signed: Option<i64>,
+    /// The page of the list (0 first).
+    #[serde(default)]
+    page: Option<i64>,
 }
 
 /// The summary of the signed exception `exception_id`: its decision as signed, what follows from it,
@@ -144,8 +161,16 @@ async fn signed_summary(state: &AppState, exception_id: i64) -> Result<Option<Si
 }
 
 pub async fn load_list(state: &AppState) -> Result<Vec<ExceptionView>, WebError> {
+    load_page(state, 500, 0).await
+}
+
+/// Exceptions on one page of the physician's list.
+pub const EXCEPTION_PAGE_SIZE: i64 = 25;
+
+/// `limit` open exceptions from `offset`, in the list's order.
+async fn load_page(state: &AppState, limit: i64, offset: i64) -> Result<Vec<ExceptionView>, WebError> {
     let today = state.today();
-    let rows = screens::open_exceptions(&state.store, today, 500).await?;
+    let rows = screens::open_exceptions_page(&state.store, today, limit, offset).await?;
     let names = actor_names(state).await?;
     Ok(rows.iter().map(|r| exception_view(r, today, &names, false)).collect())
 }
@@ -155,7 +180,16 @@ pub async fn list(
     Extension(principal): Extension<Principal>,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, WebError> {
-    let items = load_list(&state).await?;
+    let page = match query.page {
+        None => 0,
+        Some(page) if (0..=super::queue::MAX_QUEUE_PAGE).contains(&page) => page,
+        Some(page) => return Err(WebError::BadRequest(format!("page: {page} is not a page number"))),
+    };
+    // One more than the page shows tells whether there is a next page.
+    let mut items = load_page(&state, EXCEPTION_PAGE_SIZE + 1, page * EXCEPTION_PAGE_SIZE).await?;
+    let has_next = items.len() as i64 > EXCEPTION_PAGE_SIZE;
+    items.truncate(EXCEPTION_PAGE_SIZE as usize);
+    let (open, urgent) = screens::open_exception_counts(&state.store).await?;
     let signed = match query.signed {
         Some(id) => signed_summary(&state, id).await?,
         None => None,
@@ -167,10 +201,20 @@ pub async fn list(
         "exceptions",
         None,
         None,
-        serde_json::json!({ "status": "open", "rows": items.len() }),
+        serde_json::json!({ "status": "open", "page": page, "rows": items.len() }),
     )
     .await?;
-    render(&ListPage { chrome: Chrome::new(&state, &principal, "/exceptions"), items, signed })
+    let first = page * EXCEPTION_PAGE_SIZE + 1;
+    render(&ListPage {
+        chrome: Chrome::new(&state, &principal, "/exceptions"),
+        shown: if items.is_empty() { String::new() } else { format!("{first}–{}", first + items.len() as i64 - 1) },
+        items,
+        signed,
+        page,
+        has_next,
+        open,
+        urgent,
+    })
 }
 
 /// The decisions a physician can sign, with the store's resolution each records.
@@ -204,6 +248,44 @@ pub fn decision_applies(decision: &str, taper: Option<refill_rules::TaperState>)
     }
 }
 
+/// Whether `decision` fits the reasons an exception was raised for (`codes`, as the viewer may see
+/// them: a masked reason fits every option, since the physician cannot see what it rests on). The form
+/// offers the fitting ones first and the rest folded under "Other options": approving, a bridge (no
+/// supply may run out while the clinic decides), holding with a plan, a visit and stopping always fit.
+pub fn decision_fits(decision: &str, codes: &[&str]) -> bool {
+    let any = |wanted: &[&str]| codes.iter().any(|code| *code == wording::RESTRICTED_CODE || wanted.contains(code));
+    match decision {
+        "adjust_regimen" => any(&[
+            "mme_undetermined",
+            "regimen_changed",
+            "dose_change_requested",
+            "high_mme_reviewed",
+            "high_mme_review_overdue",
+            "mme_crossed_threshold",
+            "benzodiazepine_unacknowledged",
+            "er_la_not_opioid_tolerant",
+            "overdose_or_sedation_signal",
+        ]),
+        "confirmatory_test" => any(&[
+            "uds_unexpected_result",
+            "uds_prescribed_not_tested",
+            "uds_specimen_invalid",
+            "uds_overdue",
+            "aberrant_pattern",
+        ]),
+        "refer_oud" => any(&[
+            "uds_unexpected_result",
+            "oud_medication_from_other_source",
+            "aberrant_pattern",
+            "overdose_or_sedation_signal",
+            "lost_or_stolen_repeat",
+            "early_fill_accumulation",
+            "pdmp_outside_prescriber",
+        ]),
+        _ => true,
+    }
+}
+
 fn resolution_for(decision: &str) -> Option<Resolution> {
     Some(match decision {
         "approve_refill" => Resolution::Continue,
@@ -223,8 +305,12 @@ struct DetailPage {
     chrome: Chrome,
     item: ExceptionView,
     patient: PatientView,
-    /// The decisions signed with the plain form (the taper ones go through the planner form).
+    /// The decisions signed with the plain form (the taper ones go through the planner form) that fit
+    /// the reasons, and the others (folded away).
     decisions: Vec<(&'static str, &'static str)>,
+    other_decisions: Vec<(&'static str, &'static str)>,
+    /// What the physician typed, kept when a signature is refused.
+    typed: Typed,
     taper_decisions: Vec<(&'static str, &'static str)>,
     presets: Vec<PresetChoice>,
     today: String,
@@ -235,12 +321,44 @@ struct DetailPage {
     new_since: Option<String>,
 }
 
+impl DetailPage {
+    /// The refused decision was one of the folded "other options" (shown unfolded then).
+    fn typed_is_other(&self) -> bool {
+        self.other_decisions.iter().any(|(key, _)| *key == self.typed.decision)
+    }
+}
+
+/// The decision form's fields as typed (empty on first view): a refusal shows the form again with
+/// everything the physician wrote, beside the reason it was refused.
+#[derive(Debug, Clone, Default)]
+pub struct Typed {
+    pub decision: String,
+    pub rationale: String,
+    pub safety_attestation: String,
+    pub bridge_days: String,
+    pub bridge_quantity: String,
+    pub review_by: String,
+}
+
+impl Typed {
+    fn from_form(form: &DecideForm) -> Typed {
+        Typed {
+            decision: form.decision.clone(),
+            rationale: form.rationale.clone(),
+            safety_attestation: form.safety_attestation.clone().unwrap_or_default(),
+            bridge_days: form.bridge_days.clone().unwrap_or_default(),
+            bridge_quantity: form.bridge_quantity.clone().unwrap_or_default(),
+            review_by: form.review_by.clone().unwrap_or_default(),
+        }
+    }
+}
+
 pub async fn detail(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(exception_id): Path<i64>,
 ) -> Result<Response, WebError> {
-    detail_page(&state, &principal, exception_id, None).await
+    detail_page(&state, &principal, exception_id, None, None).await
 }
 
 async fn detail_page(
@@ -248,6 +366,7 @@ async fn detail_page(
     principal: &Principal,
     exception_id: i64,
     problem: Option<String>,
+    typed: Option<&DecideForm>,
 ) -> Result<Response, WebError> {
     let today = state.today();
     let row = screens::exception(&state.store, today, exception_id).await?;
@@ -284,15 +403,19 @@ async fn detail_page(
         serde_json::json!({}),
     )
     .await?;
+    let codes: Vec<&str> = item.reasons.iter().map(|reason| reason.code.as_str()).collect();
+    let (decisions, other_decisions): (Vec<_>, Vec<_>) = DECISIONS
+        .iter()
+        .copied()
+        .filter(|(key, _)| !TAPER_DECISIONS.contains(key) && decision_applies(key, taper_state))
+        .partition(|(key, _)| decision_fits(key, &codes));
     let mut response = render(&DetailPage {
         chrome: Chrome::new(state, principal, "/exceptions"),
         item,
         patient,
-        decisions: DECISIONS
-            .iter()
-            .copied()
-            .filter(|(key, _)| !TAPER_DECISIONS.contains(key) && decision_applies(key, taper_state))
-            .collect(),
+        decisions,
+        other_decisions,
+        typed: typed.map(Typed::from_form).unwrap_or_default(),
         taper_decisions: DECISIONS
             .iter()
             .copied()
@@ -337,12 +460,12 @@ pub async fn decide(
     Form(form): Form<DecideForm>,
 ) -> Result<Response, WebError> {
     if let Err(error) = crate::input::check_decision(&form) {
-        return detail_page(&state, &principal, exception_id, Some(error.public_message())).await;
+        return detail_page(&state, &principal, exception_id, Some(error.public_message()), Some(&form)).await;
     }
     match sign(&state, &principal, exception_id, &form).await {
         Ok(_) => Ok(Redirect::to(&format!("/exceptions?signed={exception_id}")).into_response()),
         Err(error @ (WebError::BadRequest(_) | WebError::Conflict(_))) => {
-            detail_page(&state, &principal, exception_id, Some(error.public_message())).await
+            detail_page(&state, &principal, exception_id, Some(error.public_message()), Some(&form)).await
         }
         Err(error) => Err(error),
     }

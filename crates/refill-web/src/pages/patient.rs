@@ -117,7 +117,7 @@ pub struct TodayLine {
     pub progress: &'static str,
 }
 
-fn today_line(row: &screens::QueueRow, today: chrono::NaiveDate) -> TodayLine {
+fn today_line(row: &screens::QueueRow, today: chrono::NaiveDate, may_see_part2: bool) -> TodayLine {
     let (status_word, status_class) = wording::status(row.outcome.as_deref());
     let run_out = match row.run_out_on {
         Some(on) => format!("supply runs out {on} ({})", wording::days_left(days_until(today, Some(on)))),
@@ -129,7 +129,7 @@ fn today_line(row: &screens::QueueRow, today: chrono::NaiveDate) -> TodayLine {
         "done" => "done today",
         _ => "on the queue",
     };
-    TodayLine { status_word, status_class, due: wording::due(row.tasks.as_deref()), run_out, progress }
+    TodayLine { status_word, status_class, due: wording::due(row.tasks.as_deref(), row.reasons.as_deref(), may_see_part2), run_out, progress }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -275,7 +275,7 @@ pub async fn load_patient_view(
         mme: latest_mme.map(|m| format!("{m:.0}")).unwrap_or_else(|| "—".into()),
         mme_breakdown: mme_breakdown(&facts.regimen, state.policy.factor_set(), part2_open),
         taper_state: facts.taper.as_ref().map(|taper| taper.state),
-        today: queue_row.as_ref().map(|row| today_line(row, today)),
+        today: queue_row.as_ref().map(|row| today_line(row, today, part2_open)),
         conditions: facts
             .flags
             .iter()

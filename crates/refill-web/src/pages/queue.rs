@@ -46,6 +46,9 @@ pub struct RowView {
     pub status_class: &'static str,
     pub outcome: Option<String>,
     pub reasons: Vec<wording::ReasonLine>,
+    /// The row's one line: the standing physician decision or the refill's window when there is one,
+    /// then the reasons' headlines (each with its evidence is in the side panel).
+    pub why: String,
     pub due: Vec<&'static str>,
     pub regimen: String,
     pub mme: String,
@@ -133,7 +136,11 @@ pub fn row_view(
             working.push(name);
         }
     }
+    // The queue never shows Part 2 facts: restricted reasons are masked for everyone here.
+    let reasons = wording::reasons(row.reasons.as_deref(), false);
+    let window = wording::window(row.refill_window.as_deref(), row.eligible_on);
     RowView {
+        why: why_line(&window, "", &reasons),
         patient_id: row.patient_id,
         queue_id: row.queue_id,
         version: row.version,
@@ -147,9 +154,8 @@ pub fn row_view(
         status_word,
         status_class,
         outcome: row.outcome.clone(),
-        // The queue never shows Part 2 facts: restricted reasons are masked for everyone here.
-        reasons: wording::reasons(row.reasons.as_deref(), false),
-        due: wording::due(row.tasks.as_deref()),
+        reasons,
+        due: wording::due(row.tasks.as_deref(), row.reasons.as_deref(), false),
         regimen: regimen_text(&lines, false),
         mme: row
             .total_daily_mme
@@ -157,9 +163,17 @@ pub fn row_view(
             .unwrap_or_else(|| "—".into()),
         working: working.join(", "),
         done: row.status == "done",
-        window: wording::window(row.refill_window.as_deref(), row.eligible_on),
+        window,
         standing: String::new(),
     }
+}
+
+/// A row's one line of "why": the physician's standing decision first (what the desk does next), the
+/// refill's window, then the reasons' headlines.
+fn why_line(window: &str, standing: &str, reasons: &[wording::ReasonLine]) -> String {
+    let reasons = wording::one_line(reasons);
+    let parts: Vec<&str> = [standing, window, reasons.as_str()].into_iter().filter(|p| !p.is_empty()).collect();
+    if parts.is_empty() { "Nothing outstanding".to_string() } else { parts.join(" · ") }
 }
 
 /// Put the standing physician decision of each row that has one into its view, in words (the queue
@@ -174,6 +188,7 @@ pub(crate) async fn fill_standing(state: &AppState, rows: &[QueueRow], views: &m
     for (row, view) in rows.iter().zip(views.iter_mut()) {
         if let Some(decision) = decisions.iter().find(|d| Some(d.id) == row.physician_decision_id) {
             view.standing = wording::standing_decision(decision, &actor_name(&names, &decision.signed_by), !row.part2);
+            view.why = why_line(&view.window, &format!("Physician: {}", view.standing), &view.reasons);
         }
     }
     Ok(())
@@ -218,6 +233,7 @@ struct QueuePage<'a> {
     rows: &'a [RowView],
     filter: &'static str,
     page: i64,
+    page_size: i64,
     has_next: bool,
 }
 
@@ -238,6 +254,7 @@ struct WallPage<'a> {
 
 pub fn tally_label(filter: QueueFilter) -> &'static str {
     match filter {
+        QueueFilter::Desk => "For the desk",
         QueueFilter::Open => "All open",
         QueueFilter::Ready => "Ready to prepare",
         QueueFilter::NeedsTask => "Needs a task",
@@ -301,9 +318,12 @@ pub async fn page(
     Extension(principal): Extension<Principal>,
     Query(params): Query<QueueParams>,
 ) -> Result<Response, WebError> {
-    let filter = params.filter.as_deref().and_then(QueueFilter::parse).unwrap_or_default();
-    let page = params.page_number()?;
     let wall = params.display.as_deref() == Some("wall") || matches!(principal, Principal::Wall { .. });
+    // The desk's default view is what staff can act on; rows waiting on a physician have their tally.
+    // The wall shows every open row.
+    let default = if wall { QueueFilter::Open } else { QueueFilter::Desk };
+    let filter = params.filter.as_deref().and_then(QueueFilter::parse).unwrap_or(default);
+    let page = params.page_number()?;
     let size = state.settings.queue_page_size;
     // One row more than the page shows tells whether there is a next page.
     let (loaded, tallies) = load_rows(&state, filter, page, size + 1).await?;
@@ -335,6 +355,7 @@ pub async fn page(
         rows,
         filter: filter.as_str(),
         page,
+        page_size: size,
         has_next,
     })
 }
@@ -358,6 +379,23 @@ struct Panel {
     prepared: bool,
     /// Drug tests collected and not finished (id, words), for their next step.
     open_tests: Vec<(i64, String)>,
+}
+
+impl Panel {
+    /// Why "prepare" (the `p` key) does not apply to this row, in words (empty when it does).
+    fn prepare_not_why(&self) -> &'static str {
+        if !self.evaluated {
+            "the rules have not decided on this patient today yet"
+        } else if self.prepared {
+            "it is already prepared and waiting for the pharmacy"
+        } else if self.not_due {
+            "the refill is not due yet"
+        } else if self.hold {
+            "it is on hold or with a physician, and staff cannot override that"
+        } else {
+            ""
+        }
+    }
 }
 
 impl Panel {

@@ -1,0 +1,94 @@
+//! Patient search and the desk's queue filter on every backend: a patient is found by name (either
+//! order, any case, by prefix), by record number (any part) or by birth date; a `%` in the search is a
+//! character, not a wildcard; and the desk's default view leaves out rows waiting on a physician.
+
+mod common;
+
+use chrono::NaiveDate;
+use refill_rules::{Decision, Outcome, Reason, ReasonCode};
+use refill_store::screens::{self, QueueFilter};
+use refill_store::search::{PatientQuery, search_patients};
+use refill_store::{Actor, NewDecision, PatientDetails};
+
+fn decision(outcome: Outcome, code: ReasonCode) -> Decision {
+    Decision::from_reasons(
+        vec![Reason { code, outcome, evidence: Vec::new(), task: None, restricted: false }],
+        None,
+        Some(30.0),
+        "test-policy",
+    )
+}
+
+#[tokio::test]
+async fn patients_are_found_by_name_record_number_or_birth_date() {
+    for db in common::backends().await {
+        let store = &db.store;
+        let today = NaiveDate::from_ymd_opt(2026, 12, 1).expect("date");
+        let actor = Actor::system();
+        let mut tx = store.begin().await.expect("begin");
+        let people = [
+            ("e1", "Dana", "Whitfield", "MRN-1001", (1961, 4, 7)),
+            ("e2", "Daniel", "Whitaker", "MRN-1002", (1975, 1, 30)),
+            ("e3", "Maria", "Delgado", "100%-X", (1961, 4, 7)),
+        ];
+        let mut ids = Vec::new();
+        for (external, given, family, mrn, (y, m, d)) in people {
+            let mut details = PatientDetails::new(external, given, family);
+            details.mrn = Some(mrn.into());
+            details.birth_date = NaiveDate::from_ymd_opt(y, m, d);
+            ids.push(tx.insert_patient(&details, &actor).await.expect("patient"));
+        }
+        // Dana is on today's queue with the desk; Daniel waits on a physician.
+        for (patient, outcome, code) in [
+            (ids[0], Outcome::ApproveWithTasks, ReasonCode::PdmpReviewOverdue),
+            (ids[1], Outcome::Escalate, ReasonCode::AberrantPattern),
+        ] {
+            let decided = decision(outcome, code);
+            store
+                .record_decision(
+                    &mut tx,
+                    &NewDecision {
+                        patient_id: patient,
+                        clinic_date: today,
+                        refill_request_id: None,
+                        decision: &decided,
+                        decided_by: &actor,
+                        run_out_on: today.checked_add_days(chrono::Days::new(3)),
+                        dedupe_key: None,
+                    },
+                )
+                .await
+                .expect("decision");
+        }
+        tx.commit().await.expect("commit");
+        let find = |text: &str| {
+            let query = PatientQuery::parse(text).expect("query");
+            async move {
+                search_patients(store, today, &query, 20)
+                    .await
+                    .expect("search")
+                    .into_iter()
+                    .map(|hit| hit.family_name)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(find("whit").await, ["Whitaker", "Whitfield"], "{}: prefix, any case", db.name);
+        assert_eq!(find("Whitfield, Dana").await, ["Whitfield"], "{}: family, given", db.name);
+        assert_eq!(find("dana whit").await, ["Whitfield"], "{}: given family", db.name);
+        assert_eq!(find("1002").await, ["Whitaker"], "{}: any part of the record number", db.name);
+        assert_eq!(find("1961-04-07").await, ["Delgado", "Whitfield"], "{}: birth date", db.name);
+        assert_eq!(find("04/07/1961").await, ["Delgado", "Whitfield"], "{}: US date", db.name);
+        assert_eq!(find("100%").await, ["Delgado"], "{}: % is a character", db.name);
+        assert!(find("nobody").await.is_empty(), "{}", db.name);
+        let query = PatientQuery::parse("Whitfield").expect("query");
+        let hit = &search_patients(store, today, &query, 20).await.expect("search")[0];
+        assert_eq!(hit.outcome.as_deref(), Some("APPROVE_WITH_TASKS"), "{}: today's queue row", db.name);
+        assert_eq!(hit.mrn.as_deref(), Some("MRN-1001"));
+
+        let tallies = screens::queue_tallies(store, today).await.expect("tallies");
+        assert_eq!(tallies.count(QueueFilter::Open), 2, "{}", db.name);
+        assert_eq!(tallies.count(QueueFilter::Desk), 1, "{}: the escalation is the physician's", db.name);
+        let desk = screens::queue_page(store, today, QueueFilter::Desk, 100, 0).await.expect("page");
+        assert_eq!(desk.iter().map(|r| r.family_name.as_str()).collect::<Vec<_>>(), ["Whitfield"], "{}", db.name);
+    }
+}
