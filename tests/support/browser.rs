@@ -106,7 +106,7 @@ impl Browser {
             "browserName": "chrome",
             "goog:chromeOptions": { "binary": CHROMIUM, "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-                "--no-first-run", "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
+                "--no-first-run", "--disable-component-update", "--disable-sync", "--window-size=1440,900",
                 format!("--user-data-dir={}", profile.display()),
             ]}
         }}});

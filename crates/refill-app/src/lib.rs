@@ -12,6 +12,7 @@
 //!   to a physician with a note).
 //! - [`physician`]: signing an exception: the decision that stands for the cycle, taper changes.
 //! - [`daily`]: the daily run of one chunk of patients, its reminders and alerts.
+//! - [`regimen`]: a physician corrects an order's dose the rules could not compute MME from.
 //! - [`privacy`]: breaking the glass to a Part 2 record, with the privacy officer's alert.
 
 pub mod daily;
@@ -19,6 +20,7 @@ pub mod decide;
 mod error;
 pub mod physician;
 pub mod privacy;
+pub mod regimen;
 pub mod staff;
 
 use std::sync::Arc;

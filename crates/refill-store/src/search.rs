@@ -1,6 +1,8 @@
 //! Patient search for the screens: a patient on the phone is found by name, record number or birth
 //! date, whether or not they are on today's queue. One query; every word of the search must match the
-//! given name, family name (both by prefix) or the record number (anywhere in it).
+//! given name, family name (both by prefix) or the record number (anywhere in it). (`Store::
+//! search_patients` is the older one-term prefix lookup of whole records; this one is shaped for the
+//! search screen: several words or a birth date, with today's queue row.)
 
 use chrono::NaiveDate;
 use sqlx::FromRow;
@@ -61,7 +63,7 @@ fn like_literal(word: &str) -> String {
 }
 
 /// Patients matching `query`, by family then given name, at most `limit`.
-pub async fn search_patients(
+pub async fn find_patients(
     store: &Store,
     clinic_date: NaiveDate,
     query: &PatientQuery,

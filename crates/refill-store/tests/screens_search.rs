@@ -7,7 +7,7 @@ mod common;
 use chrono::NaiveDate;
 use refill_rules::{Decision, Outcome, Reason, ReasonCode};
 use refill_store::screens::{self, QueueFilter};
-use refill_store::search::{PatientQuery, search_patients};
+use refill_store::search::{PatientQuery, find_patients};
 use refill_store::{Actor, NewDecision, PatientDetails};
 
 fn decision(outcome: Outcome, code: ReasonCode) -> Decision {
@@ -64,7 +64,7 @@ async fn patients_are_found_by_name_record_number_or_birth_date() {
         let find = |text: &str| {
             let query = PatientQuery::parse(text).expect("query");
             async move {
-                search_patients(store, today, &query, 20)
+                find_patients(store, today, &query, 20)
                     .await
                     .expect("search")
                     .into_iter()
@@ -81,7 +81,7 @@ async fn patients_are_found_by_name_record_number_or_birth_date() {
         assert_eq!(find("100%").await, ["Delgado"], "{}: % is a character", db.name);
         assert!(find("nobody").await.is_empty(), "{}", db.name);
         let query = PatientQuery::parse("Whitfield").expect("query");
-        let hit = &search_patients(store, today, &query, 20).await.expect("search")[0];
+        let hit = &find_patients(store, today, &query, 20).await.expect("search")[0];
         assert_eq!(hit.outcome.as_deref(), Some("APPROVE_WITH_TASKS"), "{}: today's queue row", db.name);
         assert_eq!(hit.mrn.as_deref(), Some("MRN-1001"));
 

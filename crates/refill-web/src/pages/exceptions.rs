@@ -4,7 +4,7 @@
 
 use askama::Template;
 use axum::Extension;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use refill_app::physician::{self, Bridge, Signature};
 use refill_store::screens::{self, ExceptionRow};
@@ -311,6 +311,9 @@ struct DetailPage {
     other_decisions: Vec<(&'static str, &'static str)>,
     /// What the physician typed, kept when a signature is refused.
     typed: Typed,
+    /// The active orders whose dose can be corrected with "Adjust the regimen": (source id, label,
+    /// what is missing or "" when the dose is complete). Part 2 orders only with access.
+    orders: Vec<(String, String, &'static str)>,
     taper_decisions: Vec<(&'static str, &'static str)>,
     presets: Vec<PresetChoice>,
     today: String,
@@ -338,11 +341,19 @@ pub struct Typed {
     pub bridge_days: String,
     pub bridge_quantity: String,
     pub review_by: String,
+    pub order_id: String,
+    pub dose_value: String,
+    pub dose_unit: String,
+    pub doses_per_day: String,
 }
 
 impl Typed {
-    fn from_form(form: &DecideForm) -> Typed {
+    fn from_form(form: &DecideForm, dose: &DoseFields) -> Typed {
         Typed {
+            order_id: dose.order_id.clone().unwrap_or_default(),
+            dose_value: dose.dose_value.clone().unwrap_or_default(),
+            dose_unit: dose.dose_unit.clone().unwrap_or_default(),
+            doses_per_day: dose.doses_per_day.clone().unwrap_or_default(),
             decision: form.decision.clone(),
             rationale: form.rationale.clone(),
             safety_attestation: form.safety_attestation.clone().unwrap_or_default(),
@@ -366,7 +377,7 @@ async fn detail_page(
     principal: &Principal,
     exception_id: i64,
     problem: Option<String>,
-    typed: Option<&DecideForm>,
+    typed: Option<(&DecideForm, &DoseFields)>,
 ) -> Result<Response, WebError> {
     let today = state.today();
     let row = screens::exception(&state.store, today, exception_id).await?;
@@ -403,6 +414,21 @@ async fn detail_page(
         serde_json::json!({}),
     )
     .await?;
+    let orders = screens::regimens(&state.store, &[row.patient_id])
+        .await?
+        .into_iter()
+        .filter(|line| part2 || line.confidentiality != "part2")
+        .map(|line| {
+            let missing = match (line.dose_value, line.dose_unit.as_deref(), line.doses_per_day) {
+                (None, _, _) => "no dose",
+                (_, None | Some("unusable"), _) => "no usable unit",
+                (_, _, None) => "no frequency",
+                _ => "",
+            };
+            let label = line.text.clone().or(line.rxcui.clone().map(|c| format!("RxNorm {c}"))).unwrap_or_default();
+            (line.source_id, label, missing)
+        })
+        .collect();
     let codes: Vec<&str> = item.reasons.iter().map(|reason| reason.code.as_str()).collect();
     let (decisions, other_decisions): (Vec<_>, Vec<_>) = DECISIONS
         .iter()
@@ -415,7 +441,8 @@ async fn detail_page(
         patient,
         decisions,
         other_decisions,
-        typed: typed.map(Typed::from_form).unwrap_or_default(),
+        typed: typed.map(|(form, dose)| Typed::from_form(form, dose)).unwrap_or_default(),
+        orders,
         taper_decisions: DECISIONS
             .iter()
             .copied()
@@ -453,20 +480,90 @@ pub struct DecideForm {
     pub csrf: Option<String>,
 }
 
+/// The dose the physician entered with "Adjust the regimen" for an order whose MME could not be
+/// determined (all empty when none).
+#[derive(Debug, Deserialize, Clone, Default)]
+pub struct DoseFields {
+    #[serde(default)]
+    pub order_id: Option<String>,
+    #[serde(default)]
+    pub dose_value: Option<String>,
+    /// `mg`, `mcg`, `ml` or `unit` (tablets, capsules, patches).
+    #[serde(default)]
+    pub dose_unit: Option<String>,
+    #[serde(default)]
+    pub doses_per_day: Option<String>,
+}
+
+impl DoseFields {
+    fn filled(&self) -> bool {
+        [&self.dose_value, &self.doses_per_day].iter().any(|v| v.as_deref().is_some_and(|t| !t.trim().is_empty()))
+    }
+
+    /// The correction these fields ask for, or the problem naming the field.
+    fn correction<'a>(
+        &'a self,
+        patient: refill_rules::PatientId,
+        today: chrono::NaiveDate,
+        signer: &'a refill_store::Actor,
+    ) -> Result<refill_app::regimen::DoseCorrection<'a>, WebError> {
+        use refill_rules::{DoseQuantity, DoseUnit};
+        let order_id = self
+            .order_id
+            .as_deref()
+            .filter(|o| !o.trim().is_empty())
+            .ok_or_else(|| WebError::BadRequest("order_id: which order's dose?".into()))?;
+        let value = form_number::<f64>(self.dose_value.as_deref(), "dose_value")?
+            .ok_or_else(|| WebError::BadRequest("dose_value: enter the dose per administration".into()))?;
+        let unit = match self.dose_unit.as_deref().map(str::trim) {
+            Some("mg") => DoseUnit::Milligram,
+            Some("mcg") => DoseUnit::Microgram,
+            Some("ml") => DoseUnit::Milliliter,
+            Some("unit") => DoseUnit::DoseFormUnit,
+            other => {
+                return Err(WebError::BadRequest(format!(
+                    "dose_unit: {:?} is not mg, mcg, ml or unit",
+                    other.unwrap_or("")
+                )));
+            }
+        };
+        let doses_per_day = form_number::<f64>(self.doses_per_day.as_deref(), "doses_per_day")?
+            .ok_or_else(|| WebError::BadRequest("doses_per_day: enter how many times a day at most".into()))?;
+        Ok(refill_app::regimen::DoseCorrection {
+            patient,
+            order_id,
+            dose: DoseQuantity { value, unit },
+            doses_per_day,
+            today,
+            signer,
+        })
+    }
+}
+
 pub async fn decide(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(exception_id): Path<i64>,
-    Form(form): Form<DecideForm>,
+    axum::extract::RawForm(body): axum::extract::RawForm,
 ) -> Result<Response, WebError> {
-    if let Err(error) = crate::input::check_decision(&form) {
-        return detail_page(&state, &principal, exception_id, Some(error.public_message()), Some(&form)).await;
-    }
-    match sign(&state, &principal, exception_id, &form).await {
-        Ok(_) => Ok(Redirect::to(&format!("/exceptions?signed={exception_id}")).into_response()),
-        Err(error @ (WebError::BadRequest(_) | WebError::Conflict(_))) => {
-            detail_page(&state, &principal, exception_id, Some(error.public_message()), Some(&form)).await
+    // The same body read as the decision and as the dose fields that go with "Adjust the regimen".
+    let form: DecideForm = serde_urlencoded::from_bytes(&body)
+        .map_err(|error| WebError::BadRequest(format!("the decision form: {error}")))?;
+    let dose: DoseFields = serde_urlencoded::from_bytes(&body)
+        .map_err(|error| WebError::BadRequest(format!("the dose fields: {error}")))?;
+    let refused = |error: WebError| {
+        let (state, principal, form, dose) = (&state, &principal, &form, &dose);
+        async move {
+            detail_page(state, principal, exception_id, Some(error.public_message()), Some((form, dose))).await
         }
+    };
+    if let Err(error) = crate::input::check_decision(&form) {
+        return refused(error).await;
+    }
+    let correction = if form.decision == "adjust_regimen" && dose.filled() { Some(&dose) } else { None };
+    match sign_with(&state, &principal, exception_id, &form, plan_change(&form), correction).await {
+        Ok(_) => Ok(Redirect::to(&format!("/exceptions?signed={exception_id}")).into_response()),
+        Err(error @ (WebError::BadRequest(_) | WebError::Conflict(_) | WebError::NotFound(_))) => refused(error).await,
         Err(error) => Err(error),
     }
 }
@@ -482,12 +579,16 @@ pub async fn sign(
     exception_id: i64,
     form: &DecideForm,
 ) -> Result<String, WebError> {
-    let plan = match form.decision.as_str() {
+    sign_decision(state, principal, exception_id, form, plan_change(form)).await
+}
+
+/// The plan change a plain-form decision makes (pausing or resuming the taper in force).
+fn plan_change(form: &DecideForm) -> PlanChange<'static> {
+    match form.decision.as_str() {
         "taper_pause" => PlanChange::Pause,
         "taper_resume" => PlanChange::Resume,
         _ => PlanChange::None,
-    };
-    sign_decision(state, principal, exception_id, form, plan).await
+    }
 }
 
 pub(crate) use refill_app::physician::PlanChange;
@@ -502,6 +603,19 @@ pub(crate) async fn sign_decision(
     exception_id: i64,
     form: &DecideForm,
     plan: PlanChange<'_>,
+) -> Result<String, WebError> {
+    sign_with(state, principal, exception_id, form, plan, None).await
+}
+
+/// `sign_decision`, first correcting an order's dose when "Adjust the regimen" came with one: the
+/// correction, the signature and the decision made under the corrected regimen are one transaction.
+async fn sign_with(
+    state: &AppState,
+    principal: &Principal,
+    exception_id: i64,
+    form: &DecideForm,
+    plan: PlanChange<'_>,
+    correction: Option<&DoseFields>,
 ) -> Result<String, WebError> {
     let user = principal.person()?;
     if TAPER_DECISIONS.contains(&form.decision.as_str()) && !matches!(plan, PlanChange::Store { .. }) {
@@ -539,6 +653,11 @@ pub(crate) async fn sign_decision(
     let clinic = state.store.clinic_facts().await?;
     let app = state.app();
     let mut tx = state.store.begin().await?;
+    if let Some(fields) = correction {
+        let row = screens::exception(&state.store, today, exception_id).await?;
+        let correction = fields.correction(refill_rules::PatientId(row.patient_id), today, &actor)?;
+        refill_app::regimen::correct_order_dose(&app, &mut tx, &correction).await.map_err(|e| app_error(e, &names))?;
+    }
     let signed = physician::sign(
         &app,
         &mut tx,

@@ -5,7 +5,7 @@
 
 use askama::Template;
 use axum::response::Response;
-use refill_store::search::{PatientQuery, search_patients};
+use refill_store::search::{PatientQuery, find_patients};
 
 use super::{Chrome, audit_view, render};
 use crate::auth::Principal;
@@ -46,7 +46,7 @@ pub async fn page(state: &AppState, principal: &Principal, text: Option<&str>) -
     }
     let query = PatientQuery::parse(text);
     let found = match &query {
-        Some(query) => search_patients(&state.store, state.today(), query, SEARCH_LIMIT + 1).await?,
+        Some(query) => find_patients(&state.store, state.today(), query, SEARCH_LIMIT + 1).await?,
         None => Vec::new(),
     };
     let truncated = found.len() as i64 > SEARCH_LIMIT;
