@@ -63,9 +63,11 @@ pub async fn correct_order_dose(
 ) -> Result<MedicationOrder, AppError> {
     check(correction)?;
     let facts = tx.load_patient_facts(correction.patient, correction.today).await?;
-    let order = facts.regimen.iter().find(|order| order.id == correction.order_id).ok_or_else(|| {
-        AppError::NotFound(format!("no active order {:?} for this patient", correction.order_id))
-    })?;
+    let order = facts
+        .regimen
+        .iter()
+        .find(|order| order.id == correction.order_id)
+        .ok_or_else(|| AppError::NotFound(format!("no active order {:?} for this patient", correction.order_id)))?;
     let corrected = MedicationOrder {
         dose: Some(correction.dose.clone()),
         doses_per_day: Some(correction.doses_per_day),

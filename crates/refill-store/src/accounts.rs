@@ -229,6 +229,42 @@ pub async fn set_disabled(
     tx.commit().await
 }
 
+/// Change a user's role, ending every session of that user (the next sign-in carries the new role),
+/// with its audit event (role before and after) by `actor`, in one transaction.
+///
+/// # Errors
+/// `NotFound` when there is no such user.
+pub async fn set_role(
+    store: &Store,
+    user_id: i64,
+    role: Role,
+    now_ms: i64,
+    actor: &crate::Actor,
+) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    let before: Option<String> = with_tx!(&mut tx, conn => sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?);
+    let Some(before) = before else {
+        tx.rollback().await?;
+        return Err(StoreError::NotFound(format!("user {user_id}")));
+    };
+    with_tx!(&mut tx, conn => sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+        .bind(role.as_str())
+        .bind(user_id)
+        .execute(conn)
+        .await?
+        .rows_affected());
+    end_user_sessions_in(&mut tx, user_id, now_ms, "role changed").await?;
+    let event = AuditEvent::new(actor, "account.role_changed", "user")
+        .resource_id(user_id.to_string())
+        .before(serde_json::json!({ "role": before }))
+        .after(serde_json::json!({ "role": role.as_str() }));
+    store.append_audit(&mut tx, &event).await?;
+    tx.commit().await
+}
+
 /// Enrol (`Some`) or remove (`None`) a user's TOTP second factor (base32 secret), with its audit event,
 /// in one transaction. `actor` is the user themself, or an admin resetting a lost authenticator. The
 /// last-used step is cleared with it, so a new enrolment starts clean. The secret itself is never

@@ -91,9 +91,8 @@ pub async fn find_patients(
             parts.join(" AND ")
         }
     };
-    let sql = format!(
-        "SELECT {COLUMNS} WHERE {condition} ORDER BY LOWER(p.family_name), LOWER(p.given_name), p.id LIMIT $2"
-    );
+    let sql =
+        format!("SELECT {COLUMNS} WHERE {condition} ORDER BY LOWER(p.family_name), LOWER(p.given_name), p.id LIMIT $2");
     let rows = with_read_pool!(store, pool => {
         let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(clinic_date).bind(limit);
         match query {

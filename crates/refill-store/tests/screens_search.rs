@@ -92,3 +92,40 @@ async fn patients_are_found_by_name_record_number_or_birth_date() {
         assert_eq!(desk.iter().map(|r| r.family_name.as_str()).collect::<Vec<_>>(), ["Whitfield"], "{}", db.name);
     }
 }
+
+/// An admin changes a role: the account carries the new role, its sessions end, and the change is
+/// audited with the role before and after.
+#[tokio::test]
+async fn a_role_change_ends_the_sessions_and_is_audited() {
+    use refill_store::accounts::{self, NewUser, Role};
+    for db in common::backends().await {
+        let store = &db.store;
+        let actor = Actor::system();
+        let user = accounts::create_user(
+            store,
+            &NewUser {
+                username: "sam".into(),
+                display_name: "Sam Staff".into(),
+                role: Role::Staff,
+                password_hash: "$argon2id$x".into(),
+            },
+            1_000,
+            &actor,
+        )
+        .await
+        .expect("user");
+        accounts::create_person_session(store, "hash-sam", user.id, "csrf", 2_000, 100_000).await.expect("session");
+        accounts::set_role(store, user.id, Role::Physician, 3_000, &actor).await.expect("role");
+        assert_eq!(accounts::get_user(store, user.id).await.expect("user").role, Role::Physician, "{}", db.name);
+        let session = accounts::load_session(store, "hash-sam").await.expect("load");
+        assert!(session.is_none(), "{}: the session ended", db.name);
+        let head = store.audit_head().await.expect("head");
+        let events = store.audit_events(1, head.seq).await.expect("events");
+        let changed = events.iter().find(|e| e.action == "account.role_changed").expect("audited");
+        assert_eq!(changed.resource_id.as_deref(), Some(user.id.to_string().as_str()));
+        assert!(matches!(
+            accounts::set_role(store, 999_999, Role::Admin, 4_000, &actor).await,
+            Err(refill_store::StoreError::NotFound(_))
+        ));
+    }
+}

@@ -357,8 +357,7 @@ pub fn due(stored_tasks: Option<&str>, stored_reasons: Option<&str>, may_see_par
         #[serde(default)]
         restricted: bool,
     }
-    let causes: Vec<TaskCause> =
-        stored_reasons.and_then(|text| serde_json::from_str(text).ok()).unwrap_or_default();
+    let causes: Vec<TaskCause> = stored_reasons.and_then(|text| serde_json::from_str(text).ok()).unwrap_or_default();
     let mut words: Vec<&'static str> = Vec::new();
     for task in stored_tasks.and_then(|text| serde_json::from_str::<Vec<String>>(text).ok()).unwrap_or_default() {
         let mut its = causes.iter().filter(|c| c.task.as_deref() == Some(task.as_str())).peekable();

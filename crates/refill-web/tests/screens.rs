@@ -254,3 +254,47 @@ async fn adjusting_the_regimen_corrects_an_undetermined_dose_in_the_signing_tran
     let facts = store.load_patient_facts(PatientId(patient.0), today).await.expect("facts");
     assert!(facts.regimen[0].dose.is_some(), "the rules see the corrected dose");
 }
+
+#[tokio::test]
+async fn an_admin_disables_an_account_resets_a_password_and_changes_a_role() {
+    let (_dir, state) = test_app("admin.db").await;
+    let ada = person(&state, "ada", "Ada Admin", Role::Admin).await;
+    let erin = person(&state, "erin", "Erin Staff", Role::Staff).await;
+    let users = refill_store::accounts::list_users(&state.store).await.expect("users");
+    let erin_id = users.iter().find(|u| u.username == "erin").expect("erin").id.to_string();
+    let ada_id = users.iter().find(|u| u.username == "ada").expect("ada").id.to_string();
+    let path = format!("/admin/users/{erin_id}");
+    let (status, _, _) = get(&state, &erin, "/queue").await;
+    assert_eq!(status, StatusCode::OK, "Erin is signed in");
+
+    let (status, page) = post_form(&state, &ada, &path, &[("change", "password"), ("password", "short")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"admin-problem\"") && page.contains("password:"), "a weak password is refused");
+    let (status, page) =
+        post_form(&state, &ada, &path, &[("change", "password"), ("password", "a long and unusual passphrase 4471")])
+            .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("password is reset"), "{page}");
+    assert_eq!(count_events(&state.store, "account.password_changed").await, 1);
+    let (status, _, _) = get(&state, &erin, "/queue").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the reset signed Erin out");
+
+    let (_, page) = post_form(&state, &ada, &path, &[("change", "disable")]).await;
+    assert!(page.contains("is disabled"), "{page}");
+    assert!(
+        refill_store::accounts::get_user(&state.store, erin_id.parse().expect("id"))
+            .await
+            .expect("user")
+            .disabled_at_ms
+            .is_some()
+    );
+    let (_, page) = post_form(&state, &ada, &path, &[("change", "role"), ("role", "physician")]).await;
+    assert!(page.contains("is now physician"), "{page}");
+    assert_eq!(count_events(&state.store, "account.role_changed").await, 1);
+    let (_, page) = post_form(&state, &ada, &format!("/admin/users/{ada_id}"), &[("change", "disable")]).await;
+    assert!(page.contains("cannot disable your own account"), "{page}");
+    // Staff cannot reach any of it.
+    let omar = person(&state, "omar", "Omar Staff", Role::Staff).await;
+    let (status, _) = post_form(&state, &omar, &path, &[("change", "enable")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

@@ -553,9 +553,7 @@ pub async fn decide(
         .map_err(|error| WebError::BadRequest(format!("the dose fields: {error}")))?;
     let refused = |error: WebError| {
         let (state, principal, form, dose) = (&state, &principal, &form, &dose);
-        async move {
-            detail_page(state, principal, exception_id, Some(error.public_message()), Some((form, dose))).await
-        }
+        async move { detail_page(state, principal, exception_id, Some(error.public_message()), Some((form, dose))).await }
     };
     if let Err(error) = crate::input::check_decision(&form) {
         return refused(error).await;

@@ -129,7 +129,13 @@ fn today_line(row: &screens::QueueRow, today: chrono::NaiveDate, may_see_part2: 
         "done" => "done today",
         _ => "on the queue",
     };
-    TodayLine { status_word, status_class, due: wording::due(row.tasks.as_deref(), row.reasons.as_deref(), may_see_part2), run_out, progress }
+    TodayLine {
+        status_word,
+        status_class,
+        due: wording::due(row.tasks.as_deref(), row.reasons.as_deref(), may_see_part2),
+        run_out,
+        progress,
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
