@@ -210,6 +210,7 @@ fn evidence_words(evidence: Option<&Value>) -> String {
                 "on_time_fraction" => (2, percent_on_time(value)),
                 "lookback_days" | "policy_lookback_days" => (3, format!("over the last {words} days")),
                 "allowance_days" => (3, format!("{words} days early allowed")),
+                "days_left" if words == "1" => (2, "1 day of supply left".to_string()),
                 "days_left" => (2, format!("{words} days of supply left")),
                 "drug_class" => (0, words.replace('_', " ")),
                 "prescriber" | "pdmp_prescriber" => (0, format!("prescriber {words}")),
@@ -374,7 +375,7 @@ pub fn due(stored_tasks: Option<&str>, stored_reasons: Option<&str>, may_see_par
 pub fn days_left(days: Option<i64>) -> String {
     match days {
         None => "unknown".into(),
-        Some(0) => "runs out today".into(),
+        Some(0) => "today".into(),
         Some(1) => "1 day".into(),
         Some(d) if d < 0 => format!("out {} days ago", -d),
         Some(d) => format!("{d} days"),
@@ -400,7 +401,7 @@ pub fn window(stored: Option<&str>, eligible_on: Option<chrono::NaiveDate>) -> S
     match (stored, eligible_on) {
         (Some("not_due"), Some(eligible)) => format!("not due until {eligible}: monitoring only"),
         (Some("not_due"), None) => "not due: monitoring only".to_string(),
-        (Some("prepared"), _) => "prepared, waiting for the pharmacy".to_string(),
+        (Some("prepared"), _) => "prepared: at the pharmacy".to_string(),
         (Some("open"), Some(eligible)) => format!("refill due {eligible}"),
         _ => String::new(),
     }

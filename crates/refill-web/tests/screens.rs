@@ -126,6 +126,26 @@ async fn staff_find_patients_and_the_queue_opens_on_the_desk_rows() {
     assert!(queue.contains(">PDMP review overdue</td>"), "the row's line is the headline: {queue}");
     let (_, all, _) = get(&state, &erin, "/queue?filter=open").await;
     assert!(all.contains("Reyes, Omar"), "{all}");
+
+    // The PDMP review's findings are fields (prescriber, class, date), checked by field.
+    let (_, panel, _) = get(&state, &erin, &format!("/queue/{}/panel", dana.0)).await;
+    assert!(panel.contains("name=\"prescriber_1\"") && !panel.contains("text_version"), "{panel}");
+    let version = panel.split("name=\"version\" value=\"").nth(1).and_then(|s| s.split('"').next()).expect("version");
+    let path = format!("/queue/{}/action", dana.0);
+    let base =
+        [("action", "pdmp"), ("version", version), ("prescriber_1", "Dr Outside"), ("class_1", "benzodiazepine")];
+    let (status, refused) =
+        post_form(&state, &erin, &path, &[&base[..], &[("finding_on_1", "last week")]].concat()).await;
+    assert!(status.is_client_error(), "{status}: {refused}");
+    assert!(refused.contains("finding_on_1"), "the problem names the field: {refused}");
+    let (status, done) =
+        post_form(&state, &erin, &path, &[&base[..], &[("finding_on_1", "2026-11-20")]].concat()).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let facts = store.load_patient_facts(dana, today).await.expect("facts");
+    let review = facts.pdmp_reviews.last().expect("a review");
+    assert_eq!(review.findings.len(), 1);
+    assert_eq!(review.findings[0].prescriber.0, "Dr Outside");
+    assert_eq!(review.findings[0].drug_class, refill_rules::DrugClass::Benzodiazepine);
 }
 
 #[tokio::test]

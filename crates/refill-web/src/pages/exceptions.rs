@@ -326,6 +326,10 @@ struct DetailPage {
 
 impl DetailPage {
     /// The refused decision was one of the folded "other options" (shown unfolded then).
+    fn dose_missing(&self) -> bool {
+        self.orders.iter().any(|(_, _, missing)| !missing.is_empty())
+    }
+
     fn typed_is_other(&self) -> bool {
         self.other_decisions.iter().any(|(key, _)| *key == self.typed.decision)
     }

@@ -169,10 +169,10 @@ pub fn row_view(
 }
 
 /// A row's one line of "why": the physician's standing decision first (what the desk does next), the
-/// refill's window, then the reasons' headlines.
+/// reasons' headlines, then where the refill is in its cycle.
 fn why_line(window: &str, standing: &str, reasons: &[wording::ReasonLine]) -> String {
     let reasons = wording::one_line(reasons);
-    let parts: Vec<&str> = [standing, window, reasons.as_str()].into_iter().filter(|p| !p.is_empty()).collect();
+    let parts: Vec<&str> = [standing, reasons.as_str(), window].into_iter().filter(|p| !p.is_empty()).collect();
     if parts.is_empty() { "Nothing outstanding".to_string() } else { parts.join(" · ") }
 }
 
@@ -532,9 +532,30 @@ pub struct ActionForm {
     /// UDS result: `presumptive` (default) or `confirmatory`.
     #[serde(default)]
     pub result_kind: Option<String>,
-    /// PDMP: one finding per line, `prescriber id; opioid|benzodiazepine|other; YYYY-MM-DD`.
+    /// PDMP (JSON API and older clients): one finding per line, `prescriber id;
+    /// opioid|benzodiazepine|other; YYYY-MM-DD`.
     #[serde(default)]
     pub findings: Option<String>,
+    /// PDMP (the screen's fields): up to three findings, each a prescriber, a drug class (`opioid`,
+    /// `benzodiazepine`, `other`) and the date filled; a row with no prescriber is empty.
+    #[serde(default)]
+    pub prescriber_1: Option<String>,
+    #[serde(default)]
+    pub class_1: Option<String>,
+    #[serde(default)]
+    pub finding_on_1: Option<String>,
+    #[serde(default)]
+    pub prescriber_2: Option<String>,
+    #[serde(default)]
+    pub class_2: Option<String>,
+    #[serde(default)]
+    pub finding_on_2: Option<String>,
+    #[serde(default)]
+    pub prescriber_3: Option<String>,
+    #[serde(default)]
+    pub class_3: Option<String>,
+    #[serde(default)]
+    pub finding_on_3: Option<String>,
     /// Agreement: text version signed.
     #[serde(default)]
     pub text_version: Option<String>,
@@ -586,6 +607,50 @@ pub async fn action(
     }
 }
 
+impl ActionForm {
+    /// The PDMP findings the screen's fields hold (rows without a prescriber are left out), each
+    /// checked with the field named.
+    fn finding_fields(&self) -> Result<Vec<PdmpFinding>, WebError> {
+        let rows = [
+            (1, &self.prescriber_1, &self.class_1, &self.finding_on_1),
+            (2, &self.prescriber_2, &self.class_2, &self.finding_on_2),
+            (3, &self.prescriber_3, &self.class_3, &self.finding_on_3),
+        ];
+        let mut findings = Vec::new();
+        for (n, prescriber, class, on) in rows {
+            let Some(prescriber) = prescriber.as_deref().map(str::trim).filter(|p| !p.is_empty()) else { continue };
+            let drug_class = drug_class(class.as_deref().unwrap_or("").trim())
+                .ok_or_else(|| WebError::BadRequest(format!("class_{n}: choose opioid, benzodiazepine or other")))?;
+            let filled_on = match on.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+                Some(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+                    WebError::BadRequest(format!("finding_on_{n}: {text:?} is not a date (YYYY-MM-DD)"))
+                })?,
+                None => return Err(WebError::BadRequest(format!("finding_on_{n}: the date it was filled"))),
+            };
+            findings.push(PdmpFinding {
+                prescriber: PrescriberId(prescriber.to_string()),
+                drug_class,
+                filled_on,
+                product: None,
+                rxcui: None,
+                quantity: None,
+                days_supply: None,
+            });
+        }
+        Ok(findings)
+    }
+}
+
+/// A drug class as the forms name it.
+fn drug_class(text: &str) -> Option<DrugClass> {
+    match text {
+        "opioid" => Some(DrugClass::Opioid),
+        "benzodiazepine" => Some(DrugClass::Benzodiazepine),
+        "other" => Some(DrugClass::OtherControlled),
+        _ => None,
+    }
+}
+
 fn parse_findings(text: &str) -> Result<Vec<PdmpFinding>, WebError> {
     text.lines()
         .map(str::trim)
@@ -599,12 +664,8 @@ fn parse_findings(text: &str) -> Result<Vec<PdmpFinding>, WebError> {
                     i + 1
                 )));
             };
-            let drug_class = match *class {
-                "opioid" => DrugClass::Opioid,
-                "benzodiazepine" => DrugClass::Benzodiazepine,
-                "other" => DrugClass::OtherControlled,
-                other => return Err(WebError::BadRequest(format!("findings line {}: unknown class {other:?}", i + 1))),
-            };
+            let drug_class = drug_class(class)
+                .ok_or_else(|| WebError::BadRequest(format!("findings line {}: unknown class {class:?}", i + 1)))?;
             let filled_on = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| {
                 WebError::BadRequest(format!("findings line {}: date {date:?} is not YYYY-MM-DD", i + 1))
             })?;
@@ -706,7 +767,11 @@ async fn staff_action(
         "pdmp" => StaffAction::Fact(StaffFact::PdmpReview {
             review: PdmpReview {
                 reviewed_on: today,
-                findings: parse_findings(form.findings.as_deref().unwrap_or(""))?,
+                findings: {
+                    let mut findings = parse_findings(form.findings.as_deref().unwrap_or(""))?;
+                    findings.extend(form.finding_fields()?);
+                    findings
+                },
             },
         }),
         "agreement" => {
