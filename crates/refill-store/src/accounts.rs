@@ -830,6 +830,25 @@ pub async fn screen_changes_after(store: &Store, after_seq: i64, limit: i64) -> 
     Ok(rows)
 }
 
+/// What was recorded on one patient since `since_ms` (presence marks left out), newest first, at most
+/// `limit`: a desk told that another is on the row also learns what that desk already did.
+pub async fn patient_screen_changes(
+    store: &Store,
+    patient_id: i64,
+    since_ms: i64,
+    limit: i64,
+) -> Result<Vec<ScreenChange>, StoreError> {
+    let rows = with_read_pool!(store, pool => sqlx::query_as(
+        "SELECT seq, patient_id, kind, actor, changed_at_ms FROM screen_changes \
+         WHERE patient_id = $1 AND changed_at_ms >= $2 AND kind <> 'presence' ORDER BY seq DESC LIMIT $3")
+        .bind(patient_id)
+        .bind(since_ms)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?);
+    Ok(rows)
+}
+
 /// Mark that a user has a queue row open (the side panel); replaces an older mark by the same user.
 pub async fn open_row(store: &Store, patient_id: i64, user_id: i64, now_ms: i64) -> Result<(), StoreError> {
     let mut tx = store.begin().await?;

@@ -129,3 +129,26 @@ async fn a_role_change_ends_the_sessions_and_is_audited() {
         ));
     }
 }
+
+/// What other desks recorded on a patient, newest first, without presence marks.
+#[tokio::test]
+async fn a_patients_recent_changes_are_listed_without_presence() {
+    use refill_store::accounts;
+    for db in common::backends().await {
+        let store = &db.store;
+        let mut tx = store.begin().await.expect("begin");
+        accounts::record_screen_change(&mut tx, Some(7), "queue.pdmp", Some("Omar Reyes"), 1_000)
+            .await
+            .expect("change");
+        accounts::record_screen_change(&mut tx, Some(7), "queue.naloxone", Some("Omar Reyes"), 2_000)
+            .await
+            .expect("change");
+        accounts::record_screen_change(&mut tx, Some(8), "queue.pdmp", Some("Dana"), 2_500).await.expect("change");
+        accounts::record_screen_change(&mut tx, Some(7), "presence", None, 3_000).await.expect("presence");
+        tx.commit().await.expect("commit");
+        let changes = accounts::patient_screen_changes(store, 7, 1_500, 10).await.expect("changes");
+        let kinds: Vec<&str> = changes.iter().map(|c| c.kind.as_str()).collect();
+        assert_eq!(kinds, ["queue.naloxone"], "{}: since the time asked, one patient, no presence", db.name);
+        assert_eq!(changes[0].actor.as_deref(), Some("Omar Reyes"));
+    }
+}

@@ -146,6 +146,19 @@ async fn staff_find_patients_and_the_queue_opens_on_the_desk_rows() {
     assert_eq!(review.findings.len(), 1);
     assert_eq!(review.findings[0].prescriber.0, "Dr Outside");
     assert_eq!(review.findings[0].drug_class, refill_rules::DrugClass::Benzodiazepine);
+
+    // A second desk acting on the row it loaded before: told who and what, by name, not an internal id.
+    let omar_desk = person(&state, "omar", "Omar Desk", Role::Staff).await;
+    let (status, conflict) = post_form(
+        &state,
+        &omar_desk,
+        &path,
+        &[("action", "contacted"), ("version", version), ("note", "left a message")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{conflict}");
+    assert!(conflict.contains("PDMP review recorded by Erin Staff at"), "what the other desk did: {conflict}");
+    assert!(!conflict.contains("queue item"), "no internal ids: {conflict}");
 }
 
 #[tokio::test]

@@ -599,7 +599,11 @@ pub async fn action(
     }
     match perform(&state, &principal, patient_id, &form).await {
         Ok(result) => panel_response(&state, &principal, patient_id, Some(result.message), None, StatusCode::OK).await,
-        Err(error @ (WebError::Conflict(_) | WebError::BadRequest(_))) => {
+        Err(WebError::Conflict(raw)) => {
+            let words = conflict_words(&state, patient_id, &raw).await;
+            panel_response(&state, &principal, patient_id, None, Some(words), StatusCode::CONFLICT).await
+        }
+        Err(error @ WebError::BadRequest(_)) => {
             let status = error.status();
             panel_response(&state, &principal, patient_id, None, Some(error.public_message()), status).await
         }
@@ -907,8 +911,24 @@ pub async fn perform(
     };
     tx.commit().await?;
     publish_latest(state).await;
-    let message = match form.action.as_str() {
-        "prepare" => return Ok(prepared_message(state, &done, version).await),
+    if form.action == "prepare" {
+        return Ok(prepared_message(state, &done, version).await);
+    }
+    let message = action_done(&form.action);
+    let outcome = done.outcome.map(|o| o.as_str().to_string());
+    let (word, _) = wording::status(outcome.as_deref());
+    Ok(ActionResult {
+        message: format!("{message}; the rules now say: {word}."),
+        outcome,
+        version,
+        uds_test_id: done.uds_test_id,
+    })
+}
+
+/// What an action did, in words (also how another desk hears of it).
+fn action_done(action: &str) -> &'static str {
+    match action {
+        "prepare" => "Refill prepared for signature",
         "uds" => "Drug test recorded",
         "uds_collect" => "Drug test collection recorded",
         "uds_result" => "Drug test result recorded",
@@ -920,16 +940,40 @@ pub async fn perform(
         "request" => "Refill request recorded",
         "dispense" => "Dispense recorded",
         "contacted" => "Contact recorded",
-        _ => "Sent to a physician with your note",
+        "physician" => "Sent to a physician with a note",
+        _ => "Changed",
+    }
+}
+
+/// A conflict on a row in words a desk can act on: who has it (by name, never an internal id) and
+/// what was recorded on the patient in the last twelve hours, by whom and when.
+async fn conflict_words(state: &AppState, patient_id: i64, raw: &str) -> String {
+    let names = actor_names(state).await.unwrap_or_default();
+    let owner = match screens::queue_row(&state.store, state.today(), patient_id).await {
+        Ok(Some(row)) if row.status == "in_progress" => row.assigned_to.as_deref().map(|a| actor_name(&names, a)),
+        _ => None,
     };
-    let outcome = done.outcome.map(|o| o.as_str().to_string());
-    let (word, _) = wording::status(outcome.as_deref());
-    Ok(ActionResult {
-        message: format!("{message}; the rules now say: {word}."),
-        outcome,
-        version,
-        uds_test_id: done.uds_test_id,
-    })
+    let since = state.clock.now_ms() - 12 * 3_600_000;
+    let changes = accounts::patient_screen_changes(&state.store, patient_id, since, 5).await.unwrap_or_default();
+    let zone = state.settings.time_zone;
+    let recorded: Vec<String> = changes
+        .iter()
+        .filter_map(|change| {
+            let action = change.kind.strip_prefix("queue.")?;
+            let at = chrono::DateTime::from_timestamp_millis(change.changed_at_ms)?.with_timezone(&zone);
+            let who = change.actor.clone().unwrap_or_else(|| "another desk".into());
+            Some(format!("{} by {who} at {}", action_done(action), at.format("%H:%M")))
+        })
+        .collect();
+    let headline = match owner {
+        Some(owner) => format!("{owner} is working on this patient right now."),
+        None => {
+            format!("Someone else changed this row first ({}).", name_actors(&names, raw).replace("queue item", "row"))
+        }
+    };
+    let recorded =
+        if recorded.is_empty() { String::new() } else { format!(" Already recorded: {}.", recorded.join("; ")) };
+    format!("{headline}{recorded} Nothing of yours was saved: look at the row as it is now before acting.")
 }
 
 /// "Refill prepared", or "Bridge prepared: 14 days, review by ..." when a physician's bridge released it.
