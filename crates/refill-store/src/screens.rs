@@ -490,9 +490,9 @@ pub struct Dashboard {
     /// Taper plans by state: `active`, `paused`, `completed`, `cancelled`, with the mean days on taper
     /// (active: start to today; paused: start to the pause; none for completed and cancelled plans).
     pub tapers: Vec<(String, i64, Option<f64>)>,
-    /// Among today's queue, how many carry each overdue reason; and among the queue a week ago, for
-    /// the trend: (code, today, a week ago).
-    pub overdue: Vec<(String, i64, i64)>,
+    /// Over the whole clinic (each active patient's latest decision), how many carry each overdue
+    /// reason now and as of a week ago: (code, now, a week ago; `None` when no decision is that old).
+    pub overdue: Vec<(String, i64, Option<i64>)>,
     /// Open exceptions by their clinic date.
     pub open_exception_dates: Vec<(NaiveDate, String)>,
     /// Emails by delivery state (`failed` are the delivery failures).
@@ -540,22 +540,38 @@ pub async fn dashboard(store: &Store, clinic_date: NaiveDate) -> Result<Dashboar
     for (_, count, total) in &mut tapers {
         *total = total.map(|sum| sum / *count as f64);
     }
+    // Overdue monitoring over the whole clinic: each active patient's latest decision as of today, and
+    // as of a week ago (history only when a decision that old exists; never a made-up zero).
     let week_ago = clinic_date - chrono::Duration::days(7);
-    let mut overdue = Vec::new();
-    for code in OVERDUE_CODES {
-        let pattern = format!("%\"{code}\"%");
-        let (today, then): (i64, i64) = with_read_pool!(store, pool => sqlx::query_as(
-            "SELECT COALESCE(SUM(CASE WHEN q.clinic_date = $1 THEN 1 ELSE 0 END), 0), \
-                    COALESCE(SUM(CASE WHEN q.clinic_date = $3 THEN 1 ELSE 0 END), 0) \
-             FROM daily_queue q JOIN decisions d ON d.id = q.decision_id \
-             WHERE q.clinic_date IN ($1, $3) AND CAST(d.reasons AS TEXT) LIKE $2")
-            .bind(clinic_date)
-            .bind(pattern)
-            .bind(week_ago)
-            .fetch_one(pool)
-            .await?);
-        overdue.push((code.to_string(), today, then));
-    }
+    let counts = |as_of: NaiveDate| async move {
+        let sums: Vec<String> = OVERDUE_CODES
+            .iter()
+            .enumerate()
+            .map(|(i, _)| {
+                format!("COALESCE(SUM(CASE WHEN CAST(d.reasons AS TEXT) LIKE ${} THEN 1 ELSE 0 END), 0)", i + 2)
+            })
+            .collect();
+        let sql = format!(
+            "SELECT COUNT(*), {} FROM decisions d JOIN patients p ON p.id = d.patient_id AND p.active \
+             WHERE d.id IN (SELECT MAX(id) FROM decisions WHERE clinic_date <= $1 GROUP BY patient_id)",
+            sums.join(", ")
+        );
+        let row: (i64, i64, i64, i64, i64, i64, i64) = with_read_pool!(store, pool => {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(as_of);
+            for code in OVERDUE_CODES {
+                query = query.bind(format!("%\"{code}\"%"));
+            }
+            query.fetch_one(pool).await?
+        });
+        Ok::<_, StoreError>((row.0, [row.1, row.2, row.3, row.4, row.5, row.6]))
+    };
+    let (_, now) = counts(clinic_date).await?;
+    let (decided_then, then) = counts(week_ago).await?;
+    let overdue = OVERDUE_CODES
+        .iter()
+        .enumerate()
+        .map(|(i, code)| (code.to_string(), now[i], (decided_then > 0).then_some(then[i])))
+        .collect();
     let open_exception_dates: Vec<(NaiveDate, String)> = with_read_pool!(store, pool => sqlx::query_as(
         "SELECT clinic_date, urgency FROM exceptions WHERE status = 'open'")
         .fetch_all(pool)
@@ -578,7 +594,7 @@ pub enum PatientList {
     MmeBand(MmeBand),
     /// Patients with a taper plan in a state: `active`, `paused`, `completed` or `cancelled`.
     TaperState(&'static str),
-    /// Patients on today's queue whose decision carries an overdue-monitoring reason code.
+    /// Active patients whose latest decision carries an overdue-monitoring reason code.
     Overdue(&'static str),
 }
 
@@ -671,9 +687,9 @@ pub async fn patient_list(
              GROUP BY p.id, p.given_name, p.family_name, p.mrn, d.total_daily_mme {ORDER} LIMIT $2"
         ),
         PatientList::Overdue(_) => format!(
-            "SELECT {COLUMNS}, q.run_out_on AS on_date FROM daily_queue q JOIN patients p ON p.id = q.patient_id \
-             JOIN decisions d ON d.id = q.decision_id \
-             WHERE q.clinic_date = $1 AND CAST(d.reasons AS TEXT) LIKE $2 {ORDER} LIMIT $3"
+            "SELECT {COLUMNS}, d.clinic_date AS on_date FROM patients p \
+             JOIN decisions d ON d.id = (SELECT MAX(id) FROM decisions WHERE patient_id = p.id AND clinic_date <= $1) \
+             WHERE p.active AND CAST(d.reasons AS TEXT) LIKE $2 {ORDER} LIMIT $3"
         ),
     };
     let rows = with_read_pool!(store, pool => {
