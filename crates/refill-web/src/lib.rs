@@ -16,6 +16,7 @@ pub mod input;
 pub mod live;
 pub mod metrics;
 pub mod pages;
+pub mod part2;
 mod queue_cache;
 mod security;
 pub mod tls;

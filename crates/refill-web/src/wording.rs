@@ -16,10 +16,8 @@ pub fn status(outcome: Option<&str>) -> (&'static str, &'static str) {
     }
 }
 
-pub const RESTRICTED: &str = "restricted information: physician review required";
-
-/// A restricted reason on a queue row's one line: it says who acts, and nothing of the record.
-pub const RESTRICTED_HEADLINE: &str = "Physician follow-up";
+use crate::part2::Part2Access;
+pub use crate::part2::{RESTRICTED, RESTRICTED_HEADLINE};
 
 /// A queue row's one line of reasons: the headlines, joined (the side panel has each with its evidence).
 pub fn one_line(reasons: &[ReasonLine]) -> String {
@@ -107,14 +105,15 @@ struct StoredReason {
 }
 
 /// The reasons of a stored decision in plain words; restricted ones are masked unless `may_see_part2`.
-pub fn reasons(stored: Option<&str>, may_see_part2: bool) -> Vec<ReasonLine> {
+pub fn reasons(stored: Option<&str>, access: impl Into<Part2Access>) -> Vec<ReasonLine> {
+    let access = access.into();
     let Some(text) = stored else { return Vec::new() };
     // The store's own form reads straight into fields (a queue page reads a hundred of these); anything
     // else is read leniently, field by field.
     if let Ok(list) = serde_json::from_str::<Vec<StoredReason>>(text) {
         return list
             .into_iter()
-            .map(|reason| reason_line(reason.code, reason.restricted, reason.evidence.as_ref(), may_see_part2))
+            .map(|reason| reason_line(reason.code, reason.restricted, reason.evidence.as_ref(), access))
             .collect();
     }
     let Ok(value) = serde_json::from_str::<Value>(text) else { return Vec::new() };
@@ -123,7 +122,7 @@ pub fn reasons(stored: Option<&str>, may_see_part2: bool) -> Vec<ReasonLine> {
         .map(|reason| {
             let code = reason.get("code").and_then(Value::as_str).unwrap_or("").to_string();
             let restricted = reason.get("restricted").and_then(Value::as_bool).unwrap_or(false);
-            reason_line(code, restricted, reason.get("evidence"), may_see_part2)
+            reason_line(code, restricted, reason.get("evidence"), access)
         })
         .collect()
 }
@@ -133,8 +132,8 @@ pub fn reasons(stored: Option<&str>, may_see_part2: bool) -> Vec<ReasonLine> {
 pub const RESTRICTED_CODE: &str = "restricted";
 
 /// One reason in words. This is the one place restricted reasons are masked, code and text alike.
-fn reason_line(code: String, restricted: bool, evidence: Option<&Value>, may_see_part2: bool) -> ReasonLine {
-    if restricted && !may_see_part2 {
+fn reason_line(code: String, restricted: bool, evidence: Option<&Value>, access: Part2Access) -> ReasonLine {
+    if access.hides(restricted) {
         return ReasonLine {
             code: RESTRICTED_CODE.to_string(),
             text: RESTRICTED.to_string(),
@@ -350,7 +349,12 @@ fn value_words(value: Option<&Value>) -> String {
 /// What is due, from a stored task list. A task whose only causes are restricted (42 CFR Part 2)
 /// reasons reads "Physician follow-up" for anyone without access: "Confirmatory test" or "Naloxone
 /// offer" would say what the restricted record holds.
-pub fn due(stored_tasks: Option<&str>, stored_reasons: Option<&str>, may_see_part2: bool) -> Vec<&'static str> {
+pub fn due(
+    stored_tasks: Option<&str>,
+    stored_reasons: Option<&str>,
+    access: impl Into<Part2Access>,
+) -> Vec<&'static str> {
+    let access = access.into();
     #[derive(serde::Deserialize)]
     struct TaskCause {
         #[serde(default)]
@@ -363,7 +367,7 @@ pub fn due(stored_tasks: Option<&str>, stored_reasons: Option<&str>, may_see_par
     for task in stored_tasks.and_then(|text| serde_json::from_str::<Vec<String>>(text).ok()).unwrap_or_default() {
         let mut its = causes.iter().filter(|c| c.task.as_deref() == Some(task.as_str())).peekable();
         let only_restricted = its.peek().is_some() && its.all(|c| c.restricted);
-        let word = if only_restricted && !may_see_part2 { RESTRICTED_HEADLINE } else { task_words(&task) };
+        let word = if access.hides(only_restricted) { RESTRICTED_HEADLINE } else { task_words(&task) };
         if !words.contains(&word) {
             words.push(word);
         }
@@ -413,7 +417,7 @@ pub fn window(stored: Option<&str>, eligible_on: Option<chrono::NaiveDate>) -> S
 pub fn standing_decision(
     decision: &refill_store::cycle::PhysicianDecisionRecord,
     signer: &str,
-    may_see_part2: bool,
+    access: impl Into<Part2Access>,
 ) -> String {
     let option = match decision.choice.as_str() {
         "bridge" => {
@@ -427,10 +431,11 @@ pub fn standing_decision(
         other => other.to_string(),
     };
     let review = decision.review_by.map(|d| format!(", review by {d}")).unwrap_or_default();
-    let rationale = match (&decision.rationale, may_see_part2) {
-        (_, false) => format!(" — {RESTRICTED}"),
-        (Some(text), true) => format!(" — “{text}”"),
-        (None, true) => String::new(),
+    // A rationale may quote the record: masked whenever the viewer lacks access (the caller says so).
+    let rationale = match (&decision.rationale, access.into()) {
+        (_, Part2Access::Masked) => format!(" — {RESTRICTED}"),
+        (Some(text), Part2Access::Open) => format!(" — “{text}”"),
+        (None, Part2Access::Open) => String::new(),
     };
     format!("{option}{review} ({signer}, {}){rationale}", decision.signed_on)
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::patient::{PatientView, load_patient_view};
 use super::queue::{actor_name, actor_names, app_error, note_change, publish_latest};
 use super::taper::{PresetChoice, TAPER_DECISIONS, preset_choices};
-use super::{Chrome, actor, audit_view, days_until, form_number, may_see_part2, render};
+use super::{Chrome, actor, audit_view, days_until, form_number, render};
 use crate::auth::Principal;
 use crate::{AppState, WebError, wording};
 
@@ -42,7 +42,7 @@ pub fn exception_view(
     row: &ExceptionRow,
     today: chrono::NaiveDate,
     names: &std::collections::HashMap<String, String>,
-    may_see_part2: bool,
+    access: impl Into<crate::part2::Part2Access>,
 ) -> ExceptionView {
     let (status_word, status_class) = wording::status(Some(&row.outcome));
     ExceptionView {
@@ -59,7 +59,7 @@ pub fn exception_view(
         mme: row.total_daily_mme.map(|m| format!("{m:.0}")).unwrap_or_else(|| "—".into()),
         status_word,
         status_class,
-        reasons: wording::reasons(Some(&row.reasons), may_see_part2),
+        reasons: wording::reasons(Some(&row.reasons), access),
         policy_version: row.policy_version.clone(),
         resolved: row.resolution.as_ref().map(|r| {
             format!(
@@ -385,9 +385,10 @@ async fn detail_page(
 ) -> Result<Response, WebError> {
     let today = state.today();
     let row = screens::exception(&state.store, today, exception_id).await?;
-    let part2 = may_see_part2(state, principal, row.patient_id).await?;
+    let access = crate::part2::Part2Access::for_patient(state, principal, row.patient_id).await?;
+    let part2 = access.is_open();
     let names = actor_names(state).await?;
-    let item = exception_view(&row, today, &names, part2);
+    let item = exception_view(&row, today, &names, access);
     let patient = load_patient_view(state, row.patient_id, part2, &names).await?;
     let taper_state = patient.taper_state;
     let notes = state
@@ -421,7 +422,7 @@ async fn detail_page(
     let orders = screens::regimens(&state.store, &[row.patient_id])
         .await?
         .into_iter()
-        .filter(|line| part2 || line.confidentiality != "part2")
+        .filter(|line| !access.hides(line.confidentiality == "part2"))
         .map(|line| {
             let missing = match (line.dose_value, line.dose_unit.as_deref(), line.doses_per_day) {
                 (None, _, _) => "no dose",

@@ -102,15 +102,10 @@ pub async fn audit_view(
     state.view_audit.record(event).await
 }
 
-/// Whether this person may see 42 CFR Part 2 facts of this patient right now (a break-glass grant).
+/// Whether this person may see 42 CFR Part 2 facts of this patient right now: see `part2`, where it is
+/// decided (kept for the screens that hold the grant as a flag).
 pub async fn may_see_part2(state: &AppState, principal: &Principal, patient_id: i64) -> Result<bool, WebError> {
-    let Some(user) = principal.user() else { return Ok(false) };
-    if user.role != Role::Physician {
-        return Ok(false);
-    }
-    let grant =
-        refill_store::accounts::active_break_glass(&state.store, user.id, patient_id, state.clock.now_ms()).await?;
-    Ok(grant.is_some())
+    Ok(crate::part2::Part2Access::for_patient(state, principal, patient_id).await?.is_open())
 }
 
 pub async fn home(Extension(principal): Extension<Principal>) -> Redirect {

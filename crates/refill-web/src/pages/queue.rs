@@ -95,11 +95,12 @@ fn whole_number(value: f64) -> Option<String> {
     whole.then(|| (value as i64).to_string())
 }
 
-pub fn regimen_text(lines: &[&RegimenLine], may_see_part2: bool) -> String {
+pub fn regimen_text(lines: &[&RegimenLine], access: impl Into<crate::part2::Part2Access>) -> String {
+    let access = access.into();
     let parts: Vec<String> = lines
         .iter()
         .map(|line| {
-            if line.confidentiality == "part2" && !may_see_part2 {
+            if access.hides(line.confidentiality == "part2") {
                 wording::RESTRICTED.to_string()
             } else {
                 let name =
@@ -137,7 +138,7 @@ pub fn row_view(
         }
     }
     // The queue never shows Part 2 facts: restricted reasons are masked for everyone here.
-    let reasons = wording::reasons(row.reasons.as_deref(), false);
+    let reasons = wording::reasons(row.reasons.as_deref(), crate::part2::Part2Access::Masked);
     let window = wording::window(row.refill_window.as_deref(), row.eligible_on);
     RowView {
         why: why_line(&window, "", &reasons),
@@ -155,8 +156,8 @@ pub fn row_view(
         status_class,
         outcome: row.outcome.clone(),
         reasons,
-        due: wording::due(row.tasks.as_deref(), row.reasons.as_deref(), false),
-        regimen: regimen_text(&lines, false),
+        due: wording::due(row.tasks.as_deref(), row.reasons.as_deref(), crate::part2::Part2Access::Masked),
+        regimen: regimen_text(&lines, crate::part2::Part2Access::Masked),
         mme: row
             .total_daily_mme
             .map(|m| whole_number(m).unwrap_or_else(|| format!("{m:.0}")))
