@@ -238,6 +238,7 @@ fn the_desk_and_the_physician_work_from_the_screens_and_every_page_passes_axe() 
         "return Math.max(...[...document.querySelectorAll('tr.row')].map(r => r.getBoundingClientRect().height));",
     );
     assert!(tallest.as_f64().is_some_and(|h| h <= 36.0), "one line per row (tallest {tallest} px)");
+    eprintln!("queue at 1440x900: {visible} rows on the first screen, tallest row {tallest} px");
     let legend = staff.script(
         "const b = document.querySelector('#keys').getBoundingClientRect(); return b.bottom <= window.innerHeight;",
     );
@@ -292,6 +293,10 @@ fn the_desk_and_the_physician_work_from_the_screens_and_every_page_passes_axe() 
         Duration::from_secs(10),
     );
     physician.find("#exception-list tr.row");
+    let size = physician.script(
+        "return [document.documentElement.outerHTML.length, document.querySelectorAll('#exception-list tr.row').length];",
+    );
+    eprintln!("/exceptions first page: [characters, rows] = {size}");
     check(&physician, "/exceptions");
     physician.screenshot(shots.as_deref(), "exceptions");
     let target = physician.script("return document.querySelector('#exception-list tr.row').dataset.href;");
