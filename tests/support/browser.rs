@@ -3,7 +3,8 @@
 //! added with `refill user add`, and `refill serve` on a free loopback port.
 //!
 //! `browsers_available` prints a notice and returns false when chromium or chromedriver is missing, and
-//! fails instead when CI=true.
+//! fails instead when CI=true. `axe_source` does the same for axe-core (the accessibility checker, an
+//! npm package installed outside the repository's tracked files: `.ci/run` puts it in `target/axe`).
 #![allow(dead_code)] // each test file uses part of the harness
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -106,7 +107,7 @@ impl Browser {
             "browserName": "chrome",
             "goog:chromeOptions": { "binary": CHROMIUM, "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-                "--no-first-run", "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
+                "--no-first-run", "--disable-component-update", "--disable-sync", "--window-size=1440,900",
                 format!("--user-data-dir={}", profile.display()),
             ]}
         }}});
@@ -114,7 +115,16 @@ impl Browser {
         assert_eq!(status, 200, "new session: {body}");
         let value: Value = serde_json::from_str(&body).expect("json");
         let session = value["value"]["sessionId"].as_str().expect("session id").to_string();
-        Browser { driver_port, session, base: base.to_string() }
+        let browser = Browser { driver_port, session, base: base.to_string() };
+        // The page area of a desk's 1440x900 screen exactly (the window size counts the browser's own
+        // frame, which headless modes size differently).
+        browser.command(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({ "cmd": "Emulation.setDeviceMetricsOverride",
+                         "params": { "width": 1440, "height": 900, "deviceScaleFactor": 1, "mobile": false } })),
+        );
+        browser
     }
 
     pub fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
@@ -160,6 +170,35 @@ impl Browser {
 
     pub fn script(&self, script: &str) -> Value {
         self.command("POST", "/execute/sync", Some(json!({ "script": script, "args": [] })))
+    }
+
+    /// Run an asynchronous script: it calls its last argument with the result.
+    pub fn script_async(&self, script: &str) -> Value {
+        self.command("POST", "/execute/async", Some(json!({ "script": script, "args": [] })))
+    }
+
+    /// Run axe-core (`axe`: its source) on the page as it is now and return the problems that fail a
+    /// page: any critical violation, any form field or button without a label or name, and colour as
+    /// the only signal of a link. Each problem reads "rule (impact): help, N nodes: first node".
+    pub fn accessibility_problems(&self, axe: &str) -> Vec<String> {
+        // The source runs as the script's body (the page's content security policy does not apply to
+        // WebDriver scripts) and leaves `window.axe` behind.
+        self.script(&format!("{axe}\n;return typeof window.axe === 'object';"));
+        let found = self.script_async(
+            "const done = arguments[arguments.length - 1];              axe.run(document, { resultTypes: ['violations'] })                .then(r => done(r.violations.map(v => ({ id: v.id, impact: v.impact || '', help: v.help,                  nodes: v.nodes.length, first: (v.nodes[0] && v.nodes[0].target || []).join(' ') }))))                .catch(e => done([{ id: 'axe-error', impact: 'critical', help: String(e), nodes: 0, first: '' }]));",
+        );
+        const ALWAYS: [&str; 5] =
+            ["label", "select-name", "button-name", "link-in-text-block", "aria-input-field-name"];
+        let url = self.command("GET", "/url", None);
+        eprintln!("axe on {url}: {found}");
+        found
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|v| v["impact"] == "critical" || ALWAYS.iter().any(|id| v["id"] == *id))
+            .map(|v| format!("{} ({}): {}, {} nodes: {}", v["id"], v["impact"], v["help"], v["nodes"], v["first"]))
+            .collect()
     }
 
     pub fn sign_in(&self, username: &str, password: &str) {
@@ -222,6 +261,24 @@ pub fn browsers_available() -> bool {
         eprintln!("notice: {CHROMIUM} or {CHROMEDRIVER} missing; skipping the browser test");
     }
     present
+}
+
+/// Where `.ci/run` installs axe-core (under the ignored `target/`).
+pub const AXE_PATH: &str = "target/axe/node_modules/axe-core/axe.min.js";
+
+/// axe-core's source (`REFILL_AXE_JS` or [`AXE_PATH`]); `None` with a notice when absent, and a failure
+/// instead when CI=true.
+pub fn axe_source() -> Option<String> {
+    let path = std::env::var("REFILL_AXE_JS")
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(AXE_PATH).display().to_string());
+    match std::fs::read_to_string(&path) {
+        Ok(source) => Some(source),
+        Err(error) => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "axe-core is required in CI ({path}: {error})");
+            eprintln!("notice: axe-core missing at {path} ({error}); skipping the accessibility checks");
+            None
+        }
+    }
 }
 
 /// A demo clinic served by `refill serve`, chromedriver, and sign-ins for a staff member, a physician

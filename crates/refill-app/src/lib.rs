@@ -13,6 +13,7 @@
 //! - [`physician`]: signing an exception: the decision that stands for the cycle, taper changes.
 //! - [`daily`]: the daily run of one chunk of patients, its reminders and alerts.
 //! - [`cds`]: CDS Hooks advice for an EHR, from the same decision the queue shows (nothing recorded).
+//! - [`regimen`]: a physician corrects an order's dose the rules could not compute MME from.
 //! - [`privacy`]: breaking the glass to a Part 2 record, with the privacy officer's alert.
 
 pub mod cds;
@@ -21,6 +22,7 @@ pub mod decide;
 mod error;
 pub mod physician;
 pub mod privacy;
+pub mod regimen;
 pub mod staff;
 
 use std::sync::Arc;

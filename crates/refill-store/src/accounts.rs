@@ -229,6 +229,42 @@ pub async fn set_disabled(
     tx.commit().await
 }
 
+/// Change a user's role, ending every session of that user (the next sign-in carries the new role),
+/// with its audit event (role before and after) by `actor`, in one transaction.
+///
+/// # Errors
+/// `NotFound` when there is no such user.
+pub async fn set_role(
+    store: &Store,
+    user_id: i64,
+    role: Role,
+    now_ms: i64,
+    actor: &crate::Actor,
+) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    let before: Option<String> = with_tx!(&mut tx, conn => sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?);
+    let Some(before) = before else {
+        tx.rollback().await?;
+        return Err(StoreError::NotFound(format!("user {user_id}")));
+    };
+    with_tx!(&mut tx, conn => sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+        .bind(role.as_str())
+        .bind(user_id)
+        .execute(conn)
+        .await?
+        .rows_affected());
+    end_user_sessions_in(&mut tx, user_id, now_ms, "role changed").await?;
+    let event = AuditEvent::new(actor, "account.role_changed", "user")
+        .resource_id(user_id.to_string())
+        .before(serde_json::json!({ "role": before }))
+        .after(serde_json::json!({ "role": role.as_str() }));
+    store.append_audit(&mut tx, &event).await?;
+    tx.commit().await
+}
+
 /// Enrol (`Some`) or remove (`None`) a user's TOTP second factor (base32 secret), with its audit event,
 /// in one transaction. `actor` is the user themself, or an admin resetting a lost authenticator. The
 /// last-used step is cleared with it, so a new enrolment starts clean. The secret itself is never
@@ -788,6 +824,25 @@ pub async fn screen_changes_after(store: &Store, after_seq: i64, limit: i64) -> 
     let rows = with_read_pool!(store, pool => sqlx::query_as(
         "SELECT seq, patient_id, kind, actor, changed_at_ms FROM screen_changes WHERE seq > $1 ORDER BY seq LIMIT $2")
         .bind(after_seq)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?);
+    Ok(rows)
+}
+
+/// What was recorded on one patient since `since_ms` (presence marks left out), newest first, at most
+/// `limit`: a desk told that another is on the row also learns what that desk already did.
+pub async fn patient_screen_changes(
+    store: &Store,
+    patient_id: i64,
+    since_ms: i64,
+    limit: i64,
+) -> Result<Vec<ScreenChange>, StoreError> {
+    let rows = with_read_pool!(store, pool => sqlx::query_as(
+        "SELECT seq, patient_id, kind, actor, changed_at_ms FROM screen_changes \
+         WHERE patient_id = $1 AND changed_at_ms >= $2 AND kind <> 'presence' ORDER BY seq DESC LIMIT $3")
+        .bind(patient_id)
+        .bind(since_ms)
         .bind(limit)
         .fetch_all(pool)
         .await?);

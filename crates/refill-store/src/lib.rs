@@ -30,6 +30,7 @@ pub mod queue;
 pub mod reminders;
 pub mod schedule;
 pub mod screens;
+pub mod search;
 pub mod state_seal;
 mod store;
 

@@ -13,6 +13,9 @@ use crate::{Store, StoreError};
 /// Which rows of today's queue to show: the tallies across the top of the screen are these filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum QueueFilter {
+    /// What the refill desk can act on: not done and not waiting on a physician (the queue screen's
+    /// default; rows with a physician sit behind their own tally).
+    Desk,
     /// Everything not done yet.
     #[default]
     Open,
@@ -29,7 +32,8 @@ pub enum QueueFilter {
 }
 
 impl QueueFilter {
-    pub const ALL: [QueueFilter; 7] = [
+    pub const ALL: [QueueFilter; 8] = [
+        QueueFilter::Desk,
         QueueFilter::Open,
         QueueFilter::Ready,
         QueueFilter::NeedsTask,
@@ -41,6 +45,7 @@ impl QueueFilter {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            QueueFilter::Desk => "desk",
             QueueFilter::Open => "open",
             QueueFilter::Ready => "ready",
             QueueFilter::NeedsTask => "tasks",
@@ -58,6 +63,9 @@ impl QueueFilter {
     /// The WHERE fragment (fixed text; `$4` is the "runs out by" date).
     fn condition(self) -> &'static str {
         match self {
+            QueueFilter::Desk => {
+                "q.status <> 'done' AND (q.outcome IS NULL OR q.outcome NOT IN ('ESCALATE', 'ESCALATE_URGENT'))"
+            }
             QueueFilter::Open => "q.status <> 'done'",
             QueueFilter::Ready => "q.status <> 'done' AND q.outcome = 'APPROVE'",
             QueueFilter::NeedsTask => "q.status <> 'done' AND q.outcome = 'APPROVE_WITH_TASKS'",
@@ -109,6 +117,7 @@ const QUEUE_COLUMNS: &str = "q.id AS queue_id, q.patient_id, q.clinic_date, q.ou
 /// The counts across the top of the queue screen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromRow, serde::Serialize)]
 pub struct QueueTallies {
+    pub desk: Option<i64>,
     pub open: Option<i64>,
     pub ready: Option<i64>,
     pub needs_task: Option<i64>,
@@ -121,6 +130,7 @@ pub struct QueueTallies {
 impl QueueTallies {
     pub fn count(&self, filter: QueueFilter) -> i64 {
         match filter {
+            QueueFilter::Desk => self.desk,
             QueueFilter::Open => self.open,
             QueueFilter::Ready => self.ready,
             QueueFilter::NeedsTask => self.needs_task,
@@ -182,6 +192,8 @@ pub async fn queue_tallies(store: &Store, clinic_date: NaiveDate) -> Result<Queu
     let runs_out_by = clinic_date.succ_opt().unwrap_or(clinic_date);
     let tallies = with_read_pool!(store, pool => sqlx::query_as(
         "SELECT \
+           SUM(CASE WHEN status <> 'done' AND (outcome IS NULL OR outcome NOT IN ('ESCALATE', 'ESCALATE_URGENT')) \
+             THEN 1 ELSE 0 END) AS desk, \
            SUM(CASE WHEN status <> 'done' THEN 1 ELSE 0 END) AS open, \
            SUM(CASE WHEN status <> 'done' AND outcome = 'APPROVE' THEN 1 ELSE 0 END) AS ready, \
            SUM(CASE WHEN status <> 'done' AND outcome = 'APPROVE_WITH_TASKS' THEN 1 ELSE 0 END) AS needs_task, \
@@ -269,20 +281,42 @@ pub async fn open_exceptions(
     clinic_date: NaiveDate,
     limit: i64,
 ) -> Result<Vec<ExceptionRow>, StoreError> {
+    open_exceptions_page(store, clinic_date, limit, 0).await
+}
+
+/// One page of the open exceptions, in the list's order (urgent first, then by supply run-out, then the
+/// oldest): the physician's list is paged.
+pub async fn open_exceptions_page(
+    store: &Store,
+    clinic_date: NaiveDate,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<ExceptionRow>, StoreError> {
     let sql = format!(
         "SELECT {EXCEPTION_COLUMNS} FROM exceptions e JOIN patients p ON p.id = e.patient_id \
          JOIN decisions d ON d.id = e.decision_id \
          LEFT JOIN daily_queue q ON q.patient_id = e.patient_id AND q.clinic_date = $1 \
          WHERE e.status = 'open' \
          ORDER BY CASE WHEN e.urgency = 'urgent' THEN 0 ELSE 1 END, q.run_out_on NULLS LAST, e.raised_at, e.id \
-         LIMIT $2"
+         LIMIT $2 OFFSET $3"
     );
     let rows = with_read_pool!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(clinic_date)
         .bind(limit)
+        .bind(offset)
         .fetch_all(pool)
         .await?);
     Ok(rows)
+}
+
+/// How many exceptions are open, and how many of them urgent (the list's heading).
+pub async fn open_exception_counts(store: &Store) -> Result<(i64, i64), StoreError> {
+    let counts: (i64, i64) = with_read_pool!(store, pool => sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN urgency = 'urgent' THEN 1 ELSE 0 END), 0) \
+         FROM exceptions WHERE status = 'open'")
+        .fetch_one(pool)
+        .await?);
+    Ok(counts)
 }
 
 pub async fn exception(store: &Store, clinic_date: NaiveDate, exception_id: i64) -> Result<ExceptionRow, StoreError> {
@@ -456,9 +490,9 @@ pub struct Dashboard {
     /// Taper plans by state: `active`, `paused`, `completed`, `cancelled`, with the mean days on taper
     /// (active: start to today; paused: start to the pause; none for completed and cancelled plans).
     pub tapers: Vec<(String, i64, Option<f64>)>,
-    /// Among today's queue, how many carry each overdue reason; and among the queue a week ago, for
-    /// the trend: (code, today, a week ago).
-    pub overdue: Vec<(String, i64, i64)>,
+    /// Over the whole clinic (each active patient's latest decision), how many carry each overdue
+    /// reason now and as of a week ago: (code, now, a week ago; `None` when no decision is that old).
+    pub overdue: Vec<(String, i64, Option<i64>)>,
     /// Open exceptions by their clinic date.
     pub open_exception_dates: Vec<(NaiveDate, String)>,
     /// Emails by delivery state (`failed` are the delivery failures).
@@ -506,22 +540,38 @@ pub async fn dashboard(store: &Store, clinic_date: NaiveDate) -> Result<Dashboar
     for (_, count, total) in &mut tapers {
         *total = total.map(|sum| sum / *count as f64);
     }
+    // Overdue monitoring over the whole clinic: each active patient's latest decision as of today, and
+    // as of a week ago (history only when a decision that old exists; never a made-up zero).
     let week_ago = clinic_date - chrono::Duration::days(7);
-    let mut overdue = Vec::new();
-    for code in OVERDUE_CODES {
-        let pattern = format!("%\"{code}\"%");
-        let (today, then): (i64, i64) = with_read_pool!(store, pool => sqlx::query_as(
-            "SELECT COALESCE(SUM(CASE WHEN q.clinic_date = $1 THEN 1 ELSE 0 END), 0), \
-                    COALESCE(SUM(CASE WHEN q.clinic_date = $3 THEN 1 ELSE 0 END), 0) \
-             FROM daily_queue q JOIN decisions d ON d.id = q.decision_id \
-             WHERE q.clinic_date IN ($1, $3) AND CAST(d.reasons AS TEXT) LIKE $2")
-            .bind(clinic_date)
-            .bind(pattern)
-            .bind(week_ago)
-            .fetch_one(pool)
-            .await?);
-        overdue.push((code.to_string(), today, then));
-    }
+    let counts = |as_of: NaiveDate| async move {
+        let sums: Vec<String> = OVERDUE_CODES
+            .iter()
+            .enumerate()
+            .map(|(i, _)| {
+                format!("COALESCE(SUM(CASE WHEN CAST(d.reasons AS TEXT) LIKE ${} THEN 1 ELSE 0 END), 0)", i + 2)
+            })
+            .collect();
+        let sql = format!(
+            "SELECT COUNT(*), {} FROM decisions d JOIN patients p ON p.id = d.patient_id AND p.active \
+             WHERE d.id IN (SELECT MAX(id) FROM decisions WHERE clinic_date <= $1 GROUP BY patient_id)",
+            sums.join(", ")
+        );
+        let row: (i64, i64, i64, i64, i64, i64, i64) = with_read_pool!(store, pool => {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(as_of);
+            for code in OVERDUE_CODES {
+                query = query.bind(format!("%\"{code}\"%"));
+            }
+            query.fetch_one(pool).await?
+        });
+        Ok::<_, StoreError>((row.0, [row.1, row.2, row.3, row.4, row.5, row.6]))
+    };
+    let (_, now) = counts(clinic_date).await?;
+    let (decided_then, then) = counts(week_ago).await?;
+    let overdue = OVERDUE_CODES
+        .iter()
+        .enumerate()
+        .map(|(i, code)| (code.to_string(), now[i], (decided_then > 0).then_some(then[i])))
+        .collect();
     let open_exception_dates: Vec<(NaiveDate, String)> = with_read_pool!(store, pool => sqlx::query_as(
         "SELECT clinic_date, urgency FROM exceptions WHERE status = 'open'")
         .fetch_all(pool)
@@ -544,7 +594,7 @@ pub enum PatientList {
     MmeBand(MmeBand),
     /// Patients with a taper plan in a state: `active`, `paused`, `completed` or `cancelled`.
     TaperState(&'static str),
-    /// Patients on today's queue whose decision carries an overdue-monitoring reason code.
+    /// Active patients whose latest decision carries an overdue-monitoring reason code.
     Overdue(&'static str),
 }
 
@@ -637,9 +687,9 @@ pub async fn patient_list(
              GROUP BY p.id, p.given_name, p.family_name, p.mrn, d.total_daily_mme {ORDER} LIMIT $2"
         ),
         PatientList::Overdue(_) => format!(
-            "SELECT {COLUMNS}, q.run_out_on AS on_date FROM daily_queue q JOIN patients p ON p.id = q.patient_id \
-             JOIN decisions d ON d.id = q.decision_id \
-             WHERE q.clinic_date = $1 AND CAST(d.reasons AS TEXT) LIKE $2 {ORDER} LIMIT $3"
+            "SELECT {COLUMNS}, d.clinic_date AS on_date FROM patients p \
+             JOIN decisions d ON d.id = (SELECT MAX(id) FROM decisions WHERE patient_id = p.id AND clinic_date <= $1) \
+             WHERE p.active AND CAST(d.reasons AS TEXT) LIKE $2 {ORDER} LIMIT $3"
         ),
     };
     let rows = with_read_pool!(store, pool => {

@@ -82,6 +82,7 @@ pub const ROUTES: &[RouteSpec] = &[
     route("POST", "/admin/wall-codes", Access::Roles(ADMINS)),
     route("POST", "/admin/wall-sessions/{handle}/revoke", Access::Roles(ADMINS)),
     route("POST", "/admin/users/{user_id}/second-factor/reset", Access::Roles(ADMINS)),
+    route("POST", "/admin/users/{user_id}", Access::Roles(ADMINS)),
     route("GET", "/account/second-factor", Access::Roles(ALL_ROLES)),
     route("POST", "/account/second-factor", Access::Roles(ALL_ROLES)),
     route("POST", "/account/second-factor/remove", Access::Roles(ALL_ROLES)),

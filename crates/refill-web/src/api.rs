@@ -13,7 +13,8 @@ use crate::auth::Principal;
 use crate::pages::exceptions::{self, DecideForm};
 use crate::pages::patient::load_patient_view;
 use crate::pages::queue::{self, ActionForm, QueueParams};
-use crate::pages::{audit_view, dashboard, may_see_part2};
+use crate::pages::{audit_view, dashboard};
+use crate::part2::Part2Access;
 use crate::{AppState, WebError};
 
 pub async fn session(Extension(principal): Extension<Principal>) -> Result<Json<serde_json::Value>, WebError> {
@@ -108,10 +109,10 @@ pub async fn exception(
 ) -> Result<Response, WebError> {
     let today = state.today();
     let row = screens::exception(&state.store, today, exception_id).await?;
-    let part2 = may_see_part2(&state, &principal, row.patient_id).await?;
+    let access = Part2Access::for_patient(&state, &principal, row.patient_id).await?;
     let names = queue::actor_names(&state).await?;
-    let view = exceptions::exception_view(&row, today, &names, part2);
-    let patient = load_patient_view(&state, row.patient_id, part2, &names).await?;
+    let view = exceptions::exception_view(&row, today, &names, access);
+    let patient = load_patient_view(&state, row.patient_id, access, &names).await?;
     audit_view(
         &state,
         &principal,
@@ -142,9 +143,10 @@ pub async fn patient(
     Extension(principal): Extension<Principal>,
     Path(patient_id): Path<i64>,
 ) -> Result<Response, WebError> {
-    let part2 = may_see_part2(&state, &principal, patient_id).await?;
+    let access = Part2Access::for_patient(&state, &principal, patient_id).await?;
+    let part2 = access.is_open();
     let names = queue::actor_names(&state).await?;
-    let view = load_patient_view(&state, patient_id, part2, &names).await?;
+    let view = load_patient_view(&state, patient_id, access, &names).await?;
     audit_view(
         &state,
         &principal,

@@ -66,6 +66,15 @@ pub fn check_action(form: &ActionForm) -> Result<(), WebError> {
         ("filled_on", &form.filled_on),
         ("days_supply", &form.days_supply),
         ("quantity", &form.quantity),
+        ("prescriber_1", &form.prescriber_1),
+        ("class_1", &form.class_1),
+        ("finding_on_1", &form.finding_on_1),
+        ("prescriber_2", &form.prescriber_2),
+        ("class_2", &form.class_2),
+        ("finding_on_2", &form.finding_on_2),
+        ("prescriber_3", &form.prescriber_3),
+        ("class_3", &form.class_3),
+        ("finding_on_3", &form.finding_on_3),
     ] {
         if let Some(value) = value {
             check_text(field, value, MAX_SHORT_CHARS, false)?;

@@ -17,6 +17,7 @@ pub mod input;
 pub mod live;
 pub mod metrics;
 pub mod pages;
+pub mod part2;
 mod queue_cache;
 mod security;
 pub mod tls;
@@ -223,6 +224,7 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/wall-codes", post(admin::issue_wall_code))
         .route("/admin/wall-sessions/{handle}/revoke", post(admin::revoke_wall_session))
         .route("/admin/users/{user_id}/second-factor/reset", post(account::admin_reset))
+        .route("/admin/users/{user_id}", post(admin::change_account))
         .route("/account/second-factor", get(account::page).post(account::enrol))
         .route("/account/second-factor/remove", post(account::remove))
         .route("/events", get(live::events))

@@ -16,7 +16,19 @@ pub fn status(outcome: Option<&str>) -> (&'static str, &'static str) {
     }
 }
 
-pub const RESTRICTED: &str = "restricted information: physician review required";
+use crate::part2::Part2Access;
+pub use crate::part2::{RESTRICTED, RESTRICTED_HEADLINE};
+
+/// A queue row's one line of reasons: the headlines, joined (the side panel has each with its evidence).
+pub fn one_line(reasons: &[ReasonLine]) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for reason in reasons {
+        if !seen.contains(&reason.headline.as_str()) {
+            seen.push(&reason.headline);
+        }
+    }
+    seen.join(" · ")
+}
 
 /// The sentence for a reason code (the evidence follows it).
 fn reason_sentence(code: &str) -> &'static str {
@@ -76,7 +88,10 @@ pub fn task_words(task: &str) -> &'static str {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReasonLine {
     pub code: String,
+    /// The sentence with its evidence (the side panel, the exception detail).
     pub text: String,
+    /// The sentence alone: what a queue row's one line shows.
+    pub headline: String,
     pub restricted: bool,
 }
 
@@ -90,14 +105,15 @@ struct StoredReason {
 }
 
 /// The reasons of a stored decision in plain words; restricted ones are masked unless `may_see_part2`.
-pub fn reasons(stored: Option<&str>, may_see_part2: bool) -> Vec<ReasonLine> {
+pub fn reasons(stored: Option<&str>, access: impl Into<Part2Access>) -> Vec<ReasonLine> {
+    let access = access.into();
     let Some(text) = stored else { return Vec::new() };
     // The store's own form reads straight into fields (a queue page reads a hundred of these); anything
     // else is read leniently, field by field.
     if let Ok(list) = serde_json::from_str::<Vec<StoredReason>>(text) {
         return list
             .into_iter()
-            .map(|reason| reason_line(reason.code, reason.restricted, reason.evidence.as_ref(), may_see_part2))
+            .map(|reason| reason_line(reason.code, reason.restricted, reason.evidence.as_ref(), access))
             .collect();
     }
     let Ok(value) = serde_json::from_str::<Value>(text) else { return Vec::new() };
@@ -106,7 +122,7 @@ pub fn reasons(stored: Option<&str>, may_see_part2: bool) -> Vec<ReasonLine> {
         .map(|reason| {
             let code = reason.get("code").and_then(Value::as_str).unwrap_or("").to_string();
             let restricted = reason.get("restricted").and_then(Value::as_bool).unwrap_or(false);
-            reason_line(code, restricted, reason.get("evidence"), may_see_part2)
+            reason_line(code, restricted, reason.get("evidence"), access)
         })
         .collect()
 }
@@ -116,17 +132,19 @@ pub fn reasons(stored: Option<&str>, may_see_part2: bool) -> Vec<ReasonLine> {
 pub const RESTRICTED_CODE: &str = "restricted";
 
 /// One reason in words. This is the one place restricted reasons are masked, code and text alike.
-fn reason_line(code: String, restricted: bool, evidence: Option<&Value>, may_see_part2: bool) -> ReasonLine {
-    if restricted && !may_see_part2 {
-        return ReasonLine { code: RESTRICTED_CODE.to_string(), text: RESTRICTED.to_string(), restricted };
+fn reason_line(code: String, restricted: bool, evidence: Option<&Value>, access: Part2Access) -> ReasonLine {
+    if access.hides(restricted) {
+        return ReasonLine {
+            code: RESTRICTED_CODE.to_string(),
+            text: RESTRICTED.to_string(),
+            headline: RESTRICTED_HEADLINE.to_string(),
+            restricted,
+        };
     }
     let evidence = evidence_words(evidence);
-    let text = if evidence.is_empty() {
-        reason_sentence(&code).to_string()
-    } else {
-        format!("{}: {}", reason_sentence(&code), evidence)
-    };
-    ReasonLine { code, text, restricted }
+    let headline = reason_sentence(&code).to_string();
+    let text = if evidence.is_empty() { headline.clone() } else { format!("{headline}: {evidence}") };
+    ReasonLine { code, text, headline, restricted }
 }
 
 /// The evidence in plain words, `; `-separated: what it is about first (the medication, the
@@ -184,6 +202,42 @@ fn evidence_words(evidence: Option<&Value>) -> String {
                 "previous_total_daily_mme" => (2, format!("previously {words} MME/day")),
                 "age_years" => (2, format!("age {words}")),
                 "triggers" => (2, format!("because of {}", words.replace('_', " "))),
+                "confirmatory" => {
+                    (2, if words == "yes" { "confirmed by a lab" } else { "not yet confirmed by a lab" }.to_string())
+                }
+                "uds_kind" => (2, format!("{} test", words.replace('_', "-"))),
+                "on_time_fraction" => (2, percent_on_time(value)),
+                "lookback_days" | "policy_lookback_days" => (3, format!("over the last {words} days")),
+                "allowance_days" => (3, format!("{words} days early allowed")),
+                "days_left" if words == "1" => (2, "1 day of supply left".to_string()),
+                "days_left" => (2, format!("{words} days of supply left")),
+                "drug_class" => (0, words.replace('_', " ")),
+                "prescriber" | "pdmp_prescriber" => (0, format!("prescriber {words}")),
+                "previous_prescriber" => (2, format!("previously prescribed by {words}")),
+                "earlier_reports_in_window" => (2, format!("{words} earlier report(s)")),
+                "early_requests" => (2, format!("{words} early request(s)")),
+                "fills_in_window" => (2, format!("{words} fill(s) in the window")),
+                "fills_on_record" => (2, format!("{words} fill(s) on record")),
+                "lost_or_stolen_reports" => (2, format!("{words} lost or stolen report(s)")),
+                "policy_window_days" => (3, format!("policy window {words} days")),
+                "policy_days" => (3, format!("policy {words} days")),
+                "policy_min_events" => (3, format!("policy: {words} or more")),
+                "specimen_validity" => (2, format!("specimen {}", words.replace('_', " "))),
+                "request_kind" => (0, format!("{} request", words.replace('_', " "))),
+                "agreement_state" => (0, format!("agreement {}", words.replace('_', " "))),
+                "missing_elements" => (2, format!("missing {}", words.replace('_', " "))),
+                "not_tested" => (2, format!("not tested for {words}")),
+                "unexpected_results" => (2, format!("unexpected {words}")),
+                "undetermined_products" => (0, format!("no dose to compute from: {words}")),
+                "tolerant_mme" => (3, format!("tolerance needs {words} MME/day")),
+                "outside_daily_mme" => (2, format!("{words} MME/day from outside prescribers")),
+                "record_daily_mme" => (2, format!("{words} MME/day on record")),
+                "continuous_supply" => {
+                    (2, if words == "yes" { "supply continuous" } else { "supply interrupted" }.to_string())
+                }
+                "note" => (0, format!("note: {words}")),
+                // Internal bookkeeping a nurse has no use for.
+                "text_version" | "nothing" | "compared_with" => continue,
                 _ => (2, format!("{} {}", name.replace('_', " "), words.replace('_', " "))),
             }
         };
@@ -191,6 +245,19 @@ fn evidence_words(evidence: Option<&Value>) -> String {
     }
     parts.sort_by_key(|(rank, _)| *rank);
     parts.into_iter().map(|(_, text)| text).collect::<Vec<_>>().join("; ")
+}
+
+/// "80% of fills on time" from a fraction (0.8).
+fn percent_on_time(value: Option<&Value>) -> String {
+    let fraction = match value {
+        Some(Value::Object(map)) => map.values().next().and_then(Value::as_f64),
+        Some(other) => other.as_f64(),
+        None => None,
+    };
+    match fraction {
+        Some(f) => format!("{:.0}% of fills on time", f * 100.0),
+        None => "fills on time: unknown".to_string(),
+    }
 }
 
 /// "today", "1 day ago", "114 days ago".
@@ -279,21 +346,40 @@ fn value_words(value: Option<&Value>) -> String {
     }
 }
 
-/// What is due, from a stored task list.
-pub fn due(stored_tasks: Option<&str>) -> Vec<&'static str> {
-    stored_tasks
-        .and_then(|text| serde_json::from_str::<Vec<String>>(text).ok())
-        .unwrap_or_default()
-        .iter()
-        .map(|task| task_words(task))
-        .collect()
+/// What is due, from a stored task list. A task whose only causes are restricted (42 CFR Part 2)
+/// reasons reads "Physician follow-up" for anyone without access: "Confirmatory test" or "Naloxone
+/// offer" would say what the restricted record holds.
+pub fn due(
+    stored_tasks: Option<&str>,
+    stored_reasons: Option<&str>,
+    access: impl Into<Part2Access>,
+) -> Vec<&'static str> {
+    let access = access.into();
+    #[derive(serde::Deserialize)]
+    struct TaskCause {
+        #[serde(default)]
+        task: Option<String>,
+        #[serde(default)]
+        restricted: bool,
+    }
+    let causes: Vec<TaskCause> = stored_reasons.and_then(|text| serde_json::from_str(text).ok()).unwrap_or_default();
+    let mut words: Vec<&'static str> = Vec::new();
+    for task in stored_tasks.and_then(|text| serde_json::from_str::<Vec<String>>(text).ok()).unwrap_or_default() {
+        let mut its = causes.iter().filter(|c| c.task.as_deref() == Some(task.as_str())).peekable();
+        let only_restricted = its.peek().is_some() && its.all(|c| c.restricted);
+        let word = if access.hides(only_restricted) { RESTRICTED_HEADLINE } else { task_words(&task) };
+        if !words.contains(&word) {
+            words.push(word);
+        }
+    }
+    words
 }
 
 /// "3 days" / "today" / "1 day overdue" for days of supply left.
 pub fn days_left(days: Option<i64>) -> String {
     match days {
         None => "unknown".into(),
-        Some(0) => "runs out today".into(),
+        Some(0) => "today".into(),
         Some(1) => "1 day".into(),
         Some(d) if d < 0 => format!("out {} days ago", -d),
         Some(d) => format!("{d} days"),
@@ -319,7 +405,7 @@ pub fn window(stored: Option<&str>, eligible_on: Option<chrono::NaiveDate>) -> S
     match (stored, eligible_on) {
         (Some("not_due"), Some(eligible)) => format!("not due until {eligible}: monitoring only"),
         (Some("not_due"), None) => "not due: monitoring only".to_string(),
-        (Some("prepared"), _) => "prepared, waiting for the pharmacy".to_string(),
+        (Some("prepared"), _) => "prepared: at the pharmacy".to_string(),
         (Some("open"), Some(eligible)) => format!("refill due {eligible}"),
         _ => String::new(),
     }
@@ -331,7 +417,7 @@ pub fn window(stored: Option<&str>, eligible_on: Option<chrono::NaiveDate>) -> S
 pub fn standing_decision(
     decision: &refill_store::cycle::PhysicianDecisionRecord,
     signer: &str,
-    may_see_part2: bool,
+    access: impl Into<Part2Access>,
 ) -> String {
     let option = match decision.choice.as_str() {
         "bridge" => {
@@ -345,10 +431,11 @@ pub fn standing_decision(
         other => other.to_string(),
     };
     let review = decision.review_by.map(|d| format!(", review by {d}")).unwrap_or_default();
-    let rationale = match (&decision.rationale, may_see_part2) {
-        (_, false) => format!(" — {RESTRICTED}"),
-        (Some(text), true) => format!(" — “{text}”"),
-        (None, true) => String::new(),
+    // A rationale may quote the record: masked whenever the viewer lacks access (the caller says so).
+    let rationale = match (&decision.rationale, access.into()) {
+        (_, Part2Access::Masked) => format!(" — {RESTRICTED}"),
+        (Some(text), Part2Access::Open) => format!(" — “{text}”"),
+        (None, Part2Access::Open) => String::new(),
     };
     format!("{option}{review} ({signer}, {}){rationale}", decision.signed_on)
 }
@@ -370,7 +457,9 @@ mod tests {
         assert_eq!(masked[0].text, RESTRICTED);
         assert_eq!(masked[0].code, RESTRICTED_CODE, "the code names the restricted fact too");
         assert!(!masked[0].text.contains("buprenorphine"));
-        assert_eq!(masked[1].text, "PDMP review overdue: last reviewed 2026-08-01; days since 114; policy days 90");
+        assert_eq!(masked[1].text, "PDMP review overdue: last reviewed 2026-08-01; days since 114; policy 90 days");
+        assert_eq!(masked[0].headline, RESTRICTED_HEADLINE, "the row's line says who acts, not what");
+        assert_eq!(one_line(&masked), "Physician follow-up · PDMP review overdue");
         // The rules' own evidence names read as a sentence.
         let named = r#"[{"code":"pdmp_review_overdue","restricted":false,"evidence":[
             {"name":"pdmp_last_reviewed","value":{"date":"2026-08-01"}},{"name":"pdmp_age_days","value":{"integer":114}},
@@ -395,6 +484,35 @@ mod tests {
         );
         let open = reasons(Some(stored), true);
         assert!(open[0].text.contains("buprenorphine"));
+    }
+
+    #[test]
+    fn a_task_caused_only_by_a_restricted_record_is_worded_neutrally() {
+        let reasons = r#"[{"code":"uds_unexpected_result","restricted":true,"task":"confirmatory_test"},
+            {"code":"naloxone_offer_due","restricted":true,"task":"offer_naloxone"},
+            {"code":"pdmp_review_overdue","restricted":false,"task":"review_pdmp"},
+            {"code":"early_fill_accumulation","restricted":false,"task":"offer_naloxone"}]"#;
+        let tasks = r#"["confirmatory_test","offer_naloxone","review_pdmp"]"#;
+        assert_eq!(
+            due(Some(tasks), Some(reasons), false),
+            ["Physician follow-up", "Naloxone offer", "PDMP review"],
+            "naloxone has an open cause too, so it may be named"
+        );
+        assert_eq!(due(Some(tasks), Some(reasons), true), ["Confirmatory test", "Naloxone offer", "PDMP review"]);
+        assert_eq!(due(Some(tasks), None, false), ["Confirmatory test", "Naloxone offer", "PDMP review"]);
+    }
+
+    #[test]
+    fn evidence_reads_as_words_not_names_and_values() {
+        let stored = r#"[{"code":"aberrant_pattern","restricted":false,"evidence":[
+            {"name":"on_time_fraction","value":{"number":0.8}},{"name":"lookback_days","value":{"integer":180}},
+            {"name":"uds_kind","value":{"text":"scheduled"}},{"name":"confirmatory","value":{"bool":false}}]}]"#;
+        let text = &reasons(Some(stored), false)[0].text;
+        assert_eq!(
+            text,
+            "Pattern of early requests, lost supply or unexpected tests: 80% of fills on time; scheduled test; \
+             not yet confirmed by a lab; over the last 180 days"
+        );
     }
 
     #[test]

@@ -45,24 +45,44 @@
       refreshSoon(0);
     }));
   }
+  // What each action letter does, to say so when it does not apply to the row.
+  const LETTERS = { p: "prepare", u: "record a drug test", o: "record a drug test collection", t: "a drug test in progress",
+    d: "record a PDMP review", a: "record an agreement", n: "record naloxone", r: "record a request",
+    f: "record a dispense", c: "record a contact", s: "send to a physician" };
+  const note = document.getElementById("key-note");
+  function say(text) {
+    const where = (panel && !panel.hidden && panel.querySelector("#panel-key-note")) || note;
+    if (!where) return;
+    where.textContent = text;
+    where.hidden = false;
+  }
   function actionKey(letter) {
     if (!panel || panel.hidden) return false;
     const target = panel.querySelector('[data-action="' + letter + '"]');
-    if (!target) return false;
+    if (!target) {
+      const inner = panel.querySelector(".panel-inner");
+      const why = (inner && inner.dataset["not" + letter.toUpperCase()]) || (letter === "t" ? "no drug test is in progress" : "");
+      say("“" + letter + "” (" + LETTERS[letter] + ") does not apply to this row" + (why ? ": " + why + "." : "."));
+      return true;
+    }
     if (target.tagName === "FORM") { target.requestSubmit(); return true; }
     target.open = true;
-    const field = target.querySelector("input:not([type=hidden]), textarea");
+    const field = target.querySelector("input:not([type=hidden]), textarea, select");
     if (field) field.focus();
     return true;
   }
-  document.addEventListener("keydown", (event) => {
+  document.addEventListener("keydown", async (event) => {
     const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
     if (event.key === "Escape") { closePanel(); return; }
     if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.key === "j" || event.key === "ArrowDown") { move(1); event.preventDefault(); }
     else if (event.key === "k" || event.key === "ArrowUp") { move(-1); event.preventDefault(); }
     else if (event.key === "Enter" && selected) { openPanel(selected); event.preventDefault(); }
-    else if ("pudancs".includes(event.key) && actionKey(event.key)) { event.preventDefault(); }
+    else if (Object.prototype.hasOwnProperty.call(LETTERS, event.key)) {
+      event.preventDefault();
+      if (panel && panel.hidden && selected) await openPanel(selected);
+      if (!actionKey(event.key)) say("Select a row first (j/k or arrows), then press “" + event.key + "”.");
+    }
   });
   document.addEventListener("click", (event) => {
     const row = event.target.closest("tr.row");

@@ -1,5 +1,6 @@
-//! Accounts and wall displays (admins only): list and create users, issue a one-time enrolment code for
-//! a wall display, list and revoke wall sessions.
+//! Accounts and wall displays (admins only): list and create users; disable or re-enable an account,
+//! reset its password or change its role (each ends the person's sessions and is audited); issue a
+//! one-time enrolment code for a wall display, list and revoke wall sessions.
 
 use askama::Template;
 use axum::Extension;
@@ -21,6 +22,8 @@ struct AdminPage {
     walls: Vec<(String, String, String, bool)>,
     wall_url: Option<String>,
     problem: Option<String>,
+    /// What the last account change did, in words.
+    done: Option<String>,
 }
 
 async fn admin_page(
@@ -28,6 +31,16 @@ async fn admin_page(
     principal: &Principal,
     wall_url: Option<String>,
     problem: Option<String>,
+) -> Result<Response, WebError> {
+    admin_page_with(state, principal, wall_url, problem, None).await
+}
+
+async fn admin_page_with(
+    state: &AppState,
+    principal: &Principal,
+    wall_url: Option<String>,
+    problem: Option<String>,
+    done: Option<String>,
 ) -> Result<Response, WebError> {
     let users = accounts::list_users(&state.store)
         .await?
@@ -48,7 +61,7 @@ async fn admin_page(
             (w.handle, w.label.unwrap_or_default(), at, w.ended_at_ms.is_none() && w.expires_at_ms > now_ms)
         })
         .collect();
-    render(&AdminPage { chrome: Chrome::new(state, principal, "/admin"), users, walls, wall_url, problem })
+    render(&AdminPage { chrome: Chrome::new(state, principal, "/admin"), users, walls, wall_url, problem, done })
 }
 
 pub async fn page(
@@ -160,4 +173,82 @@ pub async fn revoke_wall_session(
 ) -> Result<Response, WebError> {
     accounts::revoke_wall_session(&state.store, &handle, state.clock.now_ms(), &actor(&principal)).await?;
     Ok(Redirect::to("/admin").into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AccountForm {
+    /// `disable`, `enable`, `password` or `role`.
+    pub change: String,
+    /// The new password (`password`).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The new role (`role`).
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub csrf: Option<String>,
+}
+
+/// `POST /admin/users/{user_id}`: disable or re-enable an account, reset its password, or change its
+/// role. An admin cannot disable or demote their own account (the clinic would be left without one
+/// who can undo it). Every change ends the person's sessions and is audited by the store.
+pub async fn change_account(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(user_id): Path<i64>,
+    Form(form): Form<AccountForm>,
+) -> Result<Response, WebError> {
+    let by = actor(&principal);
+    let now_ms = state.clock.now_ms();
+    let user = accounts::get_user(&state.store, user_id).await?;
+    let own = principal.user().is_some_and(|me| me.id == user_id);
+    let outcome: Result<String, WebError> = async {
+        match form.change.as_str() {
+            "disable" if own => Err(WebError::BadRequest("You cannot disable your own account.".into())),
+            "disable" => {
+                accounts::set_disabled(&state.store, user_id, true, now_ms, &by).await?;
+                Ok(format!("{} is disabled and signed out everywhere.", user.display_name))
+            }
+            "enable" => {
+                accounts::set_disabled(&state.store, user_id, false, now_ms, &by).await?;
+                Ok(format!("{} can sign in again.", user.display_name))
+            }
+            "password" => {
+                let password = form.password.as_deref().unwrap_or("");
+                let context = [user.username.as_str(), user.display_name.as_str(), state.settings.clinic_name.as_str()];
+                if let Some(problem) = auth::password_problem(password, &context) {
+                    return Err(WebError::BadRequest(format!("password: {problem}")));
+                }
+                let hash = auth::hash_password(password.to_string()).await?;
+                accounts::set_password_hash(&state.store, user_id, &hash, now_ms, &by).await?;
+                Ok(format!(
+                    "{}'s password is reset and their sessions ended: give them the new one in person.",
+                    user.display_name
+                ))
+            }
+            "role" => {
+                let role = form
+                    .role
+                    .as_deref()
+                    .and_then(Role::parse)
+                    .ok_or_else(|| WebError::BadRequest("role: staff, physician or admin".into()))?;
+                if own && role != Role::Admin {
+                    return Err(WebError::BadRequest("You cannot change your own role.".into()));
+                }
+                accounts::set_role(&state.store, user_id, role, now_ms, &by).await?;
+                Ok(format!(
+                    "{} is now {} (signed out: the new role applies at the next sign-in).",
+                    user.display_name,
+                    role.as_str()
+                ))
+            }
+            other => Err(WebError::BadRequest(format!("change: {other:?} is not disable, enable, password or role"))),
+        }
+    }
+    .await;
+    match outcome {
+        Ok(done) => admin_page_with(&state, &principal, None, None, Some(done)).await,
+        Err(WebError::BadRequest(problem)) => admin_page(&state, &principal, None, Some(problem)).await,
+        Err(other) => Err(other),
+    }
 }

@@ -22,8 +22,8 @@ pub struct DashboardView {
     pub mme_bands: Vec<(String, i64, String)>,
     /// (state, plans, mean time on taper, query of the list behind it).
     pub tapers: Vec<(String, i64, String, String)>,
-    /// (label, count today, query of the list behind it, the count a week ago).
-    pub overdue: Vec<(String, i64, String, i64)>,
+    /// (label, count now, query of the list behind it, the trend in words).
+    pub overdue: Vec<(String, i64, String, String)>,
     pub exception_ages: Vec<(String, i64)>,
     pub messages: Vec<(String, i64)>,
     pub dead_jobs: Vec<(String, i64)>,
@@ -43,10 +43,18 @@ pub async fn load(state: &AppState) -> Result<DashboardView, WebError> {
             (format!("{band} MME"), count, format!("band={}", crate::percent_encode(band)))
         })
         .collect();
-    let overdue: Vec<(String, i64, String, i64)> = data
+    let overdue: Vec<(String, i64, String, String)> = data
         .overdue
         .iter()
-        .map(|(code, today, week_ago)| (code.replace('_', " "), *today, format!("overdue={code}"), *week_ago))
+        .map(|(code, now, week_ago)| {
+            let trend = match week_ago {
+                None => "no history a week back yet".to_string(),
+                Some(then) if now > then => format!("up from {then} a week ago"),
+                Some(then) if now < then => format!("down from {then} a week ago"),
+                Some(then) => format!("same as a week ago ({then})"),
+            };
+            (overdue_label(code).to_string(), *now, format!("overdue={code}"), trend)
+        })
         .collect();
     let mut ages = vec![
         ("0–1 days".to_string(), 0),
@@ -67,7 +75,7 @@ pub async fn load(state: &AppState) -> Result<DashboardView, WebError> {
     Ok(DashboardView {
         mme_chart: chart::bar_chart("Patients by daily MME band", &bars(&mme_bands)),
         overdue_chart: chart::bar_chart(
-            "Overdue monitoring among today's queue",
+            "Overdue monitoring across the clinic",
             &overdue.iter().map(|(label, count, _, _)| (label.clone(), *count)).collect::<Vec<_>>(),
         ),
         age_chart: chart::bar_chart("Open exceptions by age", &ages),
@@ -85,6 +93,19 @@ pub async fn load(state: &AppState) -> Result<DashboardView, WebError> {
         messages: data.messages.clone(),
         dead_jobs: data.dead_jobs.clone(),
     })
+}
+
+/// An overdue-monitoring reason as the dashboard names it.
+pub fn overdue_label(code: &str) -> &'static str {
+    match code {
+        "uds_overdue" => "Drug test overdue",
+        "pdmp_review_overdue" => "PDMP review overdue",
+        "agreement_expired" => "Agreement expired",
+        "agreement_missing" => "No signed agreement",
+        "physician_review_overdue" => "Physician review overdue",
+        "high_mme_review_overdue" => "High-MME review overdue",
+        _ => "Other monitoring overdue",
+    }
 }
 
 /// The (label, count) pairs a bar chart draws.
@@ -119,6 +140,9 @@ pub struct ListQuery {
     taper: Option<String>,
     #[serde(default)]
     overdue: Option<String>,
+    /// A patient search (`/patients?q=…`); `/patients` naming no list is the search form.
+    #[serde(default)]
+    q: Option<String>,
 }
 
 impl ListQuery {
@@ -142,7 +166,7 @@ impl ListQuery {
                 .into_iter()
                 .find(|c| c == code)
                 .ok_or_else(|| WebError::BadRequest(format!("overdue: no overdue reason {code:?}")))?;
-            return Ok((PatientList::Overdue(code), format!("Today's queue: {}", code.replace('_', " "))));
+            return Ok((PatientList::Overdue(code), format!("Patients with: {}", overdue_label(code))));
         }
         Err(WebError::BadRequest("name a list: band, taper or overdue".into()))
     }
@@ -169,6 +193,9 @@ pub async fn patient_list(
     Extension(principal): Extension<Principal>,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, WebError> {
+    if query.band.is_none() && query.taper.is_none() && query.overdue.is_none() {
+        return super::search::page(&state, &principal, query.q.as_deref()).await;
+    }
     let (list, title) = query.list()?;
     let rows = screens::patient_list(&state.store, state.today(), list, LIST_LIMIT).await?;
     audit_view(
@@ -184,7 +211,7 @@ pub async fn patient_list(
     let date_heading = match list {
         PatientList::MmeBand(_) => "Last decision",
         PatientList::TaperState(_) => "Plan started",
-        PatientList::Overdue(_) => "Supply runs out",
+        PatientList::Overdue(_) => "Last decision",
     };
     let truncated = rows.len() as i64 >= LIST_LIMIT;
     let rows = rows

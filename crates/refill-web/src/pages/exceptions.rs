@@ -4,7 +4,7 @@
 
 use askama::Template;
 use axum::Extension;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use refill_app::physician::{self, Bridge, Signature};
 use refill_store::screens::{self, ExceptionRow};
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::patient::{PatientView, load_patient_view};
 use super::queue::{actor_name, actor_names, app_error, note_change, publish_latest};
 use super::taper::{PresetChoice, TAPER_DECISIONS, preset_choices};
-use super::{Chrome, actor, audit_view, days_until, form_number, may_see_part2, render};
+use super::{Chrome, actor, audit_view, days_until, form_number, render};
 use crate::auth::Principal;
 use crate::{AppState, WebError, wording};
 
@@ -42,7 +42,7 @@ pub fn exception_view(
     row: &ExceptionRow,
     today: chrono::NaiveDate,
     names: &std::collections::HashMap<String, String>,
-    may_see_part2: bool,
+    access: impl Into<crate::part2::Part2Access>,
 ) -> ExceptionView {
     let (status_word, status_class) = wording::status(Some(&row.outcome));
     ExceptionView {
@@ -59,7 +59,7 @@ pub fn exception_view(
         mme: row.total_daily_mme.map(|m| format!("{m:.0}")).unwrap_or_else(|| "—".into()),
         status_word,
         status_class,
-        reasons: wording::reasons(Some(&row.reasons), may_see_part2),
+        reasons: wording::reasons(Some(&row.reasons), access),
         policy_version: row.policy_version.clone(),
         resolved: row.resolution.as_ref().map(|r| {
             format!(
@@ -78,6 +78,20 @@ struct ListPage {
     chrome: Chrome,
     items: Vec<ExceptionView>,
     signed: Option<SignedSummary>,
+    page: i64,
+    has_next: bool,
+    /// Open exceptions in all, and how many urgent.
+    open: i64,
+    urgent: i64,
+    /// "26–50": the rows on this page.
+    shown: String,
+}
+
+impl ListPage {
+    /// An exception's one line of reasons (each with its evidence is in the detail and the title).
+    fn why(&self, item: &ExceptionView) -> String {
+        wording::one_line(&item.reasons)
+    }
 }
 
 /// What a signature just did, shown above the list after signing: the decision, then what happens next,
@@ -93,6 +107,9 @@ pub struct ListQuery {
     /// The exception just signed (`/exceptions?signed=ID`, where signing redirects).
     #[serde(default)]
     signed: Option<i64>,
+    /// The page of the list (0 first).
+    #[serde(default)]
+    page: Option<i64>,
 }
 
 /// The summary of the signed exception `exception_id`: its decision as signed, what follows from it,
@@ -144,8 +161,16 @@ async fn signed_summary(state: &AppState, exception_id: i64) -> Result<Option<Si
 }
 
 pub async fn load_list(state: &AppState) -> Result<Vec<ExceptionView>, WebError> {
+    load_page(state, 500, 0).await
+}
+
+/// Exceptions on one page of the physician's list.
+pub const EXCEPTION_PAGE_SIZE: i64 = 25;
+
+/// `limit` open exceptions from `offset`, in the list's order.
+async fn load_page(state: &AppState, limit: i64, offset: i64) -> Result<Vec<ExceptionView>, WebError> {
     let today = state.today();
-    let rows = screens::open_exceptions(&state.store, today, 500).await?;
+    let rows = screens::open_exceptions_page(&state.store, today, limit, offset).await?;
     let names = actor_names(state).await?;
     Ok(rows.iter().map(|r| exception_view(r, today, &names, false)).collect())
 }
@@ -155,7 +180,16 @@ pub async fn list(
     Extension(principal): Extension<Principal>,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, WebError> {
-    let items = load_list(&state).await?;
+    let page = match query.page {
+        None => 0,
+        Some(page) if (0..=super::queue::MAX_QUEUE_PAGE).contains(&page) => page,
+        Some(page) => return Err(WebError::BadRequest(format!("page: {page} is not a page number"))),
+    };
+    // One more than the page shows tells whether there is a next page.
+    let mut items = load_page(&state, EXCEPTION_PAGE_SIZE + 1, page * EXCEPTION_PAGE_SIZE).await?;
+    let has_next = items.len() as i64 > EXCEPTION_PAGE_SIZE;
+    items.truncate(EXCEPTION_PAGE_SIZE as usize);
+    let (open, urgent) = screens::open_exception_counts(&state.store).await?;
     let signed = match query.signed {
         Some(id) => signed_summary(&state, id).await?,
         None => None,
@@ -167,10 +201,20 @@ pub async fn list(
         "exceptions",
         None,
         None,
-        serde_json::json!({ "status": "open", "rows": items.len() }),
+        serde_json::json!({ "status": "open", "page": page, "rows": items.len() }),
     )
     .await?;
-    render(&ListPage { chrome: Chrome::new(&state, &principal, "/exceptions"), items, signed })
+    let first = page * EXCEPTION_PAGE_SIZE + 1;
+    render(&ListPage {
+        chrome: Chrome::new(&state, &principal, "/exceptions"),
+        shown: if items.is_empty() { String::new() } else { format!("{first}–{}", first + items.len() as i64 - 1) },
+        items,
+        signed,
+        page,
+        has_next,
+        open,
+        urgent,
+    })
 }
 
 /// The decisions a physician can sign, with the store's resolution each records.
@@ -204,6 +248,44 @@ pub fn decision_applies(decision: &str, taper: Option<refill_rules::TaperState>)
     }
 }
 
+/// Whether `decision` fits the reasons an exception was raised for (`codes`, as the viewer may see
+/// them: a masked reason fits every option, since the physician cannot see what it rests on). The form
+/// offers the fitting ones first and the rest folded under "Other options": approving, a bridge (no
+/// supply may run out while the clinic decides), holding with a plan, a visit and stopping always fit.
+pub fn decision_fits(decision: &str, codes: &[&str]) -> bool {
+    let any = |wanted: &[&str]| codes.iter().any(|code| *code == wording::RESTRICTED_CODE || wanted.contains(code));
+    match decision {
+        "adjust_regimen" => any(&[
+            "mme_undetermined",
+            "regimen_changed",
+            "dose_change_requested",
+            "high_mme_reviewed",
+            "high_mme_review_overdue",
+            "mme_crossed_threshold",
+            "benzodiazepine_unacknowledged",
+            "er_la_not_opioid_tolerant",
+            "overdose_or_sedation_signal",
+        ]),
+        "confirmatory_test" => any(&[
+            "uds_unexpected_result",
+            "uds_prescribed_not_tested",
+            "uds_specimen_invalid",
+            "uds_overdue",
+            "aberrant_pattern",
+        ]),
+        "refer_oud" => any(&[
+            "uds_unexpected_result",
+            "oud_medication_from_other_source",
+            "aberrant_pattern",
+            "overdose_or_sedation_signal",
+            "lost_or_stolen_repeat",
+            "early_fill_accumulation",
+            "pdmp_outside_prescriber",
+        ]),
+        _ => true,
+    }
+}
+
 fn resolution_for(decision: &str) -> Option<Resolution> {
     Some(match decision {
         "approve_refill" => Resolution::Continue,
@@ -223,8 +305,15 @@ struct DetailPage {
     chrome: Chrome,
     item: ExceptionView,
     patient: PatientView,
-    /// The decisions signed with the plain form (the taper ones go through the planner form).
+    /// The decisions signed with the plain form (the taper ones go through the planner form) that fit
+    /// the reasons, and the others (folded away).
     decisions: Vec<(&'static str, &'static str)>,
+    other_decisions: Vec<(&'static str, &'static str)>,
+    /// What the physician typed, kept when a signature is refused.
+    typed: Typed,
+    /// The active orders whose dose can be corrected with "Adjust the regimen": (source id, label,
+    /// what is missing or "" when the dose is complete). Part 2 orders only with access.
+    orders: Vec<(String, String, &'static str)>,
     taper_decisions: Vec<(&'static str, &'static str)>,
     presets: Vec<PresetChoice>,
     today: String,
@@ -235,12 +324,56 @@ struct DetailPage {
     new_since: Option<String>,
 }
 
+impl DetailPage {
+    /// The refused decision was one of the folded "other options" (shown unfolded then).
+    fn dose_missing(&self) -> bool {
+        self.orders.iter().any(|(_, _, missing)| !missing.is_empty())
+    }
+
+    fn typed_is_other(&self) -> bool {
+        self.other_decisions.iter().any(|(key, _)| *key == self.typed.decision)
+    }
+}
+
+/// The decision form's fields as typed (empty on first view): a refusal shows the form again with
+/// everything the physician wrote, beside the reason it was refused.
+#[derive(Debug, Clone, Default)]
+pub struct Typed {
+    pub decision: String,
+    pub rationale: String,
+    pub safety_attestation: String,
+    pub bridge_days: String,
+    pub bridge_quantity: String,
+    pub review_by: String,
+    pub order_id: String,
+    pub dose_value: String,
+    pub dose_unit: String,
+    pub doses_per_day: String,
+}
+
+impl Typed {
+    fn from_form(form: &DecideForm, dose: &DoseFields) -> Typed {
+        Typed {
+            order_id: dose.order_id.clone().unwrap_or_default(),
+            dose_value: dose.dose_value.clone().unwrap_or_default(),
+            dose_unit: dose.dose_unit.clone().unwrap_or_default(),
+            doses_per_day: dose.doses_per_day.clone().unwrap_or_default(),
+            decision: form.decision.clone(),
+            rationale: form.rationale.clone(),
+            safety_attestation: form.safety_attestation.clone().unwrap_or_default(),
+            bridge_days: form.bridge_days.clone().unwrap_or_default(),
+            bridge_quantity: form.bridge_quantity.clone().unwrap_or_default(),
+            review_by: form.review_by.clone().unwrap_or_default(),
+        }
+    }
+}
+
 pub async fn detail(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(exception_id): Path<i64>,
 ) -> Result<Response, WebError> {
-    detail_page(&state, &principal, exception_id, None).await
+    detail_page(&state, &principal, exception_id, None, None).await
 }
 
 async fn detail_page(
@@ -248,12 +381,14 @@ async fn detail_page(
     principal: &Principal,
     exception_id: i64,
     problem: Option<String>,
+    typed: Option<(&DecideForm, &DoseFields)>,
 ) -> Result<Response, WebError> {
     let today = state.today();
     let row = screens::exception(&state.store, today, exception_id).await?;
-    let part2 = may_see_part2(state, principal, row.patient_id).await?;
+    let access = crate::part2::Part2Access::for_patient(state, principal, row.patient_id).await?;
+    let part2 = access.is_open();
     let names = actor_names(state).await?;
-    let item = exception_view(&row, today, &names, part2);
+    let item = exception_view(&row, today, &names, access);
     let patient = load_patient_view(state, row.patient_id, part2, &names).await?;
     let taper_state = patient.taper_state;
     let notes = state
@@ -284,15 +419,35 @@ async fn detail_page(
         serde_json::json!({}),
     )
     .await?;
+    let orders = screens::regimens(&state.store, &[row.patient_id])
+        .await?
+        .into_iter()
+        .filter(|line| !access.hides(line.confidentiality == "part2"))
+        .map(|line| {
+            let missing = match (line.dose_value, line.dose_unit.as_deref(), line.doses_per_day) {
+                (None, _, _) => "no dose",
+                (_, None | Some("unusable"), _) => "no usable unit",
+                (_, _, None) => "no frequency",
+                _ => "",
+            };
+            let label = line.text.clone().or(line.rxcui.clone().map(|c| format!("RxNorm {c}"))).unwrap_or_default();
+            (line.source_id, label, missing)
+        })
+        .collect();
+    let codes: Vec<&str> = item.reasons.iter().map(|reason| reason.code.as_str()).collect();
+    let (decisions, other_decisions): (Vec<_>, Vec<_>) = DECISIONS
+        .iter()
+        .copied()
+        .filter(|(key, _)| !TAPER_DECISIONS.contains(key) && decision_applies(key, taper_state))
+        .partition(|(key, _)| decision_fits(key, &codes));
     let mut response = render(&DetailPage {
         chrome: Chrome::new(state, principal, "/exceptions"),
         item,
         patient,
-        decisions: DECISIONS
-            .iter()
-            .copied()
-            .filter(|(key, _)| !TAPER_DECISIONS.contains(key) && decision_applies(key, taper_state))
-            .collect(),
+        decisions,
+        other_decisions,
+        typed: typed.map(|(form, dose)| Typed::from_form(form, dose)).unwrap_or_default(),
+        orders,
         taper_decisions: DECISIONS
             .iter()
             .copied()
@@ -330,20 +485,88 @@ pub struct DecideForm {
     pub csrf: Option<String>,
 }
 
+/// The dose the physician entered with "Adjust the regimen" for an order whose MME could not be
+/// determined (all empty when none).
+#[derive(Debug, Deserialize, Clone, Default)]
+pub struct DoseFields {
+    #[serde(default)]
+    pub order_id: Option<String>,
+    #[serde(default)]
+    pub dose_value: Option<String>,
+    /// `mg`, `mcg`, `ml` or `unit` (tablets, capsules, patches).
+    #[serde(default)]
+    pub dose_unit: Option<String>,
+    #[serde(default)]
+    pub doses_per_day: Option<String>,
+}
+
+impl DoseFields {
+    fn filled(&self) -> bool {
+        [&self.dose_value, &self.doses_per_day].iter().any(|v| v.as_deref().is_some_and(|t| !t.trim().is_empty()))
+    }
+
+    /// The correction these fields ask for, or the problem naming the field.
+    fn correction<'a>(
+        &'a self,
+        patient: refill_rules::PatientId,
+        today: chrono::NaiveDate,
+        signer: &'a refill_store::Actor,
+    ) -> Result<refill_app::regimen::DoseCorrection<'a>, WebError> {
+        use refill_rules::{DoseQuantity, DoseUnit};
+        let order_id = self
+            .order_id
+            .as_deref()
+            .filter(|o| !o.trim().is_empty())
+            .ok_or_else(|| WebError::BadRequest("order_id: which order's dose?".into()))?;
+        let value = form_number::<f64>(self.dose_value.as_deref(), "dose_value")?
+            .ok_or_else(|| WebError::BadRequest("dose_value: enter the dose per administration".into()))?;
+        let unit = match self.dose_unit.as_deref().map(str::trim) {
+            Some("mg") => DoseUnit::Milligram,
+            Some("mcg") => DoseUnit::Microgram,
+            Some("ml") => DoseUnit::Milliliter,
+            Some("unit") => DoseUnit::DoseFormUnit,
+            other => {
+                return Err(WebError::BadRequest(format!(
+                    "dose_unit: {:?} is not mg, mcg, ml or unit",
+                    other.unwrap_or("")
+                )));
+            }
+        };
+        let doses_per_day = form_number::<f64>(self.doses_per_day.as_deref(), "doses_per_day")?
+            .ok_or_else(|| WebError::BadRequest("doses_per_day: enter how many times a day at most".into()))?;
+        Ok(refill_app::regimen::DoseCorrection {
+            patient,
+            order_id,
+            dose: DoseQuantity { value, unit },
+            doses_per_day,
+            today,
+            signer,
+        })
+    }
+}
+
 pub async fn decide(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(exception_id): Path<i64>,
-    Form(form): Form<DecideForm>,
+    axum::extract::RawForm(body): axum::extract::RawForm,
 ) -> Result<Response, WebError> {
+    // The same body read as the decision and as the dose fields that go with "Adjust the regimen".
+    let form: DecideForm = serde_urlencoded::from_bytes(&body)
+        .map_err(|error| WebError::BadRequest(format!("the decision form: {error}")))?;
+    let dose: DoseFields = serde_urlencoded::from_bytes(&body)
+        .map_err(|error| WebError::BadRequest(format!("the dose fields: {error}")))?;
+    let refused = |error: WebError| {
+        let (state, principal, form, dose) = (&state, &principal, &form, &dose);
+        async move { detail_page(state, principal, exception_id, Some(error.public_message()), Some((form, dose))).await }
+    };
     if let Err(error) = crate::input::check_decision(&form) {
-        return detail_page(&state, &principal, exception_id, Some(error.public_message())).await;
+        return refused(error).await;
     }
-    match sign(&state, &principal, exception_id, &form).await {
+    let correction = if form.decision == "adjust_regimen" && dose.filled() { Some(&dose) } else { None };
+    match sign_with(&state, &principal, exception_id, &form, plan_change(&form), correction).await {
         Ok(_) => Ok(Redirect::to(&format!("/exceptions?signed={exception_id}")).into_response()),
-        Err(error @ (WebError::BadRequest(_) | WebError::Conflict(_))) => {
-            detail_page(&state, &principal, exception_id, Some(error.public_message())).await
-        }
+        Err(error @ (WebError::BadRequest(_) | WebError::Conflict(_) | WebError::NotFound(_))) => refused(error).await,
         Err(error) => Err(error),
     }
 }
@@ -359,12 +582,16 @@ pub async fn sign(
     exception_id: i64,
     form: &DecideForm,
 ) -> Result<String, WebError> {
-    let plan = match form.decision.as_str() {
+    sign_decision(state, principal, exception_id, form, plan_change(form)).await
+}
+
+/// The plan change a plain-form decision makes (pausing or resuming the taper in force).
+fn plan_change(form: &DecideForm) -> PlanChange<'static> {
+    match form.decision.as_str() {
         "taper_pause" => PlanChange::Pause,
         "taper_resume" => PlanChange::Resume,
         _ => PlanChange::None,
-    };
-    sign_decision(state, principal, exception_id, form, plan).await
+    }
 }
 
 pub(crate) use refill_app::physician::PlanChange;
@@ -379,6 +606,19 @@ pub(crate) async fn sign_decision(
     exception_id: i64,
     form: &DecideForm,
     plan: PlanChange<'_>,
+) -> Result<String, WebError> {
+    sign_with(state, principal, exception_id, form, plan, None).await
+}
+
+/// `sign_decision`, first correcting an order's dose when "Adjust the regimen" came with one: the
+/// correction, the signature and the decision made under the corrected regimen are one transaction.
+async fn sign_with(
+    state: &AppState,
+    principal: &Principal,
+    exception_id: i64,
+    form: &DecideForm,
+    plan: PlanChange<'_>,
+    correction: Option<&DoseFields>,
 ) -> Result<String, WebError> {
     let user = principal.person()?;
     if TAPER_DECISIONS.contains(&form.decision.as_str()) && !matches!(plan, PlanChange::Store { .. }) {
@@ -416,6 +656,11 @@ pub(crate) async fn sign_decision(
     let clinic = state.store.clinic_facts().await?;
     let app = state.app();
     let mut tx = state.store.begin().await?;
+    if let Some(fields) = correction {
+        let row = screens::exception(&state.store, today, exception_id).await?;
+        let correction = fields.correction(refill_rules::PatientId(row.patient_id), today, &actor)?;
+        refill_app::regimen::correct_order_dose(&app, &mut tx, &correction).await.map_err(|e| app_error(e, &names))?;
+    }
     let signed = physician::sign(
         &app,
         &mut tx,

@@ -191,7 +191,12 @@ async fn sign_in(
     )
     .await
     .map_err(store_failed)?;
-    let target = if user.role == Role::Admin { "/admin" } else { "/queue" };
+    // Each role lands where its day starts: accounts, exceptions, the queue.
+    let target = match user.role {
+        Role::Admin => "/admin",
+        Role::Physician => "/exceptions",
+        _ => "/queue",
+    };
     let mut response = Redirect::to(target).into_response();
     if let Ok(value) = HeaderValue::from_str(&auth::session_cookie(state.settings.secure_cookies, Some(&token))) {
         response.headers_mut().append(header::SET_COOKIE, value);

@@ -8,6 +8,7 @@ pub mod exceptions;
 pub mod login;
 pub mod patient;
 pub mod queue;
+pub mod search;
 pub mod taper;
 
 use askama::Template;
@@ -29,6 +30,8 @@ pub struct Chrome {
     pub role: String,
     pub csrf: String,
     pub nav: Vec<(&'static str, &'static str, bool)>,
+    /// The patient search box in the header (staff and physicians).
+    pub search: bool,
 }
 
 impl Chrome {
@@ -40,8 +43,9 @@ impl Chrome {
                 nav.push((href, label, href == current));
             }
         };
-        add("/queue", "Queue", &[Role::Staff, Role::Physician]);
         add("/exceptions", "Exceptions", &[Role::Physician]);
+        add("/queue", "Queue", &[Role::Staff, Role::Physician]);
+        add("/patients", "Find a patient", &[Role::Staff, Role::Physician]);
         add("/dashboard", "Dashboard", &[Role::Physician, Role::Admin]);
         add("/admin", "Accounts", &[Role::Admin]);
         add("/account/second-factor", "Sign-in security", &[Role::Staff, Role::Physician, Role::Admin]);
@@ -51,6 +55,7 @@ impl Chrome {
             role: role.map(|r| r.as_str().to_string()).unwrap_or_default(),
             csrf: principal.session().map(|s| s.csrf_token.clone()).unwrap_or_default(),
             nav,
+            search: matches!(role, Some(Role::Staff | Role::Physician)),
         }
     }
 }
@@ -97,20 +102,17 @@ pub async fn audit_view(
     state.view_audit.record(event).await
 }
 
-/// Whether this person may see 42 CFR Part 2 facts of this patient right now (a break-glass grant).
+/// Whether this person may see 42 CFR Part 2 facts of this patient right now: see `part2`, where it is
+/// decided (kept for the screens that hold the grant as a flag).
 pub async fn may_see_part2(state: &AppState, principal: &Principal, patient_id: i64) -> Result<bool, WebError> {
-    let Some(user) = principal.user() else { return Ok(false) };
-    if user.role != Role::Physician {
-        return Ok(false);
-    }
-    let grant =
-        refill_store::accounts::active_break_glass(&state.store, user.id, patient_id, state.clock.now_ms()).await?;
-    Ok(grant.is_some())
+    Ok(crate::part2::Part2Access::for_patient(state, principal, patient_id).await?.is_open())
 }
 
 pub async fn home(Extension(principal): Extension<Principal>) -> Redirect {
     match principal.role() {
         Some(Role::Admin) => Redirect::to("/admin"),
+        // A physician's home is their exceptions; the desk's is the queue.
+        Some(Role::Physician) => Redirect::to("/exceptions"),
         Some(_) => Redirect::to("/queue"),
         None => Redirect::to("/login"),
     }

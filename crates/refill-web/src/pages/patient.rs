@@ -12,8 +12,9 @@ use refill_store::screens;
 use serde::Deserialize;
 
 use super::queue::{regimen_text, short_number};
-use super::{Chrome, actor, audit_view, days_until, may_see_part2, render};
+use super::{Chrome, actor, audit_view, days_until, render};
 use crate::auth::Principal;
+use crate::part2::Part2Access;
 use crate::{AppState, WebError, chart, wording};
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -47,11 +48,11 @@ pub struct MmeBreakdown {
 pub fn mme_breakdown(
     regimen: &[refill_rules::MedicationOrder],
     factor_set: refill_rules::mme::FactorSet,
-    part2_open: bool,
+    access: Part2Access,
 ) -> MmeBreakdown {
     let result = refill_rules::mme::daily_mme(regimen, factor_set);
     let hidden =
-        |order_id: &str| !part2_open && regimen.iter().any(|o| o.id == order_id && o.confidentiality.is_restricted());
+        |order_id: &str| access.hides(regimen.iter().any(|o| o.id == order_id && o.confidentiality.is_restricted()));
     let restricted =
         || MmeLine { medication: wording::RESTRICTED.to_string(), computation: String::new(), mme: String::new() };
     let mut lines = Vec::new();
@@ -117,7 +118,7 @@ pub struct TodayLine {
     pub progress: &'static str,
 }
 
-fn today_line(row: &screens::QueueRow, today: chrono::NaiveDate) -> TodayLine {
+fn today_line(row: &screens::QueueRow, today: chrono::NaiveDate, access: Part2Access) -> TodayLine {
     let (status_word, status_class) = wording::status(row.outcome.as_deref());
     let run_out = match row.run_out_on {
         Some(on) => format!("supply runs out {on} ({})", wording::days_left(days_until(today, Some(on)))),
@@ -129,7 +130,13 @@ fn today_line(row: &screens::QueueRow, today: chrono::NaiveDate) -> TodayLine {
         "done" => "done today",
         _ => "on the queue",
     };
-    TodayLine { status_word, status_class, due: wording::due(row.tasks.as_deref()), run_out, progress }
+    TodayLine {
+        status_word,
+        status_class,
+        due: wording::due(row.tasks.as_deref(), row.reasons.as_deref(), access),
+        run_out,
+        progress,
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -168,7 +175,7 @@ pub struct PatientView {
     pub messages: Vec<(String, String, String, String)>,
 }
 
-fn timeline_line(entry: &screens::TimelineEntry, part2_open: bool) -> TimelineLine {
+fn timeline_line(entry: &screens::TimelineEntry, access: Part2Access) -> TimelineLine {
     let (kind, text) = match entry.kind.as_str() {
         "fill" => ("Fill", format!("{} days of supply", entry.summary)),
         "uds" => ("UDS", format!("{} — {}", entry.summary, analytes_words(entry.detail.as_deref()))),
@@ -179,11 +186,11 @@ fn timeline_line(entry: &screens::TimelineEntry, part2_open: bool) -> TimelineLi
         _ => {
             let (word, _) = wording::status(Some(&entry.summary));
             let reasons: Vec<String> =
-                wording::reasons(entry.detail.as_deref(), part2_open).into_iter().map(|r| r.text).collect();
+                wording::reasons(entry.detail.as_deref(), access).into_iter().map(|r| r.text).collect();
             ("Decision", if reasons.is_empty() { word.to_string() } else { format!("{word}: {}", reasons.join("; ")) })
         }
     };
-    let text = if entry.restricted && !part2_open { wording::RESTRICTED.to_string() } else { text };
+    let text = access.show(entry.restricted, || text);
     TimelineLine { date: entry.on_date.to_string(), kind, text }
 }
 
@@ -214,9 +221,11 @@ fn findings_words(detail: Option<&str>) -> String {
 pub async fn load_patient_view(
     state: &AppState,
     patient_id: i64,
-    part2_open: bool,
+    access: impl Into<Part2Access>,
     names: &std::collections::HashMap<String, String>,
 ) -> Result<PatientView, WebError> {
+    let access = access.into();
+    let part2_open = access.is_open();
     let today = state.today();
     let header = screens::patient_header(&state.store, patient_id).await?;
     let regimen = screens::regimens(&state.store, &[patient_id]).await?;
@@ -233,7 +242,7 @@ pub async fn load_patient_view(
     // Signed physician decisions join the timeline on the clinic date of the signature. The decision
     // itself is always shown; its free-text rationale is masked for users without access when the
     // patient has Part 2 records or the exception rested on them (a rationale may quote them).
-    let mut timeline: Vec<TimelineLine> = timeline.iter().map(|e| timeline_line(e, part2_open)).collect();
+    let mut timeline: Vec<TimelineLine> = timeline.iter().map(|e| timeline_line(e, access)).collect();
     for row in &exception_rows {
         let (Some(signed_at), Some(signed)) = (row.signed_at, row.rationale.as_deref()) else { continue };
         let restricted =
@@ -241,11 +250,11 @@ pub async fn load_patient_view(
         let signed_by = row.signed_by.as_deref().map(|s| super::queue::actor_name(names, s)).unwrap_or_default();
         // The stored rationale reads "<decision>: <the physician's words>".
         let text = match signed.split_once(": ") {
-            Some((decision, _)) if restricted && !part2_open => {
-                format!("{decision}: {} (signed by {signed_by})", wording::RESTRICTED)
+            // The decision's own label stays; the physician's words are masked.
+            Some((decision, words)) => {
+                format!("{decision}: {} (signed by {signed_by})", access.show(restricted, || words.to_string()))
             }
-            None if restricted && !part2_open => format!("{} (signed by {signed_by})", wording::RESTRICTED),
-            _ => format!("{signed} (signed by {signed_by})"),
+            None => format!("{} (signed by {signed_by})", access.show(restricted, || signed.to_string())),
         };
         let date = signed_at.with_timezone(&state.settings.time_zone).date_naive().to_string();
         timeline.push(TimelineLine { date, kind: "Physician decision", text });
@@ -271,20 +280,18 @@ pub async fn load_patient_view(
         risk_tier: header.risk_tier.clone(),
         part2: header.part2,
         part2_open,
-        regimen: regimen_text(&regimen.iter().collect::<Vec<_>>(), part2_open),
+        regimen: regimen_text(&regimen.iter().collect::<Vec<_>>(), access),
         mme: latest_mme.map(|m| format!("{m:.0}")).unwrap_or_else(|| "—".into()),
-        mme_breakdown: mme_breakdown(&facts.regimen, state.policy.factor_set(), part2_open),
+        mme_breakdown: mme_breakdown(&facts.regimen, state.policy.factor_set(), access),
         taper_state: facts.taper.as_ref().map(|taper| taper.state),
-        today: queue_row.as_ref().map(|row| today_line(row, today)),
+        today: queue_row.as_ref().map(|row| today_line(row, today, access)),
         conditions: facts
             .flags
             .iter()
             .map(|flag| {
-                if flag.confidentiality.is_restricted() && !part2_open {
-                    wording::RESTRICTED.to_string()
-                } else {
+                access.show(flag.confidentiality.is_restricted(), || {
                     format!("{}, recorded {}", condition_words(flag.kind), flag.recorded_on)
-                }
+                })
             })
             .collect(),
         other_medications: facts
@@ -292,9 +299,7 @@ pub async fn load_patient_view(
             .iter()
             .filter(|medication| medication.active)
             .map(|medication| {
-                if medication.confidentiality.is_restricted() && !part2_open {
-                    wording::RESTRICTED.to_string()
-                } else {
+                access.show(medication.confidentiality.is_restricted(), || {
                     let class = match medication.class {
                         refill_rules::OtherMedicationClass::Benzodiazepine => "benzodiazepine",
                         refill_rules::OtherMedicationClass::OudTreatment => "OUD treatment",
@@ -303,15 +308,13 @@ pub async fn load_patient_view(
                         Some(on) => format!("{} ({class}, since {on})", medication.text),
                         None => format!("{} ({class})", medication.text),
                     }
-                }
+                })
             })
             .collect(),
         // A product name may reveal a Part 2 treatment: masked like the rest of such a record.
         unrecognised_orders: unrecognised
             .into_iter()
-            .map(|(label, reason)| {
-                if header.part2 && !part2_open { wording::RESTRICTED.to_string() } else { format!("{label}: {reason}") }
-            })
+            .map(|(label, reason)| access.show(header.part2, || format!("{label}: {reason}")))
             .collect(),
         drug_tests: drug_tests
             .iter()
@@ -335,8 +338,7 @@ pub async fn load_patient_view(
             .map(|request| {
                 // What the patient said may quote a restricted record.
                 let note = match request.note {
-                    Some(_) if header.part2 && !part2_open => wording::RESTRICTED.to_string(),
-                    Some(note) => note,
+                    Some(note) => access.show(header.part2, || note),
                     None => String::new(),
                 };
                 (request.requested_on.to_string(), request.kind.replace('_', " "), request.channel, note)
@@ -344,7 +346,7 @@ pub async fn load_patient_view(
             .collect(),
         exceptions: exception_rows
             .iter()
-            .map(|row| super::exceptions::exception_view(row, today, names, part2_open))
+            .map(|row| super::exceptions::exception_view(row, today, names, access))
             .collect(),
         timeline,
         chart_svg: chart::mme_chart(
@@ -403,9 +405,10 @@ pub async fn page(
     Extension(principal): Extension<Principal>,
     Path(patient_id): Path<i64>,
 ) -> Result<Response, WebError> {
-    let part2_open = may_see_part2(&state, &principal, patient_id).await?;
+    let access = Part2Access::for_patient(&state, &principal, patient_id).await?;
+    let part2_open = access.is_open();
     let names = super::queue::actor_names(&state).await?;
-    let patient = load_patient_view(&state, patient_id, part2_open, &names).await?;
+    let patient = load_patient_view(&state, patient_id, access, &names).await?;
     audit_view(
         &state,
         &principal,
@@ -499,12 +502,12 @@ mod tests {
             order("a", "oxycodone hydrochloride 5 MG Oral Tablet", 10.0, 3.0, Confidentiality::Normal),
             order("b", "methadone hydrochloride 10 MG Oral Tablet", 10.0, 1.0, Confidentiality::Part2),
         ];
-        let closed = mme_breakdown(&regimen, FactorSet::Cdc2022, false);
+        let closed = mme_breakdown(&regimen, FactorSet::Cdc2022, crate::part2::Part2Access::Masked);
         assert_eq!(closed.lines[0].computation, "oxycodone 30 mg/day × factor 1.5");
         assert_eq!(closed.lines[0].mme, "45");
         assert_eq!(closed.lines[1].medication, crate::wording::RESTRICTED);
         assert!(closed.lines[1].computation.is_empty() && closed.lines[1].mme.is_empty());
-        let open = mme_breakdown(&regimen, FactorSet::Cdc2022, true);
+        let open = mme_breakdown(&regimen, FactorSet::Cdc2022, crate::part2::Part2Access::Open);
         assert!(open.lines[1].computation.starts_with("methadone 10 mg/day × factor"), "{:?}", open.lines[1]);
         assert_eq!(closed.total, open.total, "the total counts the restricted order either way");
         assert_ne!(closed.total, "45 MME/day");

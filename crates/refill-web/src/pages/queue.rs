@@ -46,6 +46,9 @@ pub struct RowView {
     pub status_class: &'static str,
     pub outcome: Option<String>,
     pub reasons: Vec<wording::ReasonLine>,
+    /// The row's one line: the standing physician decision or the refill's window when there is one,
+    /// then the reasons' headlines (each with its evidence is in the side panel).
+    pub why: String,
     pub due: Vec<&'static str>,
     pub regimen: String,
     pub mme: String,
@@ -92,11 +95,12 @@ fn whole_number(value: f64) -> Option<String> {
     whole.then(|| (value as i64).to_string())
 }
 
-pub fn regimen_text(lines: &[&RegimenLine], may_see_part2: bool) -> String {
+pub fn regimen_text(lines: &[&RegimenLine], access: impl Into<crate::part2::Part2Access>) -> String {
+    let access = access.into();
     let parts: Vec<String> = lines
         .iter()
         .map(|line| {
-            if line.confidentiality == "part2" && !may_see_part2 {
+            if access.hides(line.confidentiality == "part2") {
                 wording::RESTRICTED.to_string()
             } else {
                 let name =
@@ -133,7 +137,11 @@ pub fn row_view(
             working.push(name);
         }
     }
+    // The queue never shows Part 2 facts: restricted reasons are masked for everyone here.
+    let reasons = wording::reasons(row.reasons.as_deref(), crate::part2::Part2Access::Masked);
+    let window = wording::window(row.refill_window.as_deref(), row.eligible_on);
     RowView {
+        why: why_line(&window, "", &reasons),
         patient_id: row.patient_id,
         queue_id: row.queue_id,
         version: row.version,
@@ -147,19 +155,26 @@ pub fn row_view(
         status_word,
         status_class,
         outcome: row.outcome.clone(),
-        // The queue never shows Part 2 facts: restricted reasons are masked for everyone here.
-        reasons: wording::reasons(row.reasons.as_deref(), false),
-        due: wording::due(row.tasks.as_deref()),
-        regimen: regimen_text(&lines, false),
+        reasons,
+        due: wording::due(row.tasks.as_deref(), row.reasons.as_deref(), crate::part2::Part2Access::Masked),
+        regimen: regimen_text(&lines, crate::part2::Part2Access::Masked),
         mme: row
             .total_daily_mme
             .map(|m| whole_number(m).unwrap_or_else(|| format!("{m:.0}")))
             .unwrap_or_else(|| "—".into()),
         working: working.join(", "),
         done: row.status == "done",
-        window: wording::window(row.refill_window.as_deref(), row.eligible_on),
+        window,
         standing: String::new(),
     }
+}
+
+/// A row's one line of "why": the physician's standing decision first (what the desk does next), the
+/// reasons' headlines, then where the refill is in its cycle.
+fn why_line(window: &str, standing: &str, reasons: &[wording::ReasonLine]) -> String {
+    let reasons = wording::one_line(reasons);
+    let parts: Vec<&str> = [standing, reasons.as_str(), window].into_iter().filter(|p| !p.is_empty()).collect();
+    if parts.is_empty() { "Nothing outstanding".to_string() } else { parts.join(" · ") }
 }
 
 /// Put the standing physician decision of each row that has one into its view, in words (the queue
@@ -174,6 +189,7 @@ pub(crate) async fn fill_standing(state: &AppState, rows: &[QueueRow], views: &m
     for (row, view) in rows.iter().zip(views.iter_mut()) {
         if let Some(decision) = decisions.iter().find(|d| Some(d.id) == row.physician_decision_id) {
             view.standing = wording::standing_decision(decision, &actor_name(&names, &decision.signed_by), !row.part2);
+            view.why = why_line(&view.window, &format!("Physician: {}", view.standing), &view.reasons);
         }
     }
     Ok(())
@@ -218,6 +234,7 @@ struct QueuePage<'a> {
     rows: &'a [RowView],
     filter: &'static str,
     page: i64,
+    page_size: i64,
     has_next: bool,
 }
 
@@ -238,6 +255,7 @@ struct WallPage<'a> {
 
 pub fn tally_label(filter: QueueFilter) -> &'static str {
     match filter {
+        QueueFilter::Desk => "For the desk",
         QueueFilter::Open => "All open",
         QueueFilter::Ready => "Ready to prepare",
         QueueFilter::NeedsTask => "Needs a task",
@@ -301,9 +319,12 @@ pub async fn page(
     Extension(principal): Extension<Principal>,
     Query(params): Query<QueueParams>,
 ) -> Result<Response, WebError> {
-    let filter = params.filter.as_deref().and_then(QueueFilter::parse).unwrap_or_default();
-    let page = params.page_number()?;
     let wall = params.display.as_deref() == Some("wall") || matches!(principal, Principal::Wall { .. });
+    // The desk's default view is what staff can act on; rows waiting on a physician have their tally.
+    // The wall shows every open row.
+    let default = if wall { QueueFilter::Open } else { QueueFilter::Desk };
+    let filter = params.filter.as_deref().and_then(QueueFilter::parse).unwrap_or(default);
+    let page = params.page_number()?;
     let size = state.settings.queue_page_size;
     // One row more than the page shows tells whether there is a next page.
     let (loaded, tallies) = load_rows(&state, filter, page, size + 1).await?;
@@ -335,6 +356,7 @@ pub async fn page(
         rows,
         filter: filter.as_str(),
         page,
+        page_size: size,
         has_next,
     })
 }
@@ -358,6 +380,23 @@ struct Panel {
     prepared: bool,
     /// Drug tests collected and not finished (id, words), for their next step.
     open_tests: Vec<(i64, String)>,
+}
+
+impl Panel {
+    /// Why "prepare" (the `p` key) does not apply to this row, in words (empty when it does).
+    fn prepare_not_why(&self) -> &'static str {
+        if !self.evaluated {
+            "the rules have not decided on this patient today yet"
+        } else if self.prepared {
+            "it is already prepared and waiting for the pharmacy"
+        } else if self.not_due {
+            "the refill is not due yet"
+        } else if self.hold {
+            "it is on hold or with a physician, and staff cannot override that"
+        } else {
+            ""
+        }
+    }
 }
 
 impl Panel {
@@ -494,9 +533,30 @@ pub struct ActionForm {
     /// UDS result: `presumptive` (default) or `confirmatory`.
     #[serde(default)]
     pub result_kind: Option<String>,
-    /// PDMP: one finding per line, `prescriber id; opioid|benzodiazepine|other; YYYY-MM-DD`.
+    /// PDMP (JSON API and older clients): one finding per line, `prescriber id;
+    /// opioid|benzodiazepine|other; YYYY-MM-DD`.
     #[serde(default)]
     pub findings: Option<String>,
+    /// PDMP (the screen's fields): up to three findings, each a prescriber, a drug class (`opioid`,
+    /// `benzodiazepine`, `other`) and the date filled; a row with no prescriber is empty.
+    #[serde(default)]
+    pub prescriber_1: Option<String>,
+    #[serde(default)]
+    pub class_1: Option<String>,
+    #[serde(default)]
+    pub finding_on_1: Option<String>,
+    #[serde(default)]
+    pub prescriber_2: Option<String>,
+    #[serde(default)]
+    pub class_2: Option<String>,
+    #[serde(default)]
+    pub finding_on_2: Option<String>,
+    #[serde(default)]
+    pub prescriber_3: Option<String>,
+    #[serde(default)]
+    pub class_3: Option<String>,
+    #[serde(default)]
+    pub finding_on_3: Option<String>,
     /// Agreement: text version signed.
     #[serde(default)]
     pub text_version: Option<String>,
@@ -540,11 +600,59 @@ pub async fn action(
     }
     match perform(&state, &principal, patient_id, &form).await {
         Ok(result) => panel_response(&state, &principal, patient_id, Some(result.message), None, StatusCode::OK).await,
-        Err(error @ (WebError::Conflict(_) | WebError::BadRequest(_))) => {
+        Err(WebError::Conflict(raw)) => {
+            let words = conflict_words(&state, patient_id, &raw).await;
+            panel_response(&state, &principal, patient_id, None, Some(words), StatusCode::CONFLICT).await
+        }
+        Err(error @ WebError::BadRequest(_)) => {
             let status = error.status();
             panel_response(&state, &principal, patient_id, None, Some(error.public_message()), status).await
         }
         Err(error) => Err(error),
+    }
+}
+
+impl ActionForm {
+    /// The PDMP findings the screen's fields hold (rows without a prescriber are left out), each
+    /// checked with the field named.
+    fn finding_fields(&self) -> Result<Vec<PdmpFinding>, WebError> {
+        let rows = [
+            (1, &self.prescriber_1, &self.class_1, &self.finding_on_1),
+            (2, &self.prescriber_2, &self.class_2, &self.finding_on_2),
+            (3, &self.prescriber_3, &self.class_3, &self.finding_on_3),
+        ];
+        let mut findings = Vec::new();
+        for (n, prescriber, class, on) in rows {
+            let Some(prescriber) = prescriber.as_deref().map(str::trim).filter(|p| !p.is_empty()) else { continue };
+            let drug_class = drug_class(class.as_deref().unwrap_or("").trim())
+                .ok_or_else(|| WebError::BadRequest(format!("class_{n}: choose opioid, benzodiazepine or other")))?;
+            let filled_on = match on.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+                Some(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+                    WebError::BadRequest(format!("finding_on_{n}: {text:?} is not a date (YYYY-MM-DD)"))
+                })?,
+                None => return Err(WebError::BadRequest(format!("finding_on_{n}: the date it was filled"))),
+            };
+            findings.push(PdmpFinding {
+                prescriber: PrescriberId(prescriber.to_string()),
+                drug_class,
+                filled_on,
+                product: None,
+                rxcui: None,
+                quantity: None,
+                days_supply: None,
+            });
+        }
+        Ok(findings)
+    }
+}
+
+/// A drug class as the forms name it.
+fn drug_class(text: &str) -> Option<DrugClass> {
+    match text {
+        "opioid" => Some(DrugClass::Opioid),
+        "benzodiazepine" => Some(DrugClass::Benzodiazepine),
+        "other" => Some(DrugClass::OtherControlled),
+        _ => None,
     }
 }
 
@@ -561,12 +669,8 @@ fn parse_findings(text: &str) -> Result<Vec<PdmpFinding>, WebError> {
                     i + 1
                 )));
             };
-            let drug_class = match *class {
-                "opioid" => DrugClass::Opioid,
-                "benzodiazepine" => DrugClass::Benzodiazepine,
-                "other" => DrugClass::OtherControlled,
-                other => return Err(WebError::BadRequest(format!("findings line {}: unknown class {other:?}", i + 1))),
-            };
+            let drug_class = drug_class(class)
+                .ok_or_else(|| WebError::BadRequest(format!("findings line {}: unknown class {class:?}", i + 1)))?;
             let filled_on = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| {
                 WebError::BadRequest(format!("findings line {}: date {date:?} is not YYYY-MM-DD", i + 1))
             })?;
@@ -668,7 +772,11 @@ async fn staff_action(
         "pdmp" => StaffAction::Fact(StaffFact::PdmpReview {
             review: PdmpReview {
                 reviewed_on: today,
-                findings: parse_findings(form.findings.as_deref().unwrap_or(""))?,
+                findings: {
+                    let mut findings = parse_findings(form.findings.as_deref().unwrap_or(""))?;
+                    findings.extend(form.finding_fields()?);
+                    findings
+                },
             },
         }),
         "agreement" => {
@@ -804,8 +912,24 @@ pub async fn perform(
     };
     tx.commit().await?;
     publish_latest(state).await;
-    let message = match form.action.as_str() {
-        "prepare" => return Ok(prepared_message(state, &done, version).await),
+    if form.action == "prepare" {
+        return Ok(prepared_message(state, &done, version).await);
+    }
+    let message = action_done(&form.action);
+    let outcome = done.outcome.map(|o| o.as_str().to_string());
+    let (word, _) = wording::status(outcome.as_deref());
+    Ok(ActionResult {
+        message: format!("{message}; the rules now say: {word}."),
+        outcome,
+        version,
+        uds_test_id: done.uds_test_id,
+    })
+}
+
+/// What an action did, in words (also how another desk hears of it).
+fn action_done(action: &str) -> &'static str {
+    match action {
+        "prepare" => "Refill prepared for signature",
         "uds" => "Drug test recorded",
         "uds_collect" => "Drug test collection recorded",
         "uds_result" => "Drug test result recorded",
@@ -817,16 +941,40 @@ pub async fn perform(
         "request" => "Refill request recorded",
         "dispense" => "Dispense recorded",
         "contacted" => "Contact recorded",
-        _ => "Sent to a physician with your note",
+        "physician" => "Sent to a physician with a note",
+        _ => "Changed",
+    }
+}
+
+/// A conflict on a row in words a desk can act on: who has it (by name, never an internal id) and
+/// what was recorded on the patient in the last twelve hours, by whom and when.
+async fn conflict_words(state: &AppState, patient_id: i64, raw: &str) -> String {
+    let names = actor_names(state).await.unwrap_or_default();
+    let owner = match screens::queue_row(&state.store, state.today(), patient_id).await {
+        Ok(Some(row)) if row.status == "in_progress" => row.assigned_to.as_deref().map(|a| actor_name(&names, a)),
+        _ => None,
     };
-    let outcome = done.outcome.map(|o| o.as_str().to_string());
-    let (word, _) = wording::status(outcome.as_deref());
-    Ok(ActionResult {
-        message: format!("{message}; the rules now say: {word}."),
-        outcome,
-        version,
-        uds_test_id: done.uds_test_id,
-    })
+    let since = state.clock.now_ms() - 12 * 3_600_000;
+    let changes = accounts::patient_screen_changes(&state.store, patient_id, since, 5).await.unwrap_or_default();
+    let zone = state.settings.time_zone;
+    let recorded: Vec<String> = changes
+        .iter()
+        .filter_map(|change| {
+            let action = change.kind.strip_prefix("queue.")?;
+            let at = chrono::DateTime::from_timestamp_millis(change.changed_at_ms)?.with_timezone(&zone);
+            let who = change.actor.clone().unwrap_or_else(|| "another desk".into());
+            Some(format!("{} by {who} at {}", action_done(action), at.format("%H:%M")))
+        })
+        .collect();
+    let headline = match owner {
+        Some(owner) => format!("{owner} is working on this patient right now."),
+        None => {
+            format!("Someone else changed this row first ({}).", name_actors(&names, raw).replace("queue item", "row"))
+        }
+    };
+    let recorded =
+        if recorded.is_empty() { String::new() } else { format!(" Already recorded: {}.", recorded.join("; ")) };
+    format!("{headline}{recorded} Nothing of yours was saved: look at the row as it is now before acting.")
 }
 
 /// "Refill prepared", or "Bridge prepared: 14 days, review by ..." when a physician's bridge released it.
