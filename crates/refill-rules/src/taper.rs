@@ -20,6 +20,8 @@ mod policy;
 mod units;
 
 #[cfg(test)]
+mod findings;
+#[cfg(test)]
 mod tests;
 
 use chrono::NaiveDate;
@@ -330,6 +332,10 @@ pub fn describe_frequency(doses_per_day: f64) -> String {
         2000 => "twice a day".to_string(),
         3000 => "three times a day".to_string(),
         4000 => "four times a day".to_string(),
+        // A patch changed every few days (a 72-hour patch is 0.333 a day).
+        _ if doses_per_day > 0.0 && doses_per_day < 1.0 => {
+            format!("changed every {} days", trim_number((1.0 / doses_per_day).round()))
+        }
         _ => format!("{} times a day", trim_number(doses_per_day)),
     }
 }
@@ -420,6 +426,24 @@ pub struct StepProduct {
     pub strength: String,
     pub units_per_dose: f64,
     pub doses_per_day: f64,
+    /// When the doses of the day differ: `larger dose` or `smaller dose` (the units of one
+    /// administration share the label); empty when every dose is the same.
+    pub dose: &'static str,
+}
+
+impl StepProduct {
+    /// `2 x acetaminophen 325 MG / hydrocodone bitartrate 10 MG Oral Tablet (hydrocodone 10 mg /
+    /// acetaminophen 325 mg), four times a day`: what the preview and the signed plan show.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} x {} ({}), {}{}",
+            trim_number(self.units_per_dose),
+            self.name,
+            self.strength,
+            describe_frequency(self.doses_per_day),
+            if self.dose.is_empty() { String::new() } else { format!(" ({})", self.dose) }
+        )
+    }
 }
 
 impl TaperStep {
@@ -427,11 +451,13 @@ impl TaperStep {
     pub fn products(&self) -> Vec<StepProduct> {
         let mut products = Vec::new();
         for line in &self.lines {
-            let mut parts = vec![(&line.dose, line.doses_per_day - line.lower_doses_per_day)];
+            let uneven = line.lower_dose.is_some();
+            let mut parts =
+                vec![(&line.dose, line.doses_per_day - line.lower_doses_per_day, if uneven { "larger dose" } else { "" })];
             if let Some(lower) = &line.lower_dose {
-                parts.push((lower, line.lower_doses_per_day));
+                parts.push((lower, line.lower_doses_per_day, "smaller dose"));
             }
-            for (dose, per_day) in parts {
+            for (dose, per_day, label) in parts {
                 for unit in &dose.units {
                     let mut strength = format!("{} {} {}", line.ingredient, trim_number(unit.strength), line.unit_label);
                     for co in &line.co_ingredients {
@@ -442,6 +468,7 @@ impl TaperStep {
                         strength,
                         units_per_dose: unit.count,
                         doses_per_day: if line.transdermal { line.doses_per_day } else { per_day },
+                        dose: label,
                     });
                 }
             }

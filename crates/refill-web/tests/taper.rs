@@ -133,7 +133,7 @@ async fn a_physician_previews_a_taper_schedule_signs_it_and_it_shows_on_the_pati
         ("decision", "taper_start".to_string()),
         ("version", setup.exception_version.to_string()),
         ("preset", "cdc_default".to_string()),
-        ("target_mme", String::new()),
+        ("target_mme", "0".to_string()),
         ("start_on", start.clone()),
     ];
     let (status, preview) = setup.send("POST", &format!("/exceptions/{id}/taper/preview"), &parameters).await;
@@ -184,6 +184,7 @@ async fn a_faster_preset_without_attestation_is_refused_in_plain_words_and_nothi
         ("decision", "taper_start".to_string()),
         ("version", setup.exception_version.to_string()),
         ("preset", "faster".to_string()),
+        ("target_mme", "0".to_string()),
         ("start_on", setup.state.today().to_string()),
     ];
     let (status, page) = setup.send("POST", &format!("/exceptions/{id}/taper/preview"), &parameters).await;
@@ -228,7 +229,7 @@ async fn a_taper_signed_to_start_today_becomes_the_regimen_at_once() {
         ("decision", "taper_start".to_string()),
         ("version", setup.exception_version.to_string()),
         ("preset", "cdc_default".to_string()),
-        ("target_mme", String::new()),
+        ("target_mme", "0".to_string()),
         ("start_on", today.to_string()),
     ];
     let (status, preview) = setup.send("POST", &format!("/exceptions/{id}/taper/preview"), &parameters).await;

@@ -114,15 +114,17 @@ pub fn pause(
     Ok(next)
 }
 
-/// Resume a paused plan on `on` at the same preset, from the dose in force.
+/// Resume a paused plan on `on` at the same preset, from the dose in force. The next step comes a
+/// full interval after the resume (never on the day itself), so a check-in falls before it.
 pub fn resume(plan: &TaperPlan, on: NaiveDate, policy: &TaperPolicy) -> Result<TaperPlan, TaperRefusal> {
     require_state(plan, TaperState::Paused, "resume")?;
     let lines = dose_in_force(plan, on).to_vec();
     let (name, preset) = (plan.preset_name.clone(), plan.preset.clone());
+    let earliest = (on + Duration::days(preset.step_days)).max(next_step_not_before(plan, on, &preset));
     Ok(replan(
         plan,
         on,
-        on,
+        earliest,
         Replan { preset_name: name, preset, target: plan.target, lines, attestation: plan.attestation.clone() },
         TaperChange::Resumed,
         policy,

@@ -250,17 +250,14 @@ pub(super) fn lines_from_regimen(
         });
         match same_line {
             Some(existing) => {
-                let amount = existing.dose.amount() + line.dose.amount();
-                let doses =
-                    dispensable_doses(&existing.strengths, existing.splittable, existing.max_units);
-                existing.dose = match doses.get(&amount_key(amount)) {
-                    Some(dose) => dose.clone(),
-                    None => {
-                        let mut units = existing.dose.units.clone();
-                        units.extend(line.dose.units);
-                        UnitDose { units }
+                // The patient's own tablets together (15 mg + 5 mg stays 15 + 5, not one 20 mg).
+                for unit in line.dose.units {
+                    match existing.dose.units.iter_mut().find(|u| amount_key(u.strength) == amount_key(unit.strength)) {
+                        Some(same) => same.count += unit.count,
+                        None => existing.dose.units.push(unit),
                     }
-                };
+                }
+                existing.dose.units.sort_by(|a, b| b.strength.total_cmp(&a.strength));
                 existing.order_id = format!("{}+{}", existing.order_id, line.order_id);
             }
             None => lines.push(line),
@@ -349,6 +346,24 @@ fn line_from_order(
             return Err(refuse(RefusalCode::MmeUndetermined, format!("MME cannot be determined ({why})")));
         }
     };
+    let acetaminophen: f64 = make_up
+        .co_ingredients
+        .iter()
+        .filter(|(name, _)| name == "acetaminophen")
+        .map(|(_, thousandths)| *thousandths as f64 / 1000.0)
+        .sum();
+    if acetaminophen > policy.acetaminophen_max_mg_per_unit + EPSILON {
+        return Err(refuse(
+            RefusalCode::AcetaminophenLimit,
+            format!(
+                "{} holds {} mg acetaminophen per unit, above the {} mg limit; the physician changes the product \
+                 before a taper (no step swaps it)",
+                product.name,
+                trim_number(acetaminophen),
+                trim_number(policy.acetaminophen_max_mg_per_unit)
+            ),
+        ));
+    }
     // Steps use only the formulary's products of exactly this make-up: never a co-ingredient the
     // order does not hold, never another strength of one it does, never another release or route.
     let products = formulary.of_make_up(&make_up);
@@ -539,7 +554,8 @@ pub(super) fn schedule(input: Schedule<'_>) -> (Vec<TaperStep>, PlanOutcome) {
                 other_apap + apap <= policy.acetaminophen_max_mg_per_day + EPSILON
             })
             .collect();
-        // Same dose at every administration first; uneven doses only when no even one fits.
+        // Same dose at every administration first; uneven doses only when no even one fits. The dose
+        // is chosen first; the units that make it are the patient's own where they can (`preferred`).
         let fits = |c: &&Candidate| c.reduction <= fraction * total + EPSILON;
         let mut within: Vec<&Candidate> = reductions_of_dose.iter().filter(|c| c.even).filter(fits).collect();
         if within.is_empty() || within.iter().all(|c| c.reduction > full_rate + EPSILON) {

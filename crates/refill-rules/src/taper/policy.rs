@@ -62,7 +62,8 @@ pub struct TaperPolicy {
     pub splittable_dose_forms: Vec<String>,
     /// The most dose-form units per administration a step may use.
     pub max_units_per_administration: u32,
-    /// The most patches worn at once in a step (a stack of small patches is not a taper). Default 2.
+    /// The most patches worn at once in a step: a step moves to the next marketed patch strength, never
+    /// to a stack of small patches. Default 1.
     pub max_patches_per_application: u32,
     /// This many pauses flag "consider buprenorphine transition and OUD assessment". Default 2.
     pub pauses_before_flag: usize,
@@ -146,7 +147,7 @@ impl TaperPolicy {
             staff_notice_lead_days: 14,
             splittable_dose_forms: Vec::new(),
             max_units_per_administration: 4,
-            max_patches_per_application: 2,
+            max_patches_per_application: 1,
             pauses_before_flag: 2,
             stall_days: 90,
             stall_mme: 90.0,

@@ -151,7 +151,9 @@ fn pause_and_resume_keep_the_history() {
     let resumed = resume(&paused, resume_on, &policy).unwrap();
     assert_eq!(resumed.state, TaperState::Active);
     assert_eq!(resumed.steps[..2], paused.steps[..2]);
-    assert_eq!(resumed.steps[2].effective_on, resume_on);
+    // A full interval after the resume (room for a check-in), never on the day itself.
+    assert_eq!(resumed.steps[2].effective_on, resume_on + Duration::days(plan.preset.step_days));
+    assert!(resumed.steps[2].follow_up_due > resume_on);
     assert_eq!(resumed.steps[2].number, 3);
     assert_eq!(resumed.steps[2].revision, 2);
     assert!(resumed.steps[2].planning_mme < resumed.steps[1].planning_mme);
@@ -159,7 +161,7 @@ fn pause_and_resume_keep_the_history() {
     // The dose in force during the pause was the last step taken.
     assert_eq!(dose_in_force(&paused, resume_on)[0].daily_amount(), plan.steps[1].lines[0].daily_amount());
 
-    let paused_again = pause(&resumed, resume_on + Duration::days(10), PauseReason::LifeEvent, &policy).unwrap();
+    let paused_again = pause(&resumed, resume_on + Duration::days(40), PauseReason::LifeEvent, &policy).unwrap();
     assert_eq!(paused_again.pauses(), 2);
     assert!(paused_again.flags.iter().any(|flag| flag.message.starts_with(BUPRENORPHINE_FLAG)));
     assert_eq!(paused_again.state, TaperState::Paused, "a flag never acts on the plan");

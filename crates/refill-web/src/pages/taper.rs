@@ -70,7 +70,8 @@ pub struct TaperForm {
     pub version: i64,
     #[serde(default)]
     pub preset: String,
-    /// Empty: taper to zero.
+    /// The target agreed with the patient: `0` to stop, or the daily MME to reach. Required: an empty
+    /// field never means stop.
     #[serde(default)]
     pub target_mme: String,
     #[serde(default)]
@@ -99,6 +100,15 @@ pub struct StepRow {
     pub regimen: String,
     pub daily_mme: String,
     pub follow_up_due: String,
+    /// What the pharmacy fills from this step: `2 x acetaminophen 325 MG / hydrocodone bitartrate
+    /// 10 MG Oral Tablet (hydrocodone 10 mg / acetaminophen 325 mg), four times a day`.
+    pub products: Vec<String>,
+    /// The change in percent of the dose before the step.
+    pub cut: String,
+    /// Acetaminophen a day from this step, empty when none.
+    pub acetaminophen: String,
+    /// Why the step waits longer or is larger than usual.
+    pub note: String,
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +146,15 @@ fn plain_refusal(refusal: &TaperRefusal, preset: &str) -> String {
         RefusalCode::NotTaperable => "This regimen cannot be tapered by the planner.".to_string(),
         RefusalCode::TargetNotBelowCurrent => "The target is not below the current daily MME.".to_string(),
         RefusalCode::InvalidPolicy => "The taper policy is not valid.".to_string(),
+        RefusalCode::NotInFormulary => {
+            "The clinic formulary has no product of this make-up; the planner orders only what the pharmacies dispense.".to_string()
+        }
+        RefusalCode::AcetaminophenLimit => "The regimen is above the acetaminophen limits.".to_string(),
+        RefusalCode::MethadonePreset => {
+            format!(
+                "Methadone is tapered only at its own slower pace, chosen by the physician: the {preset} preset does not apply to it."
+            )
+        }
         RefusalCode::InvalidRequest | RefusalCode::NotSlower | RefusalCode::WrongState => {
             "The planner could not use this request.".to_string()
         }
@@ -159,7 +178,7 @@ fn parse_start(form: &TaperForm, today: NaiveDate) -> Result<NaiveDate, String> 
 fn parse_target(form: &TaperForm) -> Result<TaperTarget, String> {
     let text = form.target_mme.trim();
     if text.is_empty() {
-        return Ok(TaperTarget::Zero);
+        return Err("Choose the target agreed with the patient: 0 to stop, or the daily MME to reach.".to_string());
     }
     match text.parse::<f64>() {
         Ok(value) if value.is_finite() && value >= 0.0 => {
@@ -218,6 +237,7 @@ async fn propose(
         start_on,
         attestation,
         factor_set: state.policy.factor_set(),
+        added_products: Vec::new(),
     };
     let preset_name = if preset.is_empty() { state.policy.taper.default_preset.as_str() } else { preset };
     Ok(plan_taper(&request, &state.policy.taper).map_err(|refusal| plain_refusal(&refusal, preset_name)))
@@ -253,6 +273,20 @@ fn plan_view(plan: &TaperPlan, past: &[(NaiveDate, f64)], today: NaiveDate) -> P
             },
             daily_mme: mme_text(step.daily_mme),
             follow_up_due: step.follow_up_due.to_string(),
+            products: step
+                .products()
+                .iter()
+                .map(|product| {
+                    product.describe()
+                })
+                .collect(),
+            cut: format!("-{}%", trim_number((step.fraction_of_current * 1000.0).round() / 10.0)),
+            acetaminophen: if step.acetaminophen_mg_per_day > 0.0 {
+                format!("{} mg", trim_number(step.acetaminophen_mg_per_day))
+            } else {
+                String::new()
+            },
+            note: step.note.clone().unwrap_or_default(),
         })
         .collect();
     let mut planned: Vec<(NaiveDate, f64)> = Vec::with_capacity(plan.steps.len() + 1);
