@@ -20,6 +20,7 @@ mod error;
 pub mod physician;
 pub mod privacy;
 pub mod staff;
+pub mod taper;
 
 use std::sync::Arc;
 

@@ -82,7 +82,11 @@ impl FormularyProduct {
 
     /// Acetaminophen per unit in mg (0 when there is none).
     pub fn acetaminophen_mg(&self) -> f64 {
-        self.co_ingredients.iter().filter(|co| co.name.eq_ignore_ascii_case("acetaminophen")).map(|co| co.strength).sum()
+        self.co_ingredients
+            .iter()
+            .filter(|co| co.name.eq_ignore_ascii_case("acetaminophen"))
+            .map(|co| co.strength)
+            .sum()
     }
 
     /// `hydrocodone 10 mg / acetaminophen 325 mg`: the make-up in words, for screens.
@@ -157,8 +161,11 @@ impl MakeUp {
     pub fn describe(&self) -> String {
         let mut text = format!("{} {}", self.ingredient, self.dose_form);
         if !self.co_ingredients.is_empty() {
-            let co: Vec<String> =
-                self.co_ingredients.iter().map(|(name, mg)| format!("{name} {} mg", trim_number(*mg as f64 / 1000.0))).collect();
+            let co: Vec<String> = self
+                .co_ingredients
+                .iter()
+                .map(|(name, mg)| format!("{name} {} mg", trim_number(*mg as f64 / 1000.0)))
+                .collect();
             text.push_str(&format!(" with {}", co.join(" and ")));
         }
         text
@@ -290,7 +297,10 @@ mod tests {
         let formulary = Formulary::embedded();
         let has = |ingredient: &str, form: &str, strength: f64| {
             formulary.products.iter().any(|p| {
-                p.ingredient == ingredient && p.dose_form == form && p.strength == strength && p.co_ingredients.is_empty()
+                p.ingredient == ingredient
+                    && p.dose_form == form
+                    && p.strength == strength
+                    && p.co_ingredients.is_empty()
             })
         };
         assert!(!has("morphine", "Extended Release Oral Tablet", 5.0));

@@ -15,6 +15,7 @@
 //! interval between doses can be extended, and opioids may be stopped when taken less than once a day").
 
 mod changes;
+pub mod check_in;
 mod planner;
 mod policy;
 mod units;
@@ -452,14 +453,18 @@ impl TaperStep {
         let mut products = Vec::new();
         for line in &self.lines {
             let uneven = line.lower_dose.is_some();
-            let mut parts =
-                vec![(&line.dose, line.doses_per_day - line.lower_doses_per_day, if uneven { "larger dose" } else { "" })];
+            let mut parts = vec![(
+                &line.dose,
+                line.doses_per_day - line.lower_doses_per_day,
+                if uneven { "larger dose" } else { "" },
+            )];
             if let Some(lower) = &line.lower_dose {
                 parts.push((lower, line.lower_doses_per_day, "smaller dose"));
             }
             for (dose, per_day, label) in parts {
                 for unit in &dose.units {
-                    let mut strength = format!("{} {} {}", line.ingredient, trim_number(unit.strength), line.unit_label);
+                    let mut strength =
+                        format!("{} {} {}", line.ingredient, trim_number(unit.strength), line.unit_label);
                     for co in &line.co_ingredients {
                         strength.push_str(&format!(" / {} {} mg", co.name, trim_number(co.strength)));
                     }
@@ -517,8 +522,7 @@ pub struct PhysicianFlag {
 /// The message of the buprenorphine/OUD prompt, raised only when the PATIENT cannot go on (pauses at
 /// check-ins), never because the planner cannot make a step (CDC 2022 Rec 5: when the patient cannot
 /// taper and risks outweigh benefits, consider buprenorphine; assess for OUD). Worded without stigma.
-pub const BUPRENORPHINE_FLAG: &str =
-    "the taper is hard for the patient: discuss options with them, including a transition to buprenorphine, and assess for opioid use disorder";
+pub const BUPRENORPHINE_FLAG: &str = "the taper is hard for the patient: discuss options with them, including a transition to buprenorphine, and assess for opioid use disorder";
 
 /// The prompt when the planner, not the patient, is the limit.
 pub const PLANNER_LIMIT_FLAG: &str = "the planner cannot make the next step from the clinic formulary at this pace";

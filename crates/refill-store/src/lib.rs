@@ -31,6 +31,7 @@ pub mod schedule;
 pub mod screens;
 pub mod state_seal;
 mod store;
+pub mod taper_care;
 
 pub use audit::{AuditCheckpoint, AuditEvent, AuditProblem, AuditVerification, StoredAuditEvent};
 pub use decisions::{DecisionRecord, NewDecision, RecordedDecision};

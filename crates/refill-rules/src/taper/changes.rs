@@ -9,8 +9,8 @@ use super::planner::{
 };
 use super::units::trim_number;
 use super::{
-    BUPRENORPHINE_FLAG, PLANNER_LIMIT_FLAG, PhysicianFlag, PlanOutcome, RefusalCode, SafetyAttestation, StepKind, TaperChange, TaperEvent,
-    TaperLine, TaperPlan, TaperPolicy, TaperPreset, TaperRefusal, TaperTarget,
+    BUPRENORPHINE_FLAG, PLANNER_LIMIT_FLAG, PhysicianFlag, PlanOutcome, RefusalCode, SafetyAttestation, StepKind,
+    TaperChange, TaperEvent, TaperLine, TaperPlan, TaperPolicy, TaperPreset, TaperRefusal, TaperTarget,
 };
 use crate::facts::{TaperInForce, TaperState};
 

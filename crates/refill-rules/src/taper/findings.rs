@@ -69,7 +69,10 @@ fn hydrocodone_acetaminophen_steps_keep_325_mg_and_stay_under_4_g() {
 fn hydrocodone_er_capsules_never_become_a_cough_medicine() {
     let policy = TaperPolicy::defaults();
     let plan = plan_taper(
-        &request(vec![order("rx-h", "12 HR hydrocodone bitartrate 30 MG Extended Release Oral Capsule", 1.0, 2.0)], "slower"),
+        &request(
+            vec![order("rx-h", "12 HR hydrocodone bitartrate 30 MG Extended Release Oral Capsule", 1.0, 2.0)],
+            "slower",
+        ),
         &policy,
     )
     .expect("a plan");
@@ -84,7 +87,10 @@ fn hydrocodone_er_capsules_never_become_a_cough_medicine() {
 fn oxycodone_er_never_becomes_an_acetaminophen_combination_nor_160_mg() {
     let policy = TaperPolicy::defaults();
     let plan = plan_taper(
-        &request(vec![order("rx-o", "12 HR oxycodone hydrochloride 80 MG Extended Release Oral Tablet", 2.0, 2.0)], "slower"),
+        &request(
+            vec![order("rx-o", "12 HR oxycodone hydrochloride 80 MG Extended Release Oral Tablet", 2.0, 2.0)],
+            "slower",
+        ),
         &policy,
     )
     .expect("a plan");
@@ -138,7 +144,10 @@ fn steps_use_only_marketed_strengths() {
 #[test]
 fn acetaminophen_above_325_mg_per_unit_is_refused_not_swapped() {
     let refused = plan_taper(
-        &request(vec![order("rx", "acetaminophen 750 MG / hydrocodone bitartrate 10 MG Oral Tablet", 1.0, 4.0)], "slower"),
+        &request(
+            vec![order("rx", "acetaminophen 750 MG / hydrocodone bitartrate 10 MG Oral Tablet", 1.0, 4.0)],
+            "slower",
+        ),
         &TaperPolicy::defaults(),
     )
     .unwrap_err();
@@ -257,7 +266,12 @@ fn a_step_keeps_the_tablets_the_patient_has_where_it_can() {
                 .contains_key(&units::amount_key(*amount))
         });
         if makeable_from_held {
-            assert!(used.iter().all(|key| held.contains(key)), "step {} changed tablets: {}", step.number, line.describe());
+            assert!(
+                used.iter().all(|key| held.contains(key)),
+                "step {} changed tablets: {}",
+                step.number,
+                line.describe()
+            );
         }
         held = used;
         held.sort();

@@ -13,8 +13,8 @@ use super::{
     TaperTarget,
 };
 use crate::drug::{Acting, DrugTable, StrengthUnit};
-use crate::formulary::{Formulary, FormularyCoIngredient, MakeUp};
 use crate::facts::{DoseQuantity, DoseUnit, MedicationOrder, OrderPurpose, TaperState};
+use crate::formulary::{Formulary, FormularyCoIngredient, MakeUp};
 use crate::mme::{FactorSet, daily_mme};
 
 /// Tolerance for comparing MME sums built from decimal strengths.
@@ -34,8 +34,7 @@ pub fn plan_taper(request: &TaperRequest, policy: &TaperPolicy) -> Result<TaperP
     if !problems.is_empty() {
         return Err(TaperRefusal::new(RefusalCode::InvalidRequest, problems.join("; ")));
     }
-    let lines =
-        lines_from_regimen(&request.regimen, &request.reduce_first, request.factor_set, policy, &formulary)?;
+    let lines = lines_from_regimen(&request.regimen, &request.reduce_first, request.factor_set, policy, &formulary)?;
     check_methadone(&lines, &preset_name, policy)?;
     check_acetaminophen(&lines, policy)?;
     let original_mme: f64 = lines.iter().map(TaperLine::planning_mme).sum();
@@ -528,9 +527,9 @@ pub(super) fn schedule(input: Schedule<'_>) -> (Vec<TaperStep>, PlanOutcome) {
         }
         let total: f64 = lines.iter().map(TaperLine::planning_mme).sum();
         let line = lines[0].clone();
-        let doses = doses_by_line.entry(line.order_id.clone()).or_insert_with(|| {
-            dispensable_doses(&line.strengths, line.splittable, line.max_units)
-        });
+        let doses = doses_by_line
+            .entry(line.order_id.clone())
+            .or_insert_with(|| dispensable_doses(&line.strengths, line.splittable, line.max_units));
         // Keep the tablets the patient already has where they make the amount: the strengths change
         // only when the dose cannot be made from them.
         let held: Vec<f64> = {
@@ -706,7 +705,9 @@ pub(super) fn schedule(input: Schedule<'_>) -> (Vec<TaperStep>, PlanOutcome) {
                     ));
                 }
             }
-            while paced_over_days.is_none() && used_in_window(&reductions, on, preset.window_days) + candidate.reduction > full_rate + EPSILON {
+            while paced_over_days.is_none()
+                && used_in_window(&reductions, on, preset.window_days) + candidate.reduction > full_rate + EPSILON
+            {
                 on = next_release(&reductions, on, preset.window_days);
             }
             candidate

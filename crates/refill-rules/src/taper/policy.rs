@@ -214,7 +214,10 @@ impl TaperPolicy {
             problems.push("taper lead days must not be negative".to_string());
         }
         if self.max_units_per_administration == 0 || self.max_patches_per_application == 0 {
-            problems.push("taper.max_units_per_administration and taper.max_patches_per_application must be at least 1".to_string());
+            problems.push(
+                "taper.max_units_per_administration and taper.max_patches_per_application must be at least 1"
+                    .to_string(),
+            );
         }
         if !self.presets.contains_key(&self.methadone_preset) {
             problems.push(format!("taper.methadone_preset {:?} is not a preset", self.methadone_preset));

@@ -147,7 +147,8 @@ fn plain_refusal(refusal: &TaperRefusal, preset: &str) -> String {
         RefusalCode::TargetNotBelowCurrent => "The target is not below the current daily MME.".to_string(),
         RefusalCode::InvalidPolicy => "The taper policy is not valid.".to_string(),
         RefusalCode::NotInFormulary => {
-            "The clinic formulary has no product of this make-up; the planner orders only what the pharmacies dispense.".to_string()
+            "The clinic formulary has no product of this make-up; the planner orders only what the pharmacies dispense."
+                .to_string()
         }
         RefusalCode::AcetaminophenLimit => "The regimen is above the acetaminophen limits.".to_string(),
         RefusalCode::MethadonePreset => {
@@ -273,13 +274,7 @@ fn plan_view(plan: &TaperPlan, past: &[(NaiveDate, f64)], today: NaiveDate) -> P
             },
             daily_mme: mme_text(step.daily_mme),
             follow_up_due: step.follow_up_due.to_string(),
-            products: step
-                .products()
-                .iter()
-                .map(|product| {
-                    product.describe()
-                })
-                .collect(),
+            products: step.products().iter().map(|product| product.describe()).collect(),
             cut: format!("-{}%", trim_number((step.fraction_of_current * 1000.0).round() / 10.0)),
             acetaminophen: if step.acetaminophen_mg_per_day > 0.0 {
                 format!("{} mg", trim_number(step.acetaminophen_mg_per_day))
