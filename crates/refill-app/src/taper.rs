@@ -6,7 +6,6 @@
 //! never a stop: only a physician resumes, slows or revises the plan.
 
 use chrono::{Duration, NaiveDate};
-use refill_rules::facts::TaperState;
 use refill_rules::taper::BUPRENORPHINE_FLAG;
 use refill_rules::taper::check_in::{self, CheckIn, Gate, StopReason};
 use refill_rules::{ClinicFacts, PatientFacts, PatientId};
@@ -48,13 +47,14 @@ pub async fn record_check_in(
     if !problems.is_empty() {
         return Err(AppError::Refused(problems.join("; ")));
     }
-    let facts = tx.load_patient_facts(patient, today).await?;
-    let plan_id = facts.taper.as_ref().map(|taper| taper.plan_id);
+    // The plan signed for the patient, started or not (a check-in before the first step counts too).
+    let plan = tx.taper_plan_state_in(patient).await?;
+    let plan_id = plan.as_ref().map(|(id, _)| *id);
     let previous =
         tx.check_ins_in(patient).await?.into_iter().map(|record| record.check_in).rfind(|c| c.on <= check_in.on);
     let check_in_id = app.store.insert_check_in_in(tx, patient, plan_id, check_in, note, actor).await?;
     let stops = check_in::assess(check_in, previous.as_ref());
-    let active = facts.taper.as_ref().is_some_and(|taper| taper.state == TaperState::Active);
+    let active = plan.as_ref().is_some_and(|(_, state)| state == "active");
     if stops.is_empty() || !active {
         return Ok(CheckInOutcome { check_in_id, stops, paused: false, exception_id: None });
     }

@@ -75,6 +75,9 @@ fn check_in_of(row: CheckInRow) -> Result<CheckInRecord, StoreError> {
     })
 }
 
+const SELECT_PLAN_STATE: &str =
+    "select id, state from taper_plans where patient_id = $1 and state <> 'cancelled' order by id desc limit 1";
+
 const SELECT_CHECK_INS: &str = "select id, plan_id, checked_on, pain, enjoyment, activity, withdrawal, wish, note, \
      recorded_by from taper_check_ins where patient_id = $1 order by checked_on, id";
 
@@ -127,6 +130,13 @@ impl Store {
             .detail(json!({ "plan_id": plan_id, "checked_on": check_in.on }));
         self.append_audit(tx, &event).await?;
         Ok(id)
+    }
+
+    /// The patient's plan in force (the latest not cancelled, started or not): id and state.
+    pub async fn taper_plan_state(&self, patient_id: PatientId) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(with_read_pool!(self, pool => {
+            sqlx::query_as(SELECT_PLAN_STATE).bind(patient_id.0).fetch_optional(pool).await?
+        }))
     }
 
     /// Every check-in of the patient, oldest first.
@@ -299,6 +309,14 @@ impl Store {
 }
 
 impl Tx {
+    /// The patient's plan in force (the latest not cancelled, started or not): its id and state
+    /// (`active`, `paused`, `completed`).
+    pub async fn taper_plan_state_in(&mut self, patient_id: PatientId) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(with_tx!(self, conn => {
+            sqlx::query_as(SELECT_PLAN_STATE).bind(patient_id.0).fetch_optional(&mut *conn).await?
+        }))
+    }
+
     /// The patient's check-ins as this transaction sees them, oldest first.
     pub async fn check_ins_in(&mut self, patient_id: PatientId) -> Result<Vec<CheckInRecord>, StoreError> {
         let rows: Vec<CheckInRow> = with_tx!(self, conn => {

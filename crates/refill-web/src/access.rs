@@ -73,6 +73,8 @@ pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/patients", Access::Roles(STAFF_AND_PHYSICIANS)),
     route("GET", "/patients/{patient_id}", Access::Roles(STAFF_AND_PHYSICIANS)),
     route("POST", "/patients/{patient_id}/break-glass", Access::Roles(PHYSICIANS)),
+    route("POST", "/patients/{patient_id}/taper/check-in", Access::Roles(STAFF_AND_PHYSICIANS)),
+    route("POST", "/patients/{patient_id}/taper/care", Access::Roles(STAFF_AND_PHYSICIANS)),
     route("GET", "/dashboard", Access::Roles(PHYSICIANS_AND_ADMINS)),
     route("GET", "/admin", Access::Roles(ADMINS)),
     route("POST", "/admin/users", Access::Roles(ADMINS)),
@@ -92,6 +94,9 @@ pub const ROUTES: &[RouteSpec] = &[
     route("POST", "/api/exceptions/{exception_id}/decide", Access::Roles(PHYSICIANS)),
     route("GET", "/api/patients/{patient_id}", Access::Roles(STAFF_AND_PHYSICIANS)),
     route("POST", "/api/patients/{patient_id}/break-glass", Access::Roles(PHYSICIANS)),
+    route("GET", "/api/patients/{patient_id}/taper", Access::Roles(STAFF_AND_PHYSICIANS)),
+    route("POST", "/api/patients/{patient_id}/taper/check-ins", Access::Roles(STAFF_AND_PHYSICIANS)),
+    route("POST", "/api/patients/{patient_id}/taper/care", Access::Roles(STAFF_AND_PHYSICIANS)),
     route("GET", "/api/dashboard", Access::Roles(PHYSICIANS_AND_ADMINS)),
     route("GET", "/api/changes", Access::RolesOrWall(STAFF_AND_PHYSICIANS)),
 ];

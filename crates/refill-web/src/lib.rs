@@ -210,6 +210,8 @@ pub fn app(state: AppState) -> Router {
         .route("/patients", get(dashboard::patient_list))
         .route("/patients/{patient_id}", get(patient::page))
         .route("/patients/{patient_id}/break-glass", post(patient::break_glass))
+        .route("/patients/{patient_id}/taper/check-in", post(taper::check_in_form))
+        .route("/patients/{patient_id}/taper/care", post(taper::care_form))
         .route("/dashboard", get(dashboard::page))
         .route("/admin", get(admin::page))
         .route("/admin/users", post(admin::create_user))
@@ -228,6 +230,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/exceptions/{exception_id}/decide", post(api::decide))
         .route("/api/patients/{patient_id}", get(api::patient))
         .route("/api/patients/{patient_id}/break-glass", post(api::break_glass))
+        .route("/api/patients/{patient_id}/taper", get(taper::api_care))
+        .route("/api/patients/{patient_id}/taper/check-ins", post(taper::api_check_in))
+        .route("/api/patients/{patient_id}/taper/care", post(taper::api_care_record))
         .route("/api/dashboard", get(api::dashboard))
         .route("/api/changes", get(api::changes));
     routes

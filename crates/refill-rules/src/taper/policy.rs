@@ -77,6 +77,12 @@ pub struct TaperPolicy {
     /// per day (4,000 mg). Defaults 325 and 4000.
     pub acetaminophen_max_mg_per_unit: f64,
     pub acetaminophen_max_mg_per_day: f64,
+    /// The clinic asks patients on a taper to attend its opioid-safety class (shown on the patient page
+    /// until attended). Default off.
+    pub require_safety_class: bool,
+    /// At or above this daily MME the patient page prompts the physician to discuss a buprenorphine
+    /// transition with the patient (never an automatic change). Default 200.
+    pub buprenorphine_discussion_mme: f64,
     /// The preset a methadone plan must use, chosen by the physician (never the default). Default
     /// `methadone`.
     pub methadone_preset: String,
@@ -155,6 +161,8 @@ impl TaperPolicy {
             acetaminophen_max_mg_per_unit: 325.0,
             acetaminophen_max_mg_per_day: 4000.0,
             methadone_preset: "methadone".to_string(),
+            require_safety_class: false,
+            buprenorphine_discussion_mme: 200.0,
             formulary: Formulary::embedded().clone(),
         }
     }
