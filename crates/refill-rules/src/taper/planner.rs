@@ -542,12 +542,16 @@ pub(super) fn schedule(input: Schedule<'_>) -> (Vec<TaperStep>, PlanOutcome) {
             held.dedup_by(|a, b| amount_key(*a) == amount_key(*b));
             held
         };
+        let held_doses = dispensable_doses(&held, line.splittable, line.max_units);
         let mut preferred = doses.clone();
-        preferred.extend(dispensable_doses(&held, line.splittable, line.max_units));
+        preferred.extend(held_doses.clone());
         // Acetaminophen a day stays within the limit at every step, whatever the mix of units.
         let other_apap = acetaminophen_per_day(&lines[1..]);
+        // Candidates over every dispensable amount, and over the amounts the held tablets make alone
+        // (20, 20, 20 and 10 mg from 10 mg tablets next to 17.5 mg four times a day).
         let reductions_of_dose: Vec<Candidate> = dose_candidates(&line, &preferred)
             .into_iter()
+            .chain(dose_candidates(&line, &held_doses))
             .filter(|c| {
                 let apap = c.line.as_ref().map(TaperLine::acetaminophen_per_day).unwrap_or(0.0);
                 other_apap + apap <= policy.acetaminophen_max_mg_per_day + EPSILON
@@ -713,6 +717,27 @@ pub(super) fn schedule(input: Schedule<'_>) -> (Vec<TaperStep>, PlanOutcome) {
             candidate
         };
 
+        // The same daily reduction from the tablets the patient holds, when it can be made from them:
+        // the strengths change only when the dose cannot (an uneven day before a new strength).
+        let uses_held = |candidate: &TaperLine| {
+            candidate.units().all(|unit| held.iter().any(|h| amount_key(*h) == amount_key(unit.strength)))
+        };
+        let chosen = match &chosen.line {
+            Some(picked) if chosen.kind == StepKind::DoseReduction && !uses_held(picked) => reductions_of_dose
+                .iter()
+                .filter(|c| c.kind == StepKind::DoseReduction && (c.reduction - chosen.reduction).abs() <= EPSILON)
+                .filter(|c| c.line.as_ref().is_some_and(|l| uses_held(l)))
+                .min_by(|a, b| b.even.cmp(&a.even).then(a.pieces.total_cmp(&b.pieces)))
+                .map(|c| Candidate {
+                    kind: c.kind,
+                    even: c.even,
+                    line: c.line.clone(),
+                    reduction: c.reduction,
+                    pieces: c.pieces,
+                })
+                .unwrap_or(chosen),
+            _ => chosen,
+        };
         let before = lines.clone();
         match &chosen.line {
             Some(reduced) => lines[0] = reduced.clone(),
