@@ -26,7 +26,16 @@ pub struct CheckInOutcome {
     pub exception_id: Option<i64>,
 }
 
-/// Record a check-in for the patient (staff or physician, at the desk or by phone).
+/// A check-in as recorded at the desk or by phone.
+#[derive(Debug, Clone)]
+pub struct NewCheckIn<'a> {
+    pub patient: PatientId,
+    pub check_in: CheckIn,
+    /// What the patient said, in words (kept on the row, out of the audit detail).
+    pub note: &'a str,
+}
+
+/// Record a check-in for the patient (staff or physician).
 ///
 /// # Errors
 /// `Refused` for a date after today or a PEG item above 10; store errors.
@@ -34,12 +43,11 @@ pub async fn record_check_in(
     app: &App,
     tx: &mut Tx,
     clinic: &ClinicFacts,
-    patient: PatientId,
-    check_in: &CheckIn,
-    note: &str,
+    input: &NewCheckIn<'_>,
     today: NaiveDate,
     actor: &Actor,
 ) -> Result<CheckInOutcome, AppError> {
+    let (patient, check_in, note) = (input.patient, &input.check_in, input.note);
     if check_in.on > today {
         return Err(AppError::Refused(format!("check-in date {} is after today", check_in.on)));
     }

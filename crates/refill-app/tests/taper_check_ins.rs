@@ -90,9 +90,11 @@ async fn a_step_needs_a_check_in_and_withdrawal_pauses_it_for_a_physician() {
             &app,
             &mut tx,
             &clinic,
-            ready,
-            &check_in("2026-03-25", Withdrawal::Mild, Wish::GoOn),
-            "by phone",
+            &refill_app::taper::NewCheckIn {
+                patient: ready,
+                check_in: check_in("2026-03-25", Withdrawal::Mild, Wish::GoOn),
+                note: "by phone",
+            },
             common::date("2026-03-25"),
             &desk(),
         )
@@ -110,9 +112,11 @@ async fn a_step_needs_a_check_in_and_withdrawal_pauses_it_for_a_physician() {
             &app,
             &mut tx,
             &clinic,
-            ready,
-            &check_in("2026-04-20", Withdrawal::Significant, Wish::GoOn),
-            "",
+            &refill_app::taper::NewCheckIn {
+                patient: ready,
+                check_in: check_in("2026-04-20", Withdrawal::Significant, Wish::GoOn),
+                note: "",
+            },
             common::date("2026-04-20"),
             &desk(),
         )
@@ -131,9 +135,11 @@ async fn a_step_needs_a_check_in_and_withdrawal_pauses_it_for_a_physician() {
             &app,
             &mut tx,
             &clinic,
-            ready,
-            &check_in("2026-05-01", Withdrawal::None, Wish::GoOn),
-            "",
+            &refill_app::taper::NewCheckIn {
+                patient: ready,
+                check_in: check_in("2026-05-01", Withdrawal::None, Wish::GoOn),
+                note: "",
+            },
             common::date("2026-04-28"),
             &desk(),
         )

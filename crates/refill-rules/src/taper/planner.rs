@@ -726,7 +726,7 @@ pub(super) fn schedule(input: Schedule<'_>) -> (Vec<TaperStep>, PlanOutcome) {
             Some(picked) if chosen.kind == StepKind::DoseReduction && !uses_held(picked) => reductions_of_dose
                 .iter()
                 .filter(|c| c.kind == StepKind::DoseReduction && (c.reduction - chosen.reduction).abs() <= EPSILON)
-                .filter(|c| c.line.as_ref().is_some_and(|l| uses_held(l)))
+                .filter(|c| c.line.as_ref().is_some_and(&uses_held))
                 .min_by(|a, b| b.even.cmp(&a.even).then(a.pieces.total_cmp(&b.pieces)))
                 .map(|c| Candidate {
                     kind: c.kind,

@@ -230,9 +230,9 @@ impl TaperPolicy {
         if !self.presets.contains_key(&self.methadone_preset) {
             problems.push(format!("taper.methadone_preset {:?} is not a preset", self.methadone_preset));
         }
-        if !(self.acetaminophen_max_mg_per_unit > 0.0 && self.acetaminophen_max_mg_per_unit <= 325.0)
-            || !(self.acetaminophen_max_mg_per_day > 0.0 && self.acetaminophen_max_mg_per_day <= 4000.0)
-        {
+        let per_unit = self.acetaminophen_max_mg_per_unit > 0.0 && self.acetaminophen_max_mg_per_unit <= 325.0;
+        let per_day = self.acetaminophen_max_mg_per_day > 0.0 && self.acetaminophen_max_mg_per_day <= 4000.0;
+        if !(per_unit && per_day) {
             problems.push(
                 "taper.acetaminophen_max_mg_per_unit must be in (0, 325] and taper.acetaminophen_max_mg_per_day in (0, 4000]"
                     .to_string(),

@@ -624,9 +624,7 @@ async fn record_check_in(
         &app,
         &mut tx,
         &clinic,
-        PatientId(patient_id),
-        &check_in,
-        &form.note,
+        &refill_app::taper::NewCheckIn { patient: PatientId(patient_id), check_in, note: &form.note },
         today,
         &actor,
     )
