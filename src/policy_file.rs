@@ -6,6 +6,10 @@
 //! serialized as JSON with a fixed field order), the factor set, and the embedded drug and factor
 //! tables. Two files that differ only in comments, key order or spelled-out defaults get the same
 //! version; a changed threshold, factor set or drug table gets a new one.
+//!
+//! The clinic formulary (`[policy] formulary`, default `config/formulary.toml`, the taper planner's
+//! list of dispensable products) is loaded next to it into `policy.taper.formulary` and hashed into
+//! the same version, so a plan records which formulary it was made from.
 
 use std::path::{Path, PathBuf};
 
@@ -33,10 +37,17 @@ pub struct PolicySection {
     /// The policy file, relative to the project folder (default `config/policy.toml`).
     #[serde(default = "default_policy_file")]
     pub file: PathBuf,
+    /// The clinic formulary, relative to the project folder (default `config/formulary.toml`).
+    #[serde(default = "default_formulary_file")]
+    pub formulary: PathBuf,
 }
 
 fn default_policy_file() -> PathBuf {
     PathBuf::from("config/policy.toml")
+}
+
+fn default_formulary_file() -> PathBuf {
+    PathBuf::from("config/formulary.toml")
 }
 
 /// The policy the configuration names in `[policy] file`.
@@ -45,10 +56,34 @@ fn default_policy_file() -> PathBuf {
 pub fn load_policy(config: &Config) -> anyhow::Result<LoadedPolicy> {
     let section: PolicySection = config.section("policy")?;
     let path = config.resolve_path(&section.file);
-    if !path.exists() && section.file == default_policy_file() {
-        return parse_policy(crate::config::BUILT_IN_POLICY).context("the built-in policy");
+    let loaded = if !path.exists() && section.file == default_policy_file() {
+        parse_policy(crate::config::BUILT_IN_POLICY).context("the built-in policy")?
+    } else {
+        load_policy_file(&path)?
+    };
+    let formulary = config.resolve_path(&section.formulary);
+    if !formulary.exists() && section.formulary == default_formulary_file() {
+        // Running from another folder: the formulary built into the binary (already in the policy).
+        return Ok(loaded);
     }
-    load_policy_file(&path)
+    with_formulary_file(loaded, &formulary)
+}
+
+/// Replace the policy's formulary with the file's, validate it and version the result. Errors name
+/// the file, the line and the key (syntax) or the product and field (values).
+pub fn with_formulary_file(loaded: LoadedPolicy, path: &Path) -> anyhow::Result<LoadedPolicy> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("could not read formulary file {}", path.display()))?;
+    let formulary = refill_rules::formulary::parse_formulary(&text)
+        .map_err(|e| anyhow::anyhow!("formulary file {}: {}", path.display(), e.trim_end()))?;
+    let problems = formulary.problems();
+    if !problems.is_empty() {
+        bail!("formulary file {}: {}", path.display(), problems.join("; "));
+    }
+    let mut policy = loaded.policy;
+    policy.taper.formulary = formulary;
+    let version = policy_version(&policy);
+    Ok(LoadedPolicy { policy, version, source: loaded.source })
 }
 
 /// Read, parse and validate a policy file. Errors name the file and the key (with line and column for
@@ -107,6 +142,8 @@ pub fn content_version(policy: &Policy) -> String {
     hasher.update(EMBEDDED_DRUG_CSV.as_bytes());
     hasher.update(b"\nfactors\n");
     hasher.update(EMBEDDED_FACTOR_CSV.as_bytes());
+    hasher.update(b"\nformulary\n");
+    hasher.update(serde_json::to_vec(&policy.taper.formulary).unwrap_or_default());
     let digest = hasher.finalize();
     format!("sha256:{}", &hex::encode(digest)[..16])
 }
@@ -116,7 +153,9 @@ pub fn content_version(policy: &Policy) -> String {
 pub fn with_overrides(base: &Policy, overrides: &toml::Table) -> anyhow::Result<LoadedPolicy> {
     let mut tree = toml::Table::try_from(base).context("could not represent the base policy")?;
     merge(&mut tree, overrides.clone());
-    let policy: Policy = Policy::deserialize(toml::Value::Table(tree)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut policy: Policy = Policy::deserialize(toml::Value::Table(tree)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The formulary is not a policy key: it stays the base's.
+    policy.taper.formulary = base.taper.formulary.clone();
     from_policy(policy)
 }
 
@@ -199,5 +238,26 @@ mod tests {
         std::fs::write(dir.path().join("clinic-policy.toml"), "[refill]\npdmp_review_max_age_days = 365\n").unwrap();
         let error = format!("{:#}", load_policy(&config).unwrap_err());
         assert!(error.contains("clinic-policy.toml") && error.contains("refill.pdmp_review_max_age_days"), "{error}");
+    }
+
+    #[test]
+    fn a_clinic_formulary_file_replaces_the_default_and_changes_the_version() {
+        let dir = std::env::temp_dir().join(format!("refill-formulary-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("formulary.toml");
+        std::fs::write(
+            &path,
+            "[[product]]\nname = \"oxycodone hydrochloride 5 MG Oral Tablet\"\ningredient = \"oxycodone\"\nstrength = 5\n\
+             unit = \"mg\"\ndose_form = \"Oral Tablet\"\nsource = \"our pharmacy list, 2026-12\"\n",
+        )
+        .unwrap();
+        let base = default_policy();
+        let loaded = with_formulary_file(base.clone(), &path).unwrap();
+        assert_eq!(loaded.policy.taper.formulary.products.len(), 1);
+        assert_ne!(loaded.version, base.version, "the formulary is part of the version");
+        std::fs::write(&path, "[[product]]\nname = \"x\"\nstrength = \"five\"\n").unwrap();
+        let error = format!("{:#}", with_formulary_file(base, &path).unwrap_err());
+        assert!(error.contains("formulary.toml") && error.contains("strength"), "{error}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

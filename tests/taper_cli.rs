@@ -65,7 +65,7 @@ fn two_opioids_with_pause_and_resume_keep_their_history() {
     assert_eq!(changes, ["created", "paused", "resumed"]);
     let steps = plan["steps"].as_array().unwrap();
     assert_eq!(steps[0]["reduced_order_id"], "rx-oxy");
-    assert_eq!(steps[2]["effective_on"], "2026-04-20", "the first step after the resume");
+    assert_eq!(steps[2]["effective_on"], "2026-05-18", "a full interval after the resume on 2026-04-20");
     let first_morphine = steps.iter().position(|s| s["reduced_order_id"] == "rx-morphine-er").unwrap();
     assert!(steps[..first_morphine].iter().all(|s| s["reduced_order_id"] == "rx-oxy"));
     assert_eq!(steps[first_morphine - 1]["kind"], "stop");
@@ -134,4 +134,86 @@ fn uds_interpret_flags_what_needs_confirmation() {
     assert_eq!(oxycodone["finding"], "expected");
     let confirmed = json_of(&refill(&["uds", "interpret", "tests/data/uds/morphine-lcms.json", "--json"]));
     assert_eq!(confirmed["needs_review"], false);
+}
+
+/// What an example's expected schedule records: per step the date, the check-in date, the exact
+/// products with units per dose and doses per day, daily MME and acetaminophen a day; and the outcome.
+fn schedule_of(plan: &Value) -> Value {
+    let steps: Vec<Value> = plan["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|step| {
+            serde_json::json!({
+                "effective_on": step["effective_on"],
+                "check_in_due": step["check_in_due"],
+                "kind": step["kind"],
+                "daily_mme": step["daily_mme"],
+                "acetaminophen_mg_per_day": step["acetaminophen_mg_per_day"],
+                "products": step["products"].as_array().expect("products").iter().map(|p| serde_json::json!({
+                    "name": p["name"], "units_per_dose": p["units_per_dose"], "doses_per_day": p["doses_per_day"],
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({ "steps": steps, "outcome": plan["outcome"], "flags": plan["flags"] })
+}
+
+/// The examples of tests/data/taper with their expected schedules (`NAME.expected.json`; regenerate
+/// with `REFILL_BLESS=1` after checking the change by hand).
+#[test]
+fn the_taper_examples_give_their_expected_schedules() {
+    let examples = [
+        "hydrocodone-acetaminophen",
+        "hydrocodone-er-capsule",
+        "oxycodone-er",
+        "fentanyl-patch",
+        "methadone",
+        "two-opioids-pause-resume",
+        "slow-down",
+        "revise",
+        "va-slower",
+    ];
+    for name in examples {
+        let output = refill(&["taper", "plan", &format!("tests/data/taper/{name}.toml"), "--json"]);
+        let actual = schedule_of(&json_of(&output));
+        let path = root().join(format!("tests/data/taper/{name}.expected.json"));
+        if std::env::var_os("REFILL_BLESS").is_some() {
+            std::fs::write(&path, serde_json::to_string_pretty(&actual).expect("json") + "\n").expect("write");
+            continue;
+        }
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+                .expect("expected JSON");
+        assert_eq!(actual, expected, "{name}: the schedule differs from {}", path.display());
+    }
+}
+
+#[test]
+fn examples_the_planner_refuses_exit_2_with_the_reason() {
+    for (name, words) in [
+        ("methadone-default-preset", "methadone is tapered only at its own slower pace"),
+        ("acetaminophen-750", "750 mg acetaminophen per unit"),
+    ] {
+        let output = refill(&["taper", "plan", &format!("tests/data/taper/{name}.toml")]);
+        assert_eq!(output.status.code(), Some(2), "{name}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(words), "{name}: {stderr}");
+    }
+}
+
+#[test]
+fn a_request_without_a_target_is_refused_a_blank_never_means_stop() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("no-target.toml");
+    std::fs::write(
+        &path,
+        "start_on = \"2026-01-05\"\n[[regimen]]\nid = \"rx\"\ntext = \"oxycodone hydrochloride 5 MG Oral Tablet\"\n\
+         dose = 1\ndose_unit = \"unit\"\ndoses_per_day = 4\n",
+    )
+    .expect("write");
+    let output = refill(&["taper", "plan", path.to_str().expect("path")]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("target is required"), "{stderr}");
 }

@@ -104,9 +104,13 @@ struct RequestFile {
     start_on: NaiveDate,
     #[serde(default)]
     preset: Option<String>,
-    /// `"zero"` (default) or a number of MME/day.
+    /// `"zero"` (stop) or a number of MME/day: required, the choice made with the patient.
     #[serde(default)]
     target: Option<TargetField>,
+    /// Products the physician adds to the clinic formulary for this plan only (same layout as
+    /// config/formulary.toml rows).
+    #[serde(default)]
+    added_product: Vec<refill_rules::formulary::FormularyProduct>,
     #[serde(default)]
     factor_set: Option<String>,
     #[serde(default)]
@@ -180,7 +184,10 @@ struct ChangeField {
 
 fn target_of(field: Option<&TargetField>, name: &str) -> anyhow::Result<TaperTarget> {
     match field {
-        None => Ok(TaperTarget::Zero),
+        None => bail!(
+            "{name}: target is required: \"zero\" (stop) or a number of MME/day, the choice made with the patient \
+             (a missing target never means stop)"
+        ),
         Some(TargetField::Word(word)) if word == "zero" => Ok(TaperTarget::Zero),
         Some(TargetField::Word(word)) => bail!("{name}: target must be \"zero\" or a number of MME/day, not {word:?}"),
         Some(TargetField::Mme(value)) => Ok(TaperTarget::Mme(*value)),
@@ -244,6 +251,7 @@ impl RequestFile {
             start_on: self.start_on,
             attestation,
             factor_set,
+            added_products: self.added_product.clone(),
         })
     }
 }
@@ -372,6 +380,29 @@ pub fn plan_table(plan: &TaperPlan, policy: &TaperPolicy, review_on: NaiveDate, 
         ));
     }
     out.push('\n');
+    out.push_str("What the pharmacy fills at each step (check-in on or before the date shown):\n");
+    for step in &plan.steps {
+        out.push_str(&format!(
+            "  step {} on {} (check-in by {}), {} MME/day, -{}%{}:\n",
+            step.number,
+            step.effective_on,
+            step.follow_up_due,
+            mme_text(step.daily_mme),
+            trim_number((step.fraction_of_current * 1000.0).round() / 10.0),
+            if step.acetaminophen_mg_per_day > 0.0 {
+                format!(", acetaminophen {} mg/day", trim_number(step.acetaminophen_mg_per_day))
+            } else {
+                String::new()
+            }
+        ));
+        for product in step.products() {
+            out.push_str(&format!("    {}\n", product.describe()));
+        }
+        if let Some(note) = &step.note {
+            out.push_str(&format!("    note: {note}\n"));
+        }
+    }
+    out.push('\n');
     out.push_str(&format!("Outcome: {}\n", outcome_text(&plan.outcome)));
     let follow_ups: Vec<String> = plan.follow_ups.iter().map(|date| date.to_string()).collect();
     out.push_str(&format!(
@@ -438,6 +469,16 @@ pub fn plan_json(plan: &TaperPlan, policy: &TaperPolicy, review_on: NaiveDate, p
                 "reduction_mme": step.reduction_mme,
                 "fraction_of_current": step.fraction_of_current,
                 "follow_up_due": step.follow_up_due,
+                "check_in_due": step.follow_up_due,
+                "acetaminophen_mg_per_day": step.acetaminophen_mg_per_day,
+                "note": step.note,
+                "paced_over_days": step.paced_over_days,
+                "products": step.products().iter().map(|p| json!({
+                    "name": p.name,
+                    "strength": p.strength,
+                    "units_per_dose": p.units_per_dose,
+                    "doses_per_day": p.doses_per_day,
+                })).collect::<Vec<_>>(),
                 "patient_notice_on": step.patient_notice_on,
                 "staff_notice_on": step.staff_notice_on,
                 "revision": step.revision,

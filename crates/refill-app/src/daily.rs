@@ -145,6 +145,11 @@ pub async fn apply_taper_step(
     if taper.state != TaperState::Active || taper.step_started_on != date || taper.step_regimen == facts.regimen {
         return Ok(false);
     }
+    // Never a step without a check-in that lets it (crate::taper): else the plan pauses for a physician.
+    if !crate::taper::step_may_start(app, tx, facts, date, actor).await? {
+        *facts = tx.load_patient_facts(facts.patient_id, date).await?;
+        return Ok(false);
+    }
     let plan = TaperPlanId(taper.plan_id);
     let regimen = taper.step_regimen.clone();
     app.store.apply_taper_step_in(tx, facts.patient_id, plan, date, &regimen, actor).await?;

@@ -24,6 +24,7 @@ pub mod physician;
 pub mod privacy;
 pub mod regimen;
 pub mod staff;
+pub mod taper;
 
 use std::sync::Arc;
 

@@ -247,7 +247,18 @@ impl Clinic {
             ],
         };
         let version = store.patient(taper).await.expect("patient").version;
-        store.create_taper_plan(taper, version, &plan, &doctor()).await.expect("taper plan");
+        let plan_id = store.create_taper_plan(taper, version, &plan, &doctor()).await.expect("taper plan");
+        // The check-in before the 2026-01-22 step (pain and function steady, no withdrawal, go on): the
+        // daily run applies a step only after one.
+        let check_in = refill_rules::taper::check_in::CheckIn {
+            on: common::date("2026-01-15"),
+            peg: refill_rules::taper::check_in::Peg { pain: 5, enjoyment: 4, activity: 4 },
+            withdrawal: refill_rules::taper::check_in::Withdrawal::None,
+            wish: refill_rules::taper::check_in::Wish::GoOn,
+        };
+        let mut tx = store.begin().await.expect("begin");
+        store.insert_check_in_in(&mut tx, taper, Some(plan_id.0), &check_in, "", &doctor()).await.expect("check-in");
+        tx.commit().await.expect("commit");
         let clinic = store.clinic_facts().await.expect("clinic");
         Clinic {
             app,

@@ -82,6 +82,51 @@ impl IngredientStrength {
     }
 }
 
+/// A non-opioid ingredient of a combination product (`acetaminophen 325 MG`), from the table's
+/// `co_ingredients` column (derived once from the RxNorm name by `scripts/derive-co-ingredients.py`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoIngredient {
+    /// Lower-case name as RxNorm writes it, salt included (`chlorpheniramine polistirex`).
+    pub name: String,
+    pub strength: f64,
+    pub unit: StrengthUnit,
+}
+
+impl CoIngredient {
+    /// Whether this is acetaminophen (whose per-unit and per-day limits the taper planner checks).
+    pub fn is_acetaminophen(&self) -> bool {
+        self.name == "acetaminophen"
+    }
+
+    /// `acetaminophen 325 mg`.
+    pub fn describe(&self) -> String {
+        let unit = self.unit.as_str().to_ascii_lowercase();
+        format!("{} {} {unit}", self.name, crate::taper::trim_number(self.strength))
+    }
+}
+
+/// Parse the `co_ingredients` cell: `acetaminophen=325 MG|caffeine=40 MG`, sorted by name.
+pub fn parse_co_ingredients(cell: &str) -> Result<Vec<CoIngredient>, String> {
+    let mut found = Vec::new();
+    for entry in cell.split('|').map(str::trim).filter(|entry| !entry.is_empty()) {
+        let Some((name, amount)) = entry.split_once('=') else {
+            return Err(format!("co-ingredient '{entry}' is not name=strength unit"));
+        };
+        let mut parts = amount.split_whitespace();
+        let (Some(value), Some(unit), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(format!("co-ingredient '{entry}' is not name=strength unit"));
+        };
+        let strength: f64 = value.parse().map_err(|_| format!("co-ingredient strength '{value}' is not a number"))?;
+        let unit = StrengthUnit::parse(unit).ok_or_else(|| format!("co-ingredient unit '{unit}' is unknown"))?;
+        if !(strength.is_finite() && strength > 0.0) || name.trim().is_empty() {
+            return Err(format!("co-ingredient '{entry}' needs a name and a positive strength"));
+        }
+        found.push(CoIngredient { name: name.trim().to_ascii_lowercase(), strength, unit });
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name).then(a.strength.total_cmp(&b.strength)));
+    Ok(found)
+}
+
 /// Where a product's description came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProductSource {
@@ -91,8 +136,8 @@ pub enum ProductSource {
     ParsedText,
 }
 
-/// One drug product with its opioid ingredients (non-opioid ingredients such as acetaminophen are
-/// not listed). A product may hold several rows of the same ingredient (two oxycodone salts).
+/// One drug product with its opioid ingredients and, separately, its non-opioid co-ingredients
+/// (acetaminophen ...). A product may hold several rows of the same ingredient (two oxycodone salts).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Product {
     pub rxcui: Option<String>,
@@ -100,6 +145,9 @@ pub struct Product {
     /// RxNorm dose-form name (`Oral Tablet`, `Transdermal System`, ...).
     pub dose_form: String,
     pub ingredients: Vec<IngredientStrength>,
+    /// Non-opioid ingredients with their strength per unit, sorted by name; empty for single-ingredient
+    /// products.
+    pub co_ingredients: Vec<CoIngredient>,
     pub acting: Acting,
     pub source: ProductSource,
 }
@@ -190,6 +238,7 @@ impl DrugTable {
         const TABLE: &str = "opioid-drugs.csv";
         let mut lines = csv.lines().enumerate();
         let header = lines.next().map(|(_, line)| split_csv_line(line)).unwrap_or_default();
+        let co_column = header.iter().position(|name| name == "co_ingredients");
         let expected = ["rxcui", "name", "ingredient", "strength", "strength_unit", "dose_form", "long_acting"];
         if header.len() < expected.len() || header.iter().zip(expected).any(|(have, want)| have != want) {
             return Err(RulesError::Table {
@@ -246,6 +295,10 @@ impl DrugTable {
             if !table.dose_forms.iter().any(|form| form == &fields[5]) {
                 table.dose_forms.push(fields[5].clone());
             }
+            let co_ingredients = match co_column.and_then(|column| fields.get(column)) {
+                Some(cell) => parse_co_ingredients(cell).map_err(bad)?,
+                None => Vec::new(),
+            };
             let position = table.products.len();
             table.by_rxcui.insert(fields[0].clone(), position);
             if let Some(number) = rxcui_number(&fields[0]) {
@@ -257,6 +310,7 @@ impl DrugTable {
                 name,
                 dose_form: fields[5].clone(),
                 ingredients: vec![row],
+                co_ingredients,
                 acting,
                 source: ProductSource::Table,
             });
@@ -383,6 +437,7 @@ impl DrugTable {
         // Drop a leading duration or volume qualifier: "12 HR ", "72 HR ", "1 ML ".
         let components = strip_qualifier(components);
         let mut ingredients = Vec::new();
+        let mut co_ingredients = Vec::new();
         for component in components.split(" / ") {
             let tokens: Vec<&str> = component.split_whitespace().collect();
             if tokens.len() < 3 {
@@ -395,6 +450,10 @@ impl DrugTable {
             let first_word = name.split_whitespace().next()?;
             if let Some(ingredient) = self.ingredients.get(first_word) {
                 ingredients.push(IngredientStrength { ingredient: ingredient.clone(), strength, unit });
+            } else {
+                // Every component of a complete RxNorm name carries its strength: a co-ingredient is
+                // read whole (name, strength, unit), never guessed from a prefix of the name.
+                co_ingredients.push(CoIngredient { name, strength, unit });
             }
         }
         if ingredients.is_empty() {
@@ -406,6 +465,10 @@ impl DrugTable {
             name: text.trim().to_string(),
             dose_form,
             ingredients,
+            co_ingredients: {
+                co_ingredients.sort_by(|a, b| a.name.cmp(&b.name).then(a.strength.total_cmp(&b.strength)));
+                co_ingredients
+            },
             acting,
             source: ProductSource::ParsedText,
         })

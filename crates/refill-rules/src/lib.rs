@@ -14,6 +14,7 @@ pub mod decision;
 pub mod drug;
 pub mod error;
 pub mod facts;
+pub mod formulary;
 pub mod mme;
 pub mod policy;
 pub mod refill;

@@ -15,10 +15,13 @@
 //! interval between doses can be extended, and opioids may be stopped when taken less than once a day").
 
 mod changes;
+pub mod check_in;
 mod planner;
 mod policy;
 mod units;
 
+#[cfg(test)]
+mod findings;
 #[cfg(test)]
 mod tests;
 
@@ -33,9 +36,11 @@ pub use policy::{TaperPolicy, TaperPreset};
 pub use units::{UnitCount, UnitDose, dispensable_doses, trim_number};
 
 use crate::facts::{MedicationOrder, PrescriberId, TaperState};
+use crate::formulary::{FormularyCoIngredient, FormularyProduct, MakeUp};
 use crate::mme::FactorSet;
 
-/// Where the taper should end.
+/// Where the taper should end: an explicit choice made with the patient (a lower dose, or stopping),
+/// recorded with the plan. There is no "blank means stop".
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum TaperTarget {
     /// Stop every opioid in the regimen.
@@ -113,6 +118,9 @@ pub struct TaperRequest {
     pub start_on: NaiveDate,
     pub attestation: Option<SafetyAttestation>,
     pub factor_set: FactorSet,
+    /// Products a physician adds to the clinic formulary for this plan only (with their source: who
+    /// and why). Steps may use them like formulary rows of the same make-up.
+    pub added_products: Vec<FormularyProduct>,
 }
 
 /// Why the planner will not write a plan (or a change to one). Refusals are values, never panics.
@@ -129,6 +137,12 @@ pub enum RefusalCode {
     InvalidRequest,
     NotSlower,
     WrongState,
+    /// The clinic formulary has no product of the ordered make-up.
+    NotInFormulary,
+    /// Acetaminophen above the per-unit or per-day limit in the regimen itself.
+    AcetaminophenLimit,
+    /// Methadone: its own slower preset, chosen by the physician; never an automatic plan.
+    MethadonePreset,
 }
 
 impl RefusalCode {
@@ -145,6 +159,9 @@ impl RefusalCode {
             RefusalCode::InvalidRequest => "invalid_request",
             RefusalCode::NotSlower => "not_slower",
             RefusalCode::WrongState => "wrong_state",
+            RefusalCode::NotInFormulary => "not_in_formulary",
+            RefusalCode::AcetaminophenLimit => "acetaminophen_limit",
+            RefusalCode::MethadonePreset => "methadone_preset",
         }
     }
 }
@@ -191,13 +208,26 @@ pub struct TaperLine {
     /// MME per unit of daily dose (per mg/day, or per mcg/hr), fixed at the ORIGINAL regimen so that
     /// reductions are measured on one linear scale.
     pub mme_factor: f64,
-    /// Strengths that exist for this ingredient and dose form (from the drug table), ascending.
+    /// Strengths of the formulary products of this line's make-up, ascending: the only strengths a
+    /// step may order.
     pub strengths: Vec<f64>,
+    /// Those products (one per strength), ascending; the step's orders name them.
+    pub products: Vec<FormularyProduct>,
+    /// What every step keeps: ingredient, dose form (route, release), co-ingredients and their
+    /// strengths per unit.
+    pub make_up: MakeUp,
+    /// The product on the source order, as the drug table names it.
+    pub ordered_name: String,
+    /// The strength of the ordered product (in `unit_label`); used for units that are still the
+    /// patient's own (a line not yet reduced) even when the formulary does not list that strength.
+    pub ordered_strength: f64,
     /// Whether the policy allows halving this dose form's units.
     pub splittable: bool,
-    /// Non-opioid ingredients of the product (`acetaminophen`), lower case and sorted: steps use only
-    /// products of the same composition, never a plain tablet for a combination or the reverse.
-    pub co_ingredients: Vec<String>,
+    /// The most units per administration (patches: `max_patches_per_application`).
+    pub max_units: u32,
+    /// Non-opioid ingredients per unit (`acetaminophen 325 mg`) from the drug table's structured
+    /// column: every step uses products of exactly this make-up.
+    pub co_ingredients: Vec<FormularyCoIngredient>,
     /// The source order, for prescriber, confidentiality and display.
     pub source: MedicationOrder,
 }
@@ -228,6 +258,36 @@ impl TaperLine {
     /// Every unit the line uses (both doses).
     pub fn units(&self) -> impl Iterator<Item = &UnitCount> {
         self.dose.units.iter().chain(self.lower_dose.iter().flat_map(|dose| dose.units.iter()))
+    }
+
+    /// Acetaminophen per unit in mg (0 when none).
+    pub fn acetaminophen_per_unit(&self) -> f64 {
+        self.co_ingredients.iter().filter(|co| co.name == "acetaminophen").map(|co| co.strength).sum()
+    }
+
+    /// Units taken a day (halves count as halves): what the pharmacy dispenses per day.
+    pub fn units_per_day(&self) -> f64 {
+        if self.transdermal {
+            return self.dose.units.iter().map(|unit| unit.count).sum();
+        }
+        let count = |dose: &UnitDose| dose.units.iter().map(|unit| unit.count).sum::<f64>();
+        let lower = self.lower_dose.as_ref().map(|dose| count(dose) * self.lower_doses_per_day).unwrap_or(0.0);
+        count(&self.dose) * (self.doses_per_day - self.lower_doses_per_day) + lower
+    }
+
+    /// Acetaminophen taken a day on this line, in mg.
+    pub fn acetaminophen_per_day(&self) -> f64 {
+        self.acetaminophen_per_unit() * self.units_per_day()
+    }
+
+    /// The product of one unit strength: the formulary product of the make-up, else the ordered
+    /// product when the patient still holds it.
+    pub fn product_name(&self, strength: f64) -> String {
+        let key = units::amount_key(strength);
+        match self.products.iter().find(|product| units::amount_key(product.strength) == key) {
+            Some(product) => product.name.clone(),
+            None => self.ordered_name.clone(),
+        }
     }
 
     /// The linear MME the planner measures reductions with.
@@ -273,6 +333,10 @@ pub fn describe_frequency(doses_per_day: f64) -> String {
         2000 => "twice a day".to_string(),
         3000 => "three times a day".to_string(),
         4000 => "four times a day".to_string(),
+        // A patch changed every few days (a 72-hour patch is 0.333 a day).
+        _ if doses_per_day > 0.0 && doses_per_day < 1.0 => {
+            format!("changed every {} days", trim_number((1.0 / doses_per_day).round()))
+        }
         _ => format!("{} times a day", trim_number(doses_per_day)),
     }
 }
@@ -328,19 +392,94 @@ pub struct TaperStep {
     pub reduction_mme: f64,
     /// Reduction as a fraction of the total daily dose before the step.
     pub fraction_of_current: f64,
-    /// A follow-up contact (withdrawal and pain check) is due on or before this date.
+    /// A check-in (PEG, withdrawal, the patient's wish) is due on or before this date; the step is
+    /// not applied without one.
     pub follow_up_due: NaiveDate,
+    /// Acetaminophen a day from this step on, in mg (0 when no product holds any).
+    pub acetaminophen_mg_per_day: f64,
+    /// Why this step waits longer than the preset's interval, or cuts more than usual, in words for
+    /// the preview (interval extension at the smallest unit; a marketed step larger than the rate).
+    pub note: Option<String>,
+    /// Set when the step cuts more than the preset allows in one window (the smallest step the
+    /// formulary can make): it comes this many days after the previous reduction, so the average
+    /// pace over those days stays within the preset's rate.
+    pub paced_over_days: Option<i64>,
     pub patient_notice_on: NaiveDate,
     pub staff_notice_on: NaiveDate,
     /// The plan revision that scheduled this step.
     pub revision: u32,
 }
 
-/// Whether the plan as it stands reaches its target.
+/// Whether the plan as it stands reaches its target. `NotReached` is the planner's limit (the
+/// formulary or the rate cannot make the next step): it says so and asks the physician; it is never
+/// read as "the patient cannot go on" (that is a pause, recorded from a check-in).
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlanOutcome {
     TargetReached { on: NaiveDate },
     NotReached { reason: String },
+}
+
+/// One product line of a step as the pharmacy fills it and the physician signs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepProduct {
+    pub name: String,
+    /// `hydrocodone 10 mg / acetaminophen 325 mg`.
+    pub strength: String,
+    pub units_per_dose: f64,
+    pub doses_per_day: f64,
+    /// When the doses of the day differ: `larger dose` or `smaller dose` (the units of one
+    /// administration share the label); empty when every dose is the same.
+    pub dose: &'static str,
+}
+
+impl StepProduct {
+    /// `2 x acetaminophen 325 MG / hydrocodone bitartrate 10 MG Oral Tablet (hydrocodone 10 mg /
+    /// acetaminophen 325 mg), four times a day`: what the preview and the signed plan show.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} x {} ({}), {}{}",
+            trim_number(self.units_per_dose),
+            self.name,
+            self.strength,
+            describe_frequency(self.doses_per_day),
+            if self.dose.is_empty() { String::new() } else { format!(" ({})", self.dose) }
+        )
+    }
+}
+
+impl TaperStep {
+    /// Every product of the step's regimen, exactly as ordered.
+    pub fn products(&self) -> Vec<StepProduct> {
+        let mut products = Vec::new();
+        for line in &self.lines {
+            let uneven = line.lower_dose.is_some();
+            let mut parts = vec![(
+                &line.dose,
+                line.doses_per_day - line.lower_doses_per_day,
+                if uneven { "larger dose" } else { "" },
+            )];
+            if let Some(lower) = &line.lower_dose {
+                parts.push((lower, line.lower_doses_per_day, "smaller dose"));
+            }
+            for (dose, per_day, label) in parts {
+                for unit in &dose.units {
+                    let mut strength =
+                        format!("{} {} {}", line.ingredient, trim_number(unit.strength), line.unit_label);
+                    for co in &line.co_ingredients {
+                        strength.push_str(&format!(" / {} {} mg", co.name, trim_number(co.strength)));
+                    }
+                    products.push(StepProduct {
+                        name: line.product_name(unit.strength),
+                        strength,
+                        units_per_dose: unit.count,
+                        doses_per_day: if line.transdermal { line.doses_per_day } else { per_day },
+                        dose: label,
+                    });
+                }
+            }
+        }
+        products
+    }
 }
 
 /// A change to a plan, kept in its event log.
@@ -380,8 +519,13 @@ pub struct PhysicianFlag {
     pub message: String,
 }
 
-/// The message of the buprenorphine/OUD flag (CDC 2022 Rec 5: consider buprenorphine; assess for OUD).
-pub const BUPRENORPHINE_FLAG: &str = "consider buprenorphine transition and OUD assessment";
+/// The message of the buprenorphine/OUD prompt, raised only when the PATIENT cannot go on (pauses at
+/// check-ins), never because the planner cannot make a step (CDC 2022 Rec 5: when the patient cannot
+/// taper and risks outweigh benefits, consider buprenorphine; assess for OUD). Worded without stigma.
+pub const BUPRENORPHINE_FLAG: &str = "the taper is hard for the patient: discuss options with them, including a transition to buprenorphine, and assess for opioid use disorder";
+
+/// The prompt when the planner, not the patient, is the limit.
+pub const PLANNER_LIMIT_FLAG: &str = "the planner cannot make the next step from the clinic formulary at this pace";
 
 /// A taper plan with its history.
 #[derive(Debug, Clone, PartialEq)]

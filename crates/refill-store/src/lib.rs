@@ -33,6 +33,7 @@ pub mod screens;
 pub mod search;
 pub mod state_seal;
 mod store;
+pub mod taper_care;
 
 pub use audit::{AuditCheckpoint, AuditEvent, AuditProblem, AuditVerification, StoredAuditEvent};
 pub use decisions::{DecisionRecord, NewDecision, RecordedDecision};

@@ -28,15 +28,7 @@ struct Setup {
 
 /// A patient on morphine ER 30 mg three times a day (90 MME/day), escalated today, and a physician.
 async fn setup() -> Setup {
-    let dir = tempfile::tempdir().expect("dir");
-    let settings = WebSettings { secure_cookies: false, ..WebSettings::default() };
-    let state = sqlite_app(dir.path(), "taper.db", b"taper-test-key-taper-test-key-0123", settings).await;
-    let store = state.store.clone();
-    let today = state.today();
-    let actor = Actor::system();
-    let mut tx = store.begin().await.expect("begin");
-    let patient = tx.insert_patient(&PatientDetails::new("t-1", "Ines", "Marlow"), &actor).await.expect("patient");
-    let order = MedicationOrder {
+    setup_with(MedicationOrder {
         id: "order-1".into(),
         rxcui: None,
         text: Some("morphine sulfate 30 MG Extended Release Oral Tablet".into()),
@@ -47,7 +39,20 @@ async fn setup() -> Setup {
         prescriber: None,
         purpose: OrderPurpose::Pain,
         confidentiality: Confidentiality::Normal,
-    };
+    })
+    .await
+}
+
+/// The same with another regimen (escalated the same way when at or above 90 MME/day).
+async fn setup_with(order: MedicationOrder) -> Setup {
+    let dir = tempfile::tempdir().expect("dir");
+    let settings = WebSettings { secure_cookies: false, ..WebSettings::default() };
+    let state = sqlite_app(dir.path(), "taper.db", b"taper-test-key-taper-test-key-0123", settings).await;
+    let store = state.store.clone();
+    let today = state.today();
+    let actor = Actor::system();
+    let mut tx = store.begin().await.expect("begin");
+    let patient = tx.insert_patient(&PatientDetails::new("t-1", "Ines", "Marlow"), &actor).await.expect("patient");
     tx.replace_regimen(patient, &[order]).await.expect("regimen");
     // Filled 24 days ago for 30: the refill window is open, and the rules escalate the 90 MME/day
     // regimen without a physician review (the decision the physician will sign is the rules' own).
@@ -133,7 +138,7 @@ async fn a_physician_previews_a_taper_schedule_signs_it_and_it_shows_on_the_pati
         ("decision", "taper_start".to_string()),
         ("version", setup.exception_version.to_string()),
         ("preset", "cdc_default".to_string()),
-        ("target_mme", String::new()),
+        ("target_mme", "0".to_string()),
         ("start_on", start.clone()),
     ];
     let (status, preview) = setup.send("POST", &format!("/exceptions/{id}/taper/preview"), &parameters).await;
@@ -184,6 +189,7 @@ async fn a_faster_preset_without_attestation_is_refused_in_plain_words_and_nothi
         ("decision", "taper_start".to_string()),
         ("version", setup.exception_version.to_string()),
         ("preset", "faster".to_string()),
+        ("target_mme", "0".to_string()),
         ("start_on", setup.state.today().to_string()),
     ];
     let (status, page) = setup.send("POST", &format!("/exceptions/{id}/taper/preview"), &parameters).await;
@@ -228,7 +234,7 @@ async fn a_taper_signed_to_start_today_becomes_the_regimen_at_once() {
         ("decision", "taper_start".to_string()),
         ("version", setup.exception_version.to_string()),
         ("preset", "cdc_default".to_string()),
-        ("target_mme", String::new()),
+        ("target_mme", "0".to_string()),
         ("start_on", today.to_string()),
     ];
     let (status, preview) = setup.send("POST", &format!("/exceptions/{id}/taper/preview"), &parameters).await;
@@ -279,4 +285,111 @@ async fn the_patient_page_lists_conditions_and_benzodiazepines() {
     let list = page.split("id=\"patient-conditions\"").nth(1).expect("the list").split("</ul>").next().unwrap();
     assert!(list.contains("cancer (outside the refill protocol: a physician decides), recorded 2024-03-01"), "{list}");
     assert!(list.contains("lorazepam 1 MG Oral Tablet (benzodiazepine, since 2024-03-01)"), "{list}");
+}
+
+/// A combination product: the preview names every step's exact products (hydrocodone/acetaminophen
+/// 325 mg only), the acetaminophen a day and the check-in date; signing stores those products.
+#[tokio::test]
+async fn the_preview_of_a_combination_product_shows_the_exact_products_and_acetaminophen() {
+    let setup = setup_with(MedicationOrder {
+        id: "order-hc".into(),
+        rxcui: None,
+        text: Some("acetaminophen 325 MG / hydrocodone bitartrate 10 MG Oral Tablet".into()),
+        dose: Some(DoseQuantity { value: 3.0, unit: DoseUnit::DoseFormUnit }),
+        doses_per_day: Some(4.0),
+        days_supply: None,
+        dispense_quantity: None,
+        prescriber: None,
+        purpose: OrderPurpose::Pain,
+        confidentiality: Confidentiality::Normal,
+    })
+    .await;
+    let id = setup.exception_id;
+    let mut parameters = vec![
+        ("decision", "taper_start".to_string()),
+        ("version", setup.exception_version.to_string()),
+        ("preset", "slower".to_string()),
+        ("start_on", (setup.state.today() + chrono::Days::new(7)).to_string()),
+    ];
+    // No target: refused; a blank never means stop.
+    let (status, page) = setup.send("POST", &format!("/exceptions/{id}/taper/preview"), &parameters).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("Choose the target agreed with the patient"), "{page}");
+    parameters.push(("target_mme", "0".to_string()));
+    let (status, preview) = setup.send("POST", &format!("/exceptions/{id}/taper/preview"), &parameters).await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    let schedule = preview.split("id=\"taper-schedule\"").nth(1).expect("schedule").split("</table>").next().unwrap();
+    assert!(schedule.contains("x acetaminophen 325 MG / hydrocodone bitartrate 10 MG Oral Tablet"), "{schedule}");
+    assert!(schedule.contains("class=\"check-in\""), "{schedule}");
+    assert!(schedule.contains("Acetaminophen/day") || preview.contains("Acetaminophen/day"));
+    assert!(!schedule.contains("750") && !schedule.contains("300 MG"), "{schedule}");
+    assert!(schedule.contains(" mg</td>"), "acetaminophen a day per step: {schedule}");
+}
+
+/// Staff record a check-in with significant withdrawal on the patient page: the plan pauses and the
+/// physician is asked with a note; the API shows the check-in.
+#[tokio::test]
+async fn a_check_in_with_withdrawal_pauses_the_plan_and_asks_a_physician() {
+    let setup = setup().await;
+    let id = setup.exception_id;
+    let today = setup.state.today();
+    let mut parameters = vec![
+        ("decision", "taper_start".to_string()),
+        ("version", setup.exception_version.to_string()),
+        ("preset", "cdc_default".to_string()),
+        ("target_mme", "0".to_string()),
+        ("start_on", (today + chrono::Days::new(14)).to_string()),
+    ];
+    let (status, preview) = setup.send("POST", &format!("/exceptions/{id}/taper/preview"), &parameters).await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    parameters.push(("patient_version", hidden(&preview, "patient_version")));
+    parameters.push(("rationale", "Agreed with the patient: a slow taper.".to_string()));
+    let (status, page) = setup.send("POST", &format!("/exceptions/{id}/taper/sign"), &parameters).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let patient = setup.patient_id;
+    let (status, page) = setup.send("GET", &format!("/patients/{patient}"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"check-in-form\"") && page.contains("Taper plan: <strong>active</strong>"), "{page}");
+    let check_in = vec![
+        ("checked_on", today.to_string()),
+        ("pain", "6".to_string()),
+        ("enjoyment", "5".to_string()),
+        ("activity", "5".to_string()),
+        ("withdrawal", "significant".to_string()),
+        ("wish", "go_on".to_string()),
+        ("note", "sweats and cramps since the last change".to_string()),
+    ];
+    let (status, page) = setup.send("POST", &format!("/patients/{patient}/taper/check-in"), &check_in).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let (_, page) = setup.send("GET", &format!("/patients/{patient}"), &[]).await;
+    assert!(page.contains("Taper plan: <strong>paused</strong>"), "{page}");
+    assert!(page.contains("id=\"taper-check-ins\"") && page.contains("significant"), "{page}");
+    let open = screens::open_exceptions(&setup.state.store, today, 10).await.expect("exceptions");
+    let row = open.iter().find(|row| row.patient_id == patient).expect("the physician is asked");
+    let notes = setup.state.store.exception_notes(refill_store::ExceptionId(row.exception_id)).await.expect("notes");
+    assert!(notes.iter().any(|n| n.note.contains("significant withdrawal")), "{notes:?}");
+    // Bad input names the field.
+    let mut bad = check_in.clone();
+    bad[1] = ("pain", "11".to_string());
+    let (status, page) = setup.send("POST", &format!("/patients/{patient}/taper/check-in"), &bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(page.contains("PEG pain must be 0 to 10"), "{page}");
+    // A goal and a referral through the form; the API lists them.
+    let goal = vec![("record", "goal".to_string()), ("goal", "walk to the park with my grandson".to_string())];
+    let (status, _) = setup.send("POST", &format!("/patients/{patient}/taper/care"), &goal).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let referral = vec![
+        ("record", "referral".to_string()),
+        ("kind", "physical_therapy".to_string()),
+        ("status", "referred".to_string()),
+    ];
+    let (status, _) = setup.send("POST", &format!("/patients/{patient}/taper/care"), &referral).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, body) = setup.send("GET", &format!("/api/patients/{patient}/taper"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(json["plan_state"], "paused");
+    assert_eq!(json["check_ins"][0]["withdrawal"], "significant");
+    let care = json["care"].to_string();
+    assert!(care.contains("walk to the park") && care.contains("physical therapy (referred)"), "{care}");
 }

@@ -9,8 +9,8 @@ use super::planner::{
 };
 use super::units::trim_number;
 use super::{
-    BUPRENORPHINE_FLAG, PhysicianFlag, PlanOutcome, RefusalCode, SafetyAttestation, StepKind, TaperChange, TaperEvent,
-    TaperLine, TaperPlan, TaperPolicy, TaperPreset, TaperRefusal, TaperTarget,
+    BUPRENORPHINE_FLAG, PLANNER_LIMIT_FLAG, PhysicianFlag, PlanOutcome, RefusalCode, SafetyAttestation, StepKind,
+    TaperChange, TaperEvent, TaperLine, TaperPlan, TaperPolicy, TaperPreset, TaperRefusal, TaperTarget,
 };
 use crate::facts::{TaperInForce, TaperState};
 
@@ -114,15 +114,17 @@ pub fn pause(
     Ok(next)
 }
 
-/// Resume a paused plan on `on` at the same preset, from the dose in force.
+/// Resume a paused plan on `on` at the same preset, from the dose in force. The next step comes a
+/// full interval after the resume (never on the day itself), so a check-in falls before it.
 pub fn resume(plan: &TaperPlan, on: NaiveDate, policy: &TaperPolicy) -> Result<TaperPlan, TaperRefusal> {
     require_state(plan, TaperState::Paused, "resume")?;
     let lines = dose_in_force(plan, on).to_vec();
     let (name, preset) = (plan.preset_name.clone(), plan.preset.clone());
+    let earliest = (on + Duration::days(preset.step_days)).max(next_step_not_before(plan, on, &preset));
     Ok(replan(
         plan,
         on,
-        on,
+        earliest,
         Replan { preset_name: name, preset, target: plan.target, lines, attestation: plan.attestation.clone() },
         TaperChange::Resumed,
         policy,
@@ -224,8 +226,13 @@ pub fn review(plan: &TaperPlan, today: NaiveDate, policy: &TaperPolicy) -> Vec<P
         .unwrap_or(plan.request.start_on);
     let idle_days = (today - last_change).num_days();
     if in_force >= policy.stall_mme && idle_days >= policy.stall_days {
-        let message =
-            format!("{BUPRENORPHINE_FLAG}: no reduction for {idle_days} days at {} MME/day", trim_number(in_force));
+        // Who is the limit: a paused plan waits for the patient (their wish or withdrawal at a
+        // check-in); an active one that does not reduce waits for the planner (formulary or pace).
+        let message = if state_on(plan, today) == TaperState::Paused {
+            format!("{BUPRENORPHINE_FLAG}: paused for {idle_days} days at {} MME/day", trim_number(in_force))
+        } else {
+            format!("{PLANNER_LIMIT_FLAG}: no reduction for {idle_days} days at {} MME/day", trim_number(in_force))
+        };
         if !flags.iter().any(|flag| flag.message == message) {
             flags.push(PhysicianFlag { raised_on: today, message });
         }

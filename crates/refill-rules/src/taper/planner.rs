@@ -8,11 +8,13 @@ use chrono::{Duration, NaiveDate};
 
 use super::units::{UnitDose, amount_key, dispensable_doses, trim_number};
 use super::{
-    BUPRENORPHINE_FLAG, PhysicianFlag, PlanOutcome, RefusalCode, SafetyAttestation, StepKind, TaperChange, TaperEvent,
-    TaperLine, TaperPlan, TaperPolicy, TaperPreset, TaperRefusal, TaperRequest, TaperStep, TaperTarget,
+    AttestationReason, PLANNER_LIMIT_FLAG, PhysicianFlag, PlanOutcome, RefusalCode, SafetyAttestation, StepKind,
+    TaperChange, TaperEvent, TaperLine, TaperPlan, TaperPolicy, TaperPreset, TaperRefusal, TaperRequest, TaperStep,
+    TaperTarget,
 };
 use crate::drug::{Acting, DrugTable, StrengthUnit};
 use crate::facts::{DoseQuantity, DoseUnit, MedicationOrder, OrderPurpose, TaperState};
+use crate::formulary::{Formulary, FormularyCoIngredient, MakeUp};
 use crate::mme::{FactorSet, daily_mme};
 
 /// Tolerance for comparing MME sums built from decimal strengths.
@@ -27,7 +29,14 @@ pub fn plan_taper(request: &TaperRequest, policy: &TaperPolicy) -> Result<TaperP
     }
     let (preset_name, preset) = choose_preset(request.preset.as_deref(), policy)?;
     check_attestation(&preset_name, preset, request.attestation.as_ref())?;
-    let lines = lines_from_regimen(&request.regimen, &request.reduce_first, request.factor_set, policy)?;
+    let formulary = policy.formulary.with_added(&request.added_products);
+    let problems = formulary.problems();
+    if !problems.is_empty() {
+        return Err(TaperRefusal::new(RefusalCode::InvalidRequest, problems.join("; ")));
+    }
+    let lines = lines_from_regimen(&request.regimen, &request.reduce_first, request.factor_set, policy, &formulary)?;
+    check_methadone(&lines, &preset_name, policy)?;
+    check_acetaminophen(&lines, policy)?;
     let original_mme: f64 = lines.iter().map(TaperLine::planning_mme).sum();
     check_target(request.target, original_mme)?;
     let original_daily_mme = daily_mme(&request.regimen, request.factor_set).total_daily_mme;
@@ -68,7 +77,65 @@ pub fn plan_taper(request: &TaperRequest, policy: &TaperPolicy) -> Result<TaperP
         flags: Vec::new(),
     };
     finish(&mut plan, policy, request.start_on);
+    if plan.original_lines.iter().any(|line| line.ingredient == "methadone") {
+        raise_flag(&mut plan, request.start_on, METHADONE_FLAG.to_string());
+    }
     Ok(plan)
+}
+
+/// The physician prompt every methadone plan carries: the planner only proposes its steps.
+pub const METHADONE_FLAG: &str = "methadone: long and variable half-life; the physician checks each step (QTc, \
+     interactions, sedation) and may slow further; this plan is a proposal, never applied without a check-in";
+
+/// Methadone is never planned at the default pace: the physician chooses the policy's methadone preset.
+fn check_methadone(lines: &[TaperLine], preset_name: &str, policy: &TaperPolicy) -> Result<(), TaperRefusal> {
+    if lines.iter().any(|line| line.ingredient == "methadone") && preset_name != policy.methadone_preset {
+        return Err(TaperRefusal::new(
+            RefusalCode::MethadonePreset,
+            format!(
+                "methadone is tapered only at its own slower pace: the physician chooses the {:?} preset for this plan \
+                 (no plan is made automatically)",
+                policy.methadone_preset
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The regimen itself within the acetaminophen limits: per unit (every line's product) and per day.
+fn check_acetaminophen(lines: &[TaperLine], policy: &TaperPolicy) -> Result<(), TaperRefusal> {
+    for line in lines {
+        if line.acetaminophen_per_unit() > policy.acetaminophen_max_mg_per_unit + EPSILON {
+            return Err(TaperRefusal::new(
+                RefusalCode::AcetaminophenLimit,
+                format!(
+                    "order {}: {} holds {} mg acetaminophen per unit, above the {} mg limit; the physician changes the \
+                     product before a taper",
+                    line.order_id,
+                    line.ordered_name,
+                    trim_number(line.acetaminophen_per_unit()),
+                    trim_number(policy.acetaminophen_max_mg_per_unit)
+                ),
+            ));
+        }
+    }
+    let daily = acetaminophen_per_day(lines);
+    if daily > policy.acetaminophen_max_mg_per_day + EPSILON {
+        return Err(TaperRefusal::new(
+            RefusalCode::AcetaminophenLimit,
+            format!(
+                "the regimen holds {} mg acetaminophen a day, above the {} mg limit; the physician changes it before a taper",
+                trim_number(daily),
+                trim_number(policy.acetaminophen_max_mg_per_day)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Acetaminophen a day over every line, in mg.
+pub(super) fn acetaminophen_per_day(lines: &[TaperLine]) -> f64 {
+    lines.iter().map(TaperLine::acetaminophen_per_day).sum()
 }
 
 /// The preset named (or the default) with its name.
@@ -120,6 +187,21 @@ pub(super) fn check_attestation(
                 format!("the {name} preset needs an attestation that names the physician and the reason"),
             ))
         }
+        // A rapid taper is for a life-threatening situation (CDC 2022 Rec 5); a short prior duration
+        // alone allows the weekly scheme, not a daily one.
+        Some(attestation)
+            if preset.requires_life_threatening_reason
+                && attestation.reason != AttestationReason::LifeThreateningIssue =>
+        {
+            Err(TaperRefusal::new(
+                RefusalCode::AttestationRequired,
+                format!(
+                    "the {name} preset ({speed}) is for a life-threatening situation such as warning signs of overdose; \
+                     the attestation gives \"{}\", which does not fit a rapid taper, so no plan was made",
+                    attestation.reason.describe()
+                ),
+            ))
+        }
         Some(_) => Ok(()),
     }
 }
@@ -153,6 +235,7 @@ pub(super) fn lines_from_regimen(
     reduce_first: &[String],
     factor_set: FactorSet,
     policy: &TaperPolicy,
+    formulary: &Formulary,
 ) -> Result<Vec<TaperLine>, TaperRefusal> {
     if regimen.is_empty() {
         return Err(TaperRefusal::new(RefusalCode::EmptyRegimen, "the regimen has no opioid orders"));
@@ -160,25 +243,20 @@ pub(super) fn lines_from_regimen(
     let drugs = DrugTable::embedded();
     let mut lines: Vec<TaperLine> = Vec::new();
     for order in regimen {
-        let line = line_from_order(order, drugs, factor_set, policy)?;
+        let line = line_from_order(order, drugs, factor_set, policy, formulary)?;
         let same_line = lines.iter_mut().find(|existing| {
-            existing.ingredient == line.ingredient
-                && existing.dose_form == line.dose_form
-                && amount_key(existing.doses_per_day) == amount_key(line.doses_per_day)
+            existing.make_up == line.make_up && amount_key(existing.doses_per_day) == amount_key(line.doses_per_day)
         });
         match same_line {
             Some(existing) => {
-                let amount = existing.dose.amount() + line.dose.amount();
-                let doses =
-                    dispensable_doses(&existing.strengths, existing.splittable, policy.max_units_per_administration);
-                existing.dose = match doses.get(&amount_key(amount)) {
-                    Some(dose) => dose.clone(),
-                    None => {
-                        let mut units = existing.dose.units.clone();
-                        units.extend(line.dose.units);
-                        UnitDose { units }
+                // The patient's own tablets together (15 mg + 5 mg stays 15 + 5, not one 20 mg).
+                for unit in line.dose.units {
+                    match existing.dose.units.iter_mut().find(|u| amount_key(u.strength) == amount_key(unit.strength)) {
+                        Some(same) => same.count += unit.count,
+                        None => existing.dose.units.push(unit),
                     }
-                };
+                }
+                existing.dose.units.sort_by(|a, b| b.strength.total_cmp(&a.strength));
                 existing.order_id = format!("{}+{}", existing.order_id, line.order_id);
             }
             None => lines.push(line),
@@ -207,6 +285,7 @@ fn line_from_order(
     drugs: &DrugTable,
     factor_set: FactorSet,
     policy: &TaperPolicy,
+    formulary: &Formulary,
 ) -> Result<TaperLine, TaperRefusal> {
     let refuse = |code, message: String| TaperRefusal::new(code, format!("order {}: {message}", order.id));
     if order.purpose == OrderPurpose::OpioidUseDisorder {
@@ -236,6 +315,12 @@ fn line_from_order(
             ));
         }
     };
+    let Some(make_up) = MakeUp::of_product(&product) else {
+        return Err(refuse(
+            RefusalCode::NotTaperable,
+            format!("{}: a co-ingredient is not counted per unit; the physician writes these steps", product.name),
+        ));
+    };
     let Some(dose) = &order.dose else {
         return Err(refuse(RefusalCode::InvalidRequest, "no dose".to_string()));
     };
@@ -260,28 +345,68 @@ fn line_from_order(
             return Err(refuse(RefusalCode::MmeUndetermined, format!("MME cannot be determined ({why})")));
         }
     };
-    let co_ingredients = co_ingredients(&product.name, &ingredient);
-    let strengths = strengths_in_unit(drugs, &ingredient, &product.dose_form, unit, &co_ingredients);
-    if strengths.is_empty() {
+    let acetaminophen: f64 = make_up
+        .co_ingredients
+        .iter()
+        .filter(|(name, _)| name == "acetaminophen")
+        .map(|(_, thousandths)| *thousandths as f64 / 1000.0)
+        .sum();
+    if acetaminophen > policy.acetaminophen_max_mg_per_unit + EPSILON {
         return Err(refuse(
-            RefusalCode::NotTaperable,
-            format!("no single-ingredient {ingredient} {} strengths in the drug table", product.dose_form),
+            RefusalCode::AcetaminophenLimit,
+            format!(
+                "{} holds {} mg acetaminophen per unit, above the {} mg limit; the physician changes the product \
+                 before a taper (no step swaps it)",
+                product.name,
+                trim_number(acetaminophen),
+                trim_number(policy.acetaminophen_max_mg_per_unit)
+            ),
         ));
     }
+    // Steps use only the formulary's products of exactly this make-up: never a co-ingredient the
+    // order does not hold, never another strength of one it does, never another release or route.
+    let products = formulary.of_make_up(&make_up);
+    if products.is_empty() {
+        return Err(refuse(
+            RefusalCode::NotInFormulary,
+            format!(
+                "the clinic formulary has no {} ({}); the physician may add a product for this plan",
+                make_up.describe(),
+                product.name
+            ),
+        ));
+    }
+    let strengths: Vec<f64> = products.iter().map(|product| product.strength).collect();
+    let co_ingredients: Vec<FormularyCoIngredient> = make_up
+        .co_ingredients
+        .iter()
+        .map(|(name, thousandths)| FormularyCoIngredient { name: name.clone(), strength: *thousandths as f64 / 1000.0 })
+        .collect();
     // Extended-release units are never split, whatever the list says.
     let splittable = !transdermal
         && product.acting != Acting::Long
         && policy.splittable_dose_forms.iter().any(|form| form.eq_ignore_ascii_case(&product.dose_form));
-    let doses = dispensable_doses(&strengths, splittable, policy.max_units_per_administration);
-    let unit_dose = match (doses.get(&amount_key(amount)), &dose.unit) {
-        (Some(dose), _) => dose.clone(),
-        (None, DoseUnit::DoseFormUnit) => {
+    let max_units = if transdermal {
+        policy.max_patches_per_application.min(policy.max_units_per_administration)
+    } else {
+        policy.max_units_per_administration
+    };
+    let doses = dispensable_doses(&strengths, splittable, max_units);
+    // A dose counted in units is the patient's own tablets as ordered (even of a strength the
+    // formulary no longer lists): the first step changes them, not the description of today.
+    let unit_dose = match (&dose.unit, doses.get(&amount_key(amount))) {
+        (DoseUnit::DoseFormUnit, _) => {
             UnitDose { units: vec![super::units::UnitCount { strength: clinical_strength, count: dose.value }] }
         }
-        (None, _) => {
+        (_, Some(dose)) => dose.clone(),
+        (_, None) => {
             return Err(refuse(
                 RefusalCode::NotTaperable,
-                format!("{} {unit_label} per dose cannot be made from the strengths that exist", trim_number(amount)),
+                format!(
+                    "{} {unit_label} per dose cannot be made from the formulary's strengths of {}",
+                    trim_number(amount),
+                    make_up.describe()
+                ),
             ));
         }
     };
@@ -297,59 +422,15 @@ fn line_from_order(
         lower_doses_per_day: 0.0,
         mme_factor: factor,
         strengths,
+        products,
+        make_up,
+        ordered_name: product.name.clone(),
+        ordered_strength: clinical_strength,
         splittable,
+        max_units,
         co_ingredients,
         source: order.clone(),
     })
-}
-
-/// The strengths that exist for single-ingredient products of this ingredient and dose form, in the
-/// same strength unit (the drug table files the Ionsys iontophoretic system, per actuation, under
-/// `Transdermal System` next to the mcg/hr patches; mixing them would make a 0.04 "patch").
-fn strengths_in_unit(
-    drugs: &DrugTable,
-    ingredient: &str,
-    dose_form: &str,
-    unit: StrengthUnit,
-    co: &[String],
-) -> Vec<f64> {
-    let mut strengths: Vec<f64> = drugs
-        .products_of(ingredient)
-        .filter(|product| product.dose_form.eq_ignore_ascii_case(dose_form))
-        .filter(|product| product.distinct_ingredients() == [ingredient])
-        .filter(|product| co_ingredients(&product.name, ingredient) == co)
-        .filter_map(|product| product.strength_of(ingredient))
-        .filter(|(_, unit_of)| *unit_of == unit)
-        .map(|(strength, _)| if unit == StrengthUnit::MgPerHr { strength * 1000.0 } else { strength })
-        .collect();
-    strengths.sort_by(f64::total_cmp);
-    strengths.dedup_by(|a, b| amount_key(*a) == amount_key(*b));
-    strengths
-}
-
-/// The non-opioid ingredients named in an RxNorm-style product name, lower case and sorted. The drug
-/// table lists opioid rows only, so `aspirin 325 MG / oxycodone hydrochloride 4.84 MG Oral Tablet`
-/// would otherwise pass for a plain oxycodone tablet.
-pub(super) fn co_ingredients(name: &str, ingredient: &str) -> Vec<String> {
-    let lower = name.to_lowercase();
-    let without_brand = match lower.rfind('[') {
-        Some(open) if lower.ends_with(']') => &lower[..open],
-        _ => lower.as_str(),
-    };
-    let mut others: Vec<String> = without_brand
-        .split(" / ")
-        .filter(|part| !part.contains(ingredient))
-        .map(|part| {
-            part.split_whitespace()
-                .take_while(|word| !word.starts_with(|c: char| c.is_ascii_digit()))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .filter(|name| !name.is_empty())
-        .collect();
-    others.sort();
-    others.dedup();
-    others
 }
 
 /// Everything `schedule` needs to continue a plan from a given regimen and history.
@@ -446,55 +527,114 @@ pub(super) fn schedule(input: Schedule<'_>) -> (Vec<TaperStep>, PlanOutcome) {
         }
         let total: f64 = lines.iter().map(TaperLine::planning_mme).sum();
         let line = lines[0].clone();
-        let doses = doses_by_line.entry(line.order_id.clone()).or_insert_with(|| {
-            dispensable_doses(&line.strengths, line.splittable, policy.max_units_per_administration)
-        });
-        let reductions_of_dose = dose_candidates(&line, doses);
-        // Same dose at every administration first; uneven doses only when no even one fits.
+        let doses = doses_by_line
+            .entry(line.order_id.clone())
+            .or_insert_with(|| dispensable_doses(&line.strengths, line.splittable, line.max_units));
+        // Keep the tablets the patient already has where they make the amount: the strengths change
+        // only when the dose cannot be made from them.
+        let held: Vec<f64> = {
+            let mut held: Vec<f64> = line
+                .units()
+                .map(|unit| unit.strength)
+                .filter(|strength| line.strengths.iter().any(|s| amount_key(*s) == amount_key(*strength)))
+                .collect();
+            held.sort_by(f64::total_cmp);
+            held.dedup_by(|a, b| amount_key(*a) == amount_key(*b));
+            held
+        };
+        let held_doses = dispensable_doses(&held, line.splittable, line.max_units);
+        let mut preferred = doses.clone();
+        preferred.extend(held_doses.clone());
+        // Acetaminophen a day stays within the limit at every step, whatever the mix of units.
+        let other_apap = acetaminophen_per_day(&lines[1..]);
+        // Candidates over every dispensable amount, and over the amounts the held tablets make alone
+        // (20, 20, 20 and 10 mg from 10 mg tablets next to 17.5 mg four times a day).
+        let reductions_of_dose: Vec<Candidate> = dose_candidates(&line, &preferred)
+            .into_iter()
+            .chain(dose_candidates(&line, &held_doses))
+            .filter(|c| {
+                let apap = c.line.as_ref().map(TaperLine::acetaminophen_per_day).unwrap_or(0.0);
+                other_apap + apap <= policy.acetaminophen_max_mg_per_day + EPSILON
+            })
+            .collect();
+        // Same dose at every administration first; uneven doses only when no even one fits. The dose
+        // is chosen first; the units that make it are the patient's own where they can (`preferred`).
         let fits = |c: &&Candidate| c.reduction <= fraction * total + EPSILON;
         let mut within: Vec<&Candidate> = reductions_of_dose.iter().filter(|c| c.even).filter(fits).collect();
         if within.is_empty() || within.iter().all(|c| c.reduction > full_rate + EPSILON) {
             within = reductions_of_dose.iter().filter(fits).collect();
         }
 
+        let mut note: Option<String> = None;
+        let mut paced_over_days: Option<i64> = None;
         let chosen: Candidate = if !within.is_empty() {
             let smallest = within.iter().map(|c| c.reduction).fold(f64::INFINITY, f64::min);
             if smallest > full_rate + EPSILON {
-                return (steps, not_reached_by_rate(&line, smallest, preset, full_rate, original_mme));
-            }
-            // Wait until the window has room for at least the smallest reduction, then take the
-            // largest that fits (or the smallest that reaches the target).
-            while used_in_window(&reductions, on, preset.window_days) + smallest > full_rate + EPSILON {
-                on = next_release(&reductions, on, preset.window_days);
-            }
-            let budget = full_rate - used_in_window(&reductions, on, preset.window_days);
-            let fitting: Vec<&&Candidate> = within.iter().filter(|c| c.reduction <= budget + EPSILON).collect();
-            let reaching: Vec<&&Candidate> = fitting
-                .iter()
-                .copied()
-                .filter(|c| matches!(target, TaperTarget::Mme(value) if total - c.reduction <= value + EPSILON))
-                .collect();
-            let pick = if reaching.is_empty() {
-                fitting
+                // The smallest marketed step is larger than the preset allows in one window (a patch
+                // strength, a methadone tablet): take it, but only after as long as the preset's rate
+                // needs for that much, counted from the previous reduction, so the pace holds on average.
+                let Some(pick) = within
                     .iter()
                     .copied()
-                    .max_by(|a, b| a.reduction.total_cmp(&b.reduction).then(b.pieces.total_cmp(&a.pieces)))
+                    .filter(|c| (c.reduction - smallest).abs() <= EPSILON)
+                    .min_by(|a, b| a.pieces.total_cmp(&b.pieces))
+                else {
+                    return (steps, not_reached_by_rate(&line, smallest, preset, full_rate, original_mme));
+                };
+                let wait = (smallest / full_rate * preset.window_days as f64).ceil() as i64;
+                if let Some((last, _)) = reductions.last() {
+                    on = on.max(*last + Duration::days(wait));
+                }
+                paced_over_days = Some(wait);
+                note = Some(format!(
+                    "the smallest step from the formulary cuts {}% of the original dose, more than the preset's {}% per {} \
+                     days, so it waits {wait} days after the previous reduction",
+                    trim_number((smallest / original_mme * 1000.0).round() / 10.0),
+                    trim_number(preset.rate_fraction * 100.0),
+                    preset.window_days
+                ));
+                Candidate {
+                    kind: pick.kind,
+                    even: pick.even,
+                    line: pick.line.clone(),
+                    reduction: pick.reduction,
+                    pieces: pick.pieces,
+                }
             } else {
-                reaching
+                // Wait until the window has room for at least the smallest reduction, then take the
+                // largest that fits (or the smallest that reaches the target).
+                while used_in_window(&reductions, on, preset.window_days) + smallest > full_rate + EPSILON {
+                    on = next_release(&reductions, on, preset.window_days);
+                }
+                let budget = full_rate - used_in_window(&reductions, on, preset.window_days);
+                let fitting: Vec<&&Candidate> = within.iter().filter(|c| c.reduction <= budget + EPSILON).collect();
+                let reaching: Vec<&&Candidate> = fitting
                     .iter()
                     .copied()
-                    .min_by(|a, b| a.reduction.total_cmp(&b.reduction).then(a.pieces.total_cmp(&b.pieces)))
-            };
-            let Some(pick) = pick else {
-                // Unreachable: the loop above waited until the smallest reduction fits the window.
-                return (steps, not_reached_by_rate(&line, smallest, preset, full_rate, original_mme));
-            };
-            Candidate {
-                kind: pick.kind,
-                even: pick.even,
-                line: pick.line.clone(),
-                reduction: pick.reduction,
-                pieces: pick.pieces,
+                    .filter(|c| matches!(target, TaperTarget::Mme(value) if total - c.reduction <= value + EPSILON))
+                    .collect();
+                let pick = if reaching.is_empty() {
+                    fitting
+                        .iter()
+                        .copied()
+                        .max_by(|a, b| a.reduction.total_cmp(&b.reduction).then(b.pieces.total_cmp(&a.pieces)))
+                } else {
+                    reaching
+                        .iter()
+                        .copied()
+                        .min_by(|a, b| a.reduction.total_cmp(&b.reduction).then(a.pieces.total_cmp(&b.pieces)))
+                };
+                let Some(pick) = pick else {
+                    // Unreachable: the loop above waited until the smallest reduction fits the window.
+                    return (steps, not_reached_by_rate(&line, smallest, preset, full_rate, original_mme));
+                };
+                Candidate {
+                    kind: pick.kind,
+                    even: pick.even,
+                    line: pick.line.clone(),
+                    reduction: pick.reduction,
+                    pieces: pick.pieces,
+                }
             }
         } else {
             // The tail: no dose step fits the per-step fraction. Lengthen the time between steps first.
@@ -515,6 +655,11 @@ pub(super) fn schedule(input: Schedule<'_>) -> (Vec<TaperStep>, PlanOutcome) {
                         extended.lower_doses_per_day = 0.0;
                     }
                 }
+                note = Some(format!(
+                    "no smaller dose from the formulary fits the {}% per-step cap: the dosing interval is extended \
+                     (one dose a day fewer), at least {tail_gap} days after the previous step",
+                    trim_number(fraction * 100.0)
+                ));
                 Candidate {
                     even: extended.lower_dose.is_none(),
                     kind: StepKind::IntervalExtension,
@@ -522,10 +667,19 @@ pub(super) fn schedule(input: Schedule<'_>) -> (Vec<TaperStep>, PlanOutcome) {
                     pieces: extended.dose.pieces(),
                     line: Some(extended),
                 }
+            } else if line.transdermal && !reductions_of_dose.is_empty() {
+                // A patch cannot change its interval, and every smaller marketed patch cuts more than
+                // the per-step cap: the physician chooses (a conversion to an oral opioid at a dose the
+                // formulary can step down, or a larger step with a written reason).
+                return (steps, patch_conversion(&line, fraction));
             } else if let Some(gentlest) = reductions_of_dose
                 .iter()
                 .min_by(|a, b| a.reduction.total_cmp(&b.reduction).then(a.pieces.total_cmp(&b.pieces)))
             {
+                note = Some(format!(
+                    "taken once a day: the smallest reduction the formulary allows, at least {tail_gap} days after the \
+                     previous step"
+                ));
                 Candidate {
                     even: gentlest.even,
                     kind: StepKind::TailReduction,
@@ -534,17 +688,56 @@ pub(super) fn schedule(input: Schedule<'_>) -> (Vec<TaperStep>, PlanOutcome) {
                     pieces: gentlest.pieces,
                 }
             } else {
+                note = Some(format!(
+                    "the smallest unit once a day (or the smallest patch): the opioid stops, at least {tail_gap} days \
+                     after the previous step"
+                ));
                 Candidate { kind: StepKind::Stop, even: true, line: None, reduction: line.planning_mme(), pieces: 0.0 }
             };
             if candidate.reduction > full_rate + EPSILON {
-                return (steps, not_reached_by_rate(&line, candidate.reduction, preset, full_rate, original_mme));
+                // The tail's smallest change is larger than the preset allows in one window: it waits
+                // as long as the rate needs for that much after the previous reduction.
+                let wait = (candidate.reduction / full_rate * preset.window_days as f64).ceil() as i64;
+                if let Some((last, _)) = reductions.last() {
+                    on = on.max(*last + Duration::days(wait));
+                }
+                paced_over_days = Some(wait);
+                if let Some(text) = &mut note {
+                    text.push_str(&format!(
+                        "; it cuts {}% of the original dose, so it waits {wait} days after the previous reduction",
+                        trim_number((candidate.reduction / original_mme * 1000.0).round() / 10.0)
+                    ));
+                }
             }
-            while used_in_window(&reductions, on, preset.window_days) + candidate.reduction > full_rate + EPSILON {
+            while paced_over_days.is_none()
+                && used_in_window(&reductions, on, preset.window_days) + candidate.reduction > full_rate + EPSILON
+            {
                 on = next_release(&reductions, on, preset.window_days);
             }
             candidate
         };
 
+        // The same daily reduction from the tablets the patient holds, when it can be made from them:
+        // the strengths change only when the dose cannot (an uneven day before a new strength).
+        let uses_held = |candidate: &TaperLine| {
+            candidate.units().all(|unit| held.iter().any(|h| amount_key(*h) == amount_key(unit.strength)))
+        };
+        let chosen = match &chosen.line {
+            Some(picked) if chosen.kind == StepKind::DoseReduction && !uses_held(picked) => reductions_of_dose
+                .iter()
+                .filter(|c| c.kind == StepKind::DoseReduction && (c.reduction - chosen.reduction).abs() <= EPSILON)
+                .filter(|c| c.line.as_ref().is_some_and(&uses_held))
+                .min_by(|a, b| b.even.cmp(&a.even).then(a.pieces.total_cmp(&b.pieces)))
+                .map(|c| Candidate {
+                    kind: c.kind,
+                    even: c.even,
+                    line: c.line.clone(),
+                    reduction: c.reduction,
+                    pieces: c.pieces,
+                })
+                .unwrap_or(chosen),
+            _ => chosen,
+        };
         let before = lines.clone();
         match &chosen.line {
             Some(reduced) => lines[0] = reduced.clone(),
@@ -556,6 +749,8 @@ pub(super) fn schedule(input: Schedule<'_>) -> (Vec<TaperStep>, PlanOutcome) {
         }
         let number = first_number + steps.len();
         let step = make_step(StepDraft {
+            note: note.take(),
+            paced_over_days: paced_over_days.take(),
             number,
             on,
             previous_on,
@@ -620,6 +815,24 @@ fn dose_candidates(line: &TaperLine, doses: &BTreeMap<i64, UnitDose>) -> Vec<Can
     candidates
 }
 
+/// A patch whose next marketed strength cuts more than the per-step cap: the physician chooses.
+fn patch_conversion(line: &TaperLine, fraction: f64) -> PlanOutcome {
+    let current = line.dose.amount();
+    let next = line.strengths.iter().copied().filter(|s| *s < current - EPSILON).fold(0.0, f64::max);
+    PlanOutcome::NotReached {
+        reason: format!(
+            "{} {} mcg/hr: the next marketed patch ({} mcg/hr) cuts {}%, more than the {}% per-step cap; the \
+             physician chooses a conversion to an oral opioid the formulary can step down, or writes a larger step \
+             with its reason",
+            line.label(),
+            trim_number(current),
+            trim_number(next),
+            trim_number(((current - next) / current * 1000.0).round() / 10.0),
+            trim_number(fraction * 100.0)
+        ),
+    }
+}
+
 fn not_reached_by_rate(
     line: &TaperLine,
     smallest: f64,
@@ -643,6 +856,8 @@ fn not_reached_by_rate(
 }
 
 struct StepDraft<'a> {
+    note: Option<String>,
+    paced_over_days: Option<i64>,
     number: usize,
     on: NaiveDate,
     previous_on: Option<NaiveDate>,
@@ -678,6 +893,9 @@ fn make_step(draft: StepDraft<'_>) -> TaperStep {
         reduction_mme: draft.reduction,
         fraction_of_current: if draft.total_before > 0.0 { draft.reduction / draft.total_before } else { 0.0 },
         follow_up_due: draft.on - Duration::days(lead),
+        acetaminophen_mg_per_day: acetaminophen_per_day(draft.lines),
+        note: draft.note,
+        paced_over_days: draft.paced_over_days,
         patient_notice_on: notice_on(draft.on, draft.previous_on, policy.patient_notice_lead_days),
         staff_notice_on: notice_on(draft.on, draft.previous_on, policy.staff_notice_lead_days),
         revision: draft.revision,
@@ -694,9 +912,10 @@ fn notice_on(on: NaiveDate, previous_on: Option<NaiveDate>, lead_days: i64) -> N
     }
 }
 
-/// The regimen of a step as dispensable orders: one per strength, dose counted in units.
+/// The regimen of a step as dispensable orders: one per product, dose counted in units. Each names the
+/// formulary product of the line's make-up (or the patient's own ordered product for units the step
+/// did not change), never a product chosen by name.
 pub(super) fn regimen_orders(lines: &[TaperLine], tag: &str) -> Vec<MedicationOrder> {
-    let drugs = DrugTable::embedded();
     let mut orders = Vec::new();
     for line in lines {
         let mut parts = vec![(&line.dose, line.doses_per_day - line.lower_doses_per_day, "")];
@@ -705,34 +924,10 @@ pub(super) fn regimen_orders(lines: &[TaperLine], tag: &str) -> Vec<MedicationOr
         }
         for (dose, doses_per_day, suffix) in parts {
             for unit in &dose.units {
-                let product = drugs
-                    .products_of(&line.ingredient)
-                    .filter(|product| product.dose_form.eq_ignore_ascii_case(&line.dose_form))
-                    .filter(|product| product.distinct_ingredients() == [line.ingredient.as_str()])
-                    .filter(|product| co_ingredients(&product.name, &line.ingredient) == line.co_ingredients)
-                    .filter(|product| {
-                        product.ingredients.first().is_some_and(|_| {
-                            product.strength_of(&line.ingredient).is_some_and(|(strength, unit_of)| {
-                                let clinical =
-                                    if unit_of == StrengthUnit::MgPerHr { strength * 1000.0 } else { strength };
-                                amount_key(clinical) == amount_key(unit.strength)
-                            })
-                        })
-                    })
-                    // Generic names first, then the shortest (plainest) name, for a stable choice.
-                    .min_by_key(|product| (product.name.contains('['), product.name.len(), product.name.clone()));
-                let (rxcui, text) = match product {
+                let key = amount_key(unit.strength);
+                let (rxcui, text) = match line.products.iter().find(|product| amount_key(product.strength) == key) {
                     Some(product) => (product.rxcui.clone(), Some(product.name.clone())),
-                    None => (
-                        None,
-                        Some(format!(
-                            "{} {} {} {}",
-                            line.ingredient,
-                            trim_number(unit.strength),
-                            line.unit_label,
-                            line.dose_form
-                        )),
-                    ),
+                    None => (line.source.rxcui.clone(), line.source.text.clone().or(Some(line.ordered_name.clone()))),
                 };
                 orders.push(MedicationOrder {
                     id: format!("{}@{tag}/{}{suffix}", line.order_id, trim_number(unit.strength)),
@@ -758,11 +953,8 @@ pub(super) fn finish(plan: &mut TaperPlan, policy: &TaperPolicy, today: NaiveDat
     if let PlanOutcome::NotReached { reason } = &plan.outcome {
         let in_force = plan.steps.last().map(|step| step.planning_mme).unwrap_or(plan.original_mme);
         if plan.state == TaperState::Active && in_force >= policy.stall_mme - EPSILON {
-            raise_flag(
-                plan,
-                today,
-                format!("{BUPRENORPHINE_FLAG}: the plan stalls at {} MME/day ({reason})", trim_number(in_force)),
-            );
+            // The planner's limit, not the patient's: no OUD assessment prompt here.
+            raise_flag(plan, today, format!("{PLANNER_LIMIT_FLAG} ({} MME/day): {reason}", trim_number(in_force)));
         }
     }
 }

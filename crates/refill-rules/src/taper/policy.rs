@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::formulary::Formulary;
+
 /// One taper speed. Rates are fractions of the ORIGINAL daily dose (in MME) per window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +21,10 @@ pub struct TaperPreset {
     /// 20%-per-4-weeks ceiling of clinical-rules.md §6.4).
     #[serde(default)]
     pub requires_attestation: bool,
+    /// The attestation must give a life-threatening situation as its reason (the rapid preset: CDC
+    /// 2022 Rec 5 allows a rapid taper only then; a short prior duration alone does not fit).
+    #[serde(default)]
+    pub requires_life_threatening_reason: bool,
     /// Overrides the policy's `max_step_fraction` for this preset (for example `rapid`).
     #[serde(default)]
     pub max_step_fraction: Option<f64>,
@@ -56,6 +62,9 @@ pub struct TaperPolicy {
     pub splittable_dose_forms: Vec<String>,
     /// The most dose-form units per administration a step may use.
     pub max_units_per_administration: u32,
+    /// The most patches worn at once in a step: a step moves to the next marketed patch strength, never
+    /// to a stack of small patches. Default 1.
+    pub max_patches_per_application: u32,
     /// This many pauses flag "consider buprenorphine transition and OUD assessment". Default 2.
     pub pauses_before_flag: usize,
     /// A plan that has not reduced for this many days while at or above `stall_mme` is stalled and
@@ -64,6 +73,23 @@ pub struct TaperPolicy {
     pub stall_mme: f64,
     /// The longest plan the planner writes out (steps); longer plans stop with a reason.
     pub max_steps: usize,
+    /// Acetaminophen limits checked for the regimen and every step: per unit (FDA 2014: 325 mg) and
+    /// per day (4,000 mg). Defaults 325 and 4000.
+    pub acetaminophen_max_mg_per_unit: f64,
+    pub acetaminophen_max_mg_per_day: f64,
+    /// The clinic asks patients on a taper to attend its opioid-safety class (shown on the patient page
+    /// until attended). Default off.
+    pub require_safety_class: bool,
+    /// At or above this daily MME the patient page prompts the physician to discuss a buprenorphine
+    /// transition with the patient (never an automatic change). Default 200.
+    pub buprenorphine_discussion_mme: f64,
+    /// The preset a methadone plan must use, chosen by the physician (never the default). Default
+    /// `methadone`.
+    pub methadone_preset: String,
+    /// The clinic formulary the planner plans from: `config/formulary.toml`, loaded by the binary
+    /// (not a policy key; the policy version hashes it separately).
+    #[serde(skip)]
+    pub formulary: Formulary,
 }
 
 impl TaperPolicy {
@@ -73,6 +99,7 @@ impl TaperPolicy {
             window_days,
             step_days,
             requires_attestation,
+            requires_life_threatening_reason: false,
             max_step_fraction: None,
             source: source.to_string(),
         };
@@ -94,8 +121,25 @@ impl TaperPolicy {
             "rapid".to_string(),
             TaperPreset {
                 max_step_fraction: Some(0.20),
-                ..preset(0.20, 1, 1, true, "VA taper tool: rapid, 10-20% every day (consider inpatient)")
+                requires_life_threatening_reason: true,
+                ..preset(
+                    0.20,
+                    1,
+                    1,
+                    true,
+                    "VA taper tool: rapid, 10-20% every day (consider inpatient); CDC 2022 Rec 5: only for a life-threatening issue",
+                )
             },
+        );
+        presets.insert(
+            "methadone".to_string(),
+            preset(
+                0.05,
+                28,
+                28,
+                false,
+                "VA taper tool: slowest, 2-10% every 4-8 weeks (methadone: long, variable half-life; physician-chosen)",
+            ),
         );
         TaperPolicy {
             default_preset: "cdc_default".to_string(),
@@ -109,10 +153,17 @@ impl TaperPolicy {
             staff_notice_lead_days: 14,
             splittable_dose_forms: Vec::new(),
             max_units_per_administration: 4,
+            max_patches_per_application: 1,
             pauses_before_flag: 2,
             stall_days: 90,
             stall_mme: 90.0,
             max_steps: 400,
+            acetaminophen_max_mg_per_unit: 325.0,
+            acetaminophen_max_mg_per_day: 4000.0,
+            methadone_preset: "methadone".to_string(),
+            require_safety_class: false,
+            buprenorphine_discussion_mme: 200.0,
+            formulary: Formulary::embedded().clone(),
         }
     }
 
@@ -170,9 +221,24 @@ impl TaperPolicy {
         if self.follow_up_lead_days < 0 || self.patient_notice_lead_days < 0 || self.staff_notice_lead_days < 0 {
             problems.push("taper lead days must not be negative".to_string());
         }
-        if self.max_units_per_administration == 0 {
-            problems.push("taper.max_units_per_administration must be at least 1".to_string());
+        if self.max_units_per_administration == 0 || self.max_patches_per_application == 0 {
+            problems.push(
+                "taper.max_units_per_administration and taper.max_patches_per_application must be at least 1"
+                    .to_string(),
+            );
         }
+        if !self.presets.contains_key(&self.methadone_preset) {
+            problems.push(format!("taper.methadone_preset {:?} is not a preset", self.methadone_preset));
+        }
+        let per_unit = self.acetaminophen_max_mg_per_unit > 0.0 && self.acetaminophen_max_mg_per_unit <= 325.0;
+        let per_day = self.acetaminophen_max_mg_per_day > 0.0 && self.acetaminophen_max_mg_per_day <= 4000.0;
+        if !(per_unit && per_day) {
+            problems.push(
+                "taper.acetaminophen_max_mg_per_unit must be in (0, 325] and taper.acetaminophen_max_mg_per_day in (0, 4000]"
+                    .to_string(),
+            );
+        }
+        problems.extend(self.formulary.problems().into_iter().map(|problem| format!("formulary: {problem}")));
         if self.max_steps == 0 {
             problems.push("taper.max_steps must be at least 1".to_string());
         }

@@ -398,6 +398,7 @@ struct PatientPage {
     chrome: Chrome,
     patient: PatientView,
     can_break_glass: bool,
+    taper_care: super::taper::TaperCareView,
 }
 
 pub async fn page(
@@ -420,7 +421,8 @@ pub async fn page(
     )
     .await?;
     let can_break_glass = patient.part2 && !part2_open && principal.role() == Some(accounts::Role::Physician);
-    render(&PatientPage { chrome: Chrome::new(&state, &principal, ""), patient, can_break_glass })
+    let taper_care = super::taper::care_view(&state, patient_id, part2_open, patient.mme.parse().ok()).await?;
+    render(&PatientPage { chrome: Chrome::new(&state, &principal, ""), patient, can_break_glass, taper_care })
 }
 
 #[derive(Debug, Deserialize)]

@@ -70,7 +70,8 @@ pub struct TaperForm {
     pub version: i64,
     #[serde(default)]
     pub preset: String,
-    /// Empty: taper to zero.
+    /// The target agreed with the patient: `0` to stop, or the daily MME to reach. Required: an empty
+    /// field never means stop.
     #[serde(default)]
     pub target_mme: String,
     #[serde(default)]
@@ -99,6 +100,15 @@ pub struct StepRow {
     pub regimen: String,
     pub daily_mme: String,
     pub follow_up_due: String,
+    /// What the pharmacy fills from this step: `2 x acetaminophen 325 MG / hydrocodone bitartrate
+    /// 10 MG Oral Tablet (hydrocodone 10 mg / acetaminophen 325 mg), four times a day`.
+    pub products: Vec<String>,
+    /// The change in percent of the dose before the step.
+    pub cut: String,
+    /// Acetaminophen a day from this step, empty when none.
+    pub acetaminophen: String,
+    /// Why the step waits longer or is larger than usual.
+    pub note: String,
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +146,16 @@ fn plain_refusal(refusal: &TaperRefusal, preset: &str) -> String {
         RefusalCode::NotTaperable => "This regimen cannot be tapered by the planner.".to_string(),
         RefusalCode::TargetNotBelowCurrent => "The target is not below the current daily MME.".to_string(),
         RefusalCode::InvalidPolicy => "The taper policy is not valid.".to_string(),
+        RefusalCode::NotInFormulary => {
+            "The clinic formulary has no product of this make-up; the planner orders only what the pharmacies dispense."
+                .to_string()
+        }
+        RefusalCode::AcetaminophenLimit => "The regimen is above the acetaminophen limits.".to_string(),
+        RefusalCode::MethadonePreset => {
+            format!(
+                "Methadone is tapered only at its own slower pace, chosen by the physician: the {preset} preset does not apply to it."
+            )
+        }
         RefusalCode::InvalidRequest | RefusalCode::NotSlower | RefusalCode::WrongState => {
             "The planner could not use this request.".to_string()
         }
@@ -159,7 +179,7 @@ fn parse_start(form: &TaperForm, today: NaiveDate) -> Result<NaiveDate, String> 
 fn parse_target(form: &TaperForm) -> Result<TaperTarget, String> {
     let text = form.target_mme.trim();
     if text.is_empty() {
-        return Ok(TaperTarget::Zero);
+        return Err("Choose the target agreed with the patient: 0 to stop, or the daily MME to reach.".to_string());
     }
     match text.parse::<f64>() {
         Ok(value) if value.is_finite() && value >= 0.0 => {
@@ -218,6 +238,7 @@ async fn propose(
         start_on,
         attestation,
         factor_set: state.policy.factor_set(),
+        added_products: Vec::new(),
     };
     let preset_name = if preset.is_empty() { state.policy.taper.default_preset.as_str() } else { preset };
     Ok(plan_taper(&request, &state.policy.taper).map_err(|refusal| plain_refusal(&refusal, preset_name)))
@@ -253,6 +274,14 @@ fn plan_view(plan: &TaperPlan, past: &[(NaiveDate, f64)], today: NaiveDate) -> P
             },
             daily_mme: mme_text(step.daily_mme),
             follow_up_due: step.follow_up_due.to_string(),
+            products: step.products().iter().map(|product| product.describe()).collect(),
+            cut: format!("-{}%", trim_number((step.fraction_of_current * 1000.0).round() / 10.0)),
+            acetaminophen: if step.acetaminophen_mg_per_day > 0.0 {
+                format!("{} mg", trim_number(step.acetaminophen_mg_per_day))
+            } else {
+                String::new()
+            },
+            note: step.note.clone().unwrap_or_default(),
         })
         .collect();
     let mut planned: Vec<(NaiveDate, f64)> = Vec::with_capacity(plan.steps.len() + 1);
@@ -419,4 +448,328 @@ async fn store_and_sign(
     sign_decision(state, principal, exception_id, &decide, PlanChange::Store { plan: &new_plan, patient_version })
         .await?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The person around the taper, on the patient page and through the API: check-ins (PEG, withdrawal,
+// the patient's wish) that gate each step, goals, readiness, referrals to non-opioid care with their
+// status and the opioid-safety class. Staff and physicians record them; a check-in that stops the step
+// pauses the plan and asks a physician (refill_app::taper), in one transaction with the screen change.
+
+use axum::Json;
+use refill_rules::taper::check_in::{CheckIn, Peg, Wish, Withdrawal};
+use refill_store::taper_care::{CareRecord, CareRecordRow, CheckInRecord};
+
+/// What the patient page's taper section shows (`templates/web/patient_taper.html`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TaperCareView {
+    /// `active`, `paused`, `completed`, or empty without a plan.
+    pub plan_state: String,
+    /// Check-ins, newest first: date, PEG score with items, withdrawal, wish, what it did.
+    pub check_ins: Vec<CheckInLine>,
+    /// Goals, readiness, referrals and classes, newest first, in words.
+    pub care: Vec<String>,
+    /// The clinic asks for the opioid-safety class (`taper.require_safety_class`) and it is not attended.
+    pub class_missing: bool,
+    /// A physician prompt at or above `taper.buprenorphine_discussion_mme`.
+    pub buprenorphine_prompt: Option<String>,
+    /// Today, for the check-in form's default date.
+    pub today: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckInLine {
+    pub on: String,
+    pub peg: String,
+    pub withdrawal: &'static str,
+    pub wish: &'static str,
+}
+
+fn wish_words(wish: Wish) -> &'static str {
+    match wish {
+        Wish::GoOn => "go on",
+        Wish::Pause => "pause",
+        Wish::Slow => "slow down",
+    }
+}
+
+fn care_words(row: &CareRecordRow, part2_open: bool) -> String {
+    let words = |text: &str| text.replace('_', " ");
+    match &row.record {
+        CareRecord::Goal { goal, status } => format!("{}: goal \"{goal}\" ({})", row.on, words(status)),
+        CareRecord::Readiness { stage } => format!("{}: readiness, {}", row.on, words(stage)),
+        // A referral to addiction counselling can reveal substance-use treatment: masked like Part 2.
+        CareRecord::Referral { kind, .. } if kind == "addiction_counselling" && !part2_open => {
+            format!("{}: {}", row.on, crate::wording::RESTRICTED)
+        }
+        CareRecord::Referral { kind, status } => format!("{}: {} ({})", row.on, words(kind), words(status)),
+        CareRecord::ClassAttended => format!("{}: opioid-safety class attended", row.on),
+    }
+}
+
+fn check_in_line(record: &CheckInRecord) -> CheckInLine {
+    let c = record.check_in;
+    CheckInLine {
+        on: c.on.to_string(),
+        peg: format!(
+            "{} (pain {}, enjoyment {}, activity {})",
+            trim_number((c.peg.score() * 10.0).round() / 10.0),
+            c.peg.pain,
+            c.peg.enjoyment,
+            c.peg.activity
+        ),
+        withdrawal: c.withdrawal.as_str(),
+        wish: wish_words(c.wish),
+    }
+}
+
+/// The taper section of the patient page.
+pub async fn care_view(
+    state: &AppState,
+    patient_id: i64,
+    part2_open: bool,
+    total_daily_mme: Option<f64>,
+) -> Result<TaperCareView, WebError> {
+    let today = state.today();
+    let patient = PatientId(patient_id);
+    let plan_state = state.store.taper_plan_state(patient).await?.map(|(_, state)| state).unwrap_or_default();
+    let mut check_ins = state.store.check_ins(patient).await?;
+    check_ins.reverse();
+    let care = state.store.care_records(patient).await?;
+    let policy = &state.policy.taper;
+    let class_missing = policy.require_safety_class
+        && !plan_state.is_empty()
+        && !care.iter().any(|row| row.record == CareRecord::ClassAttended);
+    let buprenorphine_prompt = total_daily_mme.filter(|mme| *mme >= policy.buprenorphine_discussion_mme).map(|mme| {
+        format!(
+            "At {} MME/day: discuss with the patient whether a transition to buprenorphine suits them (a physician's \
+             decision with the patient, never an automatic change).",
+            trim_number(mme)
+        )
+    });
+    Ok(TaperCareView {
+        plan_state,
+        check_ins: check_ins.iter().map(check_in_line).collect(),
+        care: care.iter().map(|row| care_words(row, part2_open)).collect(),
+        class_missing,
+        buprenorphine_prompt,
+        today: today.to_string(),
+    })
+}
+
+/// A check-in as the form and the API post it.
+#[derive(Debug, Deserialize, Clone)]
+pub struct CheckInForm {
+    /// Empty: today.
+    #[serde(default)]
+    pub checked_on: String,
+    pub pain: u8,
+    pub enjoyment: u8,
+    pub activity: u8,
+    /// `none`, `mild` or `significant`.
+    pub withdrawal: String,
+    /// `go_on`, `pause` or `slow`.
+    pub wish: String,
+    #[serde(default)]
+    pub note: String,
+    #[serde(default)]
+    pub csrf: Option<String>,
+}
+
+impl CheckInForm {
+    fn check_in(&self, today: NaiveDate) -> Result<CheckIn, WebError> {
+        let on = match self.checked_on.trim() {
+            "" => today,
+            text => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map_err(|_| WebError::BadRequest(format!("checked_on: {text:?} is not a date (YYYY-MM-DD)")))?,
+        };
+        let withdrawal = Withdrawal::parse(&self.withdrawal)
+            .ok_or_else(|| WebError::BadRequest("withdrawal: none, mild or significant".into()))?;
+        let wish = Wish::parse(&self.wish).ok_or_else(|| WebError::BadRequest("wish: go_on, pause or slow".into()))?;
+        let peg = Peg { pain: self.pain, enjoyment: self.enjoyment, activity: self.activity };
+        if let Some(problem) = peg.problems().first() {
+            return Err(WebError::BadRequest(problem.clone()));
+        }
+        if self.note.chars().count() > 2000 {
+            return Err(WebError::BadRequest("note: at most 2,000 characters".into()));
+        }
+        Ok(CheckIn { on, peg, withdrawal, wish })
+    }
+}
+
+/// What recording a check-in did, for the API.
+#[derive(Debug, serde::Serialize)]
+pub struct CheckInResult {
+    pub check_in_id: i64,
+    pub stops: Vec<&'static str>,
+    pub paused: bool,
+    pub exception_id: Option<i64>,
+}
+
+async fn record_check_in(
+    state: &AppState,
+    principal: &Principal,
+    patient_id: i64,
+    form: &CheckInForm,
+) -> Result<CheckInResult, WebError> {
+    let user = principal.person()?;
+    let today = state.today();
+    let check_in = form.check_in(today)?;
+    let actor = actor(principal);
+    let app = state.app();
+    let clinic = state.store.clinic_facts().await?;
+    let names = actor_names(state).await?;
+    let mut tx = state.store.begin().await?;
+    let done = refill_app::taper::record_check_in(
+        &app,
+        &mut tx,
+        &clinic,
+        &refill_app::taper::NewCheckIn { patient: PatientId(patient_id), check_in, note: &form.note },
+        today,
+        &actor,
+    )
+    .await
+    .map_err(|error| super::queue::app_error(error, &names))?;
+    super::queue::note_change(state, &mut tx, patient_id, "taper.check_in", &user.display_name).await?;
+    tx.commit().await?;
+    super::queue::publish_latest(state).await;
+    Ok(CheckInResult {
+        check_in_id: done.check_in_id,
+        stops: done.stops.iter().map(|stop| stop.as_str()).collect(),
+        paused: done.paused,
+        exception_id: done.exception_id,
+    })
+}
+
+/// `POST /patients/{id}/taper/check-in` (staff and physicians).
+pub async fn check_in_form(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(patient_id): Path<i64>,
+    Form(form): Form<CheckInForm>,
+) -> Result<Response, WebError> {
+    record_check_in(&state, &principal, patient_id, &form).await?;
+    Ok(Redirect::to(&format!("/patients/{patient_id}#taper")).into_response())
+}
+
+/// `POST /api/patients/{id}/taper/check-ins` (JSON).
+pub async fn api_check_in(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(patient_id): Path<i64>,
+    Json(form): Json<CheckInForm>,
+) -> Result<Response, WebError> {
+    Ok(Json(record_check_in(&state, &principal, patient_id, &form).await?).into_response())
+}
+
+/// A goal, readiness stage, referral or class attendance as the form and the API post it.
+#[derive(Debug, Deserialize, Clone)]
+pub struct CareForm {
+    /// `goal`, `readiness`, `referral` or `class`.
+    pub record: String,
+    #[serde(default)]
+    pub on: String,
+    #[serde(default)]
+    pub goal: String,
+    /// Goal status (default `active`) or referral status.
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub stage: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub csrf: Option<String>,
+}
+
+impl CareForm {
+    fn record(&self) -> Result<CareRecord, WebError> {
+        let status = |default: &str| {
+            if self.status.trim().is_empty() { default.to_string() } else { self.status.trim().to_string() }
+        };
+        Ok(match self.record.as_str() {
+            "goal" => CareRecord::Goal { goal: self.goal.trim().to_string(), status: status("active") },
+            "readiness" => CareRecord::Readiness { stage: self.stage.trim().to_string() },
+            "referral" => CareRecord::Referral { kind: self.kind.trim().to_string(), status: status("suggested") },
+            "class" => CareRecord::ClassAttended,
+            other => {
+                return Err(WebError::BadRequest(format!("record: goal, readiness, referral or class, not {other:?}")));
+            }
+        })
+    }
+}
+
+async fn record_care(
+    state: &AppState,
+    principal: &Principal,
+    patient_id: i64,
+    form: &CareForm,
+) -> Result<i64, WebError> {
+    let user = principal.person()?;
+    let today = state.today();
+    let on = match form.on.trim() {
+        "" => today,
+        text => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map_err(|_| WebError::BadRequest(format!("on: {text:?} is not a date (YYYY-MM-DD)")))?,
+    };
+    if on > today {
+        return Err(WebError::BadRequest(format!("on: {on} is after today")));
+    }
+    let record = form.record()?;
+    let mut tx = state.store.begin().await?;
+    let id =
+        match state.store.insert_care_record_in(&mut tx, PatientId(patient_id), on, &record, &actor(principal)).await {
+            Ok(id) => id,
+            Err(StoreError::Invalid(problem)) => return Err(WebError::BadRequest(problem)),
+            Err(other) => return Err(other.into()),
+        };
+    super::queue::note_change(state, &mut tx, patient_id, "taper.care", &user.display_name).await?;
+    tx.commit().await?;
+    super::queue::publish_latest(state).await;
+    Ok(id)
+}
+
+/// `POST /patients/{id}/taper/care` (staff and physicians).
+pub async fn care_form(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(patient_id): Path<i64>,
+    Form(form): Form<CareForm>,
+) -> Result<Response, WebError> {
+    record_care(&state, &principal, patient_id, &form).await?;
+    Ok(Redirect::to(&format!("/patients/{patient_id}#taper")).into_response())
+}
+
+/// `POST /api/patients/{id}/taper/care` (JSON): `{"id": ...}`.
+pub async fn api_care_record(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(patient_id): Path<i64>,
+    Json(form): Json<CareForm>,
+) -> Result<Response, WebError> {
+    let id = record_care(&state, &principal, patient_id, &form).await?;
+    Ok(Json(serde_json::json!({ "id": id })).into_response())
+}
+
+/// `GET /api/patients/{id}/taper`: the taper section as JSON (audited like the patient view).
+pub async fn api_care(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(patient_id): Path<i64>,
+) -> Result<Response, WebError> {
+    let part2 = may_see_part2(&state, &principal, patient_id).await?;
+    let mme = state.store.load_patient_facts(PatientId(patient_id), state.today()).await?;
+    let total = refill_rules::mme::daily_mme(&mme.regimen, state.policy.factor_set()).total_daily_mme;
+    let view = care_view(&state, patient_id, part2, total).await?;
+    super::audit_view(
+        &state,
+        &principal,
+        "patient.taper.view",
+        "patient",
+        Some(patient_id.to_string()),
+        Some(patient_id),
+        serde_json::json!({ "api": true, "part2_open": part2 }),
+    )
+    .await?;
+    Ok(Json(view).into_response())
 }
