@@ -85,16 +85,16 @@ const TABLES: &[(&str, &str)] = &[
          coalesce(cast(seed as text), '-'), coalesce(algorithm, '-'), coalesce(cast(period_start as text), '-'), \
          coalesce(cast(period_end as text), '-'), created_by from uds_schedule order by patient_id, kind, due_on",
     ),
-    ("refill_requests", "select cast(patient_id as text), status, cast(version as text) from refill_requests order by id"),
+    (
+        "refill_requests",
+        "select cast(patient_id as text), status, cast(version as text) from refill_requests order by id",
+    ),
     (
         "audit_events",
         "select coalesce(cast(patient_id as text), '-'), action, resource_type, actor from audit_events \
          order by patient_id, action, resource_type, actor",
     ),
-    (
-        "job",
-        "select kind, cast(payload as text), coalesce(unique_key, '-') from job order by kind, unique_key",
-    ),
+    ("job", "select kind, cast(payload as text), coalesce(unique_key, '-') from job order by kind, unique_key"),
 ];
 
 async fn rows(db: &common::TestDb, sql: &str) -> Vec<Vec<String>> {

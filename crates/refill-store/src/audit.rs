@@ -401,7 +401,11 @@ impl Store {
     ///
     /// # Errors
     /// Database errors (roll the transaction back).
-    pub async fn append_audit_many(&self, tx: &mut Tx, events: &[AuditEvent]) -> Result<Vec<AuditAppended>, StoreError> {
+    pub async fn append_audit_many(
+        &self,
+        tx: &mut Tx,
+        events: &[AuditEvent],
+    ) -> Result<Vec<AuditAppended>, StoreError> {
         append_many(tx, &self.audit_key, events).await
     }
 

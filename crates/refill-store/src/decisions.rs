@@ -157,7 +157,6 @@ update exceptions set decision_id = $1, clinic_date = $2,
     reason_codes = $4, version = version + 1, updated_at = $5
 where id = $6"#;
 
-
 const INSERT_DECISIONS: &str = r#"
 insert into decisions (patient_id, refill_request_id, clinic_date, outcome, reasons, tasks, eligible_on,
     total_daily_mme, policy_version, decided_by, dedupe_key, decided_at, refill_window, covered, physician_decision_id)
@@ -441,6 +440,18 @@ impl Tx {
             exception_id: exception_id.map(ExceptionId),
             created: false,
         }))
+    }
+
+    /// The decision rows alone, multi-row, without queue row, exception or audit event: the write of
+    /// the daily run's I/O floor (`crates/refill-jobs/benches/daily_floor.rs`), which measures what
+    /// reading every patient's facts and writing one row per patient costs. Not a way to record a
+    /// decision. Returns the rows written.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn insert_decision_rows_only(&mut self, news: &[NewDecision<'_>]) -> Result<usize, StoreError> {
+        let refs: Vec<&NewDecision<'_>> = news.iter().collect();
+        Ok(self.insert_decisions(&refs, now()).await?.len())
     }
 
     /// Which of `keys` are already recorded (one statement per 1,000 keys).
