@@ -101,7 +101,8 @@ fn two_workers_share_the_daily_chunks_without_double_work() {
             std::thread::spawn(move || {
                 let runtime = tokio::runtime::Runtime::new().unwrap();
                 runtime.block_on(async move {
-                    let settings = refill_store::StoreSettings::new(url, refill_store::AuditKey::new(common::TEST_AUDIT_KEY));
+                    let settings =
+                        refill_store::StoreSettings::new(url, refill_store::AuditKey::new(common::TEST_AUDIT_KEY));
                     let store = Store::connect(&settings).await.unwrap();
                     let mut context = JobContext::new(id);
                     context.daily = Some(evaluator(&store));
