@@ -126,8 +126,12 @@ async fn the_set_based_daily_run_writes_what_the_per_patient_run_writes() {
         imported(&single, &files).await;
         let days = [today, today.succ_opt().unwrap(), today];
         for (n, date) in days.iter().enumerate() {
+            let started = std::time::Instant::now();
             let a = run_day(&batched.store, *date, true).await;
+            let set_based = started.elapsed();
+            let started = std::time::Instant::now();
             let b = run_day(&single.store, *date, false).await;
+            eprintln!("{name}: run {n}: set-based {set_based:.2?}, one by one {:.2?}", started.elapsed());
             assert_eq!(a, b, "{name}: chunk reports of run {n} ({date})");
             let decided: u64 = a.iter().map(|r| r.decided).sum();
             if n == 2 {
