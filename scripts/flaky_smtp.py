@@ -8,6 +8,7 @@ Each accepted message is appended to --log as one JSON line: {"message_id", "mai
   --reply CODE    answer every DATA with this reply instead of 250 (e.g. "550 5.7.1 refused",
                   "451 4.3.0 try later"); nothing is recorded
   --tls-cert F --tls-key F   offer STARTTLS with this certificate and require it before MAIL
+  --implicit-tls             with --tls-cert/--tls-key: TLS from the first byte (SMTPS) instead
 Prints "READY <port>" on stdout once it accepts connections; stops on SIGTERM/SIGKILL.
 
 Example: python3 scripts/flaky_smtp.py --port 2525 --log received.jsonl --drop 0.1
@@ -70,13 +71,17 @@ def main():
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
+    parser.add_argument("--implicit-tls", action="store_true")
     args = parser.parse_args()
 
     kwargs = {}
     if args.tls_cert:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(args.tls_cert, args.tls_key)
-        kwargs.update(tls_context=context, require_starttls=True)
+        if args.implicit_tls:
+            kwargs.update(ssl_context=context)
+        else:
+            kwargs.update(tls_context=context, require_starttls=True)
     handler = Recorder(args.log, args.drop, args.reply, random.Random(args.seed))
     controller = Controller(handler, hostname="127.0.0.1", port=args.port, **kwargs)
     controller.start()

@@ -13,7 +13,7 @@ use refill_rules::uds::{UdsSeed, draw_next_date, uds_tier};
 use refill_rules::{Decision, PatientFacts, PatientId, ReasonCode, TaperState, UdsKind};
 use refill_store::facts::UdsOrder;
 use refill_store::job_payload::{JobPayload, ReminderKind};
-use refill_store::{Actor, ReminderDates, TaperPlanId, Tx};
+use refill_store::{Actor, NewDecision, RefillRequestId, ReminderDates, TaperPlanId, Tx};
 
 use crate::decide::{self, Trigger};
 use crate::{App, AppError};
@@ -49,11 +49,74 @@ pub struct ChunkReport {
     pub reminders: Vec<JobPayload>,
 }
 
-/// Run the daily cycle for the active patients `first..=last` on `date`, in `tx`.
+/// Run the daily cycle for the active patients `first..=last` on `date`, in `tx`, set-based: the
+/// chunk's facts in a few range queries, its drug-test draws in one insert, the rules over the whole
+/// chunk, then its decisions, queue rows, exceptions and audit events in multi-row statements
+/// ([`refill_store::Store::record_decisions`]). Writes the same rows as [`run_chunk_one_by_one`]
+/// (`tests/daily_batch.rs` compares them on a generated clinic); idempotent per patient and date.
 ///
 /// # Errors
 /// Store errors (roll the chunk back; it is retried as a whole).
 pub async fn run_chunk(
+    app: &App,
+    tx: &mut Tx,
+    uds_seed: &UdsSeed,
+    date: NaiveDate,
+    first: PatientId,
+    last: PatientId,
+) -> Result<ChunkReport, AppError> {
+    let store = &app.store;
+    let mut facts = store.load_facts_in_range(first, last, date).await?;
+    let clinic = store.clinic_facts().await?;
+    let reminder_dates =
+        store.reminder_dates_in_range(first, last, date, TAPER_STEP_LEAD_DAYS, missed_pickup_window()).await?;
+    let system = Actor::system();
+    let mut report = ChunkReport { patients: facts.len() as u64, ..ChunkReport::default() };
+    report.drug_tests_drawn = draw_uds_for_chunk(app, tx, uds_seed, &mut facts, date).await?;
+    for patient in &mut facts {
+        if apply_taper_step(app, tx, patient, date, &system).await? {
+            report.taper_steps_applied += 1;
+        }
+    }
+    let evaluated: Vec<(Decision, Option<NaiveDate>)> =
+        facts.iter().map(|patient| decide::triggered(app, &clinic, patient, date, Trigger::Rules)).collect();
+    let news: Vec<NewDecision<'_>> = facts
+        .iter()
+        .zip(&evaluated)
+        .map(|(patient, (decision, run_out_on))| NewDecision {
+            patient_id: patient.patient_id,
+            clinic_date: date,
+            refill_request_id: patient.open_request.as_ref().map(|r| RefillRequestId(r.id)),
+            decision,
+            decided_by: &system,
+            run_out_on: *run_out_on,
+            dedupe_key: Some(daily_key(date, patient.patient_id)),
+        })
+        .collect();
+    let recorded = store.record_decisions(tx, &news).await?;
+    for ((patient, (decision, _)), recorded) in facts.iter().zip(&evaluated).zip(&recorded) {
+        decide::alert_if_urgent(tx, patient.patient_id, date, decision, recorded).await?;
+        if recorded.created {
+            report.decided += 1;
+        }
+        let dates = reminder_dates.get(&patient.patient_id).copied().unwrap_or_default();
+        report.reminders.extend(reminders(patient, decision, date, &app.policy, dates));
+    }
+    tracing::debug!(first = first.0, last = last.0, patients = report.patients, "chunk evaluated");
+    Ok(report)
+}
+
+/// The idempotency key of a patient's daily decision.
+fn daily_key(date: NaiveDate, patient: PatientId) -> String {
+    format!("daily:{date}:{}", patient.0)
+}
+
+/// The daily cycle of a chunk one patient at a time (draw, taper step, decide-and-record per patient):
+/// the reference the set-based [`run_chunk`] must match, kept for that comparison.
+///
+/// # Errors
+/// Store errors.
+pub async fn run_chunk_one_by_one(
     app: &App,
     tx: &mut Tx,
     uds_seed: &UdsSeed,
@@ -76,7 +139,7 @@ pub async fn run_chunk(
         if apply_taper_step(app, tx, patient, date, &system).await? {
             report.taper_steps_applied += 1;
         }
-        let key = format!("daily:{date}:{}", patient.patient_id.0);
+        let key = daily_key(date, patient.patient_id);
         let decided = decide::record(app, tx, &clinic, patient, date, &system, Trigger::Rules, Some(key)).await?;
         if decided.recorded.created {
             report.decided += 1;
@@ -84,8 +147,65 @@ pub async fn run_chunk(
         let dates = reminder_dates.get(&patient.patient_id).copied().unwrap_or_default();
         report.reminders.extend(reminders(patient, &decided.decision, date, &app.policy, dates));
     }
-    tracing::debug!(first = first.0, last = last.0, patients = report.patients, "chunk evaluated");
     Ok(report)
+}
+
+/// [`draw_uds_if_needed`] for a chunk: the last collections in one query, the orders in one insert.
+/// Returns how many dates were drawn.
+///
+/// # Errors
+/// Store errors; a malformed policy.
+pub async fn draw_uds_for_chunk(
+    app: &App,
+    tx: &mut Tx,
+    seed: &UdsSeed,
+    facts: &mut [PatientFacts],
+    date: NaiveDate,
+) -> Result<u64, AppError> {
+    let undrawn: Vec<PatientId> =
+        facts.iter().filter(|f| f.uds.scheduled_due.is_none()).map(|f| f.patient_id).collect();
+    if undrawn.is_empty() {
+        return Ok(0);
+    }
+    let collections = tx.last_uds_collections(&undrawn).await?;
+    let mut orders = Vec::with_capacity(undrawn.len());
+    for patient in facts.iter_mut().filter(|f| f.uds.scheduled_due.is_none()) {
+        let order = plan_uds_draw(app, seed, patient, date, collections.get(&patient.patient_id).copied())?;
+        patient.uds.scheduled_due = Some(order.due_on);
+        orders.push((patient.patient_id, order));
+    }
+    tx.insert_uds_orders(&orders).await?;
+    Ok(orders.len() as u64)
+}
+
+/// The scheduled drug-test order of a patient without one: drawn from the last result or collection
+/// (or from the minimum gap before today when never tested), deterministic for (seed, patient,
+/// period).
+fn plan_uds_draw(
+    app: &App,
+    seed: &UdsSeed,
+    facts: &PatientFacts,
+    date: NaiveDate,
+    last_collection: Option<NaiveDate>,
+) -> Result<UdsOrder, AppError> {
+    let policy = &app.policy.uds;
+    let last_result = facts.uds.results.iter().map(|r| r.collected_on).max();
+    let last_test = last_result.max(last_collection).unwrap_or(date - Duration::days(policy.min_gap_days));
+    let mme = facts.last_decision.as_ref().and_then(|d| d.total_daily_mme);
+    let tier = uds_tier(facts.risk_tier, mme, false, policy);
+    let period_index = facts.uds.results.len() as u64;
+    let drawn = draw_next_date(last_test, tier, seed, facts.patient_id, period_index, policy)
+        .map_err(|e| AppError::Refused(format!("drug test draw: {e}")))?;
+    Ok(UdsOrder {
+        kind: UdsKind::Scheduled,
+        due_on: drawn.date,
+        drawn_on: date,
+        seed: Some(seed.seed as i64),
+        algorithm: Some(drawn.algorithm.clone()),
+        period_start: Some(drawn.window_start),
+        period_end: Some(drawn.window_end),
+        created_by: "system".to_string(),
+    })
 }
 
 /// A patient without a drawn scheduled test gets one, drawn from the last collection (or from the
@@ -105,27 +225,10 @@ pub async fn draw_uds_if_needed(
     if facts.uds.scheduled_due.is_some() {
         return Ok(false);
     }
-    let policy = &app.policy.uds;
-    let last_result = facts.uds.results.iter().map(|r| r.collected_on).max();
     let last_collection = tx.last_uds_collection(facts.patient_id).await?;
-    let last_test = last_result.max(last_collection).unwrap_or(date - Duration::days(policy.min_gap_days));
-    let mme = facts.last_decision.as_ref().and_then(|d| d.total_daily_mme);
-    let tier = uds_tier(facts.risk_tier, mme, false, policy);
-    let period_index = facts.uds.results.len() as u64;
-    let drawn = draw_next_date(last_test, tier, seed, facts.patient_id, period_index, policy)
-        .map_err(|e| AppError::Refused(format!("drug test draw: {e}")))?;
-    let order = UdsOrder {
-        kind: UdsKind::Scheduled,
-        due_on: drawn.date,
-        drawn_on: date,
-        seed: Some(seed.seed as i64),
-        algorithm: Some(drawn.algorithm.clone()),
-        period_start: Some(drawn.window_start),
-        period_end: Some(drawn.window_end),
-        created_by: "system".to_string(),
-    };
+    let order = plan_uds_draw(app, seed, facts, date, last_collection)?;
     tx.insert_uds_order(facts.patient_id, &order).await?;
-    facts.uds.scheduled_due = Some(drawn.date);
+    facts.uds.scheduled_due = Some(order.due_on);
     Ok(true)
 }
 

@@ -67,11 +67,7 @@ pub async fn record(
     trigger: Trigger,
     dedupe_key: Option<String>,
 ) -> Result<Decided, AppError> {
-    let mut decision = evaluate(app, facts, clinic, today);
-    if trigger == Trigger::SendToPhysician {
-        decision.outcome = decision.outcome.max(Outcome::Escalate);
-    }
-    let run_out_on = supply_runs_out_on(facts);
+    let (decision, run_out_on) = triggered(app, clinic, facts, today, trigger);
     let new = NewDecision {
         patient_id: facts.patient_id,
         clinic_date: today,
@@ -82,10 +78,41 @@ pub async fn record(
         dedupe_key,
     };
     let recorded = app.store.record_decision(tx, &new).await?;
+    alert_if_urgent(tx, facts.patient_id, today, &decision, &recorded).await?;
+    Ok(Decided { decision, recorded, run_out_on })
+}
+
+/// The rules' decision on `facts` (raised by the trigger) and the date the supply runs out: the pure
+/// part of decide-and-record, which the daily run applies to a whole chunk before writing it.
+pub fn triggered(
+    app: &App,
+    clinic: &ClinicFacts,
+    facts: &PatientFacts,
+    today: NaiveDate,
+    trigger: Trigger,
+) -> (Decision, Option<NaiveDate>) {
+    let mut decision = evaluate(app, facts, clinic, today);
+    if trigger == Trigger::SendToPhysician {
+        decision.outcome = decision.outcome.max(Outcome::Escalate);
+    }
+    (decision, supply_runs_out_on(facts))
+}
+
+/// A newly recorded urgent escalation sends its alert at once, whoever raised it (keyed per patient
+/// and day: once a day).
+///
+/// # Errors
+/// Store errors.
+pub async fn alert_if_urgent(
+    tx: &mut Tx,
+    patient: PatientId,
+    today: NaiveDate,
+    decision: &Decision,
+    recorded: &RecordedDecision,
+) -> Result<(), AppError> {
     if recorded.created && decision.outcome == Outcome::EscalateUrgent {
-        // The alert goes out at once, whoever raised it (keyed per patient and day: once a day).
-        let alert = JobPayload::UrgentAlert { patient: facts.patient_id.0, date: today };
+        let alert = JobPayload::UrgentAlert { patient: patient.0, date: today };
         jobs::enqueue(tx, &alert.to_new_job()).await?;
     }
-    Ok(Decided { decision, recorded, run_out_on })
+    Ok(())
 }

@@ -31,10 +31,8 @@ pub async fn handle(context: &JobContext, payload: &JobPayload, scope: &mut JobS
             let daily = context.daily.as_ref().ok_or_else(|| not_configured("the daily evaluator"))?;
             let follow_ups =
                 daily.evaluate_range(scope.tx().await?, site, *date, *first_patient, *last_patient).await?;
-            let tx = scope.tx().await?;
-            for job in follow_ups {
-                store_jobs::enqueue(tx, &job.to_new_job()).await?;
-            }
+            let jobs: Vec<_> = follow_ups.iter().map(JobPayload::to_new_job).collect();
+            store_jobs::enqueue_many(scope.tx().await?, &jobs).await?;
             Ok(())
         }
         JobPayload::UdsDraw { .. } | JobPayload::TaperStep { .. } => {

@@ -89,11 +89,8 @@ pub async fn run_daily(
     for (first_patient, last_patient) in chunk_ranges(first, last, chunk_size) {
         let mut tx = store.begin().await?;
         let follow_ups = daily.evaluate_range(&mut tx, site, date, first_patient, last_patient).await?;
-        for job in follow_ups {
-            if store_jobs::enqueue(&mut tx, &job.to_new_job()).await?.is_some() {
-                summary.follow_ups += 1;
-            }
-        }
+        let jobs: Vec<_> = follow_ups.iter().map(JobPayload::to_new_job).collect();
+        summary.follow_ups += store_jobs::enqueue_many(&mut tx, &jobs).await?;
         tx.commit().await?;
         summary.chunks += 1;
     }

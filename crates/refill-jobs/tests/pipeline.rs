@@ -75,3 +75,55 @@ async fn the_daily_pipeline_decides_every_patient_once_per_date() {
         }
     }
 }
+
+/// Two workers, each a runtime on its own thread with its own connection pool (as close to two
+/// `refill worker` processes as a test gets), share one day's chunk jobs on PostgreSQL: every chunk
+/// runs once, every patient is decided once, both take a share, and the audit chain stays whole.
+#[test]
+fn two_workers_share_the_daily_chunks_without_double_work() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = runtime.block_on(common::postgres()) else { return };
+    let date = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap();
+    let ids = runtime.block_on(async {
+        let ids = add_patients(&db.store, 60).await;
+        let mut tx = db.store.begin().await.unwrap();
+        for (first_patient, last_patient) in refill_jobs::pipeline::chunk_ranges(ids[0].0, ids[59].0, 3) {
+            let chunk = JobPayload::DailyChunk { site: "main".into(), date, first_patient, last_patient };
+            jobs::enqueue(&mut tx, &chunk.to_new_job()).await.unwrap().unwrap();
+        }
+        tx.commit().await.unwrap();
+        ids
+    });
+    let workers: Vec<_> = ["w1", "w2"]
+        .into_iter()
+        .map(|id| {
+            let url = db.url.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Runtime::new().unwrap();
+                runtime.block_on(async move {
+                    let settings =
+                        refill_store::StoreSettings::new(url, refill_store::AuditKey::new(common::TEST_AUDIT_KEY));
+                    let store = Store::connect(&settings).await.unwrap();
+                    let mut context = JobContext::new(id);
+                    context.daily = Some(evaluator(&store));
+                    let report = drain_default_queue(&store, id, context).await;
+                    store.close().await;
+                    report.completed
+                })
+            })
+        })
+        .collect();
+    let completed: Vec<u64> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    runtime.block_on(async {
+        let store = &db.store;
+        let done = jobs::list_jobs(store, JobState::Completed, 1000).await.unwrap();
+        assert_eq!(done.iter().filter(|j| j.kind == "daily_chunk").count(), 20, "{completed:?}");
+        assert!(completed.iter().all(|&c| c > 0), "both workers take a share: {completed:?}");
+        for id in &ids {
+            let decisions = store.decisions_for_patient(*id, 10).await.unwrap();
+            assert_eq!(decisions.len(), 1, "patient {} decided {} times", id.0, decisions.len());
+        }
+        let verification = store.verify_audit_chain(None).await.unwrap();
+        assert!(verification.problem.is_none(), "{verification:?}");
+    });
+}

@@ -167,3 +167,59 @@ async fn replies_and_unreachable_relays_are_classified() {
     assert!(matches!(outcome, SendOutcome::Ambiguous { .. }), "{outcome:?}");
     assert_eq!(dropping.wait_for(1, std::time::Duration::from_secs(2)).len(), 1, "the relay kept it");
 }
+
+#[tokio::test]
+async fn implicit_tls_with_a_trusted_certificate_delivers() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((ca, cert, key)) = test_certificates(dir.path()) else { return };
+    let options = PeerOptions { tls: Some((cert, key)), implicit_tls: true, ..PeerOptions::default() };
+    let Some(peer) = SmtpPeer::start(dir.path(), options) else { return };
+    let settings = SmtpSettings {
+        tls: TlsMode::Implicit,
+        ca_file: Some(ca),
+        ..short_timeouts(SmtpSettings::loopback_plain(peer.port))
+    };
+    let mailer = Mailer::new(&settings).unwrap();
+    let email = composer().patient_notice(&notice(), "ana@example.net", clinic_date(), Utc::now()).unwrap();
+    let outcome = mailer.send_raw(&email.envelope_from, &email.envelope_to, &email.raw).await;
+    assert!(matches!(outcome, SendOutcome::Sent { .. }), "{outcome:?}");
+    let received = peer.wait_for(1, std::time::Duration::from_secs(5));
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].message_id.as_deref(), Some(email.message_id.as_str()));
+
+    // Without the test CA the handshake fails before anything is handed over.
+    let untrusting = Mailer::new(&SmtpSettings { ca_file: None, ..settings }).unwrap();
+    let outcome = untrusting.send_raw(&email.envelope_from, &email.envelope_to, &email.raw).await;
+    assert!(matches!(outcome, SendOutcome::Transient { .. }), "{outcome:?}");
+    assert_eq!(peer.wait_for(2, std::time::Duration::from_millis(500)).len(), 1);
+}
+
+/// Many messages over a pool of one: every one arrives once, in order, on one connection kept open
+/// (a message refused before sending, for a bad stored address, does not disturb it).
+#[tokio::test]
+async fn one_pooled_connection_carries_many_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(peer) = SmtpPeer::start(dir.path(), PeerOptions::default()) else { return };
+    let settings = SmtpSettings { pool_size: 1, ..short_timeouts(SmtpSettings::loopback_plain(peer.port)) };
+    let mailer = Mailer::new(&settings).unwrap();
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        let email =
+            composer().patient_notice(&notice(), &format!("p{n}@example.net"), clinic_date(), Utc::now()).unwrap();
+        let to = if n == 10 { vec!["not an address".to_string()] } else { email.envelope_to.clone() };
+        let outcome = mailer.send_raw(&email.envelope_from, &to, &email.raw).await;
+        if n == 10 {
+            assert!(matches!(outcome, SendOutcome::Permanent { .. }), "{outcome:?}");
+        } else {
+            assert!(matches!(outcome, SendOutcome::Sent { .. }), "{outcome:?}");
+            ids.push(email.message_id.clone());
+        }
+    }
+    let received = peer.wait_for(29, std::time::Duration::from_secs(5));
+    let got: Vec<String> = received.iter().filter_map(|m| m.message_id.clone()).collect();
+    assert_eq!(got, ids);
+    mailer.shutdown().await;
+    let email = composer().patient_notice(&notice(), "late@example.net", clinic_date(), Utc::now()).unwrap();
+    let outcome = mailer.send_raw(&email.envelope_from, &email.envelope_to, &email.raw).await;
+    assert!(matches!(outcome, SendOutcome::Transient { .. }), "after shutdown: {outcome:?}");
+}

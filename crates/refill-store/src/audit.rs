@@ -171,10 +171,11 @@ const SELECT_HEAD_SQLITE: &str = "select seq, mac from audit_chain_head where id
 // The row lock serialises appenders: the second one waits here until the first commits or rolls back.
 pub(crate) const SELECT_HEAD_FOR_UPDATE: &str = "select seq, mac from audit_chain_head where id = 1 for update";
 const UPDATE_HEAD: &str = "update audit_chain_head set seq = $1, mac = $2 where id = 1";
-const INSERT_EVENT: &str = r#"
+const INSERT_EVENTS: &str = r#"
 insert into audit_events (seq, occurred_at, actor, actor_role, action, resource_type, resource_id, patient_id,
     reason, before_state, after_state, detail, client_addr, session_hash, prev_mac, mac)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"#;
+values"#;
+const EVENT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 pub(crate) const EVENT_COLUMNS: &str = "seq, occurred_at, actor, actor_role, action, resource_type, resource_id, patient_id, \
      reason, before_state, after_state, detail, client_addr, session_hash, prev_mac, mac";
 
@@ -187,52 +188,81 @@ fn json_text(value: &Option<Value>) -> Option<String> {
 /// # Errors
 /// Database errors; the caller's transaction should then be rolled back.
 pub async fn append(tx: &mut Tx, key: &AuditKey, event: &AuditEvent) -> Result<AuditAppended, StoreError> {
+    let mut appended = append_many(tx, key, std::slice::from_ref(event)).await?;
+    Ok(appended.pop().expect("one event appended"))
+}
+
+/// Append `events` in order, extending the chain once: the head is locked and read once, the MACs
+/// are chained in memory, the rows go in multi-row inserts, and the head is written once. Same chain
+/// as appending them one by one.
+///
+/// # Errors
+/// Database errors (roll the transaction back).
+pub async fn append_many(tx: &mut Tx, key: &AuditKey, events: &[AuditEvent]) -> Result<Vec<AuditAppended>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
     let head: AuditHead = match tx {
         Tx::Sqlite(inner) => sqlx::query_as(SELECT_HEAD_SQLITE).fetch_one(&mut **inner).await?,
         Tx::Postgres(inner) => sqlx::query_as(SELECT_HEAD_FOR_UPDATE).fetch_one(&mut **inner).await?,
     };
-    let mut stored = StoredAuditEvent {
-        seq: head.seq + 1,
-        occurred_at: now().to_rfc3339_opts(SecondsFormat::Micros, true),
-        actor: event.actor.clone(),
-        actor_role: event.actor_role.clone(),
-        action: event.action.clone(),
-        resource_type: event.resource_type.clone(),
-        resource_id: event.resource_id.clone(),
-        patient_id: event.patient_id.map(|p| p.0),
-        reason: event.reason.clone(),
-        before_state: json_text(&event.before),
-        after_state: json_text(&event.after),
-        detail: json_text(&event.detail),
-        client_addr: event.client_addr.clone(),
-        session_hash: event.session_hash.clone(),
-        prev_mac: head.mac,
-        mac: String::new(),
-    };
-    stored.mac = stored.expected_mac(key);
+    let occurred_at = now().to_rfc3339_opts(SecondsFormat::Micros, true);
+    let mut prev_mac = head.mac;
+    let mut stored = Vec::with_capacity(events.len());
+    for (n, event) in events.iter().enumerate() {
+        let mut row = StoredAuditEvent {
+            seq: head.seq + 1 + n as i64,
+            occurred_at: occurred_at.clone(),
+            actor: event.actor.clone(),
+            actor_role: event.actor_role.clone(),
+            action: event.action.clone(),
+            resource_type: event.resource_type.clone(),
+            resource_id: event.resource_id.clone(),
+            patient_id: event.patient_id.map(|p| p.0),
+            reason: event.reason.clone(),
+            before_state: json_text(&event.before),
+            after_state: json_text(&event.after),
+            detail: json_text(&event.detail),
+            client_addr: event.client_addr.clone(),
+            session_hash: event.session_hash.clone(),
+            prev_mac: std::mem::take(&mut prev_mac),
+            mac: String::new(),
+        };
+        row.mac = row.expected_mac(key);
+        prev_mac.clone_from(&row.mac);
+        stored.push(row);
+    }
+    for rows in stored.chunks(crate::batch::ROWS_PER_STATEMENT) {
+        let sql = format!("{INSERT_EVENTS} {}", crate::batch::values_list(EVENT_ROW, rows.len(), 1));
+        with_tx!(tx, conn => {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for row in rows {
+                query = query
+                    .bind(row.seq)
+                    .bind(row.occurred_at.as_str())
+                    .bind(row.actor.as_str())
+                    .bind(row.actor_role.as_str())
+                    .bind(row.action.as_str())
+                    .bind(row.resource_type.as_str())
+                    .bind(row.resource_id.as_deref())
+                    .bind(row.patient_id)
+                    .bind(row.reason.as_deref())
+                    .bind(row.before_state.as_deref())
+                    .bind(row.after_state.as_deref())
+                    .bind(row.detail.as_deref())
+                    .bind(row.client_addr.as_deref())
+                    .bind(row.session_hash.as_deref())
+                    .bind(row.prev_mac.as_str())
+                    .bind(row.mac.as_str());
+            }
+            query.execute(&mut *conn).await?;
+        });
+    }
+    let last = stored.last().expect("at least one event");
     with_tx!(tx, conn => {
-        sqlx::query(INSERT_EVENT)
-            .bind(stored.seq)
-            .bind(stored.occurred_at.clone())
-            .bind(stored.actor.clone())
-            .bind(stored.actor_role.clone())
-            .bind(stored.action.clone())
-            .bind(stored.resource_type.clone())
-            .bind(stored.resource_id.clone())
-            .bind(stored.patient_id)
-            .bind(stored.reason.clone())
-            .bind(stored.before_state.clone())
-            .bind(stored.after_state.clone())
-            .bind(stored.detail.clone())
-            .bind(stored.client_addr.clone())
-            .bind(stored.session_hash.clone())
-            .bind(stored.prev_mac.clone())
-            .bind(stored.mac.clone())
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query(UPDATE_HEAD).bind(stored.seq).bind(stored.mac.clone()).execute(&mut *conn).await?;
+        sqlx::query(UPDATE_HEAD).bind(last.seq).bind(last.mac.as_str()).execute(&mut *conn).await?;
     });
-    Ok(AuditAppended { seq: stored.seq, mac: stored.mac })
+    Ok(stored.into_iter().map(|row| AuditAppended { seq: row.seq, mac: row.mac }).collect())
 }
 
 /// A checkpoint of the chain written outside the database: sequence, MAC and time, plus a MAC of the
@@ -365,6 +395,18 @@ impl Store {
     /// Database errors (roll the transaction back).
     pub async fn append_audit(&self, tx: &mut Tx, event: &AuditEvent) -> Result<AuditAppended, StoreError> {
         append(tx, &self.audit_key, event).await
+    }
+
+    /// [`append_many`] with this store's key: a chunk's events, the chain extended once, in order.
+    ///
+    /// # Errors
+    /// Database errors (roll the transaction back).
+    pub async fn append_audit_many(
+        &self,
+        tx: &mut Tx,
+        events: &[AuditEvent],
+    ) -> Result<Vec<AuditAppended>, StoreError> {
+        append_many(tx, &self.audit_key, events).await
     }
 
     /// Record a view (a patient page, side panel, exception detail, export, API read, or a list with its

@@ -241,6 +241,12 @@ values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 on conflict (patient_id, kind, due_on) do update set kind = excluded.kind
 returning id"#;
 
+const INSERT_UDS_ORDERS: &str = r#"
+insert into uds_schedule (patient_id, kind, due_on, drawn_on, seed, algorithm, period_start, period_end,
+    created_by, created_at)
+values"#;
+const UDS_ORDER_CONFLICT: &str = "on conflict (patient_id, kind, due_on) do update set kind = excluded.kind";
+
 const INSERT_UDS_RESULT: &str = r#"
 insert into uds_results (patient_id, collected_on, kind, confirmatory, analytes, physician_reviewed_on,
     confidentiality, source_id, created_at, specimen_validity)
@@ -1137,6 +1143,67 @@ impl Store {
 }
 
 impl Tx {
+    /// The last drug-test collection of each of `patients` that has one (the chunk's form of
+    /// `last_uds_collection`): one statement per 1,000 patients.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn last_uds_collections(
+        &mut self,
+        patients: &[PatientId],
+    ) -> Result<std::collections::HashMap<PatientId, NaiveDate>, StoreError> {
+        let mut found = std::collections::HashMap::with_capacity(patients.len());
+        for ids in patients.chunks(crate::batch::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "select patient_id, max(collected_on) from uds_tests where patient_id in ({}) \
+                 and collected_on is not null group by patient_id",
+                crate::batch::in_list(ids.len(), 1)
+            );
+            let rows: Vec<(i64, NaiveDate)> = with_tx!(self, conn => {
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+                for id in ids {
+                    query = query.bind(id.0);
+                }
+                query.fetch_all(&mut *conn).await?
+            });
+            found.extend(rows.into_iter().map(|(patient, on)| (PatientId(patient), on)));
+        }
+        Ok(found)
+    }
+
+    /// `insert_uds_order` for many patients in multi-row inserts (the same conflict rule: one order
+    /// per patient, kind and due date).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn insert_uds_orders(&mut self, orders: &[(PatientId, UdsOrder)]) -> Result<(), StoreError> {
+        let at = now();
+        for rows in orders.chunks(crate::batch::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "{INSERT_UDS_ORDERS} {} {UDS_ORDER_CONFLICT}",
+                crate::batch::values_list("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.len(), 1)
+            );
+            with_tx!(self, conn => {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (patient, order) in rows {
+                    query = query
+                        .bind(patient.0)
+                        .bind(codec::uds_kind_name(order.kind))
+                        .bind(order.due_on)
+                        .bind(order.drawn_on)
+                        .bind(order.seed)
+                        .bind(order.algorithm.as_deref())
+                        .bind(order.period_start)
+                        .bind(order.period_end)
+                        .bind(order.created_by.as_str())
+                        .bind(at);
+                }
+                query.execute(&mut *conn).await?;
+            });
+        }
+        Ok(())
+    }
+
     /// `Store::load_patient_facts` inside this transaction: the same queries, and they see the
     /// transaction's own writes (a fact recorded a moment ago in it). On SQLite the read pool cannot
     /// see uncommitted writes, so a decision made before commit must load its facts here.

@@ -232,6 +232,60 @@ pub async fn enqueue(tx: &mut Tx, job: &NewJob) -> Result<Option<i64>, StoreErro
     }
 }
 
+/// [`enqueue`] for many jobs in multi-row inserts (the daily chunk's reminders): a job whose unique
+/// key exists already, or appears earlier in `jobs`, is skipped. Returns how many were inserted.
+///
+/// # Errors
+/// Database errors.
+pub async fn enqueue_many(tx: &mut Tx, jobs: &[NewJob]) -> Result<u64, StoreError> {
+    let mut inserted = 0;
+    for rows in jobs.chunks(crate::batch::ROWS_PER_STATEMENT) {
+        let done = match tx {
+            Tx::Sqlite(tx) => {
+                let row = format!("(?, ?, ?, ?, COALESCE(?, {SQLITE_NOW_MS}), ?, ?, {SQLITE_NOW_MS})");
+                let sql = format!(
+                    "INSERT INTO job (kind, queue, payload, priority, run_at, max_attempts, unique_key, created_at) \
+                     VALUES {} ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING",
+                    crate::batch::values_list(&row, rows.len(), 1)
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for job in rows {
+                    query = query
+                        .bind(&job.kind)
+                        .bind(&job.queue)
+                        .bind(job.payload.to_string())
+                        .bind(job.priority)
+                        .bind(job.run_at.map(millis))
+                        .bind(job.max_attempts)
+                        .bind(&job.unique_key);
+                }
+                query.execute(&mut **tx).await?.rows_affected()
+            }
+            Tx::Postgres(tx) => {
+                let sql = format!(
+                    "INSERT INTO job (kind, queue, payload, priority, run_at, max_attempts, unique_key) \
+                     VALUES {} ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING",
+                    crate::batch::values_list("(?, ?, ?, ?, COALESCE(?, now()), ?, ?)", rows.len(), 1)
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for job in rows {
+                    query = query
+                        .bind(&job.kind)
+                        .bind(&job.queue)
+                        .bind(&job.payload)
+                        .bind(job.priority)
+                        .bind(job.run_at)
+                        .bind(job.max_attempts)
+                        .bind(&job.unique_key);
+                }
+                query.execute(&mut **tx).await?.rows_affected()
+            }
+        };
+        inserted += done;
+    }
+    Ok(inserted)
+}
+
 /// Insert `count` identical jobs in one statement (benchmarks and load tests preload the queue this
 /// way); the payload gets `"n": <sequence number>` added. Returns how many rows were inserted.
 pub async fn enqueue_copies(tx: &mut Tx, job: &NewJob, count: i64) -> Result<u64, StoreError> {

@@ -13,6 +13,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod backup;
+mod batch;
 pub mod cds;
 pub mod codec;
 pub mod cycle;

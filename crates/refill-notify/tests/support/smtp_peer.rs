@@ -59,6 +59,8 @@ pub struct PeerOptions {
     pub reply: Option<String>,
     /// (certificate, key) PEM files: offer and require STARTTLS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// With `tls`: TLS from the first byte (SMTPS) instead of STARTTLS.
+    pub implicit_tls: bool,
     pub seed: Option<u64>,
 }
 
@@ -107,6 +109,9 @@ impl SmtpPeer {
         }
         if let Some((cert, key)) = &options.tls {
             command.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+            if options.implicit_tls {
+                command.arg("--implicit-tls");
+            }
         }
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = match command.spawn() {
