@@ -474,3 +474,24 @@ async fn an_order_not_in_the_drug_table_is_kept_and_listed_not_counted() {
         assert!(store.unrecognised_orders(patient).await.unwrap().is_empty(), "{}: a stopped order leaves", db.name);
     }
 }
+
+/// The demo's two weeks of history run as a clinic that tapers well does: the desk records a check-in
+/// before every taper step, so no step pauses for a missed check-in (the daily run's gate would pause it
+/// and ask a physician), and the check-ins are there to read.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_desk_checks_in_before_every_taper_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let output = refill().args(["demo", "--seed", "7", "--no-serve", "--db"]).arg(&db).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", db.display())).await.unwrap();
+    let (check_ins,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM taper_check_ins").fetch_one(&pool).await.unwrap();
+    let (missed,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM exception_notes WHERE note LIKE '%had no check-in%'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(check_ins > 0, "the demo desk recorded no taper check-in\n{stdout}");
+    assert_eq!(missed, 0, "a demo taper step paused for a missed check-in");
+    pool.close().await;
+}
