@@ -358,3 +358,66 @@ fn the_desk_and_the_physician_work_from_the_screens_and_every_page_passes_axe() 
 
     assert!(problems.is_empty(), "accessibility problems:\n{}", problems.join("\n"));
 }
+
+/// Imported EHR patients (issue 14): the Synthea fixture's 40 patients come in through `refill import`;
+/// those without an active opioid order wait on "Not enrolled (from EHR imports)" instead of being
+/// escalated as "no active order, 0 MME/day". The desk opens the list from the navigation (record
+/// numbers are UUIDs, cut short with the whole value in a title), enrols one patient, who is decided at
+/// once and shows on the patient page as on today's queue; axe-core passes on the list.
+#[test]
+fn the_desk_enrols_an_imported_ehr_patient_from_the_not_enrolled_list() {
+    if !browsers_available() {
+        return;
+    }
+    let axe = axe_source();
+    let served = serve_demo_clinic("30");
+    let url = format!("sqlite:{}", served.dir.path().join("clinic.db").display());
+    let imported = refill(&["--database", &url, "import", "tests/data/fhir/synthea-opioid-orders.json"], None);
+    assert!(imported.status.success(), "refill import: {}", String::from_utf8_lossy(&imported.stderr));
+
+    let staff = Browser::open(served.driver_port, &served.base, &served.dir.path().join("profile-enrol"));
+    staff.sign_in("erin", served.password);
+    staff.go("/queue");
+    staff.click("nav a[href='/patients/not-enrolled']");
+    staff.find("#not-enrolled tbody tr");
+    let count = staff.script("return document.querySelector('#not-enrolled-count').textContent;");
+    eprintln!("not-enrolled list after importing the Synthea fixture: {count}");
+    assert!(count.as_str().is_some_and(|c| c.starts_with("34 waiting")), "{count}");
+    let short = staff.script(
+        "const s = document.querySelector('#not-enrolled tbody tr td:nth-child(2) span'); \
+         return [s.textContent, s.title];",
+    );
+    let short_text = short[0].as_str().expect("shown").to_string();
+    let title = short[1].as_str().expect("title").to_string();
+    assert!(short_text.ends_with('…') && short_text.chars().count() == 9, "{short}");
+    assert_eq!(title.len(), 36, "the whole UUID in the title: {short}");
+    if let Some(axe) = axe.as_deref() {
+        let problems = staff.accessibility_problems(axe);
+        assert!(problems.is_empty(), "/patients/not-enrolled: {problems:?}");
+    }
+
+    let patient = staff.script("return document.querySelector('#not-enrolled tbody tr').dataset.patient;");
+    let patient = patient.as_str().expect("patient id").to_string();
+    staff.go(&format!("/patients/{patient}"));
+    staff.find("#patient-enrolment");
+    let before = staff.script("return document.querySelector('#patient-enrolment').textContent;");
+    assert!(before.as_str().is_some_and(|t| t.contains("Not enrolled in the refill clinic")), "{before}");
+    staff.go("/patients/not-enrolled");
+    staff.click(&format!("#not-enrolled tr[data-patient='{patient}'] form[action$='/enrol'] button"));
+    staff.wait_for(
+        "the enrolment to be confirmed",
+        "const d = document.querySelector('#enrolment-done'); return !!d;",
+        Duration::from_secs(10),
+    );
+    let after = staff.script("return document.querySelector('#not-enrolled-count').textContent;");
+    assert!(after.as_str().is_some_and(|c| c.starts_with("33 waiting")), "{after}");
+    staff.go(&format!("/patients/{patient}"));
+    staff.find(".patient");
+    let page = staff.script(
+        "return [!!document.querySelector('#patient-enrolment'), document.querySelector('#patient-today').textContent];",
+    );
+    assert_eq!(page[0], Value::Bool(false), "the patient page still says not enrolled");
+    let today = page[1].as_str().expect("today line");
+    assert!(!today.contains("Not on today's queue"), "enrolled and decided at once: {today}");
+    eprintln!("enrolled patient {patient}, today: {}", today.trim());
+}

@@ -18,7 +18,7 @@ use refill_store::import::{
     ImportOtherMedication, ImportOutcome, ImportPatient, ImportPdmp, ImportPrescriber, ImportRefillRequest,
     ImportRejection, ImportReport, ImportReview, ImportTaper, ImportTaperStep, ImportUds, ImportUnrecognisedOrder,
 };
-use refill_store::{Actor, Store};
+use refill_store::{Actor, Enrolment, Store};
 use sha2::{Digest, Sha256};
 
 use crate::context::Context;
@@ -228,6 +228,7 @@ pub fn batch_from_records(name: &str, bytes: &[u8], records: ClinicRecords) -> (
                 contact_preference: r.contact_preference.as_str(),
                 part2: r.part2,
                 previous_prescriber: r.previous_prescriber.map(|p| p.0),
+                enrolment_if_new: if r.enrol_when_new { Enrolment::Enrolled } else { Enrolment::NotEnrolled },
             })
             .collect(),
         orders: records

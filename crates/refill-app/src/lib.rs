@@ -14,11 +14,13 @@
 //! - [`daily`]: the daily run of one chunk of patients, its reminders and alerts.
 //! - [`cds`]: CDS Hooks advice for an EHR, from the same decision the queue shows (nothing recorded).
 //! - [`regimen`]: a physician corrects an order's dose the rules could not compute MME from.
+//! - [`enrolment`]: enrolling (or dismissing from the list) a patient imported without an opioid order.
 //! - [`privacy`]: breaking the glass to a Part 2 record, with the privacy officer's alert.
 
 pub mod cds;
 pub mod daily;
 pub mod decide;
+pub mod enrolment;
 mod error;
 pub mod physician;
 pub mod privacy;

@@ -823,6 +823,8 @@ impl Builder {
                 prescriber_of_record: prescriber,
                 risk_tier,
                 previous_prescriber,
+                // The clinic writes its own CSV: every patient in it is the clinic's.
+                enrol_when_new: true,
             });
         }
     }

@@ -93,6 +93,12 @@ fn add_patient(
                 prescriber_of_record: None,
                 risk_tier: None,
                 previous_prescriber: None,
+                // An EHR export carries everyone the EHR knows; only a patient with an active opioid
+                // order is the refill clinic's without someone enrolling them.
+                enrol_when_new: patient
+                    .medication_requests
+                    .iter()
+                    .any(|r| r.class == MedicationClass::Opioid && r.active),
             });
         }
     }

@@ -78,6 +78,10 @@ pub struct PatientRecord {
     /// The prescriber a new or transferred patient came from (the rules never count them as an outside
     /// prescriber); `None` when the source does not say (the store keeps what it has).
     pub previous_prescriber: Option<PrescriberId>,
+    /// A NEW patient is enrolled in the refill clinic as it comes in: true for the clinic's own CSV,
+    /// and for an EHR (FHIR) patient with an active opioid order; an EHR patient without one waits on
+    /// the "Not enrolled" list. A stored patient's enrolment is never changed by an import.
+    pub enrol_when_new: bool,
 }
 
 /// Lifecycle of an order; only active orders make up the regimen of record.

@@ -53,3 +53,24 @@ fn an_entry_of_no_fhir_resource_type_is_a_problem_and_an_unused_real_type_is_not
     ]}"#;
     assert!(parse_fhir_bundle("fine.json", fine.as_bytes()).is_ok());
 }
+
+/// An EHR export carries everyone the EHR knows: only a patient with an active opioid order is enrolled
+/// in the refill clinic on import (the Synthea fixture: 6 of 40, holding its 7 active orders).
+#[test]
+fn only_ehr_patients_with_an_active_opioid_order_are_enrolled_when_new() {
+    let synthea = include_str!("../../../tests/data/fhir/synthea-opioid-orders.json");
+    let records = parse_fhir_bundle("synthea-opioid-orders.json", synthea.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let with_active: std::collections::BTreeSet<&str> = records
+        .orders
+        .iter()
+        .filter(|o| o.status == OrderStatus::Active)
+        .map(|o| o.patient_external_id.as_str())
+        .collect();
+    let enrolled: std::collections::BTreeSet<&str> =
+        records.patients.iter().filter(|p| p.enrol_when_new).map(|p| p.external_id.as_str()).collect();
+    assert_eq!(records.patients.len(), 40);
+    assert_eq!(enrolled, with_active);
+    assert_eq!(enrolled.len(), 6);
+    let single = parse_fhir_bundle("clinic-bundle.json", BUNDLE.as_bytes()).unwrap();
+    assert!(single.patients[0].enrol_when_new, "the demo bundle's patient has an active order");
+}

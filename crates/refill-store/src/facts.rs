@@ -1225,9 +1225,11 @@ impl Tx {
 const SELECT_PATIENTS: &str = r#"
 select id, birth_date, sex, risk_tier, prescriber_of_record, previous_prescriber from patients
 where id >= $1 and id <= $2 order by id"#;
+// The daily run's patients: active and enrolled (a patient imported without an active opioid order is
+// not the clinic's until enrolled, and a dismissed one never is; see `enrolment`).
 const SELECT_PATIENTS_ACTIVE: &str = r#"
 select id, birth_date, sex, risk_tier, prescriber_of_record, previous_prescriber from patients
-where id >= $1 and id <= $2 and active = true order by id"#;
+where id >= $1 and id <= $2 and active = true and enrolment = 'enrolled' order by id"#;
 // The next signed step of each patient's active plan after $3 (the refill whose supply starts on its
 // date is decided against it).
 const SELECT_NEXT_TAPER_STEPS: &str = r#"

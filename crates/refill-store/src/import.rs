@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::audit::{AuditEvent, append};
 use crate::codec;
+use crate::enrolment::Enrolment;
 use crate::model::{Actor, now};
 use crate::store::{with_read_pool, with_tx};
 use crate::{Store, StoreError, Tx};
@@ -52,6 +53,17 @@ pub struct ImportPatient {
     /// The prescriber a new or transferred patient came from; `None` keeps what is stored (a previous
     /// prescriber staff recorded is not wiped by a source that does not carry one).
     pub previous_prescriber: Option<String>,
+    /// The enrolment a NEW patient gets: `NotEnrolled` for an EHR import without an active opioid
+    /// order. A stored patient keeps the enrolment it has, whatever the file says.
+    pub enrolment_if_new: Enrolment,
+}
+
+/// Why an import put a new patient where it did (the row's `enrolment_reason`).
+fn enrolment_reason(enrolment: Enrolment) -> Option<&'static str> {
+    match enrolment {
+        Enrolment::NotEnrolled => Some("imported without an active opioid order"),
+        Enrolment::Enrolled | Enrolment::Dismissed => None,
+    }
 }
 
 /// A medication order; `order.id` is the source's id.
@@ -285,12 +297,14 @@ where prescribers.display_name is distinct from excluded.display_name or prescri
 returning id"#;
 
 // `$7` (the tier) may be null: a new patient then gets `moderate` and a stored one keeps its tier;
-// `$16` (the previous prescriber) likewise keeps what is stored when null.
+// `$16` (the previous prescriber) likewise keeps what is stored when null. `$17`/`$18` (enrolment and
+// its reason) are written on insert only: a re-import never changes a stored patient's enrolment.
 const UPSERT_PATIENT: &str = r#"
 insert into patients (external_id, mrn, given_name, family_name, birth_date, sex, risk_tier, prescriber_of_record,
     email, phone, email_consent, contact_preference, part2, previous_prescriber, active, version, updated_by, created_at,
-    updated_at)
-values ($1, $2, $3, $4, $5, $6, coalesce($7, 'moderate'), $8, $9, $10, $11, $12, $13, $16, true, 1, $14, $15, $15)
+    updated_at, enrolment, enrolment_by, enrolment_at, enrolment_reason)
+values ($1, $2, $3, $4, $5, $6, coalesce($7, 'moderate'), $8, $9, $10, $11, $12, $13, $16, true, 1, $14, $15, $15,
+    $17, $14, $15, $18)
 on conflict (external_id) do update set mrn = excluded.mrn, given_name = excluded.given_name,
     family_name = excluded.family_name, birth_date = excluded.birth_date, sex = excluded.sex,
     risk_tier = coalesce($7, patients.risk_tier), prescriber_of_record = excluded.prescriber_of_record,
@@ -619,6 +633,8 @@ async fn write_batch(
                 .bind(actor.id.clone())
                 .bind(at)
                 .bind(patient.previous_prescriber.clone())
+                .bind(patient.enrolment_if_new.as_str())
+                .bind(enrolment_reason(patient.enrolment_if_new))
                 .fetch_optional(&mut *conn)
                 .await
         });

@@ -18,6 +18,7 @@ pub mod cds;
 pub mod codec;
 pub mod cycle;
 pub mod decisions;
+pub mod enrolment;
 mod error;
 pub mod exceptions;
 pub mod facts;
@@ -38,6 +39,7 @@ pub mod taper_care;
 
 pub use audit::{AuditCheckpoint, AuditEvent, AuditProblem, AuditVerification, StoredAuditEvent};
 pub use decisions::{DecisionRecord, NewDecision, RecordedDecision};
+pub use enrolment::{Enrolment, EnrolmentState, NotEnrolledPatient};
 pub use error::StoreError;
 pub use exceptions::{ExceptionRecord, ExceptionResolution, ExceptionStatus, ExceptionUrgency, Resolution};
 pub use facts::{NewTaperPlan, NewTaperStep, StaffFact, UdsOrder};

@@ -31,6 +31,7 @@ fn patient(n: usize) -> ImportPatient {
         contact_preference: "phone",
         part2: false,
         previous_prescriber: None,
+        enrolment_if_new: refill_store::Enrolment::Enrolled,
     }
 }
 

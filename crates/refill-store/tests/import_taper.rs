@@ -30,6 +30,7 @@ fn batch(state: TaperState, first_step: chrono::NaiveDate, second_step: chrono::
             contact_preference: "phone",
             part2: false,
             previous_prescriber: None,
+            enrolment_if_new: refill_store::Enrolment::Enrolled,
         }],
         tapers: vec![ImportTaper {
             patient_key: "ext-taper".into(),

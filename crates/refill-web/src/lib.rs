@@ -195,7 +195,7 @@ impl AppState {
 /// The whole router: pages, JSON API, live updates and static assets, behind the access table, CSRF
 /// checks, sessions and security headers.
 pub fn app(state: AppState) -> Router {
-    use pages::{account, admin, dashboard, exceptions, login, patient, queue, taper};
+    use pages::{account, admin, dashboard, enrolment, exceptions, login, patient, queue, taper};
     let routes = Router::new()
         .route("/", get(pages::home))
         .route("/healthz", get(pages::healthz))
@@ -217,6 +217,9 @@ pub fn app(state: AppState) -> Router {
         .route("/exceptions/{exception_id}/taper/sign", post(taper::sign))
         .route("/patients", get(dashboard::patient_list))
         .route("/patients/{patient_id}", get(patient::page))
+        .route("/patients/not-enrolled", get(enrolment::list))
+        .route("/patients/{patient_id}/enrol", post(enrolment::enrol))
+        .route("/patients/{patient_id}/dismiss", post(enrolment::dismiss))
         .route("/patients/{patient_id}/break-glass", post(patient::break_glass))
         .route("/patients/{patient_id}/taper/check-in", post(taper::check_in_form))
         .route("/patients/{patient_id}/taper/care", post(taper::care_form))

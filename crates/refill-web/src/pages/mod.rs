@@ -4,6 +4,7 @@
 pub mod account;
 pub mod admin;
 pub mod dashboard;
+pub mod enrolment;
 pub mod exceptions;
 pub mod login;
 pub mod patient;
@@ -46,6 +47,7 @@ impl Chrome {
         add("/exceptions", "Exceptions", &[Role::Physician]);
         add("/queue", "Queue", &[Role::Staff, Role::Physician]);
         add("/patients", "Find a patient", &[Role::Staff, Role::Physician]);
+        add("/patients/not-enrolled", "Not enrolled", &[Role::Staff, Role::Physician]);
         add("/dashboard", "Dashboard", &[Role::Physician, Role::Admin]);
         add("/admin", "Accounts", &[Role::Admin]);
         add("/account/second-factor", "Sign-in security", &[Role::Staff, Role::Physician, Role::Admin]);

@@ -139,12 +139,24 @@ fn today_line(row: &screens::QueueRow, today: chrono::NaiveDate, access: Part2Ac
     }
 }
 
+/// A patient who is not (or no longer) on the refill clinic's lists: what the page says and whether it
+/// offers to enrol them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EnrolmentLine {
+    pub text: String,
+    pub version: i64,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PatientView {
     pub id: i64,
     pub name: String,
     pub birth_date: String,
     pub mrn: String,
+    /// The record number as shown (an EHR UUID cut short, whole in the title).
+    pub record: super::enrolment::RecordNumber,
+    /// Where the patient stands with the refill clinic (`None`: enrolled).
+    pub enrolment: Option<EnrolmentLine>,
     pub risk_tier: String,
     pub part2: bool,
     pub part2_open: bool,
@@ -239,6 +251,7 @@ pub async fn load_patient_view(
     let unrecognised = state.store.unrecognised_orders(refill_rules::PatientId(patient_id)).await?;
     let drug_tests = state.store.uds_tests_for_patient(refill_rules::PatientId(patient_id)).await?;
     let requests = state.store.refill_requests_for_patient(refill_rules::PatientId(patient_id), 20).await?;
+    let enrolment = state.store.patient_enrolment(refill_rules::PatientId(patient_id)).await?;
     // Signed physician decisions join the timeline on the clinic date of the signature. The decision
     // itself is always shown; its free-text rationale is masked for users without access when the
     // patient has Part 2 records or the exception rested on them (a rationale may quote them).
@@ -277,6 +290,8 @@ pub async fn load_patient_view(
         name: name.clone(),
         birth_date: header.birth_date.map(|d| d.to_string()).unwrap_or_else(|| "unknown".into()),
         mrn: header.mrn.clone().unwrap_or_else(|| "—".into()),
+        record: super::enrolment::RecordNumber::of(header.mrn.as_deref()),
+        enrolment: enrolment_line(&enrolment),
         risk_tier: header.risk_tier.clone(),
         part2: header.part2,
         part2_open,
@@ -375,6 +390,23 @@ pub async fn load_patient_view(
             })
             .collect(),
     })
+}
+
+/// What the page says of a patient who is not enrolled (`None` when enrolled).
+fn enrolment_line(state: &refill_store::EnrolmentState) -> Option<EnrolmentLine> {
+    let text = match state.status {
+        refill_store::Enrolment::Enrolled => return None,
+        refill_store::Enrolment::NotEnrolled => {
+            "Not enrolled in the refill clinic: imported from the EHR without an active opioid order, so the daily \
+             run does not decide this patient."
+                .to_string()
+        }
+        refill_store::Enrolment::Dismissed => format!(
+            "Not enrolled in the refill clinic: dismissed from the not-enrolled list{}.",
+            state.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+        ),
+    };
+    Some(EnrolmentLine { text, version: state.version })
 }
 
 /// A clinical flag in words, saying what it means for the protocol where that matters.
