@@ -9,6 +9,7 @@ use chrono::{Duration, NaiveDate};
 use refill_rules::taper::BUPRENORPHINE_FLAG;
 use refill_rules::taper::check_in::{self, CheckIn, Gate, StopReason};
 use refill_rules::{ClinicFacts, PatientFacts, PatientId};
+use refill_store::taper_care::CareRecord;
 use refill_store::{Actor, Tx};
 
 use crate::decide::{self, Trigger};
@@ -33,6 +34,26 @@ pub struct NewCheckIn<'a> {
     pub check_in: CheckIn,
     /// What the patient said, in words (kept on the row, out of the audit detail).
     pub note: &'a str,
+}
+
+/// Record a goal, the stage of readiness, a referral or class attendance for the patient (staff or
+/// physician), dated `on`. Audited by the store in the caller's transaction.
+///
+/// # Errors
+/// `Refused` for a date after today or a record the store finds invalid; store errors.
+pub async fn record_care(
+    app: &App,
+    tx: &mut Tx,
+    patient: PatientId,
+    on: NaiveDate,
+    record: &CareRecord,
+    today: NaiveDate,
+    actor: &Actor,
+) -> Result<i64, AppError> {
+    if on > today {
+        return Err(AppError::Refused(format!("on: {on} is after today")));
+    }
+    Ok(app.store.insert_care_record_in(tx, patient, on, record, actor).await?)
 }
 
 /// Record a check-in for the patient (staff or physician).

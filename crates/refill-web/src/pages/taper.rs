@@ -712,17 +712,20 @@ async fn record_care(
         text => NaiveDate::parse_from_str(text, "%Y-%m-%d")
             .map_err(|_| WebError::BadRequest(format!("on: {text:?} is not a date (YYYY-MM-DD)")))?,
     };
-    if on > today {
-        return Err(WebError::BadRequest(format!("on: {on} is after today")));
-    }
     let record = form.record()?;
+    let names = actor_names(state).await?;
     let mut tx = state.store.begin().await?;
-    let id =
-        match state.store.insert_care_record_in(&mut tx, PatientId(patient_id), on, &record, &actor(principal)).await {
-            Ok(id) => id,
-            Err(StoreError::Invalid(problem)) => return Err(WebError::BadRequest(problem)),
-            Err(other) => return Err(other.into()),
-        };
+    let id = refill_app::taper::record_care(
+        &state.app(),
+        &mut tx,
+        PatientId(patient_id),
+        on,
+        &record,
+        today,
+        &actor(principal),
+    )
+    .await
+    .map_err(|error| super::queue::app_error(error, &names))?;
     super::queue::note_change(state, &mut tx, patient_id, "taper.care", &user.display_name).await?;
     tx.commit().await?;
     super::queue::publish_latest(state).await;
